@@ -1,0 +1,38 @@
+# The two commands of the quick start: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test test-heavy bench lint typecheck tools clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Server binaries the tests and the sandbox start on their own ports (Debian packages).
+tools:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
+	  { echo "installing mosquitto"; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { echo "installing postgresql"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+
+run: $(VENV)/.installed tools
+	$(VENV)/bin/clarion run
+
+test: $(VENV)/.installed tools
+	$(PY) -m pytest -q -m "not heavy"
+
+test-heavy: $(VENV)/.installed tools
+	$(PY) -m pytest -q -m heavy
+
+bench: $(VENV)/.installed tools
+	$(PY) -m bench.fanout
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check dispatcher channels segments tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,93 @@
+"""The Channel contract: one receipt per delivery, and the bookkeeping no channel may skip."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar, final
+
+import structlog
+from aiolimiter import AsyncLimiter
+from pydantic import Field
+
+from dispatcher.credentials import SettingsModel
+from dispatcher.domain import Batch, ChannelKind, Outcome, Receipt
+
+log = structlog.get_logger("clarion.channel")
+
+
+class ChannelSettings(SettingsModel):
+    """Settings every channel takes; channels extend this with their own."""
+
+    enabled: bool = True
+    rate_per_second: float = Field(default=0.0, ge=0, description="0 means no limit")
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeout_s: float = Field(default=15.0, gt=0)
+    fallback: ChannelKind | None = None
+
+
+class Channel(ABC):
+    """A way to reach people or devices; subclasses implement `transmit` only."""
+
+    name: ClassVar[str]
+    kind: ClassVar[ChannelKind]
+    settings_model: ClassVar[type[ChannelSettings]] = ChannelSettings
+
+    def __init__(self, settings: ChannelSettings) -> None:
+        self.settings = settings
+        rate = settings.rate_per_second
+        self._limiter = AsyncLimiter(rate, 1.0) if rate > 0 else None
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, most channels need none
+        """Open connections or pools; called once before the first send."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most channels need none
+        """Release connections; called once at shutdown."""
+
+    @final
+    async def send(self, batch: Batch, /) -> Sequence[Receipt]:
+        """Send a batch and return exactly one receipt per delivery, in order."""
+        if not batch.deliveries:
+            return ()
+        if self._limiter is not None:
+            units = min(self.cost(batch), self._limiter.max_rate)
+            for _ in batch.deliveries:
+                await self._limiter.acquire(units)
+        started = time.perf_counter()
+        receipts = await self.transmit(batch)
+        if len(receipts) != len(batch.deliveries) or any(
+            r.delivery_id != d.id for r, d in zip(receipts, batch.deliveries, strict=True)
+        ):
+            raise RuntimeError(
+                f"{self.name} returned {len(receipts)} receipts for {len(batch)} deliveries"
+            )
+        log.debug(
+            "channel.batch_sent",
+            channel=self.name,
+            alert_id=batch.alert.alert_id,
+            drill=batch.alert.drill,
+            size=len(batch),
+            failed=sum(r.outcome is Outcome.FAILED for r in receipts),
+            retry=sum(r.outcome is Outcome.RETRY for r in receipts),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return receipts
+
+    def cost(self, batch: Batch, /) -> float:
+        """Rate-limit units one delivery of this batch uses (SMS: its segments)."""
+        return 1.0
+
+    @abstractmethod
+    async def transmit(self, batch: Batch, /) -> Sequence[Receipt]:
+        """Hand the batch to the provider; raise a ChannelError only when all of it failed."""
+
+    def describe(self) -> dict[str, object]:
+        """Settings as they may be shown: secrets masked."""
+        shown = self.settings.model_dump(mode="json")
+        return {k: ("***" if _is_secret(k) and v else v) for k, v in shown.items()}
+
+
+def _is_secret(key: str) -> bool:
+    return any(word in key for word in ("password", "token", "secret", "key"))

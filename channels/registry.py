@@ -1,0 +1,60 @@
+"""Every channel by its name; the name is also its config key, metric label and log field."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from pydantic import ValidationError
+
+from channels.base import Channel, ChannelSettings
+from dispatcher.domain import ChannelKind
+
+# name -> "module:Class"; imported on demand so a channel's library loads only when used.
+CHANNELS: dict[str, str] = {
+    "email.smtp": "channels.email_smtp:SmtpEmail",
+    "sms.twilio": "channels.sms_twilio:TwilioSms",
+    "push.apprise": "channels.push_apprise:ApprisePush",
+    "siren.mqtt": "channels.devices:SirenChannel",
+    "signage.mqtt": "channels.devices:SignageChannel",
+    "pa.mqtt": "channels.devices:PaChannel",
+}
+
+
+def channel_class(name: str) -> type[Channel]:
+    """The class registered under a name."""
+    try:
+        target = CHANNELS[name]
+    except KeyError:
+        known = ", ".join(sorted(CHANNELS))
+        raise ValueError(f"unknown channel {name!r} (known: {known})") from None
+    module, cls = target.split(":")
+    found: type[Channel] = getattr(import_module(module), cls)
+    return found
+
+
+def validate_channel_settings(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Check one `[channels."<name>"]` section against its channel's settings model."""
+    model = channel_class(name).settings_model
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(section)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"channels.{name}: {problems}") from None
+    return raw
+
+
+def build_channels(sections: dict[str, dict[str, Any]]) -> dict[ChannelKind, Channel]:
+    """Instantiate the enabled channels, one per kind."""
+    built: dict[ChannelKind, Channel] = {}
+    for name, raw in sections.items():
+        cls = channel_class(name)
+        settings: ChannelSettings = cls.settings_model.model_validate(raw)
+        if not settings.enabled:
+            continue
+        if cls.kind in built:
+            raise ValueError(f"channels.{name}: a channel for {cls.kind} is already configured")
+        built[cls.kind] = cls(settings)
+    return built

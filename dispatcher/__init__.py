@@ -1,0 +1,1 @@
+"""Clarion's dispatcher: intake, policy, rendering, outbox, engine, API and CLI."""

@@ -1,0 +1,172 @@
+"""Domain values shared by the engine, the channels and the audience resolver."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class AlertKind(StrEnum):
+    """The kinds of alert Clarion sends; the first two are the Clery Act's."""
+
+    EMERGENCY = "emergency"
+    TIMELY_WARNING = "timely_warning"
+    ADVISORY = "advisory"
+    ALL_CLEAR = "all_clear"
+
+
+class Mode(StrEnum):
+    """Whether an alert is real, a drill (CAP Exercise) or a technical test (CAP Test)."""
+
+    LIVE = "live"
+    DRILL = "drill"
+    TEST = "test"
+
+
+class ChannelKind(StrEnum):
+    """What a delivery travels on; device kinds come first in urgency."""
+
+    SIREN = "siren"
+    SIGNAGE = "signage"
+    PA = "pa"
+    SMS = "sms"
+    PUSH = "push"
+    EMAIL = "email"
+
+    @property
+    def is_device(self) -> bool:
+        """True for hardware reached over MQTT rather than a person's address."""
+        return self in DEVICE_KINDS
+
+    @property
+    def urgency(self) -> int:
+        """Lower goes first: devices, then SMS and push, then email."""
+        return _URGENCY[self]
+
+
+DEVICE_KINDS = frozenset({ChannelKind.SIREN, ChannelKind.SIGNAGE, ChannelKind.PA})
+_URGENCY = {
+    ChannelKind.SIREN: 0,
+    ChannelKind.SIGNAGE: 0,
+    ChannelKind.PA: 0,
+    ChannelKind.SMS: 1,
+    ChannelKind.PUSH: 1,
+    ChannelKind.EMAIL: 2,
+}
+
+
+class AlertState(StrEnum):
+    """Life of an alert as the API reports it."""
+
+    DISPATCHING = "dispatching"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class DeliveryState(StrEnum):
+    """Life of one delivery (recipient × channel) in the outbox."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+    @property
+    def is_open(self) -> bool:
+        """True while the delivery still has to be handed to its provider."""
+        return self in (DeliveryState.QUEUED, DeliveryState.SENDING)
+
+
+class Outcome(StrEnum):
+    """What a channel says about one delivery after trying it."""
+
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+def recipient_hash(value: str) -> str:
+    """A stable, non-reversible tag for a person or address, safe for logs and metrics."""
+    return hashlib.sha256(("clarion:" + value).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One alert rendered for one channel and language."""
+
+    text: str
+    title: str = ""
+    subject: str = ""
+    body: str = ""
+    html: str = ""
+    speech: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertContext:
+    """What every stage and channel knows about the alert it works on; read-only."""
+
+    alert_id: str
+    kind: AlertKind
+    mode: Mode
+    now_ms: int
+    deadline_ms: int
+    expires_ms: int
+    messages: dict[str, Message] = field(default_factory=dict)
+    zones: tuple[str, ...] = ()
+    references: str | None = None
+    cap: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def drill(self) -> bool:
+        """True when no one may act on this alert as real."""
+        return self.mode is not Mode.LIVE
+
+    def message(self, language: str) -> Message:
+        """The rendering for a language, falling back to the first one rendered."""
+        found = self.messages.get(language)
+        if found is not None:
+            return found
+        return next(iter(self.messages.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One recipient (or device) on one channel, as claimed from the outbox."""
+
+    id: int
+    recipient: str
+    address: str
+    language: str = "en"
+    attempt: int = 1
+
+    @property
+    def tag(self) -> str:
+        """The recipient as logs may show it."""
+        return recipient_hash(self.recipient)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Deliveries of one alert on one channel, sent together."""
+
+    alert: AlertContext
+    deliveries: tuple[Delivery, ...]
+
+    def __len__(self) -> int:
+        return len(self.deliveries)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A channel's word on one delivery: what happened and why."""
+
+    delivery_id: int
+    outcome: Outcome
+    detail: str = ""
+    provider_ref: str = ""
+    retry_after_s: float | None = None

@@ -1,0 +1,1 @@
+"""Message policy: brief, actionable, and free of anything that identifies a victim."""

@@ -1,0 +1,1 @@
+"""The durable store: one schema over SQLite (embedded) or PostgreSQL (several nodes)."""

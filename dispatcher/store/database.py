@@ -1,0 +1,257 @@
+"""One small async database interface with two drivers, so the code above speaks SQL once.
+
+SQL is written with `?` placeholders; the PostgreSQL driver numbers them. Rows support
+`row["column"]` on both drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+import structlog
+
+log = structlog.get_logger("clarion.store")
+
+Params = Sequence[Any]
+
+
+class Row(Protocol):
+    """A result row: columns by name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class Session(ABC):
+    """Statements run on one connection, inside or outside a transaction."""
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one statement for each parameter row."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run a query and return every row."""
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """Run a query and return its first row, if any."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        """Run a query and return the first column of its first row, if any."""
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+class Database(Session):
+    """A connection pool (or its SQLite equivalent) that also opens transactions."""
+
+    dialect: str
+
+    @abstractmethod
+    def transaction(self) -> Any:
+        """`async with db.transaction() as tx:` runs statements atomically."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close every connection."""
+
+    async def migrate(self) -> int:
+        """Apply every migration not applied yet; returns the schema version."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+            )
+            done = {r["version"] for r in await tx.fetchall("SELECT version FROM schema_migrations")}
+            version = max(done, default=0)
+            for number, name, sql in migrations(self.dialect):
+                if number in done:
+                    continue
+                for statement in _statements(sql):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (number, name)
+                )
+                log.info("store.migrated", version=number, migration=name)
+                version = number
+        return version
+
+
+def migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """The numbered migrations for a dialect, in order."""
+    folder = resources.files("dispatcher.store").joinpath("migrations", dialect)
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number = int(entry.name.split("_", 1)[0])
+            found.append((number, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class _SQLiteSession(Session):
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        cursor = await self._conn.execute(sql, params)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+
+class SQLiteDatabase(Database):
+    """SQLite in WAL mode: one writer connection behind a lock, one for reads."""
+
+    dialect = "sqlite"
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+        self._read = _SQLiteSession(reader)
+        self._write = _SQLiteSession(writer)
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteDatabase:
+        """Open (creating) the file and its folder."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path)
+        await writer.execute("PRAGMA journal_mode=WAL")
+        reader = await _connect(path)
+        return cls(writer, reader)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._read.fetchall(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._write
+            except BaseException:
+                await self._writer.rollback()
+                raise
+            await self._writer.commit()
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA busy_timeout=10000")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _numbered(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
+
+
+class _PostgresSession(Session):
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        status: str = await self._conn.execute(_numbered(sql), *params)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._conn.executemany(_numbered(sql), list(rows))
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return list(await self._conn.fetch(_numbered(sql), *params))
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through an asyncpg pool, shared by several `clarion serve` processes."""
+
+    dialect = "postgres"
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresDatabase:
+        """Connect a pool to the database at `url`."""
+        import asyncpg
+
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
+        return cls(pool)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self._pool.acquire() as conn:
+            return await _PostgresSession(conn).execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        async with self._pool.acquire() as conn:
+            await _PostgresSession(conn).executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._pool.acquire() as conn:
+            return await _PostgresSession(conn).fetchall(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Session]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PostgresSession(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def open_database(url: str, *, base: Path | None = None) -> Database:
+    """Open the store a URL names: `sqlite:///relative/or//absolute.db` or `postgresql://...`."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        db: Database = await SQLiteDatabase.open(path)
+    elif url.startswith(("postgresql://", "postgres://")):
+        db = await PostgresDatabase.open(url)
+    else:
+        raise ValueError(f"store.url: unsupported database URL scheme in {url.split(':', 1)[0]!r}")
+    await db.migrate()
+    return db

@@ -1,0 +1,1 @@
+"""The audience: campus directory, segment expressions, zones, preferences and devices."""
