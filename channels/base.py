@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, final
+from typing import ClassVar, Protocol, final
 
 import structlog
 from aiolimiter import AsyncLimiter
 from pydantic import Field
 
 from dispatcher.credentials import SettingsModel
-from dispatcher.domain import Batch, ChannelKind, Outcome, Receipt
+from dispatcher.domain import AlertContext, Batch, ChannelKind, Outcome, Receipt
 
 log = structlog.get_logger("clarion.channel")
 
@@ -28,6 +28,24 @@ class ChannelSettings(SettingsModel):
     fallback: ChannelKind | None = None
 
 
+class ReceiptSink(Protocol):
+    """Where receipts that arrive after the send (callbacks, device acks) are recorded."""
+
+    async def late_receipt(
+        self,
+        channel: ChannelKind,
+        outcome: Outcome,
+        *,
+        delivery_id: int | None = None,
+        provider_ref: str | None = None,
+        alert_id: str | None = None,
+        recipient: str | None = None,
+        detail: str = "",
+    ) -> bool:
+        """Record it against the delivery found by id, provider_ref or (alert_id, recipient)."""
+        ...
+
+
 class Channel(ABC):
     """A way to reach people or devices; subclasses implement `transmit` only."""
 
@@ -40,8 +58,11 @@ class Channel(ABC):
         rate = settings.rate_per_second
         self._limiter = AsyncLimiter(rate, 1.0) if rate > 0 else None
 
-    async def start(self) -> None:  # noqa: B027 - optional hook, most channels need none
-        """Open connections or pools; called once before the first send."""
+    async def start(self, receipts: ReceiptSink, /) -> None:  # noqa: B027 - optional hook
+        """Open connections or pools and listen for late receipts; called once at start."""
+
+    async def withdraw(self, alert: AlertContext, /) -> None:  # noqa: B027 - optional hook
+        """The alert was cancelled or cleared: take down whatever still shows it."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most channels need none
         """Release connections; called once at shutdown."""

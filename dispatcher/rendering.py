@@ -1,12 +1,25 @@
-"""Per-channel rendering of an alert: what each channel says, in each language."""
+"""Per-channel rendering of an alert: what each channel says, in each language.
+
+Every rendering of a drill or a test says so where a person looks first (the SMS prefix, the
+email subject and a banner, the push title, the sign's headline and banner, the first and last
+words of a PA announcement), so that no one can take it for a real alert.
+"""
 
 from __future__ import annotations
 
+import html
+import re
+from dataclasses import dataclass
+
 from dispatcher.domain import ChannelKind, Message, Mode
-from dispatcher.policy.settings import RenderingSettings
-from dispatcher.request import AlertRequest
+from dispatcher.policy.gsm import Encoding, encoding_of, normalize_punctuation, to_gsm
+from dispatcher.policy.settings import PolicySettings, RenderingSettings
+from dispatcher.request import AlertRequest, ChannelTexts
 
 Rendered = dict[ChannelKind, dict[str, Message]]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+_URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
 
 
 def languages(request: AlertRequest) -> list[str]:
@@ -15,29 +28,261 @@ def languages(request: AlertRequest) -> list[str]:
 
 
 def render_alert(
-    request: AlertRequest, channels: list[ChannelKind], settings: RenderingSettings
+    request: AlertRequest,
+    channels: list[ChannelKind],
+    settings: RenderingSettings,
+    *,
+    limits: PolicySettings | None = None,
 ) -> Rendered:
-    """Every channel's rendering in every language of the alert."""
+    """Every channel's rendering in every language of the alert.
+
+    `limits` gives the title lengths derived headlines are fitted to (the policy's defaults
+    when not given); a headline the dispatcher wrote is never cut in a live alert.
+    """
+    limits = limits or PolicySettings()
     return {
-        channel: {lang: render(request, channel, lang, settings) for lang in languages(request)}
+        channel: {
+            lang: render(request, channel, lang, settings, limits=limits)
+            for lang in languages(request)
+        }
         for channel in channels
     }
 
 
-def render(
-    request: AlertRequest, channel: ChannelKind, language: str, settings: RenderingSettings
-) -> Message:
-    """One channel's rendering in one language."""
-    text = request.text or ""
-    headline = request.headline or text.split(". ")[0][:80]
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The words of an alert in one language, before any channel dresses them."""
+
+    text: str
+    headline: str
+    headline_given: bool
+    instruction: str
+    description: str
+    web: str
+
+
+def parts(request: AlertRequest, language: str, settings: RenderingSettings) -> Parts:
+    """The alert's text, headline, instruction and description in one language."""
     if language != request.language and language in request.translations:
         tr = request.translations[language]
-        text, headline = tr.text, tr.headline or tr.text.split(". ")[0][:80]
-    marker = {Mode.DRILL: settings.drill_prefix, Mode.TEST: settings.test_prefix}.get(request.mode)
-    short = f"{marker} {text}" if marker else text
+        text, headline = tr.text, tr.headline
+        instruction, description = tr.instruction or "", tr.description or ""
+    else:
+        text, headline = request.text or "", request.headline
+        instruction, description = request.instruction or "", request.description or ""
+    web = request.web or settings.web
+    return Parts(
+        text=text.strip(),
+        headline=(headline or derive_headline(text)).strip(),
+        headline_given=headline is not None,
+        instruction=instruction.strip(),
+        description=description.strip(),
+        web=web.strip(),
+    )
+
+
+def derive_headline(text: str) -> str:
+    """The first sentence of the short text, without its closing period."""
+    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text.strip() else ""
+    return first.rstrip(".")
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary so the result, with an ellipsis, fits in limit characters."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-.") + "…"
+
+
+def marker(request: AlertRequest, language: str, settings: RenderingSettings) -> str:
+    """The words that mark a drill or a test ("[DRILL] THIS IS A TEST"), empty when live."""
+    if request.mode is Mode.DRILL:
+        return settings.word(language, "drill_prefix")
+    if request.mode is Mode.TEST:
+        return settings.word(language, "test_prefix")
+    return ""
+
+
+def _join(*pieces: str, sep: str = " ") -> str:
+    return sep.join(p for p in pieces if p)
+
+
+def _title(given: bool, mark: str, headline: str, limit: int) -> str:
+    """A title line with the drill mark; derived headlines (and marked ones) fit the limit."""
+    full = _join(mark, headline)
+    if given and not mark:
+        return full
+    if len(full) <= limit:
+        return full
+    room = max(limit - len(mark) - 1, 10) if mark else limit
+    return _join(mark, shorten(headline, room))
+
+
+def render(
+    request: AlertRequest,
+    channel: ChannelKind,
+    language: str,
+    settings: RenderingSettings,
+    *,
+    limits: PolicySettings | None = None,
+) -> Message:
+    """One channel's rendering in one language."""
+    limits = limits or PolicySettings()
+    p = parts(request, language, settings)
+    mark = marker(request, language, settings)
+    primary = language == request.language
+    texts = request.texts if primary else None
     if channel is ChannelKind.SMS:
-        return Message(text=f"{settings.sms_prefix} {short}".strip())
+        body = (texts.sms if texts and texts.sms else None) or p.text
+        return Message(text=sms_text(_join(settings.word(language, "sms_prefix"), mark, body),
+                                     settings))
     if channel is ChannelKind.EMAIL:
-        subject = f"{marker} {headline}" if marker else headline
-        return Message(text=short, subject=subject, body=short)
-    return Message(text=short, title=headline)
+        return _email(request, p, mark, language, settings, texts)
+    if channel is ChannelKind.PUSH:
+        body = (texts.push if texts and texts.push else None) or p.text
+        title = _title(p.headline_given, mark, p.headline, limits.push_title_max)
+        text = _join(mark, body)
+        return Message(text=text, title=title, body=text)
+    if channel is ChannelKind.SIGNAGE:
+        return _signage(request, p, language, settings, limits, texts)
+    if channel is ChannelKind.PA:
+        return _pa(request, p, language, settings, texts)
+    # Sirens show nothing; their message is the headline for logs and the device payload.
+    title = _title(p.headline_given, mark, p.headline, limits.signage_headline_max)
+    return Message(text=title, title=title)
+
+
+def sms_text(text: str, settings: RenderingSettings) -> str:
+    """The SMS body in GSM-7 when it can be (plain quotes and dashes, accents dropped)."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if settings.sms_transliterate:
+        folded = to_gsm(text)
+        if encoding_of(folded) is Encoding.GSM7:
+            return folded
+    return normalize_punctuation(text)
+
+
+def _email(
+    request: AlertRequest,
+    p: Parts,
+    mark: str,
+    language: str,
+    settings: RenderingSettings,
+    texts: ChannelTexts | None,
+) -> Message:
+    override = texts.email if texts is not None else None
+    subject_base = override.subject if override is not None else p.headline
+    body_text = override.body if override is not None else p.text
+    banner = ""
+    if request.mode is Mode.DRILL:
+        banner = settings.word(language, "signage_drill_banner")
+    elif request.mode is Mode.TEST:
+        banner = settings.word(language, "signage_test_banner")
+    what = settings.word(language, "what_to_do")
+    more = settings.word(language, "more_information")
+    instruction = p.instruction if p.instruction and p.instruction not in body_text else ""
+    blocks = [
+        banner,
+        p.headline,
+        body_text,
+        f"{what}: {instruction}" if instruction else "",
+        p.description if p.description and p.description not in body_text else "",
+        f"{more}: {p.web}" if p.web else "",
+        banner,
+    ]
+    plain = "\n\n".join(b for b in blocks if b)
+    e = html.escape
+    rows = []
+    if banner:
+        rows.append(
+            '<p style="background:#ffd400;color:#000;padding:8px;font-weight:bold">'
+            f"{e(banner)}</p>"
+        )
+    rows.append(f"<h1>{e(p.headline)}</h1>")
+    rows += [f"<p>{e(par)}</p>" for par in body_text.split("\n\n") if par.strip()]
+    if instruction:
+        rows.append(f"<p><strong>{e(what)}:</strong> {e(instruction)}</p>")
+    if p.description and p.description not in body_text:
+        rows.append(f"<p>{e(p.description)}</p>")
+    if p.web:
+        href = p.web if p.web.startswith(("http://", "https://")) else ""
+        link = f'<a href="{e(href)}">{e(p.web)}</a>' if href else e(p.web)
+        rows.append(f"<p>{e(more)}: {link}</p>")
+    if banner:
+        rows.append(f"<p><strong>{e(banner)}</strong></p>")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="{e(language)}"><head><meta charset="utf-8">'
+        f"<title>{e(subject_base)}</title></head><body>\n" + "\n".join(rows) + "\n</body></html>"
+    )
+    subject = _join(mark, subject_base)
+    return Message(text=plain, title=p.headline, subject=subject, body=plain, html=page)
+
+
+def _signage(
+    request: AlertRequest,
+    p: Parts,
+    language: str,
+    settings: RenderingSettings,
+    limits: PolicySettings,
+    texts: ChannelTexts | None,
+) -> Message:
+    banner = ""
+    if request.mode is Mode.DRILL:
+        banner = settings.word(language, "signage_drill_banner")
+    elif request.mode is Mode.TEST:
+        banner = settings.word(language, "signage_test_banner")
+    override = texts.signage if texts is not None else None
+    headline = _title(p.headline_given, banner, p.headline, limits.signage_headline_max)
+    action = override or p.instruction or p.text
+    longer = p.description or p.text
+    lines = [headline, action]
+    if banner:
+        lines.append(banner)
+    return Message(text="\n".join(lines), title=headline, body=longer)
+
+
+_SPOKEN = (
+    (re.compile(r"\b911\b"), "9 1 1"),
+    (re.compile(r"\b988\b"), "9 8 8"),
+    (re.compile(r"\bSt\.(?=\s|$)"), "Street"),
+    (re.compile(r"\bAve\.?(?=\s|$|,)"), "Avenue"),
+    (re.compile(r"\bBlvd\.?(?=\s|$|,)"), "Boulevard"),
+    (re.compile(r"\bRd\.(?=\s|$|,)"), "Road"),
+    (re.compile(r"\bJr\.(?=\s|$|,)"), "Junior"),
+    (re.compile(r"\bapprox\.", re.IGNORECASE), "approximately"),
+    (re.compile(r"\bw/"), "with "),
+    (re.compile(r"&"), " and "),
+    (re.compile(r"[\[\]*#_~|<>]"), " "),
+)
+
+
+def spoken(text: str) -> str:
+    """Text for text-to-speech: no links, no symbols, abbreviations spelled out."""
+    out = _URL.sub("", normalize_punctuation(text))
+    for pattern, replacement in _SPOKEN:
+        out = pattern.sub(replacement, out)
+    return re.sub(r"\s+", " ", out).strip()
+
+
+def _pa(
+    request: AlertRequest,
+    p: Parts,
+    language: str,
+    settings: RenderingSettings,
+    texts: ChannelTexts | None,
+) -> Message:
+    override = texts.pa if texts is not None else None
+    body = override or p.text
+    if p.instruction and p.instruction not in body:
+        body = _join(body, p.instruction)
+    preamble = ""
+    if request.mode is Mode.DRILL:
+        preamble = settings.word(language, "pa_drill_preamble")
+    elif request.mode is Mode.TEST:
+        preamble = settings.word(language, "pa_test_preamble")
+    speech = _join(preamble, spoken(body), preamble)
+    return Message(text=speech, speech=speech, title=p.headline)

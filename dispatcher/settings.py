@@ -125,6 +125,11 @@ class Settings(SettingsModel):
 
         return {name: validate_channel_settings(name, raw) for name, raw in value.items()}
 
+    def templates_dir(self) -> Path:
+        """Alert templates: beside the config file when it has them, else the embedded ones."""
+        local = self.base_dir / "templates"
+        return local if local.is_dir() else config_dir() / "templates"
+
     def resolve(self, path: str | Path) -> Path:
         """A data path from the config, relative to the config file's folder."""
         p = Path(path).expanduser()

@@ -1,24 +1,47 @@
-"""Turns an alert's audience into a stream of planned deliveries, devices first."""
+"""Turns an alert's audience into a stream of planned deliveries, devices first.
+
+The audience is one expression (segment terms, named segments, `and`/`or`/`not`) narrowed by
+the alert's `zones` and `exclude_zones`, which are rewritten into the same expression
+(`(audience) and (zone:z1 or ...) and not (zone:e1 or ...)`) so an exclude is applied exactly
+like a `not zone:` term and can never be dropped. People are selected in SQL and read page by
+page (keyset on id), never all at once; each person appears once whatever the number of
+segments they match, and gets at most one delivery per channel.
+
+Terms about people (role, group, imported columns) select no device, and device terms
+(`class:`) select no person; `zone:`, `building:` and `id:` apply to both. So `not role:student`
+also sounds every siren, while `role:student` sounds none.
+"""
 
 from __future__ import annotations
 
-import csv
-import time
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from dispatcher.domain import AlertKind, ChannelKind
-from dispatcher.store.database import Database
+from dispatcher.store.database import Database, Row
+from segments.directory import DEVICE_CLASSES, GROUP, DirectoryImporter, ImportReport
+from segments.expression import And, AudienceError, Everyone, Node, Not, Or, Term, parse, terms
+from segments.preferences import ADDRESS_COLUMN, ChannelPolicy
 from segments.settings import DirectorySettings
+from segments.zones import CampusMap, Zone
+
+__all__ = ["AudienceError", "AudienceResolver", "PlannedDelivery"]
 
 log = structlog.get_logger("clarion.audience")
 
-
-class AudienceError(ValueError):
-    """The audience expression or zones cannot be resolved; the message says where and why."""
+DEVICE_ROLE = "device"
+# Terms matched against a column of the people table.
+PERSON_COLUMNS = {"role": "role", "building": "building", "campus": "campus",
+                  "language": "language", "id": "id"}
+DEVICE_KEYS = frozenset({"id", "class", "building", "zone"})
+BUILT_IN_KEYS = frozenset(PERSON_COLUMNS) | DEVICE_KEYS | {GROUP}
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +56,35 @@ class PlannedDelivery:
     suppressed: str | None = None
 
 
-_PERSON_ADDRESS = {ChannelKind.EMAIL: "email", ChannelKind.SMS: "phone", ChannelKind.PUSH: "push"}
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """A checked audience: the expression with its zones, and its SQL over people."""
+
+    node: Node
+    where: str
+    params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Device:
+    id: str
+    device_class: str
+    zone: str
+    building: str
+    zones: frozenset[str]
+
+
+def resolve_path(base_dir: Path, path: str) -> Path:
+    """A data path from the config, relative to the config file's folder."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
+def load_campus(settings: DirectorySettings, base_dir: Path) -> CampusMap:
+    """The zones and buildings files the settings name."""
+    return CampusMap.load(
+        resolve_path(base_dir, settings.zones), resolve_path(base_dir, settings.buildings)
+    )
 
 
 class AudienceResolver:
@@ -43,11 +94,25 @@ class AudienceResolver:
         self._db = db
         self._settings = settings
         self._base = base_dir
+        self._campus: CampusMap | None = None
 
-    async def check(self, audience: str, zones: Sequence[str]) -> None:
+    @property
+    def campus(self) -> CampusMap:
+        """The campus map (zones and buildings), read once."""
+        if self._campus is None:
+            self._campus = load_campus(self._settings, self._base)
+        return self._campus
+
+    @property
+    def zones(self) -> dict[str, Zone]:
+        """Every zone by id (their polygons go into CAP areas)."""
+        return self.campus.zones
+
+    async def check(
+        self, audience: str, zones: Sequence[str], exclude_zones: Sequence[str] = ()
+    ) -> None:
         """Raise AudienceError when the audience cannot be resolved."""
-        if audience.strip() != "all":
-            raise AudienceError(f"audience {audience!r}: only 'all' is supported")
+        await self._query(audience, zones, exclude_zones)
 
     async def plan(
         self,
@@ -56,74 +121,295 @@ class AudienceResolver:
         kind: AlertKind,
         channels: Sequence[ChannelKind],
         *,
+        exclude_zones: Sequence[str] = (),
         chunk: int = 500,
+        now_ms: int | None = None,
+        languages: Sequence[str] = (),
     ) -> AsyncIterator[list[PlannedDelivery]]:
-        """Planned deliveries in chunks: device channels first, then people by urgency."""
-        await self.check(audience, zones)
-        ordered = sorted(channels, key=lambda c: c.urgency)
+        """Planned deliveries in chunks of at most `chunk`: device channels first, then people.
+
+        `languages`, when given, are the languages the alert is written in: a person whose
+        language is not among them gets the first. `now_ms` is the clock for quiet hours.
+        """
+        query = await self._query(audience, zones, exclude_zones)
+        chunk = max(1, chunk)
+        ordered = sorted(dict.fromkeys(channels), key=lambda c: c.urgency)
         for channel in (c for c in ordered if c.is_device):
-            rows = await self._db.fetchall(
-                "SELECT id FROM devices WHERE class = ? ORDER BY id", (channel.value,)
-            )
-            for start in range(0, len(rows), chunk):
+            async for devices in self._devices(query, channel, chunk):
                 yield [
-                    PlannedDelivery(channel, r["id"], r["id"], "en", "device")
-                    for r in rows[start : start + chunk]
+                    PlannedDelivery(
+                        channel, d.id, d.zone, self._settings.default_language, DEVICE_ROLE
+                    )
+                    for d in devices
                 ]
-        people = [c for c in ordered if not c.is_device]
-        if not people:
+        policy = ChannelPolicy(self._settings, kind, ordered, now_ms)
+        if not policy.channels:
             return
-        after = ""
-        while True:
-            rows = await self._db.fetchall(
-                "SELECT id, email, phone, push, role, language FROM people "
-                "WHERE id > ? ORDER BY id LIMIT ?",
-                (after, chunk),
+        fallback = languages[0] if languages else ""
+        async for people in self._people(query, chunk):
+            by_channel: dict[ChannelKind, list[PlannedDelivery]] = {c: [] for c in policy.channels}
+            for person in people:
+                language = person["language"] or self._settings.default_language
+                if fallback and language not in languages:
+                    language = fallback
+                for channel, reason in policy.choose(
+                    person["role"], person["channels"], person["opt_out"],
+                    person["quiet_hours"], _reachable(person),
+                ):
+                    by_channel[channel].append(PlannedDelivery(
+                        channel, person["id"], person[ADDRESS_COLUMN[channel]], language,
+                        person["role"], reason,
+                    ))
+            planned = [p for c in policy.channels for p in by_channel[c]]
+            for start in range(0, len(planned), chunk):
+                yield planned[start : start + chunk]
+
+    async def count(
+        self,
+        audience: str,
+        zones: Sequence[str],
+        kind: AlertKind,
+        channels: Sequence[ChannelKind],
+        *,
+        exclude_zones: Sequence[str] = (),
+        now_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """`{"total", "by_role", "by_channel"}` for what `plan` would produce, without sending.
+
+        `total` is the number of distinct recipients `plan` covers: the people selected (when
+        any person channel is asked for) plus the devices selected on the device channels
+        asked for. `by_role` splits it by role, devices under "device". `by_channel` counts the
+        deliveries `plan` would make on each channel asked for, suppressed ones excluded.
+        """
+        query = await self._query(audience, zones, exclude_zones)
+        ordered = sorted(dict.fromkeys(channels), key=lambda c: c.urgency)
+        by_role: Counter[str] = Counter()
+        by_channel: Counter[str] = Counter({c.value: 0 for c in ordered})
+        for channel in (c for c in ordered if c.is_device):
+            async for devices in self._devices(query, channel, 1000):
+                by_channel[channel.value] += len(devices)
+                by_role[DEVICE_ROLE] += len(devices)
+        policy = ChannelPolicy(self._settings, kind, ordered, now_ms)
+        if policy.channels:
+            # Preferences come in few combinations: decide once per combination, not per person.
+            flags = ", ".join(
+                f"CASE WHEN {ADDRESS_COLUMN[c]} <> '' THEN 1 ELSE 0 END AS has_{c.value}"
+                for c in policy.channels
             )
-            if not rows:
-                return
-            after = rows[-1]["id"]
-            planned = []
-            for channel in people:
-                column = _PERSON_ADDRESS[channel]
-                for r in rows:
-                    if r[column]:
-                        planned.append(
-                            PlannedDelivery(channel, r["id"], r[column], r["language"], r["role"])
-                        )
-            yield planned
+            # The WHERE clause is compiled from the parsed expression: values are parameters.
+            rows = await self._db.fetchall(
+                f"SELECT role, channels, opt_out, quiet_hours, {flags}, COUNT(*) AS n"  # noqa: S608
+                f" FROM people p WHERE {query.where}"
+                f" GROUP BY {', '.join(str(i) for i in range(1, 5 + len(policy.channels)))}",
+                query.params,
+            )
+            for row in rows:
+                reachable = frozenset(c for c in policy.channels if row[f"has_{c.value}"])
+                n = int(row["n"])
+                by_role[row["role"]] += n
+                for channel, reason in policy.choose(
+                    row["role"], row["channels"], row["opt_out"], row["quiet_hours"], reachable
+                ):
+                    if reason is None:
+                        by_channel[channel.value] += n
+        return {
+            "total": sum(by_role.values()),
+            "by_role": dict(sorted(by_role.items())),
+            "by_channel": dict(by_channel),
+        }
 
     async def load_example(self) -> None:
         """Import the configured people and devices files into an empty store."""
         if not self._settings.import_on_start:
             return
-        if await self._db.fetchval("SELECT COUNT(*) FROM people"):
-            return
-        now = int(time.time() * 1000)
-        people = self._base / self._settings.people
-        with people.open(newline="", encoding="utf-8") as fh:
-            rows = [
-                (
-                    r["id"], r["first_name"], r["last_name"], r["email"], r["phone"],
-                    r.get("push", ""), r["role"], r["building"], r["campus"],
-                    r["language"] or "en", r["groups"], now,
+        importer = DirectoryImporter(self._db, self._settings, self.campus)
+        reports: list[ImportReport] = []
+        people = resolve_path(self._base, self._settings.people)
+        if people.is_file() and await self._db.fetchone("SELECT id FROM people LIMIT 1") is None:
+            reports.append(await importer.import_people(people))
+        devices = resolve_path(self._base, self._settings.devices)
+        if devices.is_file() and await self._db.fetchone("SELECT id FROM devices LIMIT 1") is None:
+            reports.append(await importer.import_devices(devices))
+        for report in reports:
+            log.info(
+                "directory.loaded",
+                kind=report.kind,
+                added=report.added,
+                rejected=len(report.rejected),
+                first_rejected_row=report.rejected[0].row if report.rejected else None,
+            )
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    async def _query(
+        self, audience: str, zones: Sequence[str], exclude_zones: Sequence[str]
+    ) -> _Query:
+        node = parse(audience, self._settings.segments)
+        for term in terms(node):
+            await self._check_term(term)
+        include = [self._zone_id(z, "zones") for z in zones]
+        exclude = [self._zone_id(z, "exclude_zones") for z in exclude_zones]
+        parts: list[Node] = [node]
+        if include:
+            parts.append(Or(tuple(Term("zone", z, 0, "zones") for z in include)))
+        if exclude:
+            parts.append(Not(Or(tuple(Term("zone", z, 0, "exclude_zones") for z in exclude))))
+        full = parts[0] if len(parts) == 1 else And(tuple(parts))
+        params: list[Any] = []
+        where = self._people_sql(full, params)
+        return _Query(full, where, tuple(params))
+
+    def _zone_id(self, raw: str, field: str) -> str:
+        zone = raw.strip().lower()
+        if zone not in self.campus.zones:
+            raise AudienceError(f"{field}: unknown zone {raw!r} (zones: {self._zone_list()})")
+        return zone
+
+    def _zone_list(self) -> str:
+        return ", ".join(sorted(self.campus.zones)) or "none are configured"
+
+    async def _check_term(self, term: Term) -> None:
+        key, value = term.key, term.value
+        if key == "zone":
+            if value not in self.campus.zones:
+                raise AudienceError(
+                    f"unknown zone {value!r} {term.where()} (zones: {self._zone_list()})",
+                    term.position,
                 )
-                for r in csv.DictReader(fh)
-            ]
-        await self._db.executemany(
-            "INSERT INTO people (id, first_name, last_name, email, phone, push, role, building,"
-            " campus, language, groups, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
+        elif key == "class":
+            if value not in {c.value for c in DEVICE_CLASSES}:
+                raise AudienceError(
+                    f"unknown device class {value!r} {term.where()} (siren, signage or pa)",
+                    term.position,
+                )
+        elif key == "role":
+            if value not in self._settings.roles and not await self._exists(
+                "SELECT id FROM people WHERE role = ? LIMIT 1", value
+            ):
+                raise AudienceError(
+                    f"unknown role {value!r} {term.where()} "
+                    f"(roles: {', '.join(await self._roles())})",
+                    term.position,
+                )
+        elif key == "building":
+            if value not in self.campus.buildings and not (
+                await self._exists("SELECT id FROM people WHERE building = ? LIMIT 1", value)
+                or await self._exists("SELECT id FROM devices WHERE building = ? LIMIT 1", value)
+            ):
+                raise AudienceError(
+                    f"unknown building {value!r} {term.where()}", term.position
+                )
+        elif key == "language":
+            if not _LANGUAGE.match(value):
+                raise AudienceError(
+                    f"language {value!r} {term.where()} is not a code such as en or es",
+                    term.position,
+                )
+        elif key not in BUILT_IN_KEYS and not await self._exists(
+            "SELECT person_id FROM person_attributes WHERE name = ? LIMIT 1", key
+        ):
+            # An unknown key would select no one, and under `not` everyone: refuse it.
+            known = sorted(BUILT_IN_KEYS | set(await self._attribute_names()))
+            raise AudienceError(
+                f"unknown attribute {key!r} {term.where()} (attributes: {', '.join(known)})",
+                term.position,
+            )
+
+    async def _exists(self, sql: str, value: str) -> bool:
+        return await self._db.fetchone(sql, (value,)) is not None
+
+    async def _roles(self) -> list[str]:
+        rows = await self._db.fetchall("SELECT DISTINCT role FROM people")
+        return sorted(set(self._settings.roles) | {r["role"] for r in rows})
+
+    async def _attribute_names(self) -> list[str]:
+        rows = await self._db.fetchall("SELECT DISTINCT name FROM person_attributes")
+        return [r["name"] for r in rows if r["name"] != GROUP]
+
+    def _people_sql(self, node: Node, params: list[Any]) -> str:
+        if isinstance(node, Everyone):
+            return "1 = 1"
+        if isinstance(node, Not):
+            return f"NOT ({self._people_sql(node.inner, params)})"
+        if isinstance(node, (And, Or)):
+            joiner = " AND " if isinstance(node, And) else " OR "
+            return "(" + joiner.join(self._people_sql(p, params) for p in node.parts) + ")"
+        key, value = node.key, node.value
+        if key in PERSON_COLUMNS:
+            params.append(value)
+            return f"p.{PERSON_COLUMNS[key]} = ?"
+        if key == "zone":
+            buildings = self.campus.buildings_in([value])
+            if not buildings:
+                return "1 = 0"
+            params.extend(buildings)
+            return f"p.building IN ({', '.join('?' * len(buildings))})"
+        if key == "class":
+            return "1 = 0"
+        params.extend((key, value))
+        return (
+            "EXISTS (SELECT 1 FROM person_attributes a"
+            " WHERE a.name = ? AND a.value = ? AND a.person_id = p.id)"
         )
-        devices = self._base / self._settings.devices
-        with devices.open(newline="", encoding="utf-8") as fh:
-            drows = [
-                (r["id"], r["class"], r["zone"], r["building"], float(r["lat"]), float(r["lon"]), now)
-                for r in csv.DictReader(fh)
+
+    def _device_matches(self, node: Node, device: _Device) -> bool:
+        if isinstance(node, Everyone):
+            return True
+        if isinstance(node, Not):
+            return not self._device_matches(node.inner, device)
+        if isinstance(node, And):
+            return all(self._device_matches(p, device) for p in node.parts)
+        if isinstance(node, Or):
+            return any(self._device_matches(p, device) for p in node.parts)
+        if node.key == "zone":
+            return node.value in device.zones
+        if node.key == "class":
+            return node.value == device.device_class
+        if node.key == "building":
+            return node.value == device.building
+        if node.key == "id":
+            return node.value == device.id
+        return False
+
+    async def _devices(
+        self, query: _Query, channel: ChannelKind, page: int
+    ) -> AsyncIterator[list[_Device]]:
+        after = ""
+        while True:
+            rows = await self._db.fetchall(
+                "SELECT id, class, zone, building, lat, lon FROM devices"
+                " WHERE class = ? AND id > ? ORDER BY id LIMIT ?",
+                (channel.value, after, page),
+            )
+            if not rows:
+                return
+            after = rows[-1]["id"]
+            matched = [
+                d for d in (self._device(r) for r in rows) if self._device_matches(query.node, d)
             ]
-        await self._db.executemany(
-            "INSERT INTO devices (id, class, zone, building, lat, lon, updated_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            drows,
-        )
-        log.info("directory.loaded", people=len(rows), devices=len(drows))
+            if matched:
+                yield matched
+
+    def _device(self, row: Row) -> _Device:
+        # The zone column is where the device listens; its coordinates place it in any
+        # other zone that covers it (a subzone, the whole campus).
+        zones = {row["zone"], *self.campus.zones_at(row["lat"], row["lon"])}
+        return _Device(row["id"], row["class"], row["zone"], row["building"], frozenset(zones))
+
+    async def _people(self, query: _Query, page: int) -> AsyncIterator[list[Row]]:
+        after = ""
+        while True:
+            rows = await self._db.fetchall(
+                "SELECT id, email, phone, push, role, language, channels, opt_out,"  # noqa: S608
+                f" quiet_hours FROM people p WHERE p.id > ? AND {query.where}"
+                " ORDER BY p.id LIMIT ?",
+                (after, *query.params, page),
+            )
+            if not rows:
+                return
+            after = rows[-1]["id"]
+            yield rows
+
+
+def _reachable(person: Row) -> frozenset[ChannelKind]:
+    return frozenset(c for c, column in ADDRESS_COLUMN.items() if person[column])

@@ -23,6 +23,35 @@ class PolicySettings(SettingsModel):
     )
 
 
+class LanguageRendering(SettingsModel):
+    """The fixed words of the renderings in one language; unset ones fall back to English."""
+
+    sms_prefix: str | None = None
+    drill_prefix: str | None = None
+    test_prefix: str | None = None
+    pa_drill_preamble: str | None = None
+    pa_test_preamble: str | None = None
+    signage_drill_banner: str | None = None
+    signage_test_banner: str | None = None
+    what_to_do: str | None = None
+    more_information: str | None = None
+
+
+def _spanish() -> dict[str, LanguageRendering]:
+    return {
+        "es": LanguageRendering(
+            drill_prefix="[SIMULACRO] ESTO ES UNA PRUEBA",
+            test_prefix="[PRUEBA]",
+            pa_drill_preamble="Esto es un simulacro. Solo es un simulacro.",
+            pa_test_preamble="Esto es una prueba del sistema. Solo es una prueba.",
+            signage_drill_banner="SIMULACRO - ESTO ES UNA PRUEBA",
+            signage_test_banner="PRUEBA DEL SISTEMA",
+            what_to_do="Qué hacer",
+            more_information="Más información",
+        )
+    }
+
+
 class RenderingSettings(SettingsModel):
     """How an alert is dressed for each channel."""
 
@@ -32,3 +61,26 @@ class RenderingSettings(SettingsModel):
     pa_drill_preamble: str = "This is a drill. This is only a drill."
     signage_drill_banner: str = "DRILL - THIS IS A TEST"
     web: str = ""
+    pa_test_preamble: str = "This is a test of the alert system. This is only a test."
+    signage_test_banner: str = "TEST OF THE ALERT SYSTEM"
+    sms_transliterate: bool = Field(
+        default=True,
+        description="spell accented letters without accents when that keeps an SMS in GSM-7",
+    )
+    by_language: dict[str, LanguageRendering] = Field(
+        default_factory=_spanish, description="the fixed words in other languages"
+    )
+
+    def word(self, language: str, name: str) -> str:
+        """A fixed word of the renderings in a language, English when not configured."""
+        local = self.by_language.get(language)
+        found = getattr(local, name, None) if local is not None else None
+        if isinstance(found, str):
+            return found
+        default = getattr(self, name, None)
+        if isinstance(default, str):
+            return default
+        return _ENGLISH[name]
+
+
+_ENGLISH = {"what_to_do": "What to do", "more_information": "More information"}

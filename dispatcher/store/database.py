@@ -141,7 +141,7 @@ class SQLiteDatabase(Database):
         """Open (creating) the file and its folder."""
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path)
-        await writer.execute("PRAGMA journal_mode=WAL")
+        await _pragma(writer, "journal_mode=WAL")
         reader = await _connect(path)
         return cls(writer, reader)
 
@@ -158,14 +158,20 @@ class SQLiteDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Session]:
+        # aiosqlite runs statements in order on one thread, so a COMMIT or ROLLBACK that
+        # outlives a cancelled caller (shielded) still lands before the next BEGIN.
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                await asyncio.shield(self._writer.rollback())
+                raise
             try:
                 yield self._write
             except BaseException:
-                await self._writer.rollback()
+                await asyncio.shield(self._writer.rollback())
                 raise
-            await self._writer.commit()
+            await asyncio.shield(self._writer.commit())
 
     async def close(self) -> None:
         await self._reader.close()
@@ -175,10 +181,15 @@ class SQLiteDatabase(Database):
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
-    await conn.execute("PRAGMA busy_timeout=10000")
-    await conn.execute("PRAGMA synchronous=NORMAL")
-    await conn.execute("PRAGMA foreign_keys=ON")
+    for pragma in ("busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=ON"):
+        await _pragma(conn, pragma)
     return conn
+
+
+async def _pragma(conn: aiosqlite.Connection, pragma: str) -> None:
+    # Step every PRAGMA to completion: a half-read statement keeps a lock on the file.
+    async with conn.execute(f"PRAGMA {pragma}") as cursor:
+        await cursor.fetchall()
 
 
 _PLACEHOLDER = re.compile(r"\?")

@@ -53,7 +53,7 @@ CREATE TABLE deliveries (
     UNIQUE (alert_id, channel, recipient)
 );
 CREATE INDEX deliveries_due ON deliveries (channel, state, next_attempt_at);
-CREATE INDEX deliveries_alert_state ON deliveries (alert_id, channel, state);
+CREATE INDEX deliveries_alert_state ON deliveries (alert_id, state, channel);
 CREATE INDEX deliveries_provider_ref ON deliveries (provider_ref);
 
 CREATE TABLE receipts (

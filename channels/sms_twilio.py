@@ -1,0 +1,482 @@
+"""`sms.twilio`: text messages through Twilio's Messages API, one receipt per recipient."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+from pydantic import Field, SecretStr, model_validator
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from channels.base import Channel, ChannelSettings, ReceiptSink
+from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
+from dispatcher.credentials import SettingsModel, reveal
+from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, Receipt
+from dispatcher.policy import gsm
+
+log = structlog.get_logger("clarion.channel.sms")
+
+CALLBACK_PATH = "/v1/callbacks/twilio"
+TWILIO_API = "https://api.twilio.com"
+# Share of timeout_s a batch may wait for its senders' pace (the engine allows 3 x timeout_s).
+PACE_SHARE = 1.5
+# Twilio accepts ValidityPeriod between 1 and 36000 seconds.
+MAX_VALIDITY_S = 36000
+
+# Twilio error codes worth naming in a receipt; the API's own message is never kept,
+# because it quotes the destination number.
+TWILIO_ERRORS: dict[int, str] = {
+    20003: "authentication failed",
+    20429: "too many requests",
+    21211: "invalid To number",
+    21408: "region not enabled",
+    21606: "From number cannot send SMS",
+    21608: "unverified number on a trial account",
+    21610: "recipient opted out (STOP)",
+    21612: "route not reachable",
+    21614: "To number cannot receive SMS",
+    21617: "body too long",
+    30001: "queue overflow",
+    30002: "account suspended",
+    30003: "unreachable handset",
+    30004: "message blocked",
+    30005: "unknown handset",
+    30006: "landline or unreachable carrier",
+    30007: "filtered by the carrier",
+    30008: "unknown delivery error",
+    30034: "sender not registered (A2P 10DLC)",
+}
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+class SenderType(StrEnum):
+    """What kind of number sends, which sets how fast the carriers accept it."""
+
+    LONG_CODE = "long_code"
+    TOLL_FREE = "toll_free"
+    SHORT_CODE = "short_code"
+
+    @property
+    def default_rate(self) -> float:
+        """Message segments per second the number may send."""
+        return _DEFAULT_RATES[self]
+
+
+_DEFAULT_RATES = {
+    SenderType.LONG_CODE: 1.0,
+    SenderType.TOLL_FREE: 3.0,
+    SenderType.SHORT_CODE: 100.0,
+}
+
+
+class SenderSettings(SettingsModel):
+    """One number in the sender pool."""
+
+    number: str = Field(pattern=r"^(\+[1-9]\d{6,14}|\d{5,6})$", description="E.164 or short code")
+    type: SenderType = SenderType.LONG_CODE
+    rate_per_second: float | None = Field(
+        default=None, gt=0, description="segments per second; default by type (1, 3 or 100)"
+    )
+
+    @property
+    def rate(self) -> float:
+        """The segments per second this number is allowed."""
+        return self.rate_per_second or self.type.default_rate
+
+
+class TwilioSettings(ChannelSettings):
+    """`[channels."sms.twilio"]`: the account, who sends, and where status callbacks go."""
+
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr
+    messaging_service_sid: str = Field(default="", pattern=r"^(MG[0-9a-fA-F]{32})?$")
+    senders: list[SenderSettings] = Field(default_factory=list)
+    api_base_url: str = Field(default=TWILIO_API, pattern=r"^https?://")
+    status_callback_url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description=f"public URL of {CALLBACK_PATH}; empty: the service's public_url + that path",
+    )
+    validity_period_s: int = Field(default=600, ge=1, le=MAX_VALIDITY_S)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_send(self) -> TwilioSettings:
+        if bool(self.messaging_service_sid) == bool(self.senders):
+            raise ValueError("set either messaging_service_sid or senders (not both)")
+        return self
+
+
+# --- pure functions: segments, callbacks ---------------------------------------------------
+
+def sms_segments(text: str) -> int:
+    """Segments carriers bill for `text` (an empty body still costs one)."""
+    return max(1, gsm.count(text).segments)
+
+
+def default_callback_url(service_base_url: str) -> str:
+    """The status callback URL when none is configured: the service's public URL + the path."""
+    return service_base_url.rstrip("/") + CALLBACK_PATH
+
+
+def public_callback_url(configured: str, query_string: str) -> str:
+    """The URL Twilio signed: the configured one, with the query the request came with."""
+    base = urlsplit(configured)._replace(query="", fragment="").geturl()
+    return f"{base}?{query_string}" if query_string else base
+
+
+def status_callback_url(base: str, delivery_id: int, alert_id: str) -> str:
+    """The StatusCallback for one message: its delivery and alert ride in the signed query."""
+    sep = "&" if urlsplit(base).query else "?"
+    return f"{base}{sep}{urlencode({'d': delivery_id, 'a': alert_id})}"
+
+
+def signature_valid(
+    auth_token: str, url: str, params: Mapping[str, Any], signature: str | None
+) -> bool:
+    """True when `X-Twilio-Signature` proves Twilio (holding our auth token) sent this."""
+    if not signature or not auth_token:
+        return False
+    return bool(RequestValidator(auth_token).validate(url, params, signature))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A Twilio status callback, as a receipt for the ledger."""
+
+    outcome: Outcome
+    message_sid: str
+    status: str
+    delivery_id: int | None
+    alert_id: str | None
+    detail: str
+
+
+_STATUS_OUTCOMES = {
+    "accepted": Outcome.ACCEPTED,
+    "scheduled": Outcome.ACCEPTED,
+    "queued": Outcome.ACCEPTED,
+    "sending": Outcome.ACCEPTED,
+    "sent": Outcome.ACCEPTED,
+    "delivered": Outcome.DELIVERED,
+    "read": Outcome.DELIVERED,
+    "undelivered": Outcome.FAILED,
+    "failed": Outcome.FAILED,
+    "canceled": Outcome.FAILED,
+}
+
+
+def parse_status_callback(
+    params: Mapping[str, Any], query: Mapping[str, str]
+) -> StatusEvent | None:
+    """Map a callback's MessageStatus to an outcome; None for statuses that are not receipts."""
+    status = str(params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
+    outcome = _STATUS_OUTCOMES.get(status)
+    sid = str(params.get("MessageSid") or params.get("SmsSid") or "")
+    if outcome is None or not sid:
+        return None
+    raw_id = query.get("d", "")
+    delivery_id = int(raw_id) if raw_id.isdigit() else None
+    detail = status
+    code = str(params.get("ErrorCode") or "")
+    if outcome is Outcome.FAILED and code:
+        detail = f"{status}: {error_detail(code)}"
+    return StatusEvent(outcome, sid, status, delivery_id, query.get("a") or None, detail)
+
+
+def error_detail(code: int | str | None, http_status: int | None = None) -> str:
+    """A receipt's words for a Twilio error code: code and meaning, never the API's message."""
+    digits = str(code or "")
+    known = TWILIO_ERRORS.get(int(digits)) if digits.isdigit() else None
+    text = f"twilio {code}" + (f" ({known})" if known else "")
+    return f"{text}, HTTP {http_status}" if http_status else text
+
+
+# --- the channel -----------------------------------------------------------------------------
+
+# The Retry-After of the response the current task just got (the library drops headers).
+_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "twilio_retry_after", default=None
+)
+
+
+class _TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Twilio's async HTTP client with what it lacks: a timeout, Retry-After, plain headers."""
+
+    def __init__(self, timeout_s: float) -> None:
+        # No max_retries: its retries re-POST on any 5xx and can send an SMS twice.
+        super().__init__(pool_connections=False)
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the library's signature; the session times out
+        allow_redirects: bool = False,
+    ) -> Response:
+        """One request; an error response's Retry-After is kept for the calling task."""
+        sent = dict(headers or {})
+        if auth is not None:
+            # Built here: aiohttp deprecates the BasicAuth helper the library uses.
+            pair = f"{auth[0]}:{auth[1]}".encode()
+            sent["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        session: aiohttp.ClientSession = self.session
+        async with session.request(
+            method.upper(),
+            url,
+            params=params,
+            data=data,
+            headers=sent,
+            allow_redirects=allow_redirects,
+        ) as reply:
+            text = await reply.text()
+            if reply.status >= 400:
+                _retry_after.set(_parse_retry_after(reply.headers.get("Retry-After")))
+            return Response(reply.status, text, reply.headers)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # HTTP-date form: Twilio sends seconds, and the backoff covers the rest
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+@dataclass(slots=True)
+class _Sender:
+    """A number (or the Messaging Service) with its own pace."""
+
+    from_: str
+    service_sid: str
+    limiter: AsyncLimiter | None
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """One delivery's fate before it becomes a receipt; `cause` groups whole-batch failures."""
+
+    outcome: Outcome
+    detail: str = ""
+    provider_ref: str = ""
+    retry_after_s: float | None = None
+    cause: str = ""
+
+
+class TwilioSms(Channel):
+    """SMS through Twilio: senders in parallel, each at its own rate; status by callback."""
+
+    name: ClassVar[str] = "sms.twilio"
+    kind: ClassVar[ChannelKind] = ChannelKind.SMS
+    settings_model: ClassVar[type[ChannelSettings]] = TwilioSettings
+
+    def __init__(self, settings: ChannelSettings) -> None:
+        super().__init__(settings)
+        assert isinstance(settings, TwilioSettings)
+        self.settings: TwilioSettings = settings
+        self._client: Client | None = None
+        self._http: AsyncTwilioHttpClient | None = None
+        self._senders = self._build_senders(settings)
+
+    @staticmethod
+    def _build_senders(settings: TwilioSettings) -> list[_Sender]:
+        if settings.messaging_service_sid:
+            # Twilio paces a Messaging Service itself; the channel-wide rate_per_second applies.
+            return [_Sender("", settings.messaging_service_sid, None, settings.concurrency)]
+        return [
+            _Sender(
+                s.number,
+                "",
+                AsyncLimiter(s.rate, 1.0),
+                # A slow number holds at most ~1 s of work, so fast ones take the rest.
+                max(1, min(settings.concurrency, math.ceil(s.rate))),
+            )
+            for s in settings.senders
+        ]
+
+    async def start(self, receipts: ReceiptSink, /) -> None:
+        """Open the HTTP session (status arrives by callback, not through `receipts`)."""
+        self._twilio()
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._client = None
+
+    def _twilio(self) -> Client:
+        if self._client is None:
+            self._http = _TwilioTransport(self.settings.timeout_s)
+            client = Client(
+                self.settings.account_sid,
+                reveal(self.settings.auth_token),
+                http_client=self._http,
+                environment={},
+            )
+            # `environment={}` is falsy, so the client still read os.environ: clear what
+            # TWILIO_EDGE / TWILIO_REGION would do to our host.
+            client.edge = client.region = None
+            client.api.base_url = self.settings.api_base_url.rstrip("/")
+            self._client = client
+        return self._client
+
+    def cost(self, batch: Batch, /) -> float:
+        """Segments of the longest rendering in the batch."""
+        return float(
+            max(sms_segments(batch.alert.message(d.language).text) for d in batch.deliveries)
+        )
+
+    async def transmit(self, batch: Batch, /) -> Sequence[Receipt]:
+        """Send each delivery from the next free sender; receipts in delivery order."""
+        client = self._twilio()
+        remaining_s = batch.alert.expires_ms / 1000 - time.time()
+        validity = min(self.settings.validity_period_s, math.floor(remaining_s))
+        results: list[_Result | None] = [None] * len(batch.deliveries)
+        if validity < 1:
+            # Sending an expired alert would mislead; say so on every delivery.
+            expired = _Result(Outcome.FAILED, "alert expired before sending")
+            return [_receipt(d, expired) for d in batch.deliveries]
+
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(batch.deliveries)):
+            queue.put_nowait(index)
+        auth_failed = asyncio.Event()
+        # Waiting for a sender's pace ends in time for the last request to finish well within
+        # the engine's limit on a batch: an abandoned batch would resend what was accepted.
+        pace_until = asyncio.get_running_loop().time() + self.settings.timeout_s * PACE_SHARE
+
+        async def work(sender: _Sender) -> None:
+            while True:
+                try:
+                    index = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                delivery = batch.deliveries[index]
+                if auth_failed.is_set():
+                    results[index] = _AUTH_FAILED
+                    continue
+                result = await self._send_one(
+                    client, sender, batch, delivery, validity, pace_until
+                )
+                results[index] = result
+                if result.cause == "auth":
+                    # The rest would fail alike: spare the API (and the account's reputation).
+                    auth_failed.set()
+
+        async with asyncio.TaskGroup() as tasks:
+            for sender in self._senders:
+                for _ in range(sender.workers):
+                    tasks.create_task(work(sender))
+
+        done = [r for r in results if r is not None]
+        assert len(done) == len(results)
+        _raise_when_all_failed_alike(done)
+        return [_receipt(d, r) for d, r in zip(batch.deliveries, done, strict=True)]
+
+    async def _send_one(
+        self,
+        client: Client,
+        sender: _Sender,
+        batch: Batch,
+        delivery: Delivery,
+        validity: int,
+        pace_until: float,
+    ) -> _Result:
+        text = batch.alert.message(delivery.language).text
+        if sender.limiter is not None:
+            try:
+                async with asyncio.timeout_at(pace_until):
+                    await sender.limiter.acquire(min(sms_segments(text), sender.limiter.max_rate))
+            except TimeoutError:
+                return _Result(Outcome.RETRY, "not sent: senders at their rate limit")
+        params: dict[str, Any] = {"to": delivery.address, "body": text}
+        params["validity_period"] = validity
+        if sender.service_sid:
+            params["messaging_service_sid"] = sender.service_sid
+        else:
+            params["from_"] = sender.from_
+        if callback := self.settings.status_callback_url:
+            params["status_callback"] = status_callback_url(
+                callback, delivery.id, batch.alert.alert_id
+            )
+        _retry_after.set(None)
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                message = await client.messages.create_async(**params)
+        except TwilioRestException as exc:
+            result = _classify_rest_error(exc, _retry_after.get())
+        except TimeoutError:
+            result = _Result(Outcome.RETRY, "twilio timed out", cause="timeout")
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            result = _Result(
+                Outcome.RETRY, f"twilio unreachable ({type(exc).__name__})", cause="unreachable"
+            )
+        except (aiohttp.ClientError, TwilioException) as exc:
+            result = _Result(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
+        else:
+            return _Result(Outcome.ACCEPTED, str(message.status or "queued"), str(message.sid))
+        log.info(
+            "sms.send_failed",
+            channel=self.name,
+            alert_id=batch.alert.alert_id,
+            delivery_id=delivery.id,
+            recipient=delivery.tag,
+            outcome=str(result.outcome),
+            detail=result.detail,
+        )
+        return result
+
+
+_AUTH_FAILED = _Result(Outcome.FAILED, error_detail(20003, 401), cause="auth")
+
+
+def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) -> _Result:
+    status = int(exc.status or 0)
+    if status in (401, 403):
+        return _AUTH_FAILED
+    detail = error_detail(exc.code, status)
+    if is_transient_http(status):
+        return _Result(Outcome.RETRY, detail, retry_after_s=retry_after)
+    return _Result(Outcome.FAILED, detail)
+
+
+def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
+    causes = {r.cause for r in results}
+    if len(causes) != 1:
+        return
+    cause = causes.pop()
+    if cause == "auth":
+        raise PermanentChannelError("twilio rejected the account credentials (20003)")
+    if cause == "unreachable":
+        raise TransientChannelError("twilio API unreachable")
+
+
+def _receipt(delivery: Delivery, result: _Result) -> Receipt:
+    return Receipt(
+        delivery.id, result.outcome, result.detail, result.provider_ref, result.retry_after_s
+    )

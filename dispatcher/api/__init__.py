@@ -1,0 +1,1 @@
+"""The HTTP API: one route module per concern, assembled in `app.py`."""

@@ -1,0 +1,121 @@
+"""CAP routes: one alert as CAP 1.2, and an Atom feed of the active alerts for pollers."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from dispatcher.api.common import service_of
+from dispatcher.cap import CAP_MEDIA_TYPE, CapReference, areas_for_zones, cap_time, render_cap
+from dispatcher.domain import AlertState, ChannelKind
+
+if TYPE_CHECKING:
+    from dispatcher.service import Service
+    from dispatcher.store.alerts import AlertRecord
+
+routes = web.RouteTableDef()
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+ATOM_MEDIA_TYPE = "application/atom+xml"
+# Renderings whose text carries no channel prefix, best first, for template-only alerts.
+_PLAIN_TEXT_FROM = (ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.PA, ChannelKind.EMAIL)
+
+
+def _moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+async def cap_document(service: Service, record: AlertRecord) -> bytes:
+    """The alert as CAP: Alert or Update, or the Cancel message once it was withdrawn."""
+    settings = service.settings
+    sender = settings.service.sender
+    sent = _moment(record.created_at)
+    identifier = record.id
+    references: list[CapReference] = []
+    if record.references_id:
+        earlier = await service.alerts.get(record.references_id)
+        if earlier is not None:
+            references.append(CapReference(sender, earlier.id, _moment(earlier.created_at)))
+    cancelled = record.state is AlertState.CANCELLED
+    if cancelled:
+        # A Cancel is a message of its own that points at the alert it withdraws.
+        references = [CapReference(sender, record.id, sent)]
+        identifier = f"{record.id}.cancel"
+        sent = _moment(record.done_at or record.created_at)
+    texts: dict[str, str] = {}
+    if record.request.text is None:
+        for kind in _PLAIN_TEXT_FROM:
+            if kind in record.rendered:
+                texts = {lang: m.text for lang, m in record.rendered[kind].items()}
+                break
+    return render_cap(
+        record.request,
+        identifier=identifier,
+        sender=sender,
+        sent=sent,
+        expires=_moment(record.expires_at),
+        cancelled=cancelled,
+        references=references,
+        areas=areas_for_zones(record.zones, settings, record.exclude_zones),
+        web=settings.rendering.web or None,
+        sender_name=settings.service.institution,
+        texts=texts,
+    )
+
+
+@routes.get("/v1/alerts/{id}/cap")
+async def get_alert_cap(request: web.Request) -> web.Response:
+    """The alert as a CAP 1.2 document."""
+    service = service_of(request)
+    alert_id = request.match_info["id"]
+    record = await service.alerts.get(alert_id)
+    if record is None:
+        return web.json_response({"error": f"no alert {alert_id}"}, status=404)
+    body = await cap_document(service, record)
+    return web.Response(body=body, content_type=CAP_MEDIA_TYPE, charset="utf-8")
+
+
+@routes.get("/v1/feeds/cap")
+async def cap_feed(request: web.Request) -> web.Response:
+    """Atom feed of the alerts active now, newest first, each linking to its CAP."""
+    service = service_of(request)
+    settings = service.settings
+    base = settings.service.base_url()
+    now_ms = service.clock.now_ms()
+    records = await service.alerts.active(now_ms)
+    institution = settings.service.institution
+
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
+    _text(feed, "id", f"{base}/v1/feeds/cap")
+    _text(feed, "title", f"{institution} active alerts")
+    newest = max((r.created_at for r in records), default=now_ms)
+    _text(feed, "updated", cap_time(_moment(newest)))
+    ET.SubElement(feed, "link", {"rel": "self", "href": f"{base}/v1/feeds/cap",
+                                 "type": ATOM_MEDIA_TYPE})
+    author = ET.SubElement(feed, "author")
+    _text(author, "name", institution)
+    for record in records:
+        entry = ET.SubElement(feed, "entry")
+        _text(entry, "id", f"{base}/v1/alerts/{record.id}")
+        req = record.request
+        headline = req.headline or (req.text or "").split(". ")[0][:80] or record.kind.value
+        marker = {"drill": "[DRILL] ", "test": "[TEST] "}.get(record.mode.value, "")
+        _text(entry, "title", f"{marker}{headline}")
+        _text(entry, "published", cap_time(_moment(record.created_at)))
+        _text(entry, "updated", cap_time(_moment(record.created_at)))
+        if req.text:
+            _text(entry, "summary", req.text)
+        ET.SubElement(entry, "category", {"term": record.kind.value})
+        ET.SubElement(entry, "category", {"term": record.mode.value})
+        ET.SubElement(entry, "link", {"rel": "alternate", "type": CAP_MEDIA_TYPE,
+                                      "href": f"{base}/v1/alerts/{record.id}/cap"})
+    ET.indent(feed)
+    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True) + b"\n"
+    return web.Response(body=body, content_type=ATOM_MEDIA_TYPE, charset="utf-8")
+
+
+def _text(parent: ET.Element, tag: str, text: str) -> None:
+    ET.SubElement(parent, tag).text = text

@@ -1,0 +1,18 @@
+"""Time, read in one place so tests can control it."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+class Clock:
+    """Wall-clock milliseconds since the epoch."""
+
+    def now_ms(self) -> int:
+        """The current time."""
+        return int(time.time() * 1000)
+
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.now_ms() / 1000, tz=UTC)

@@ -1,0 +1,274 @@
+"""Operator commands: `serve`, `run`, `send`, `status`, `audit verify`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from dispatcher.settings import TOKEN_ENV, ConfigError, Settings, load_settings
+
+DEFAULT_URL = "http://127.0.0.1:8025"
+
+
+def register(sub: Any) -> None:
+    """Add the service and operator commands."""
+    serve = sub.add_parser("serve", help="run the dispatch service")
+    serve.add_argument("--config", type=Path, help="TOML config (default: the embedded example)")
+    serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default from config: 8025)")
+    serve.set_defaults(func=cmd_serve)
+
+    run = sub.add_parser("run", help="run the sandbox and the service together (make run)")
+    run.add_argument("--config", type=Path)
+    run.set_defaults(func=cmd_run)
+
+    send = sub.add_parser("send", help="send an alert to a running service and follow it")
+    send.add_argument("text", nargs="?", help="the message (or --file)")
+    send.add_argument("--file", type=Path, help="a JSON alert request ('-' for stdin)")
+    send.add_argument("--kind", default="emergency",
+                      choices=["emergency", "timely_warning", "advisory", "all_clear"])
+    send.add_argument("--mode", default="live", choices=["live", "drill", "test"])
+    send.add_argument("--audience", default="all")
+    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa")
+    send.add_argument("--no-wait", action="store_true", help="return after the 202")
+    _client_args(send)
+    send.set_defaults(func=cmd_send)
+
+    status = sub.add_parser("status", help="show an alert's state and delivery counts")
+    status.add_argument("id")
+    _client_args(status)
+    status.set_defaults(func=cmd_status)
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
+    verify.add_argument("--config", type=Path)
+    verify.set_defaults(func=cmd_audit_verify)
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("CLARION_URL", DEFAULT_URL))
+    parser.add_argument("--token", default=None, help=f"API token (default ${TOKEN_ENV})")
+
+
+def _settings(path: Path | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"clarion: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP API and the engine until SIGINT or SIGTERM."""
+    from dispatcher.observability import configure_logging
+
+    settings = _settings(args.config)
+    configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
+    host = args.host or settings.service.host
+    port = args.port if args.port is not None else settings.service.port
+    try:
+        asyncio.run(_serve(settings, host, port))
+    except OSError as exc:
+        print(f"clarion: cannot serve on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    from dispatcher.api.app import build_app
+    from dispatcher.service import Service
+
+    service = await Service.open(settings)
+    app = build_app(service)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    if service.auth.generated:
+        print(f"API token (generated, shown once): {service.auth.generated}", flush=True)
+    print(json.dumps({"clarion": f"http://{host}:{port}"}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start `clarion sandbox` and `clarion serve`, print how to send a first alert."""
+    token = os.environ.get(TOKEN_ENV) or f"demo-{os.urandom(9).hex()}"
+    env = {**os.environ, TOKEN_ENV: token}
+    exe = [sys.executable, "-m", "dispatcher.cli"]
+    serve_cmd = [*exe, "serve", *(["--config", str(args.config)] if args.config else [])]
+    procs = [subprocess.Popen([*exe, "sandbox"], env=env)]  # noqa: S603 - our own CLI
+    try:
+        if not _wait_http("http://127.0.0.1:8026/stats", 30):
+            print("clarion: the sandbox did not start (is port 8026 free?)", file=sys.stderr)
+            return 1
+        procs.append(subprocess.Popen(serve_cmd, env=env))  # noqa: S603 - our own CLI
+        if not _wait_http(f"{DEFAULT_URL}/healthz", 60):
+            print("clarion: the service did not start (is port 8025 free?)", file=sys.stderr)
+            return 1
+        body = json.dumps({
+            "kind": "emergency",
+            "text": "Gas leak at the Chemistry Building. Evacuate now and avoid the area.",
+            "audience": "all",
+        })
+        print(
+            "\nClarion is running.\n"
+            f"  API      {DEFAULT_URL}   (OpenAPI: {DEFAULT_URL}/openapi.json)\n"
+            "  sandbox  http://127.0.0.1:8026/stats\n"
+            f"  token    {token}\n\n"
+            "Send a first alert:\n"
+            f"  curl -s -X POST {DEFAULT_URL}/v1/alerts -H 'Authorization: Bearer {token}' \\\n"
+            f"       -H 'Content-Type: application/json' -d '{body}'\n\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _wait_http(url: str, seconds: float) -> bool:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+                return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+def _token(args: argparse.Namespace) -> str:
+    token: str | None = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        print(f"clarion: give --token or set {TOKEN_ENV}", file=sys.stderr)
+        raise SystemExit(2)
+    return token
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """POST the alert, then show a live progress bar per channel until it is done."""
+    if args.file is not None:
+        raw = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            print(f"clarion: {args.file} is not valid JSON: {exc}", file=sys.stderr)
+            return 2
+    elif args.text:
+        body = {"kind": args.kind, "mode": args.mode, "text": args.text, "audience": args.audience}
+        if args.channels:
+            body["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
+    else:
+        print("clarion: give the message text or --file", file=sys.stderr)
+        return 2
+    return asyncio.run(_send(args.url, _token(args), body, wait=not args.no_wait))
+
+
+async def _send(url: str, token: str, body: dict[str, Any], *, wait: bool) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        try:
+            async with http.post(f"{url}/v1/alerts", json=body) as resp:
+                reply = await resp.json(content_type=None)
+                if resp.status != 202:
+                    print(json.dumps(reply, indent=2), file=sys.stderr)
+                    return 1
+        except aiohttp.ClientError as exc:
+            print(f"clarion: cannot reach {url}: {exc}", file=sys.stderr)
+            return 1
+        alert_id = reply["id"]
+        print(f"alert {alert_id} accepted", flush=True)
+        if not wait:
+            return 0
+        return await _follow(http, url, alert_id)
+
+
+async def _follow(http: aiohttp.ClientSession, url: str, alert_id: str) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bars: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+    ) as progress:
+        while True:
+            async with http.get(f"{url}/v1/alerts/{alert_id}") as resp:
+                status = await resp.json()
+            for kind, counts in sorted(status.get("channels", {}).items()):
+                handed = sum(counts.get(k, 0) for k in ("accepted", "delivered", "failed",
+                                                        "suppressed"))
+                detail = f"delivered {counts.get('delivered', 0)}  failed {counts.get('failed', 0)}"
+                if kind not in bars:
+                    bars[kind] = progress.add_task(kind, total=counts["total"], detail=detail)
+                progress.update(bars[kind], total=counts["total"], completed=handed, detail=detail)
+            if status["state"] != "dispatching":
+                break
+            await asyncio.sleep(0.5)
+    print(f"alert {alert_id} {status['state']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print an alert's status document."""
+
+    async def fetch() -> int:
+        async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {_token(args)}"}
+        ) as http, http.get(f"{args.url}/v1/alerts/{args.id}") as resp:
+            print(json.dumps(await resp.json(content_type=None), indent=2))
+            return 0 if resp.status == 200 else 1
+
+    return asyncio.run(fetch())
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Walk the audit chain; exit 1 at the first entry that was changed."""
+    from dispatcher.store.audit import AuditLog
+    from dispatcher.store.database import open_database
+
+    settings = _settings(args.config)
+
+    async def verify() -> int:
+        db = await open_database(settings.store.url)
+        try:
+            check = await AuditLog(db).verify()
+        finally:
+            await db.close()
+        if check.ok:
+            print(f"audit chain intact: {check.entries} entries")
+            return 0
+        print(f"audit chain broken at entry {check.broken_at}: {check.reason}")
+        return 1
+
+    return asyncio.run(verify())

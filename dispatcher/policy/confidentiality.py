@@ -1,0 +1,463 @@
+"""confidentiality.*: nothing that identifies a victim, complainant or witness."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dispatcher.domain import AlertKind
+from dispatcher.policy.names import NameFinder, Role
+from dispatcher.policy.text import Span, fold, sentences
+from dispatcher.policy.verdict import Severity, Violation
+
+_PERSON_CUE = re.compile(
+    r"\b(?:victim|victim's|complainant|survivor|resident|student|roommate|suitemate|"
+    r"occupant|tenant|his|her|hers|their|she|he|him|lives|living|lived|whose|witness|"
+    r"girlfriend|boyfriend|friend|personal|cell|home|v[ií]ctima|estudiante|residente|"
+    r"su|vive|viv[ií]a|denunciante|compa[ñn]er[oa])\b",
+    re.IGNORECASE,
+)
+_INSTITUTION_CUE = re.compile(
+    r"\b(?:police|public safety|department|dept|office|center|centre|hotline|tip ?line|"
+    r"line|dispatch|security|services|desk|university|college|campus|title ix|counseling|"
+    r"polic[ií]a|seguridad|oficina|departamento|centro|l[ií]nea|universidad)\b",
+    re.IGNORECASE,
+)
+_OFFICIAL = re.compile(
+    r"\b(?:officer|detective|det\.|sergeant|sgt\.|lieutenant|lt\.|captain|chief|investigator|"
+    r"coordinator|director|dean|oficial|agente|detective)\b",
+    re.IGNORECASE,
+)
+_ROLE_MAILBOX = re.compile(
+    r"^(?:police|safety|security|tips?|titleix|title9|dps|ups|ucpd|upd|cpd|info|alerts?|"
+    r"help|report|reports|counseling|caps|dean|deanofstudents|housing|reslife|emergency|"
+    r"ehs|facilities|it|support|contact|noreply|no-reply|webmaster|compliance|clery|"
+    r"publicsafety|campuspolice|police-tips|policia|seguridad)[\w.+-]*$",
+    re.IGNORECASE,
+)
+
+PHONE = re.compile(
+    r"(?<![\w/-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}(?![\w-])"
+    r"|(?<![\w/.-])\d{3}[-.]\d{4}(?![\w-])"
+)
+SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])|\b(?:SSN|social security)\b", re.I)
+EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_ID_NUMBER = re.compile(r"(?<![\w-])[A-Za-z]{0,2}\d{5,10}(?![\w-])")
+_ID_CUE = re.compile(
+    r"(?:\bID\b|\bI\.D\.|\bidentification\b|\bstudent (?:number|no\.?|#)|\bemployee "
+    r"(?:number|no\.?|#|id)|\bbadge\b|\bbanner\b|\bemplid\b|\bnetid\b|\bcwid\b|\bmatr[ií]cula\b|"
+    r"\bcarn[ée]t?\b|\bn[úu]mero de (?:estudiante|empleado)|\bstudent\b|\bestudiante\b)"
+    r"[^.;:]{0,20}$",
+    re.IGNORECASE,
+)
+_CASE_CUE = re.compile(
+    r"\b(?:case|incident|report|reference|ref|caso|informe|reporte|file)\b[^.;]{0,12}$", re.I
+)
+_DATE = (
+    r"(?:\d{1,2}[/-]\d{1,2}[/-]\d{2,4}|\d{4}-\d{2}-\d{2}|"
+    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4}|"
+    r"\d{1,2}\s+(?:de\s+)?[a-záéíóú]+\s+(?:de\s+)?\d{4})"
+)
+DOB = re.compile(
+    r"\b(?:DOB|D\.O\.B\.?|date of birth|birth ?date|birthday|born(?: on)?|fecha de nacimiento|"
+    r"nacid[oa](?: el)?)\b[:\s]*(?:(?:is|was|es|fue|of|de)\s+)?" + _DATE,
+    re.IGNORECASE,
+)
+_UNIT = re.compile(
+    r"\b(?:room|rm\.?|apartment|apt\.?|unit|suite|ste\.?|habitaci[oó]n|cuarto|apartamento|"
+    r"depto\.?|departamento|dormitorio)\s*(?:#|no\.?|number|n[úu]m(?:ero)?\.?)?\s*"
+    r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b",
+    re.IGNORECASE,
+)
+_ORDINAL = (
+    r"(?:\d{1,2}(?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|"
+    r"tenth|eleventh|twelfth|top|ground)"
+)
+_FLOOR = re.compile(
+    rf"\b{_ORDINAL}[- ]floor\b|\bfloor \d{{1,2}}\b|\b(?:primer|segundo|tercer|cuarto|quinto|"
+    r"sexto|s[eé]ptimo|octavo|noveno|d[eé]cimo)\s+piso\b|\bpiso \d{1,2}\b",
+    re.IGNORECASE,
+)
+_STREET_SUFFIX = (
+    r"(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Drive|Dr\.?|Lane|Ln\.?|"
+    r"Court|Ct\.?|Way|Place|Pl\.?|Circle|Cir\.?|Terrace|Ter\.?|Parkway|Pkwy\.?|Highway|Hwy\.?|"
+    r"Trail|Row|Square|Sq\.?|Pike|Alley)"
+)
+ADDRESS = re.compile(
+    r"(?<![\w,-])(\d{1,6}[A-Z]?)\s+(?:[NSEW]\.?\s+|(?:North|South|East|West)\s+)?"
+    r"(?:[A-Z][\w'.-]*\s+|\d{1,3}(?:st|nd|rd|th)\s+){1,4}" + _STREET_SUFFIX + r"(?!\w)"
+    r"(?:,?\s*(?:Apt\.?|Apartment|Unit|Suite|Ste\.?|#)\s*[\w-]+)?"
+    r"|\b(?:Calle|Avenida|Av\.|Camino|Paseo)\s+(?:[A-Z][\w'.-]*\s+){1,3}(?:n[úu]m\.?\s*|#\s*)?"
+    r"\d{1,6}\b(?:,?\s*(?:Apto\.?|Apartamento|Depto\.?|#)\s*[\w-]+)?"
+)
+_HAS_UNIT = re.compile(r"(?:Apt|Apartment|Unit|Suite|Ste|Apto|Apartamento|Depto|#)", re.I)
+_RESIDENCE_CUE = re.compile(
+    r"\b(?:home|house|residence|apartment|apt|lives|living|resides|resident|off-campus|"
+    r"rental|dorm|casa|vivienda|domicilio|residencia|apartamento)\b",
+    re.IGNORECASE,
+)
+_RESIDENTIAL = re.compile(
+    r"\b(?:hall|halls|residence|dorm|dormitory|apartments?|village|tower|towers|house|"
+    r"commons|suites|residencia|apartamentos?)\b",
+    re.IGNORECASE,
+)
+_NON_RESIDENTIAL = re.compile(
+    r"\b(?:library|center|centre|building|school|lab|laboratory|gym|stadium|union|"
+    r"auditorium|classroom|lecture|office|store|bookstore|museum|clinic|hospital|garage|"
+    r"biblioteca|edificio|centro|laboratorio|aula|oficina)\b",
+    re.IGNORECASE,
+)
+_SINGULAR_PERSON = re.compile(
+    r"\b(?:a|an|the|one|his|her|their|un|una|el|la|su)\s+(?:\w+\s+)?(?:student|resident|victim|"
+    r"complainant|occupant|roommate|survivor|tenant|estudiante|residente|v[ií]ctima|inquilin[oa])\b"
+    r"|\b(?:his|her|their|su|sus)\s+(?:room|apartment|unit|suite|floor|habitaci[oó]n|cuarto|"
+    r"piso|apartamento)\b|\b(?:lives|lived|living|resides|vive|viv[ií]a)\b",
+    re.IGNORECASE,
+)
+
+_GAP = r"(?:[^\w.;:!?]+[\w'\u2019]+){0,5}?[^\w.;:!?]+"
+_CHOICE = re.compile(
+    r"\b(?:decided|decides|chose|chosen|elected|opted|declined|refused|prefers|preferred)\s+"
+    r"(?:not\s+)?to\s+(?:report|press|file|involve|pursue|prosecute|cooperate|contact|go to|"
+    r"speak|talk|participate)\b"
+    r"|\b(?:decidi[oó]|opt[oó]|eligi[oó]|prefiri[oó]|no quiso|no quiere|no desea|no dese[oó]|"
+    r"se neg[oó] a)\s+(?:no\s+)?(?:denunciar|presentar|reportar|acudir|involucrar|cooperar)"
+    r"|\b(?:wished|wishes|wants|wanted|did not|didn't|does not|doesn't|has not|hasn't|"
+    r"have not|haven't|will not|won't|would not|wouldn't|is not|isn't|was not|wasn't|"
+    r"unwilling|reluctant)\b" + _GAP + r"(?:to\s+)?(?:report(?:ing)?|press(?:ing)?|"
+    r"fil(?:e|ing)|involv(?:e|ing)|pursu(?:e|ing)|prosecut(?:e|ion|ing)|cooperat(?:e|ing)|"
+    r"contact(?:ing)?|speak(?:ing)?|talk(?:ing)?|go(?:ing)? to|participat(?:e|ing))\b"
+    r"(?:[^\w.;:!?]+[\w'\u2019]+){0,4}?[^\w.;:!?]+(?:police|charges?|report|complaint|prosecution|"
+    r"investigation|authorities|law enforcement|officers)\b"
+    r"|\b(?:press(?:ed|ing)?|pursu(?:e|ed|ing)|presentar|present[oó])\s+(?:criminal\s+)?"
+    r"(?:charges|cargos)\b"
+    r"|\b(?:declined|refused|waived)\s+(?:prosecution|to prosecute)"
+    r"|\b(?:is|was|has been|are)\s+(?:not\s+)?cooperating\s+with\s+(?:police|the investigation|"
+    r"investigators|authorities)",
+    re.IGNORECASE,
+)
+_GENERIC_SUBJECT = re.compile(
+    r"\b(?:you|anyone|everyone|community members|those|if|may|can|please|usted|ustedes|"
+    r"cualquier|quien|quienes)\b[^.;]*$",
+    re.IGNORECASE,
+)
+
+# Identifying details of a person; three or more about one person point to that person.
+_ATTRIBUTES: dict[str, re.Pattern[str]] = {
+    "age": re.compile(
+        r"\b\d{1,2}[- ]year[- ]old\b|\bage[sd]?\s+\d{1,2}\b|(?<=, )\d{2}(?=,)|"
+        r"\bde \d{1,2} años\b|\b\d{1,2} años\b",
+        re.IGNORECASE,
+    ),
+    "year": re.compile(
+        r"\b(?:freshman|sophomore|junior|senior|first[- ]year|second[- ]year|third[- ]year|"
+        r"fourth[- ]year|graduate student|grad student|doctoral student|phd student|"
+        r"transfer student|class of \d{4}|primer año|segundo año|tercer año|cuarto año|"
+        r"estudiante de posgrado)\b",
+        re.IGNORECASE,
+    ),
+    "major": re.compile(
+        r"\b\w+ major\b|\bmajoring in\b|\bstud(?:ying|ies) \w+|\bestudiante de (?!primer|segundo|"
+        r"tercer|cuarto|posgrado)\w+|\bque estudia\b|\bcarrera de\b",
+        re.IGNORECASE,
+    ),
+    "hometown": re.compile(
+        r"\b(?:from|native of|originally from|oriund[oa] de|originari[oa] de)\s+"
+        r"[A-Z][a-z]+\b(?:,?\s+(?:[A-Z]{2}\b|[A-Z][a-z]+\b))?"
+        r"(?!\s+(?:Hall|Library|Center|Street|Building|Police|Avenue|Park|Lot))"
+        r"|\bhometown\b|\binternational student from\b",
+    ),
+    "residence": re.compile(
+        r"\b(?:lives|living|resides|vive)\s+(?:on|in|at|en)\b|\b(?:first|second|third|fourth|"
+        r"fifth|sixth|\d{1,2}(?:st|nd|rd|th))[- ]floor\b|\bresident of\b",
+        re.IGNORECASE,
+    ),
+    "group": re.compile(
+        r"\b(?:member of|plays (?:on|for)|on the)\s+(?:the\s+)?[\w' ]{0,30}?(?:team|club|band|"
+        r"fraternity|sorority|choir|orchestra|squad)\b|\b(?:athlete|player|cheerleader)\b|"
+        r"\bmiembro del?\b",
+        re.IGNORECASE,
+    ),
+}
+_VICTIM_SIDE = re.compile(
+    r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
+    r"estudiante|residente|denunciante)\b",
+    re.IGNORECASE,
+)
+_SUSPECT_SIDE = re.compile(
+    r"\b(?:suspect|suspects|described as|offender|perpetrator|assailant|attacker|wearing|"
+    r"sospechos[oa]s?|descrito como|descrita como)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """What the institution publishes: phone numbers (by digits), addresses, domains."""
+
+    digits: frozenset[str]
+    emails: frozenset[str]
+    domains: frozenset[str]
+
+    @classmethod
+    def of(cls, entries: Iterable[str]) -> Allowed:
+        """Sort the config's allow list into numbers, email addresses and domains."""
+        digits, emails, domains = set(), set(), set()
+        for raw in entries:
+            entry = raw.strip()
+            only = re.sub(r"\D", "", entry)
+            if "@" in entry and not entry.startswith("@"):
+                emails.add(entry.lower())
+            elif entry.startswith("@"):
+                domains.add(entry[1:].lower())
+            elif len(only) >= 3 and len(only) >= len(re.sub(r"\s", "", entry)) - 6:
+                digits.add(only[-10:])
+        return cls(frozenset(digits), frozenset(emails), frozenset(domains))
+
+    def phone(self, text: str) -> bool:
+        """True for 911 and for numbers on the allow list (compared by their last digits)."""
+        only = re.sub(r"\D", "", text)[-10:]
+        if only in {"911", "988"}:
+            return True
+        return any(only == d or (len(only) == 7 and d.endswith(only)) for d in self.digits)
+
+    def email(self, address: str) -> bool:
+        """True for addresses and domains on the allow list."""
+        lowered = address.lower()
+        return lowered in self.emails or lowered.rsplit("@", 1)[-1] in self.domains
+
+
+def _sentence_of(spans: list[Span], index: int) -> Span:
+    for span in spans:
+        if span.start <= index < span.end:
+            return span
+    return Span("", index, index)
+
+
+def check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
+    """Every confidentiality problem in one text, with spans in that text."""
+    found: list[Violation] = []
+    spans = sentences(text)
+    found += _names(text, finder)
+    found += _numbers(text, spans, allowed)
+    found += _dates_of_birth(text)
+    found += _units(text, spans, kind, finder)
+    found += _addresses(text, spans, kind)
+    found += _reporting(text, spans)
+    found += _identifying(text, spans, kind)
+    return sorted(_dedupe(found), key=lambda v: (v.start or 0, v.rule))
+
+
+def _dedupe(found: list[Violation]) -> list[Violation]:
+    """One violation per stretch of text: the first rule to claim a span keeps it."""
+    kept: list[Violation] = []
+    for v in found:
+        overlap = any(
+            k.start is not None and v.start is not None and k.end is not None
+            and v.end is not None and k.start < v.end and v.start < k.end and k.rule == v.rule
+            for k in kept
+        )
+        if not overlap:
+            kept.append(v)
+    return kept
+
+
+def _names(text: str, finder: NameFinder) -> list[Violation]:
+    out = []
+    for hit in finder.find(text):
+        if hit.role is not Role.PERSON:
+            continue
+        out.append(
+            Violation(
+                "confidentiality.name",
+                f'"{hit.text}" looks like the name of a person. Never name a victim, '
+                "complainant or witness; describe the incident instead.",
+                hit.start,
+                hit.end,
+            )
+        )
+    return out
+
+
+def _numbers(text: str, spans: list[Span], allowed: Allowed) -> list[Violation]:
+    out: list[Violation] = []
+    taken: list[tuple[int, int]] = []
+    for m in SSN.finditer(text):
+        out.append(Violation(
+            "confidentiality.ssn",
+            "A Social Security number must never appear in an alert.", m.start(), m.end()))
+        taken.append(m.span())
+    for m in _ID_NUMBER.finditer(text):
+        before = text[max(0, m.start() - 40) : m.start()]
+        if _ID_CUE.search(before) and not _CASE_CUE.search(before):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue
+            label = re.search(r"(?:\bID|I\.D\.|number|no\.|#)\s*[:#]?\s*$", before, re.I)
+            start = m.start() - (len(before) - label.start()) if label else m.start()
+            out.append(Violation(
+                "confidentiality.id_number",
+                "Student and employee ID numbers identify a person; remove it.",
+                start, m.end()))
+            taken.append((start, m.end()))
+    for m in PHONE.finditer(text):
+        if any(a < m.end() and m.start() < b for a, b in taken) or allowed.phone(m.group()):
+            continue
+        sentence = _sentence_of(spans, m.start())
+        before = text[sentence.start : m.start()]
+        cue = _PERSON_CUE.search(before)
+        institutional_at = max(
+            (found.start() for found in _INSTITUTION_CUE.finditer(before)), default=None
+        )
+        personal_at = cue.start() if cue else None
+        if personal_at is None and institutional_at is None and _named_before(before):
+            personal_at = len(before)
+        if personal_at is not None and not (
+            institutional_at is not None and institutional_at > personal_at
+        ):
+            out.append(Violation(
+                "confidentiality.phone",
+                "This looks like a private phone number. Give only the institution's "
+                "published numbers (or 911).", m.start(), m.end()))
+        else:
+            out.append(Violation(
+                "contact.unlisted",
+                f"{m.group()} is not on the allow list of published numbers (policy.allow). "
+                "If it is the institution's own line, add it there; if it is a person's, "
+                "remove it.", m.start(), m.end(), Severity.WARNING))
+    for m in EMAIL.finditer(text):
+        address = m.group()
+        if allowed.email(address):
+            continue
+        local = address.split("@", 1)[0]
+        sentence = _sentence_of(spans, m.start())
+        lead = text[sentence.start : m.start()]
+        personal = _PERSON_CUE.search(lead)
+        official = _OFFICIAL.search(lead)
+        if (_ROLE_MAILBOX.match(local) or official) and not personal:
+            out.append(Violation(
+                "contact.unlisted",
+                f"{address} is not on the allow list (policy.allow). If it is an office's "
+                "address, add it there.", m.start(), m.end(), Severity.WARNING))
+        else:
+            out.append(Violation(
+                "confidentiality.email",
+                "This looks like a person's email address. Give only the institution's "
+                "published addresses.", m.start(), m.end()))
+    return out
+
+
+def _named_before(before: str) -> bool:
+    """A capitalized first-and-last name shape just before a number ("call Jane Roe at")."""
+    return re.search(r"\b[A-Z][a-z]+ [A-Z][a-z]+(?:'s)? (?:at|on|al|en)\s*$", before) is not None
+
+
+def _dates_of_birth(text: str) -> list[Violation]:
+    return [
+        Violation(
+            "confidentiality.date_of_birth",
+            "A date of birth identifies a person; remove it (an approximate age is enough "
+            "for a suspect).", m.start(), m.end())
+        for m in DOB.finditer(text)
+    ]
+
+
+def _units(text: str, spans: list[Span], kind: AlertKind, finder: NameFinder) -> list[Violation]:
+    out = []
+    crime = kind is AlertKind.TIMELY_WARNING
+    for pattern, is_floor in ((_UNIT, False), (_FLOOR, True)):
+        for m in pattern.finditer(text):
+            sentence = _sentence_of(spans, m.start())
+            body = sentence.text
+            tied = bool(_SINGULAR_PERSON.search(body)) or any(
+                h.role is Role.PERSON for h in finder.find(body)
+            )
+            if is_floor and re.search(r"\b\w+[- ]floor (?:resident|student|room)", body, re.I):
+                tied = True
+            residential = bool(_RESIDENTIAL.search(body)) and not _NON_RESIDENTIAL.search(
+                text[max(sentence.start, m.start() - 30) : m.start()]
+            )
+            if tied or (crime and not is_floor and residential):
+                out.append(Violation(
+                    "confidentiality.residence_unit",
+                    f'"{m.group()}" points to the people who live there. Name the building '
+                    "(or the area) without room, floor or unit numbers.",
+                    m.start(), m.end()))
+    return out
+
+
+def _addresses(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
+    out = []
+    for m in ADDRESS.finditer(text):
+        sentence = _sentence_of(spans, m.start())
+        unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
+        residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
+        if unit or residence or kind is AlertKind.TIMELY_WARNING:
+            number = m.group(1) or ""
+            hint = (
+                f' Say "the {int(number) // 100 * 100} block of ..." instead.'
+                if number.isdigit() else " Give the block or a nearby landmark instead."
+            )
+            out.append(Violation(
+                "confidentiality.street_address",
+                f'"{m.group()}" is the exact address of a residence.{hint}',
+                m.start(), m.end()))
+    return out
+
+
+def _reporting(text: str, spans: list[Span]) -> list[Violation]:
+    out = []
+    for m in _CHOICE.finditer(text):
+        sentence = _sentence_of(spans, m.start())
+        lead = text[sentence.start : m.start()]
+        if _GENERIC_SUBJECT.search(lead) and not _VICTIM_SIDE.search(lead):
+            continue
+        if re.search(r"(?i)\b(?:hesitate|afraid|wait)\b", m.group()) or re.search(
+            r"(?i)\b(?:do|please|por favor)\s*$", lead
+        ):
+            continue
+        out.append(Violation(
+            "confidentiality.reporting_choice",
+            "Whether the victim chose to report, press charges or involve the police is "
+            "theirs to keep private; remove it.", m.start(), m.end()))
+    return out
+
+
+def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
+    out = []
+    for sentence in spans:
+        body = sentence.text
+        kinds: dict[str, tuple[int, int]] = {}
+        for name, pattern in _ATTRIBUTES.items():
+            for m in pattern.finditer(body):
+                if _side(body, m.start()) == "suspect":
+                    continue
+                kinds.setdefault(name, m.span())
+        if len(kinds) >= 3:
+            start = min(a for a, _ in kinds.values())
+            end = max(b for _, b in kinds.values())
+            listed = ", ".join(sorted(kinds))
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f"Together these details ({listed}) point to one person. Keep at most one "
+                "general detail about a victim.",
+                sentence.start + start, sentence.start + end))
+    del kind
+    return out
+
+
+def _side(body: str, index: int) -> str:
+    """Whether an attribute at index describes the victim or the suspect: the nearest cue."""
+    before = body[:index]
+    victim = [m.end() for m in _VICTIM_SIDE.finditer(before)]
+    suspect = [m.end() for m in _SUSPECT_SIDE.finditer(before)]
+    if suspect and (not victim or max(suspect) > max(victim)):
+        return "suspect"
+    if not victim and not suspect and _SUSPECT_SIDE.search(body[index:]):
+        return "suspect" if not _VICTIM_SIDE.search(body[index:]) else "victim"
+    return "victim"
+
+
+def folded_places(places: Iterable[str]) -> frozenset[str]:
+    """Folded place names, for callers that compare words."""
+    return frozenset(fold(p) for p in places)

@@ -1,0 +1,188 @@
+"""evaluate(): every rule over the request's own words and over each channel's rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from functools import lru_cache
+
+from dispatcher.domain import ChannelKind, Message
+from dispatcher.policy import actionable, brevity, cautions, confidentiality
+from dispatcher.policy.gsm import count
+from dispatcher.policy.lexicon import Gazetteer, lexicon
+from dispatcher.policy.names import NameFinder
+from dispatcher.policy.settings import PolicySettings
+from dispatcher.policy.text import fold
+from dispatcher.policy.verdict import Severity, Verdict, Violation
+from dispatcher.request import AlertRequest
+
+Rendered = dict[ChannelKind, dict[str, Message]]
+
+# The fields of a rendering the confidentiality rules read, main text first.
+_MESSAGE_FIELDS = ("text", "title", "subject", "body", "speech")
+
+
+@lru_cache(maxsize=32)
+def finder_for(places: tuple[str, ...]) -> NameFinder:
+    """A name finder knowing these place names (cached: building it folds every name)."""
+    return NameFinder(lexicon(), Gazetteer.of(places))
+
+
+def _inputs(request: AlertRequest) -> Iterator[tuple[str | None, str, str]]:
+    """(field, language, text) for every piece of text the dispatcher wrote."""
+    lang = request.language
+    if request.text:
+        yield None, lang, request.text
+    for name in ("headline", "instruction", "description"):
+        value = getattr(request, name)
+        if value:
+            yield name, lang, value
+    for code, tr in request.translations.items():
+        for name in ("text", "headline", "instruction", "description"):
+            value = getattr(tr, name)
+            if value:
+                yield f"translations.{code}.{name}", code, value
+    if request.texts is not None:
+        for name in ("sms", "push", "signage", "pa"):
+            value = getattr(request.texts, name)
+            if value:
+                yield f"texts.{name}", lang, value
+        if request.texts.email is not None:
+            yield "texts.email.subject", lang, request.texts.email.subject
+            yield "texts.email.body", lang, request.texts.email.body
+
+
+def evaluate(
+    request: AlertRequest,
+    rendered: Rendered,
+    settings: PolicySettings,
+    *,
+    overridden: frozenset[str] = frozenset(),
+    places: Collection[str] = (),
+) -> Verdict:
+    """Judge the request's text and every rendering; overridden rules become warnings.
+
+    `overridden` holds rule ids or families ("confidentiality.name", "brevity"). `places` adds
+    campus place names (the directory's buildings) to `settings.places`.
+    """
+    finder = finder_for(tuple(sorted({*settings.places, *places})))
+    allowed = confidentiality.Allowed.of(settings.allow)
+    primary = request.language
+    found: list[Violation] = []
+
+    # Confidentiality: every finding in the dispatcher's own words; then what a rendering adds
+    # (a channel override, a template's words), each finding reported once.
+    seen: set[tuple[str, str]] = set()
+    checked: dict[str, list[Violation]] = {}
+
+    def confidential(text: str) -> list[Violation]:
+        if text not in checked:
+            checked[text] = confidentiality.check(text, request.kind, finder, allowed)
+        return checked[text]
+
+    def key(v: Violation, text: str) -> tuple[str, str]:
+        return v.rule, fold(text[v.start : v.end]) if v.start is not None else ""
+
+    for field, lang, text in _inputs(request):
+        for v in confidential(text):
+            seen.add(key(v, text))
+            found.append(v.at(field=field, language=None if lang == primary else lang))
+    for channel, by_lang in rendered.items():
+        for lang, message in by_lang.items():
+            for name in _MESSAGE_FIELDS:
+                value = getattr(message, name)
+                for v in confidential(value) if value else []:
+                    if key(v, value) not in seen:
+                        seen.add(key(v, value))
+                        found.append(v.at(channel=channel.value, language=lang, field=name))
+
+    found += _actionable(request, rendered)
+    found += _brevity(request, rendered, settings)
+    found += _cautions(request)
+    found = [_apply_override(v, overridden) for v in found]
+    segments, encoding, by_language = _measure(rendered, primary)
+    return Verdict(tuple(found), segments, encoding, by_language)
+
+
+def _actionable(request: AlertRequest, rendered: Rendered) -> list[Violation]:
+    out: list[Violation] = []
+    texts = {request.language: " ".join(
+        x for x in (request.text, request.instruction, request.headline) if x)}
+    for code, tr in request.translations.items():
+        texts[code] = " ".join(x for x in (tr.text, tr.instruction, tr.headline) if x)
+    for lang, text in texts.items():
+        for v in actionable.check(request.kind, text):
+            field = None if lang == request.language else f"translations.{lang}.text"
+            out.append(v.at(field=field, language=None if field is None else lang))
+    if out:
+        return out
+    # A channel whose short text the dispatcher overrode must carry the instruction too.
+    overrides = request.texts
+    if overrides is not None:
+        for channel in (ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.PA):
+            if getattr(overrides, channel.value) and channel in rendered:
+                message = rendered[channel].get(request.language)
+                if message is None:
+                    continue
+                for v in actionable.check(request.kind, message.text):
+                    out.append(v.at(channel=channel.value, language=request.language,
+                                    field="text"))
+    return out
+
+
+def _brevity(
+    request: AlertRequest, rendered: Rendered, settings: PolicySettings
+) -> list[Violation]:
+    out: list[Violation] = []
+    if request.text:
+        out += brevity.word_budget(request.text, settings, None, None)
+        out += brevity.typographic(request.text, None, None)
+    for code, tr in request.translations.items():
+        out += brevity.word_budget(tr.text, settings, f"translations.{code}.text", code)
+    limits = {
+        ChannelKind.PUSH: settings.push_title_max,
+        ChannelKind.SIGNAGE: settings.signage_headline_max,
+    }
+    for channel, by_lang in rendered.items():
+        for lang, message in by_lang.items():
+            if channel is ChannelKind.SMS:
+                out += brevity.sms(message, lang, settings)
+            elif channel in limits:
+                out += brevity.title(message, channel, limits[channel], lang)
+    return out
+
+
+def _cautions(request: AlertRequest) -> list[Violation]:
+    out: list[Violation] = []
+    for field, lang, text in _inputs(request):
+        if field not in (None, "description") and not (field or "").endswith(".text"):
+            continue
+        where = {"field": field, "language": None if lang == request.language else lang}
+        out += [v.at(**where) for v in cautions.race_sex_only(text)]
+        out += [v.at(**where) for v in cautions.victim_blaming(text)]
+    out += cautions.all_clear_unlinked(request.kind, request.text or "", request.references)
+    return out
+
+
+def _apply_override(v: Violation, overridden: frozenset[str]) -> Violation:
+    if v.severity is Severity.ERROR and any(v.matches(o) for o in overridden):
+        return v.at(severity=Severity.WARNING, overridden=True)
+    return v
+
+
+def _measure(
+    rendered: Rendered, primary: str
+) -> tuple[dict[str, int], dict[str, str], dict[str, dict[str, object]]]:
+    segments: dict[str, int] = {}
+    encoding: dict[str, str] = {}
+    by_language: dict[str, dict[str, object]] = {}
+    for lang, message in rendered.get(ChannelKind.SMS, {}).items():
+        measured = count(message.text)
+        if lang == primary:
+            segments["sms"] = measured.segments
+            encoding["sms"] = measured.encoding.value
+        else:
+            by_language[lang] = {
+                "segments": {"sms": measured.segments},
+                "encoding": {"sms": measured.encoding.value},
+            }
+    return segments, encoding, by_language

@@ -1,0 +1,426 @@
+"""Finding people's names in an alert: context cues, a name lexicon and the campus gazetteer.
+
+A capitalized word is not a name by itself: alerts are full of buildings named after people
+("Johnson Hall"), streets ("Martin Luther King Jr. Blvd"), offices ("Campus Police") and
+headers ("Timely Warning"). A candidate earns a score from what surrounds it (a title such as
+"Ms.", a role such as "student" or "her roommate", an apposition such as ", a freshman,", a
+predicate such as "was robbed") and from the lexicon (a known given name followed by a known
+surname). Places, offices, officials in their role and suspects are set aside.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from functools import lru_cache
+
+from dispatcher.policy.lexicon import Gazetteer, Lexicon
+from dispatcher.policy.text import Token, sentences, tokenize
+from dispatcher.policy.vocabulary import (
+    ALERT_WORDS,
+    LINKING_VERBS,
+    LOCATION_PREPOSITIONS,
+    MONTH_NAMES,
+    NAME_PARTICLES,
+    NAME_SUFFIXES,
+    NAMING_WORDS,
+    OFFICIAL_TITLES,
+    ORGANIZATION_WORDS,
+    PERSON_ROLES,
+    PERSON_TITLES,
+    PLACE_PREFIXES,
+    PLACE_SUFFIXES,
+    SUSPECT_CUES,
+    VICTIM_PREDICATES,
+    word_set,
+)
+
+THRESHOLD = 2.0
+TITLE_SCORE = 3.0
+ROLE_SCORE = 2.0
+APPOSITION_SCORE = 2.0
+PREDICATE_SCORE = 2.0
+POSSESSIVE_SCORE = 1.0
+INITIAL_SCORE = 1.5
+PAIR_SCORE = 0.5
+SHAPE_SCORE = 0.3
+SENTENCE_START_PENALTY = 1.0
+
+_APPOSITION = re.compile(
+    r"^\s*(?:,\s*(?:a|an|the|age|aged|who|whose|un|una|quien|de\s+\d{1,2}|\d{1,2}\b)"
+    r"|\(\s*(?:\d{1,2}\b|age|id\b|student|estudiante))",
+    re.IGNORECASE,
+)
+_SUSPECT_AFTER = re.compile(
+    r"^\W*(?:was|is|has been|were)\s+(?:arrested|charged|wanted|detained|apprehended|"
+    r"taken into custody|sought|cited)|^\W*(?:fled|is wanted)|^\W*(?:fue|ha sido)\s+"
+    r"(?:arrestad|detenid)",
+    re.IGNORECASE,
+)
+
+
+# Harm only a person suffers: tells "Marcus Hill was robbed" from "Jordan Hall was burglarized".
+HARMED = word_set(
+    "robbed assaulted attacked injured hurt killed struck approached harassed threatened "
+    "followed stalked groped stabbed shot beaten punched raped kidnapped abducted told said "
+    "asaltado asaltada agredido agredida atacado atacada herido herida"
+)
+_PERSON_APPOSITION = re.compile(
+    r"^\s*,\s*(?:a|an|the|un|una)?\s*(?:\d{1,2}\b|\d{1,2}-year-old|freshman|sophomore|junior|"
+    r"senior|first-year|student|graduate|employee|staff|resident|member|professor|estudiante)",
+    re.IGNORECASE,
+)
+
+
+class Cls(StrEnum):
+    """What one capitalized token is, for the purpose of finding names."""
+
+    NAME = "name"
+    TITLE = "title"
+    OFFICIAL = "official"
+    ROLE = "role"
+    PLACE = "place"
+    BREAK = "break"
+
+
+class Role(StrEnum):
+    """Whom a name found in an alert belongs to, as far as the text tells."""
+
+    PERSON = "person"
+    SUSPECT = "suspect"
+    OFFICIAL = "official"
+
+
+@dataclass(frozen=True, slots=True)
+class NameHit:
+    """A probable person's name, its span, score and the cues that made it one."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+    cues: tuple[str, ...]
+    role: Role
+
+
+def _base(token: Token) -> str:
+    key = token.key
+    for suffix in ("'s", "'"):
+        if key.endswith(suffix) and len(key) > len(suffix) + 1:
+            return key[: -len(suffix)]
+    return key
+
+
+def _possessive(token: Token) -> bool:
+    return token.key.endswith("'s") or (token.key.endswith("s'") and len(token.key) > 3)
+
+
+class NameFinder:
+    """Finds the names of people in a text; see the module docstring for how."""
+
+    def __init__(self, lexicon: Lexicon, gazetteer: Gazetteer) -> None:
+        self.lexicon = lexicon
+        self.gazetteer = gazetteer
+
+    def find(self, text: str) -> list[NameHit]:
+        """Every probable name of a person, with its role (person, suspect or official)."""
+        hits: list[NameHit] = []
+        for sentence in sentences(text):
+            for hit in _sentence_hits(self, sentence.text):
+                hits.append(replace(hit, start=hit.start + sentence.start,
+                                    end=hit.end + sentence.start))
+        return hits
+
+    def in_sentence(self, sentence: str) -> tuple[NameHit, ...]:
+        """The names in one sentence, spans relative to it."""
+        return tuple(self._in_sentence(sentence, tokenize(sentence)))
+
+    def _classify(self, tokens: list[Token], shouting: bool) -> list[Cls | None]:
+        """A class for every capitalized token (None for lowercase words)."""
+        keys = [_base(t) for t in tokens]
+        out: list[Cls | None] = [None] * len(tokens)
+        index = 0
+        while index < len(tokens):
+            length = self.gazetteer.match(keys, index) if tokens[index].capitalized else 0
+            if length:
+                out[index : index + length] = [Cls.PLACE] * length
+                index += length
+                continue
+            token, key = tokens[index], keys[index]
+            if not (token.capitalized or token.initial):
+                index += 1
+                continue
+            after_title = index > 0 and out[index - 1] is Cls.TITLE
+            if token.initial:
+                out[index] = Cls.NAME
+            elif key in PERSON_TITLES:
+                out[index] = Cls.TITLE
+            elif after_title and key not in PLACE_SUFFIXES and key not in ORGANIZATION_WORDS:
+                # "Ms. Ford", "Dr. Rivers": after an honorific comes a name, whatever it is.
+                out[index] = Cls.NAME
+            elif key in OFFICIAL_TITLES:
+                out[index] = Cls.OFFICIAL
+            elif key in PERSON_ROLES or (key.rstrip("s") in PERSON_ROLES and key != "ras"):
+                out[index] = Cls.ROLE
+            elif key in PLACE_SUFFIXES or key in ORGANIZATION_WORDS:
+                out[index] = Cls.PLACE
+            elif (
+                key in ALERT_WORDS
+                or key in SUSPECT_CUES
+                or token.number
+                or len(token.text) == 1
+                or ((token.upper or shouting) and not self._known(key))
+            ):
+                # Header words, numbers, lone letters, and shouted words that are no name.
+                out[index] = Cls.BREAK
+            else:
+                out[index] = Cls.NAME
+            index += 1
+        return out
+
+    def _known(self, key: str) -> bool:
+        return key in self.lexicon.given or bool(self.lexicon.surname_weight(key))
+
+    def _in_sentence(self, text: str, tokens: list[Token]) -> list[NameHit]:
+        letters = [c for t in tokens for c in t.text if c.isalpha()]
+        shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.8 * len(letters)
+        classes = self._classify(tokens, shouting)
+        self._mark_places(text, tokens, classes)
+        hits: list[NameHit] = []
+        index = 0
+        while index < len(tokens):
+            if classes[index] is not Cls.NAME:
+                index += 1
+                continue
+            end = index + 1
+            while end < len(tokens) and self._continues(text, tokens, classes, end):
+                end += 1
+            # A run never ends on a particle ("Juan de").
+            while end - 1 > index and tokens[end - 1].key in NAME_PARTICLES:
+                end -= 1
+            hit = self._score(text, tokens, classes, index, end)
+            if hit is not None:
+                hits.append(hit)
+            index = end
+        return hits
+
+    @staticmethod
+    def _continues(text: str, tokens: list[Token], classes: list[Cls | None], index: int) -> bool:
+        gap = text[tokens[index - 1].end : tokens[index].start]
+        if gap.strip() or _possessive(tokens[index - 1]):
+            return False
+        if classes[index] is Cls.NAME:
+            return True
+        key = tokens[index].key
+        if key in NAME_SUFFIXES and tokens[index].capitalized:
+            return True
+        # "Juan de la Cruz": a lowercase particle joins when a name part follows it.
+        if key in NAME_PARTICLES and not tokens[index].capitalized:
+            nxt = index + 1
+            while nxt < len(tokens) and tokens[nxt].key in NAME_PARTICLES:
+                nxt += 1
+            return nxt < len(tokens) and classes[nxt] is Cls.NAME
+        return False
+
+    def _mark_places(self, text: str, tokens: list[Token], classes: list[Cls | None]) -> None:
+        """Name-like words joined to a place word ("Lee Hall", "Lot G", "the Smith library")."""
+        for index, token in enumerate(tokens):
+            key = token.key
+            if self._surname_not_place(text, tokens, classes, index):
+                continue
+            if classes[index] is Cls.PLACE or (
+                classes[index] is None and key in PLACE_SUFFIXES and index > 0
+            ):
+                # Back over the name-like words before a suffix: "Martin Luther King Jr. Blvd".
+                back = index - 1
+                while back >= 0 and (
+                    classes[back] in (Cls.NAME, Cls.TITLE, Cls.PLACE)
+                    or (tokens[back].key in NAME_SUFFIXES | NAME_PARTICLES and back > 0)
+                ):
+                    if classes[back] is Cls.TITLE and not self._suffix_is_place(tokens, index):
+                        break
+                    classes[back] = Cls.PLACE
+                    back -= 1
+            if classes[index] in (Cls.PLACE, Cls.NAME) and key in PLACE_PREFIXES:
+                classes[index] = Cls.PLACE
+                ahead = index + 1
+                while ahead < len(tokens) and (
+                    classes[ahead] is Cls.NAME or len(tokens[ahead].text) <= 2
+                ):
+                    if tokens[ahead].key in ALERT_WORDS and len(tokens[ahead].text) > 1:
+                        break
+                    classes[ahead] = Cls.PLACE
+                    ahead += 1
+
+    def _surname_not_place(
+        self, text: str, tokens: list[Token], classes: list[Cls | None], index: int
+    ) -> bool:
+        """ "her boyfriend, Marcus Hill," and "student Jordan Hall": a place word that is
+        also a surname, after a given name, with a role or title just before."""
+        if index < 1 or not tokens[index].capitalized or tokens[index].key not in PLACE_SUFFIXES:
+            return False
+        if not self.lexicon.surname_weight(_base(tokens[index])):
+            return False
+        first = tokens[index - 1]
+        if classes[index - 1] is not Cls.NAME or not self.lexicon.given_weight(_base(first)):
+            return False
+        if index + 1 < len(tokens) and tokens[index + 1].key in PLACE_SUFFIXES:
+            return False
+        keys = [_base(t) for t in tokens[max(0, index - 4) : index - 1]]
+        after = [t.key for t in tokens[index + 1 : index + 4]]
+        while after and after[0] in LINKING_VERBS:
+            after = after[1:]
+        described = bool(after) and after[0] in HARMED
+        if (keys and keys[-1] in PERSON_TITLES) or _role_before(keys) or described or (
+            _PERSON_APPOSITION.match(text[tokens[index].end :])
+        ):
+            classes[index] = Cls.NAME
+            return True
+        return False
+
+    @staticmethod
+    def _suffix_is_place(tokens: list[Token], index: int) -> bool:
+        """After "Dr." a street suffix still makes a place ("Dr. Martin Luther King Jr. Drive")."""
+        return tokens[index].key in {"drive", "dr", "blvd", "boulevard", "avenue", "ave", "street",
+                                     "st", "road", "rd", "way", "parkway", "hall", "library",
+                                     "center", "building", "park"}
+
+    def _score(
+        self, text: str, tokens: list[Token], classes: list[Cls | None], start: int, end: int
+    ) -> NameHit | None:
+        run = tokens[start:end]
+        parts = [t for t in run if t.key not in NAME_PARTICLES and t.key not in NAME_SUFFIXES]
+        initials = [t for t in parts if t.initial]
+        names = [t for t in parts if not t.initial]
+        cues: list[str] = []
+        score = 0.0
+        before = tokens[max(0, start - 4) : start]
+        before_keys = [_base(t) for t in before]
+        prev = before_keys[-1] if before_keys else ""
+        prev_class = classes[start - 1] if start > 0 else None
+
+        if prev in MONTH_NAMES or (names and _base(names[0]) in MONTH_NAMES and len(names) == 1
+                                   and end < len(tokens) and tokens[end].number):
+            return None
+        # Roles: a title ("Ms."), an official ("Officer"), a suspect cue, or a role noun.
+        if prev in PERSON_TITLES and (prev_class in (Cls.TITLE, None)):
+            score += TITLE_SCORE
+            cues.append("title")
+        elif prev in OFFICIAL_TITLES:
+            return self._hit(text, run, score, cues, Role.OFFICIAL)
+        if any(k in SUSPECT_CUES for k in before_keys[-3:]) or _SUSPECT_AFTER.match(
+            text[run[-1].end :]
+        ):
+            return self._hit(text, run, score, cues, Role.SUSPECT)
+        if _role_before(before_keys):
+            score += ROLE_SCORE
+            cues.append("role")
+        located = (
+            not cues
+            and (
+                prev in LOCATION_PREPOSITIONS
+                or (prev in {"the", "el", "la"} and len(before_keys) > 1
+                    and before_keys[-2] in LOCATION_PREPOSITIONS)
+            )
+        )
+        if located:
+            return None
+        # What follows: an apposition, a possessive, or a predicate of harm or of reporting.
+        after = text[run[-1].end :]
+        if _APPOSITION.match(after):
+            score += APPOSITION_SCORE
+            cues.append("apposition")
+        if _possessive(run[-1]):
+            score += POSSESSIVE_SCORE
+            cues.append("possessive")
+        if self._predicate(tokens, end):
+            score += PREDICATE_SCORE
+            cues.append("predicate")
+        # The lexicon.
+        lex = self.lexicon
+        if len(names) == 1:
+            key = _base(names[0])
+            weight = max(lex.given_weight(key), lex.surname_weight(key))
+            if initials:
+                first_is_initial = run[0].initial
+                weight = (lex.surname_weight(key) if first_is_initial else lex.given_weight(key))
+                if weight:
+                    weight += INITIAL_SCORE
+                    cues.append("initial")
+            score += weight
+            if weight:
+                cues.append("lexicon")
+            if not initials and _sentence_start(text, run[0]) and "title" not in cues:
+                score -= SENTENCE_START_PENALTY
+        elif len(names) >= 2:
+            first = lex.given_weight(_base(names[0]))
+            last = lex.surname_weight(_base(names[-1]))
+            score += first + last
+            if first and last:
+                score += PAIR_SCORE
+            if first or last:
+                cues.append("lexicon")
+            elif not _sentence_start(text, run[0]):
+                score += SHAPE_SCORE
+        if score < THRESHOLD:
+            return None
+        return self._hit(text, run, score, cues, Role.PERSON)
+
+    @staticmethod
+    def _predicate(tokens: list[Token], end: int) -> bool:
+        """ "was robbed", "reported", "told police", "fue asaltada" right after the name."""
+        following = [t.key for t in tokens[end : end + 4]]
+        if not following:
+            return False
+        if following[0] in VICTIM_PREDICATES:
+            return True
+        index = 0
+        while index < len(following) and following[index] in LINKING_VERBS | {"not", "no"}:
+            index += 1
+        return 0 < index < len(following) and following[index] in VICTIM_PREDICATES
+
+    @staticmethod
+    def _hit(text: str, run: list[Token], score: float, cues: list[str], role: Role) -> NameHit:
+        start, end = run[0].start, run[-1].end
+        word = text[start:end]
+        for suffix in ("'s", "\u2019s"):
+            if word.endswith(suffix):
+                word, end = word[: -len(suffix)], end - len(suffix)
+        return NameHit(word, start, end, round(score, 2), tuple(cues), role)
+
+
+_ROLE_GAP = frozenset(
+    {
+        "de", "cuarto", "named", "called", "identified", "as", "the", "a", "an", "el", "la",
+        "un", "una", "llamado", "llamada", "fellow",
+    }
+)
+
+
+def _is_role(key: str) -> bool:
+    return key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES or key in NAMING_WORDS
+
+
+def _role_before(keys: list[str]) -> bool:
+    """A role noun right before a name ("student Anna Kim", "the victim, Sarah", "her roommate
+    Jessica"); only articles and naming words may come between."""
+    for back in range(1, min(3, len(keys)) + 1):
+        key = keys[-back]
+        if _is_role(key):
+            return True
+        if key not in _ROLE_GAP:
+            return False
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _sentence_hits(finder: NameFinder, sentence: str) -> tuple[NameHit, ...]:
+    """Renderings repeat the same sentences across channels: judge each sentence once."""
+    return finder.in_sentence(sentence)
+
+
+def _sentence_start(text: str, token: Token) -> bool:
+    """True when the token opens its sentence (capitalized for that reason alone)."""
+    before = text[: token.start].rstrip()
+    return not before or before[-1] in ".!?:;\n\"'(["

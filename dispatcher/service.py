@@ -1,0 +1,118 @@
+"""The composition root: builds the store, the channels, the engine and intake from settings."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import structlog
+
+from channels.base import Channel
+from channels.registry import build_channels
+from dispatcher.auth import Authenticator
+from dispatcher.clock import Clock
+from dispatcher.domain import ChannelKind
+from dispatcher.engine import Engine
+from dispatcher.intake import Intake
+from dispatcher.observability import Metrics
+from dispatcher.settings import Settings
+from dispatcher.store.alerts import AlertStore
+from dispatcher.store.audit import AuditLog
+from dispatcher.store.database import Database, open_database
+from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
+from segments.audience import AudienceResolver
+
+log = structlog.get_logger("clarion.service")
+
+
+class Service:
+    """Everything a running Clarion holds; the API and the CLI reach the parts through it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        clock: Clock | None = None,
+        channels: dict[ChannelKind, Channel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock or Clock()
+        self.metrics = Metrics()
+        self.auth = Authenticator(settings.auth)
+        self.audit = AuditLog(db)
+        self.alerts = AlertStore(db, self.audit)
+        dispatch = settings.dispatch
+        self.ledger = DeliveryLedger(
+            db, RetryPolicy(dispatch.retry_base_s, dispatch.retry_max_s), random.Random()
+        )
+        self.audience = AudienceResolver(db, settings.directory, settings.base_dir)
+        self.channels = channels if channels is not None else build_channels(
+            _with_callback_urls(settings)
+        )
+        self.engine = Engine(
+            settings=settings,
+            alerts=self.alerts,
+            ledger=self.ledger,
+            audience=self.audience,
+            channels=self.channels,
+            metrics=self.metrics,
+            clock=self.clock,
+            single_node=db.dialect == "sqlite",
+        )
+        self.intake = Intake(
+            settings=settings,
+            auth=self.auth,
+            alerts=self.alerts,
+            audience=self.audience,
+            engine=self.engine,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+
+    @classmethod
+    async def open(cls, settings: Settings, *, clock: Clock | None = None) -> Service:
+        """Open the store named in the settings (migrating it) and build the service."""
+        db = await open_database(settings.store.url)
+        return cls(settings, db, clock=clock)
+
+    async def start(self) -> None:
+        """Load the example directory into an empty store and start the engine."""
+        await self.audience.load_example()
+        await self.engine.start()
+        await self._register_devices()
+        log.info(
+            "service.started",
+            channels=sorted(c.name for c in self.channels.values()),
+            store=self.db.dialect,
+        )
+
+    async def _register_devices(self) -> None:
+        """Tell the device channels which devices the directory has, heard from or not."""
+        from channels.devices import DeviceChannel
+
+        buses = {id(c.bus): c.bus for c in self.channels.values() if isinstance(c, DeviceChannel)}
+        if not buses:
+            return
+        rows = await self.db.fetchall("SELECT id, class, zone FROM devices")
+        for bus in buses.values():
+            bus.register_devices((r["id"], r["class"], r["zone"]) for r in rows)
+
+    async def stop(self) -> None:
+        """Drain the engine and close the store."""
+        await self.engine.stop()
+        await self.db.close()
+        log.info("service.stopped")
+
+
+def _with_callback_urls(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Channel sections, with provider callbacks pointed at this service unless configured."""
+    from channels.sms_twilio import default_callback_url
+
+    sections = {name: dict(raw) for name, raw in settings.channels.items()}
+    if "sms.twilio" in sections:
+        sections["sms.twilio"].setdefault(
+            "status_callback_url", default_callback_url(settings.service.base_url())
+        )
+    return sections

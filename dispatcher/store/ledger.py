@@ -1,0 +1,330 @@
+"""The delivery ledger: the outbox every send is claimed from and every receipt is written to.
+
+A delivery row exists before its send and is updated after it, so a crash re-sends only what
+was claimed and not yet settled (at least once, never silently lost).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dispatcher.domain import ChannelKind, DeliveryState, Outcome, Receipt
+from dispatcher.store.database import Database, Session
+from segments.audience import PlannedDelivery
+
+STATES = tuple(s.value for s in DeliveryState)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery row claimed for sending."""
+
+    id: int
+    alert_id: str
+    recipient: str
+    address: str
+    language: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Full-jitter exponential backoff, bounded by the alert's deadline, not by a count."""
+
+    base_s: float
+    max_s: float
+
+    def delay_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Seconds to wait before the next attempt."""
+        cap = min(self.max_s, self.base_s * (2 ** max(0, attempt - 1)))
+        jittered = rng.uniform(0, cap)
+        return max(jittered, retry_after_s or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What settling a batch did, for metrics and progress."""
+
+    accepted: int = 0
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    failed_ids: tuple[int, ...] = ()
+
+
+class DeliveryLedger:
+    """Outbox operations over the shared store (one SQL path for SQLite and PostgreSQL)."""
+
+    def __init__(self, db: Database, retry: RetryPolicy, rng: random.Random | None = None) -> None:
+        self._db = db
+        self._retry = retry
+        self._rng = rng or random.Random()
+
+    async def enqueue(
+        self, alert_id: str, planned: Sequence[PlannedDelivery], now_ms: int
+    ) -> None:
+        """Insert planned deliveries; re-planning the same ones is a no-op."""
+        rows = [
+            (
+                alert_id,
+                p.channel.value,
+                p.recipient,
+                p.address,
+                p.language,
+                p.role,
+                DeliveryState.SUPPRESSED.value if p.suppressed else DeliveryState.QUEUED.value,
+                p.suppressed,
+                now_ms,
+            )
+            for p in planned
+        ]
+        await self._db.executemany(
+            "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
+            " state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
+            rows,
+        )
+
+    async def claim(
+        self, channel: ChannelKind, *, owner: str, limit: int, now_ms: int, lease_ms: int
+    ) -> list[Claimed]:
+        """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out)."""
+        due = (
+            "channel = ? AND ((state = 'queued' AND next_attempt_at <= ?)"
+            " OR (state = 'sending' AND lease_until < ?))"
+        )
+        if self._db.dialect == "postgres":
+            sql = (
+                "WITH c AS (SELECT id FROM deliveries WHERE " + due + " ORDER BY id LIMIT ?"
+                " FOR UPDATE SKIP LOCKED)"
+                " UPDATE deliveries d SET state = 'sending', lease_owner = ?, lease_until = ?,"
+                " attempts = d.attempts + 1, updated_at = ? FROM c WHERE d.id = c.id"
+                " RETURNING d.id, d.alert_id, d.recipient, d.address, d.language, d.attempts"
+            )
+            params: tuple[Any, ...] = (
+                channel.value, now_ms, now_ms, limit, owner, now_ms + lease_ms, now_ms,
+            )
+        else:
+            sql = (
+                "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_until = ?,"
+                " attempts = attempts + 1, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
+                " WHERE " + due + " ORDER BY id LIMIT ?)"
+                " RETURNING id, alert_id, recipient, address, language, attempts"
+            )
+            params = (owner, now_ms + lease_ms, now_ms, channel.value, now_ms, now_ms, limit)
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(sql, params)
+        claimed = [
+            Claimed(r["id"], r["alert_id"], r["recipient"], r["address"], r["language"], r["attempts"])
+            for r in rows
+        ]
+        claimed.sort(key=lambda c: c.id)
+        return claimed
+
+    async def release_owner(self, owner: str) -> int:
+        """Hand back (as queued) everything an owner still holds: graceful shutdown or restart."""
+        return await self._db.execute(
+            "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL"
+            " WHERE state = 'sending' AND lease_owner = ?",
+            (owner,),
+        )
+
+    async def release_all(self) -> int:
+        """Hand back every claim: for a store only this process uses (SQLite) at start."""
+        return await self._db.execute(
+            "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL"
+            " WHERE state = 'sending'"
+        )
+
+    async def settle(
+        self,
+        channel: ChannelKind,
+        claimed: Sequence[Claimed],
+        receipts: Sequence[Receipt],
+        *,
+        now_ms: int,
+        deadlines: dict[str, int],
+    ) -> Settled:
+        """Write the receipts of a sent batch and schedule retries inside each alert's deadline."""
+        by_id = {c.id: c for c in claimed}
+        updates: list[tuple[Any, ...]] = []
+        log_rows: list[tuple[Any, ...]] = []
+        counts = {"accepted": 0, "delivered": 0, "failed": 0, "retried": 0}
+        failed_ids: list[int] = []
+        for receipt in receipts:
+            c = by_id[receipt.delivery_id]
+            outcome, detail, next_at = receipt.outcome, receipt.detail, 0
+            if outcome is Outcome.RETRY:
+                wait_ms = int(
+                    self._retry.delay_s(c.attempts, receipt.retry_after_s, self._rng) * 1000
+                )
+                next_at = now_ms + wait_ms
+                if next_at >= deadlines[c.alert_id]:
+                    outcome = Outcome.FAILED
+                    detail = f"deadline passed after {c.attempts} attempts: {detail}"
+            state = {
+                Outcome.ACCEPTED: DeliveryState.ACCEPTED,
+                Outcome.DELIVERED: DeliveryState.DELIVERED,
+                Outcome.FAILED: DeliveryState.FAILED,
+                Outcome.RETRY: DeliveryState.QUEUED,
+            }[outcome]
+            counts["retried" if outcome is Outcome.RETRY else outcome.value] += 1
+            if outcome is Outcome.FAILED:
+                failed_ids.append(c.id)
+            updates.append(
+                (state.value, receipt.provider_ref or None, detail or None, next_at, now_ms, c.id)
+            )
+            status = "retry_scheduled" if outcome is Outcome.RETRY else outcome.value
+            log_rows.append(
+                (c.id, c.alert_id, channel.value, status, detail, receipt.provider_ref, now_ms)
+            )
+        async with self._db.transaction() as tx:
+            # Only rows still 'sending' move: a callback that already said more wins.
+            await tx.executemany(
+                "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
+                " detail = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
+                " updated_at = ? WHERE id = ? AND state = 'sending'",
+                updates,
+            )
+            await _insert_receipts(tx, log_rows)
+        return Settled(failed_ids=tuple(failed_ids), **counts)
+
+    async def late_receipt(
+        self,
+        channel: ChannelKind,
+        outcome: Outcome,
+        *,
+        delivery_id: int | None = None,
+        provider_ref: str | None = None,
+        alert_id: str | None = None,
+        recipient: str | None = None,
+        detail: str = "",
+        now_ms: int,
+    ) -> str | None:
+        """Record a receipt that came after the send; returns the alert id, or None if unknown."""
+        if delivery_id is not None:
+            where, params = "id = ? AND channel = ?", (delivery_id, channel.value)
+        elif provider_ref:
+            where, params = "provider_ref = ? AND channel = ?", (provider_ref, channel.value)
+        elif alert_id and recipient:
+            where, params = "alert_id = ? AND channel = ? AND recipient = ?", (
+                alert_id, channel.value, recipient,
+            )
+        else:
+            return None
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT id, alert_id, state FROM deliveries WHERE {where}", params)
+            if row is None:
+                return None
+            current = DeliveryState(row["state"])
+            target = {
+                Outcome.ACCEPTED: DeliveryState.ACCEPTED,
+                Outcome.DELIVERED: DeliveryState.DELIVERED,
+                Outcome.FAILED: DeliveryState.FAILED,
+                Outcome.RETRY: current,
+            }[outcome]
+            if _advances(current, target):
+                await tx.execute(
+                    "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
+                    " detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                    " WHERE id = ?",
+                    (target.value, provider_ref, detail or None, now_ms, row["id"]),
+                )
+            await _insert_receipts(
+                tx,
+                [(row["id"], row["alert_id"], channel.value, outcome.value, detail,
+                  provider_ref or "", now_ms)],
+            )
+            alert: str = row["alert_id"]
+            return alert
+
+    async def counts(self, alert_id: str) -> dict[str, dict[str, int]]:
+        """Per channel: one count per state, and `total`, the deliveries to make (not suppressed)."""
+        rows = await self._db.fetchall(
+            "SELECT channel, state, COUNT(*) AS n FROM deliveries WHERE alert_id = ?"
+            " GROUP BY channel, state",
+            (alert_id,),
+        )
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            entry = out.setdefault(r["channel"], {"total": 0, **dict.fromkeys(STATES, 0)})
+            entry[r["state"]] += r["n"]
+            if r["state"] != DeliveryState.SUPPRESSED.value:
+                entry["total"] += r["n"]
+        return out
+
+    async def page(
+        self,
+        alert_id: str,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        channel: ChannelKind | None = None,
+        state: DeliveryState | None = None,
+    ) -> list[dict[str, Any]]:
+        """Deliveries of an alert in id order, after a cursor; contact details are not returned."""
+        sql = (
+            "SELECT id, channel, recipient, role, language, state, attempts, provider_ref, detail,"
+            " updated_at FROM deliveries WHERE alert_id = ? AND id > ?"
+        )
+        params: list[Any] = [alert_id, after]
+        if channel is not None:
+            sql += " AND channel = ?"
+            params.append(channel.value)
+        if state is not None:
+            sql += " AND state = ?"
+            params.append(state.value)
+        rows = await self._db.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        return [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows]  # type: ignore[attr-defined]
+
+    async def receipts(self, delivery_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """Receipt history for some deliveries."""
+        ids = list(delivery_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" for _ in ids)
+        rows = await self._db.fetchall(
+            f"SELECT delivery_id, status, detail, at FROM receipts WHERE delivery_id IN ({marks})"
+            " ORDER BY id",
+            ids,
+        )
+        out: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["delivery_id"], []).append(
+                {"status": r["status"], "detail": r["detail"], "at": r["at"]}
+            )
+        return out
+
+    async def alerts_with_open_deliveries(self) -> list[str]:
+        """Alerts that still have deliveries to hand over."""
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT alert_id FROM deliveries WHERE state IN ('queued', 'sending')"
+        )
+        return [r["alert_id"] for r in rows]
+
+
+_RANK = {
+    DeliveryState.QUEUED: 0,
+    DeliveryState.SENDING: 0,
+    DeliveryState.ACCEPTED: 1,
+    DeliveryState.FAILED: 2,
+    DeliveryState.DELIVERED: 3,
+    DeliveryState.SUPPRESSED: 4,
+}
+
+
+def _advances(current: DeliveryState, target: DeliveryState) -> bool:
+    # delivered outranks failed: a device ack after its ack timeout still proves delivery.
+    return _RANK[target] > _RANK[current]
+
+
+async def _insert_receipts(tx: Session, rows: list[tuple[Any, ...]]) -> None:
+    await tx.executemany(
+        "INSERT INTO receipts (delivery_id, alert_id, channel, status, detail, provider_ref, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+

@@ -1,0 +1,266 @@
+"""`clarion directory import` and `clarion segments count|list`: the directory from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from dispatcher.domain import AlertKind, ChannelKind
+from dispatcher.settings import ConfigError, Settings, load_settings
+from dispatcher.store.database import open_database
+from segments.audience import AudienceResolver, load_campus
+from segments.directory import DirectoryFileError, DirectoryImporter, ImportReport, ProgressFn
+from segments.expression import AudienceError
+from segments.zones import CampusDataError
+
+# Files smaller than this import in a moment: no progress bar.
+PROGRESS_MIN_BYTES = 1 << 20
+
+
+def register(subparsers: Any) -> None:
+    """Add the `directory` and `segments` commands."""
+    directory = subparsers.add_parser(
+        "directory", help="the campus directory: import people, opt-in lists and devices"
+    )
+    actions = directory.add_subparsers(dest="directory_action", required=True, metavar="ACTION")
+    imp = actions.add_parser(
+        "import",
+        help="upsert people (or devices) from a CSV or JSON Lines file",
+        description=(
+            "Upsert people keyed by id from a .csv or .jsonl file. Columns: id, first_name, "
+            "last_name, email, phone, role, building, campus, language, groups (';'-separated), "
+            "and optionally push, channels, opt_out, quiet_hours; other columns become "
+            "attributes usable in segments. Bad rows are reported and skipped. Exit status: "
+            "0 all rows imported, 1 some rows rejected, 2 the file or config cannot be used."
+        ),
+    )
+    imp.add_argument("file", type=Path, help="a .csv or .jsonl file")
+    imp.add_argument("--role", help="import an opt-in list (parent, neighbor...) with this role")
+    imp.add_argument("--devices", action="store_true", help="the file lists devices, not people")
+    imp.add_argument(
+        "--remove-missing",
+        action="store_true",
+        help="remove people of the file's roles (or --role) who are not in the file",
+    )
+    imp.add_argument("--config", type=Path, help="config file (default: the embedded one)")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON")
+    imp.set_defaults(func=import_command)
+
+    segments = subparsers.add_parser("segments", help="count and list audience segments")
+    seg_actions = segments.add_subparsers(dest="segments_action", required=True, metavar="ACTION")
+    count = seg_actions.add_parser(
+        "count",
+        help="count who an audience reaches, per role and channel, without sending",
+        description=(
+            "Resolve an audience expression (e.g. 'role:student and zone:b', "
+            "'all and not group:athletics') and print the counts that an alert would have."
+        ),
+    )
+    count.add_argument("expr", help="segment expression; quote it for the shell")
+    count.add_argument("--zones", default="", help="comma-separated zone ids to include")
+    count.add_argument("--exclude-zones", default="", help="comma-separated zone ids to exclude")
+    count.add_argument(
+        "--kind",
+        type=AlertKind,
+        choices=list(AlertKind),
+        default=AlertKind.EMERGENCY,
+        help="alert kind: decides the default channels and the preference policy",
+    )
+    count.add_argument(
+        "--channels",
+        nargs="+",
+        metavar="CHANNEL",
+        help="channels (sms email push siren signage pa; default: the kind's channels)",
+    )
+    count.add_argument(
+        "--json", action="store_true", help='print {"total", "by_role", "by_channel"}'
+    )
+    count.add_argument("--config", type=Path, help="config file (default: the embedded one)")
+    count.set_defaults(func=count_command)
+
+    listing = seg_actions.add_parser("list", help="list the named segments of the config")
+    listing.add_argument("--config", type=Path, help="config file (default: the embedded one)")
+    listing.set_defaults(func=list_command)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from dispatcher.observability import configure_logging
+
+    settings = load_settings(args.config)
+    # Logs go to stderr, and only warnings: stdout carries the report or the JSON.
+    configure_logging("warning", json_lines=settings.logging.json_lines)
+    return settings
+
+
+def _fail(message: str) -> int:
+    print(f"clarion: {message}", file=sys.stderr)
+    return 2
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """Run `clarion directory import`."""
+    try:
+        settings = _settings(args)
+        report = asyncio.run(_import(settings, args))
+    except (ConfigError, DirectoryFileError, CampusDataError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report, sys.stdout)
+    return 1 if report.rejected else 0
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> ImportReport:
+    if args.devices and args.role:
+        raise DirectoryFileError("--role applies to people, not to --devices")
+    campus = load_campus(settings.directory, settings.base_dir)
+    db = await open_database(settings.store.url)
+    try:
+        importer = DirectoryImporter(db, settings.directory, campus)
+        with _progress(args.file) as progress:
+            if args.devices:
+                return await importer.import_devices(
+                    args.file, remove_missing=args.remove_missing, progress=progress
+                )
+            return await importer.import_people(
+                args.file, role=args.role, remove_missing=args.remove_missing, progress=progress
+            )
+    finally:
+        await db.close()
+
+
+@contextmanager
+def _progress(path: Path) -> Iterator[ProgressFn | None]:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"importing {path.name}", total=size)
+        update: Callable[[int, int], None] = lambda done, total: bar.update(  # noqa: E731
+            task, completed=done, total=total
+        )
+        yield update
+
+
+def print_report(report: ImportReport, out: TextIO) -> None:
+    """The import report for a person at a terminal."""
+    print(
+        f"{report.kind}: {report.rows} rows: {report.added} added, {report.changed} changed, "
+        f"{report.unchanged} unchanged, {report.removed} removed, "
+        f"{len(report.rejected)} rejected",
+        file=out,
+    )
+    if report.rejected:
+        print("rejected:", file=out)
+        for problem in report.rejected:
+            print(f"  row {problem.row}: {problem.reason}", file=out)
+    if report.warnings:
+        print("warnings:", file=out)
+        for problem in report.warnings:
+            print(f"  row {problem.row}: {problem.reason}", file=out)
+
+
+def _list(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def parse_channels(raw: Sequence[str] | None, default: Sequence[ChannelKind]) -> list[ChannelKind]:
+    """Channel names from the command line (space- or comma-separated); raises ValueError."""
+    if not raw:
+        return list(default)
+    out: list[ChannelKind] = []
+    for name in (n for part in raw for n in _list(part)):
+        try:
+            out.append(ChannelKind(name.lower()))
+        except ValueError:
+            known = ", ".join(c.value for c in ChannelKind)
+            raise ValueError(f"unknown channel {name!r} (one of {known})") from None
+    return list(dict.fromkeys(out))
+
+
+def count_command(args: argparse.Namespace) -> int:
+    """Run `clarion segments count`."""
+    try:
+        settings = _settings(args)
+        channels = parse_channels(
+            args.channels, settings.dispatch.default_channels.get(args.kind, list(ChannelKind))
+        )
+        counts = asyncio.run(_count(settings, args, channels))
+    except (ConfigError, CampusDataError, ValueError) as exc:
+        # AudienceError is a ValueError: its message says where the expression is wrong.
+        prefix = "audience: " if isinstance(exc, AudienceError) else ""
+        return _fail(f"{prefix}{exc}")
+    if args.json:
+        print(json.dumps(counts))
+        return 0
+    width = max([len(k) for k in (*counts["by_role"], *counts["by_channel"])] + [5])
+    print(f"{'total':<{width + 2}} {counts['total']:>8}")
+    print("by role")
+    for role, n in counts["by_role"].items():
+        print(f"  {role:<{width}} {n:>8}")
+    print("by channel")
+    for channel, n in counts["by_channel"].items():
+        print(f"  {channel:<{width}} {n:>8}")
+    return 0
+
+
+async def _count(
+    settings: Settings, args: argparse.Namespace, channels: list[ChannelKind]
+) -> dict[str, Any]:
+    db = await open_database(settings.store.url)
+    try:
+        if (
+            await db.fetchone("SELECT id FROM people LIMIT 1") is None
+            and await db.fetchone("SELECT id FROM devices LIMIT 1") is None
+        ):
+            print(
+                "clarion: the directory is empty; import it with `clarion directory import`"
+                " (or start `clarion serve`, which loads the configured campus)",
+                file=sys.stderr,
+            )
+        resolver = AudienceResolver(db, settings.directory, settings.base_dir)
+        return await resolver.count(
+            args.expr,
+            _list(args.zones),
+            args.kind,
+            channels,
+            exclude_zones=_list(args.exclude_zones),
+        )
+    finally:
+        await db.close()
+
+
+def list_command(args: argparse.Namespace) -> int:
+    """Run `clarion segments list`."""
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    named = settings.directory.segments
+    if not named:
+        print("no named segments: add them under [directory] segments = { name = \"expr\" }")
+    width = max((len(n) for n in named), default=0)
+    for name, text in sorted(named.items()):
+        print(f"{name:<{width}}  {text}")
+    return 0

@@ -1,0 +1,69 @@
+"""The labelled corpora: the shared examples, our own cases and two held-out sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.policy.helpers import FAMILIES, HERE, SHARED_EXAMPLES, lint, load_cases
+
+CORPORA = [
+    SHARED_EXAMPLES,
+    HERE / "cases.jsonl",
+    HERE / "holdout.jsonl",
+    HERE / "holdout2.jsonl",
+    HERE / "holdout3.jsonl",
+]
+
+
+def _all() -> list[Any]:
+    out = []
+    for path in CORPORA:
+        if not path.is_file():
+            continue
+        for number, case in enumerate(load_cases(path), start=1):
+            out.append(pytest.param(case, id=f"{path.stem}:{number}"))
+    return out
+
+
+@pytest.mark.parametrize("case", _all())
+def test_expected_families(case: dict[str, Any]) -> None:
+    """Every labelled message gives exactly its expected families, warnings included."""
+    verdict = lint(**{k: v for k, v in case.items() if k != "expect"})
+    got = {v["rule"].split(".")[0] for v in verdict["violations"]} & FAMILIES
+    assert got == set(case["expect"]), verdict["violations"]
+
+
+def test_corpus_is_large_and_bilingual() -> None:
+    """Our own cases number at least 60, Spanish among them, clean and flagged both."""
+    own = [c for p in CORPORA[1:] for c in load_cases(p)]
+    assert len(own) >= 60
+    assert sum(1 for c in own if c.get("language") == "es") >= 15
+    assert sum(1 for c in own if not c["expect"]) >= 30
+    for family in FAMILIES:
+        assert any(family in c["expect"] for c in own)
+
+
+def test_shared_examples_present() -> None:
+    """The shared examples file is where the contract says."""
+    assert Path(SHARED_EXAMPLES).is_file()
+
+
+def test_precision_and_recall_per_family() -> None:
+    """Message-level precision and recall of each family over our own corpora."""
+    counts = {f: [0, 0, 0] for f in FAMILIES}  # true positives, false positives, misses
+    for path in CORPORA[1:]:
+        for case in load_cases(path):
+            verdict = lint(**{k: v for k, v in case.items() if k != "expect"})
+            got = {v["rule"].split(".")[0] for v in verdict["violations"]}
+            for family in FAMILIES:
+                expected = family in case["expect"]
+                found = family in got
+                counts[family][0] += expected and found
+                counts[family][1] += found and not expected
+                counts[family][2] += expected and not found
+    for family, (tp, fp, fn) in counts.items():
+        assert tp >= 3, family
+        assert tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95, (family, tp, fp, fn)

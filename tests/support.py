@@ -1,0 +1,56 @@
+"""Helpers the tests share: free ports, a running service, the test token."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from dispatcher.api.app import build_app
+from dispatcher.service import Service
+from dispatcher.settings import Settings
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+EMAIL_ONLY = {"email.smtp"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Running:
+    """A service behind a real HTTP server, with a client that sends the test token."""
+
+    def __init__(self, service: Service, client: TestClient) -> None:
+        self.service = service
+        self.client = client
+
+    async def post_alert(self, body: dict[str, Any], **headers: str) -> Any:
+        """POST /v1/alerts and return the response."""
+        return await self.client.post("/v1/alerts", json=body, headers={**AUTH, **headers})
+
+    async def wait_state(self, alert_id: str, *, timeout: float = 30) -> dict[str, Any]:
+        """Poll the alert until it leaves `dispatching`; returns its status document."""
+        async with asyncio.timeout(timeout):
+            while True:
+                resp = await self.client.get(f"/v1/alerts/{alert_id}", headers=AUTH)
+                doc: dict[str, Any] = await resp.json()
+                if doc["state"] != "dispatching":
+                    return doc
+                await asyncio.sleep(0.05)
+
+
+async def start_service(settings: Settings) -> Running:
+    """Open the store, build the app and serve it on a free port."""
+    service = await Service.open(settings)
+    server = TestServer(build_app(service), host="127.0.0.1")
+    client = TestClient(server)
+    await client.start_server()
+    return Running(service, client)
