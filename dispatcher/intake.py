@@ -12,7 +12,7 @@ from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind, Mode
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
-from dispatcher.policy import evaluate
+from dispatcher.policy import campus_places, evaluate
 from dispatcher.rendering import render_alert
 from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
@@ -63,6 +63,7 @@ class Intake:
         self._engine = engine
         self._metrics = metrics
         self._clock = clock
+        self._places = campus_places(settings)
 
     def channels_for(self, request: AlertRequest) -> list[ChannelKind]:
         """The channels an alert goes out on: asked for, or the kind's default, if configured."""
@@ -103,11 +104,15 @@ class Intake:
             raise Rejected(422, "invalid request", problems=[
                 {"field": "references", "message": f"no alert {request.references}"}])
         channels = self.channels_for(request)
-        rendered = render_alert(request, channels, self._settings.rendering)
+        rendered = render_alert(
+            request, channels, self._settings.rendering, limits=self._settings.policy
+        )
         overridden = frozenset(request.override.rules) if request.override else frozenset()
         if overridden and not self._auth.may_override(caller):
             raise Rejected(403, f"role {caller.role} may not override the message policy")
-        verdict = evaluate(request, rendered, self._settings.policy, overridden=overridden)
+        verdict = evaluate(
+            request, rendered, self._settings.policy, overridden=overridden, places=self._places
+        )
         if not verdict.ok:
             self._metrics.rejected.labels("policy").inc()
             raise Rejected(422, "the message breaks the alert policy",
