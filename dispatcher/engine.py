@@ -29,6 +29,7 @@ from dispatcher.domain import (
     Receipt,
 )
 from dispatcher.observability import Metrics
+from dispatcher.rendering import languages
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.ledger import Claimed, DeliveryLedger
@@ -151,6 +152,8 @@ class Engine:
                 [c for c in record.channels if c in self._channels],
                 exclude_zones=record.exclude_zones,
                 chunk=self._settings.dispatch.enqueue_batch,
+                now_ms=self._clock.now_ms(),
+                languages=languages(record.request),
             ):
                 await self._ledger.enqueue(alert_id, chunk, self._clock.now_ms())
                 for planned in chunk:

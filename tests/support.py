@@ -47,10 +47,10 @@ class Running:
                 await asyncio.sleep(0.05)
 
 
-async def start_service(settings: Settings) -> Running:
-    """Open the store, build the app and serve it on a free port."""
+async def start_service(settings: Settings, *, port: int | None = None) -> Running:
+    """Open the store, build the app and serve it (on `port`, or a free one)."""
     service = await Service.open(settings)
-    server = TestServer(build_app(service), host="127.0.0.1")
+    server = TestServer(build_app(service), host="127.0.0.1", port=port)
     client = TestClient(server)
     await client.start_server()
     return Running(service, client)
