@@ -1,1 +1,1 @@
-"""Delivery channels: one module per provider, registered by name (`email.smtp`, `sms.twilio`...)."""
+"""Delivery channels: one module per provider, registered by name (`email.smtp`...)."""

@@ -58,13 +58,13 @@ class Channel(ABC):
         rate = settings.rate_per_second
         self._limiter = AsyncLimiter(rate, 1.0) if rate > 0 else None
 
-    async def start(self, receipts: ReceiptSink, /) -> None:  # noqa: B027 - optional hook
+    async def start(self, receipts: ReceiptSink, /) -> None:
         """Open connections or pools and listen for late receipts; called once at start."""
 
-    async def withdraw(self, alert: AlertContext, /) -> None:  # noqa: B027 - optional hook
+    async def withdraw(self, alert: AlertContext, /) -> None:
         """The alert was cancelled or cleared: take down whatever still shows it."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, most channels need none
+    async def close(self) -> None:
         """Release connections; called once at shutdown."""
 
     @final

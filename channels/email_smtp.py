@@ -1,4 +1,4 @@
-"""`email.smtp`: e-mail through an SMTP relay, several recipients per transaction, one receipt each."""
+"""`email.smtp`: e-mail through an SMTP relay, many recipients per transaction, a receipt each."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class SmtpEmail(Channel):
             password=reveal(s.password) or None,
             timeout=s.timeout_s,
             use_tls=s.security is Security.TLS,
-            start_tls=True if s.security is Security.STARTTLS else False,
+            start_tls=s.security is Security.STARTTLS,
             validate_certs=s.validate_certs,
         )
 
@@ -114,9 +114,7 @@ class SmtpEmail(Channel):
         chunks = [
             (lang, ds[i : i + size]) for lang, ds in groups.items() for i in range(0, len(ds), size)
         ]
-        results = await asyncio.gather(
-            *(self._send_chunk(batch, lang, ds) for lang, ds in chunks)
-        )
+        results = await asyncio.gather(*(self._send_chunk(batch, lang, ds) for lang, ds in chunks))
         by_id = {r.delivery_id: r for rs in results for r in rs}
         return [by_id[d.id] for d in batch.deliveries]
 
@@ -157,7 +155,9 @@ class SmtpEmail(Channel):
                 msg, sender=_envelope_sender(self.settings.sender), recipients=addresses
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = {r.recipient: aiosmtplib.SMTPResponse(r.code, r.message) for r in exc.recipients}
+            refused = {
+                r.recipient: aiosmtplib.SMTPResponse(r.code, r.message) for r in exc.recipients
+            }
         except aiosmtplib.SMTPResponseException as exc:
             healthy = not isinstance(exc, aiosmtplib.SMTPServerDisconnected)
             outcome = Outcome.RETRY if is_transient_smtp(exc.code) else Outcome.FAILED

@@ -233,7 +233,7 @@ class _TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
         data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the library's signature; the session times out
+        timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
         """One request; an error response's Retry-After is kept for the calling task."""

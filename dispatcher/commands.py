@@ -36,8 +36,11 @@ def register(sub: Any) -> None:
     send = sub.add_parser("send", help="send an alert to a running service and follow it")
     send.add_argument("text", nargs="?", help="the message (or --file)")
     send.add_argument("--file", type=Path, help="a JSON alert request ('-' for stdin)")
-    send.add_argument("--kind", default="emergency",
-                      choices=["emergency", "timely_warning", "advisory", "all_clear"])
+    send.add_argument(
+        "--kind",
+        default="emergency",
+        choices=["emergency", "timely_warning", "advisory", "all_clear"],
+    )
     send.add_argument("--mode", default="live", choices=["live", "drill", "test"])
     send.add_argument("--audience", default="all")
     send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa")
@@ -109,24 +112,28 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start `clarion sandbox` and `clarion serve`, print how to send a first alert."""
+    # SIGTERM (from a supervisor or `timeout`) must stop the children too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     token = os.environ.get(TOKEN_ENV) or f"demo-{os.urandom(9).hex()}"
     env = {**os.environ, TOKEN_ENV: token}
     exe = [sys.executable, "-m", "dispatcher.cli"]
     serve_cmd = [*exe, "serve", *(["--config", str(args.config)] if args.config else [])]
-    procs = [subprocess.Popen([*exe, "sandbox"], env=env)]  # noqa: S603 - our own CLI
+    procs = [subprocess.Popen([*exe, "sandbox"], env=env)]
     try:
         if not _wait_http("http://127.0.0.1:8026/stats", 30):
             print("clarion: the sandbox did not start (is port 8026 free?)", file=sys.stderr)
             return 1
-        procs.append(subprocess.Popen(serve_cmd, env=env))  # noqa: S603 - our own CLI
+        procs.append(subprocess.Popen(serve_cmd, env=env))
         if not _wait_http(f"{DEFAULT_URL}/healthz", 60):
             print("clarion: the service did not start (is port 8025 free?)", file=sys.stderr)
             return 1
-        body = json.dumps({
-            "kind": "emergency",
-            "text": "Gas leak at the Chemistry Building. Evacuate now and avoid the area.",
-            "audience": "all",
-        })
+        body = json.dumps(
+            {
+                "kind": "emergency",
+                "text": "Gas leak at the Chemistry Building. Evacuate now and avoid the area.",
+                "audience": "all",
+            }
+        )
         print(
             "\nClarion is running.\n"
             f"  API      {DEFAULT_URL}   (OpenAPI: {DEFAULT_URL}/openapi.json)\n"
@@ -154,6 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 p.kill()
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _wait_http(url: str, seconds: float) -> bool:
     import urllib.error
     import urllib.request
@@ -161,7 +172,7 @@ def _wait_http(url: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+            with urllib.request.urlopen(url, timeout=1):
                 return True
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
@@ -219,15 +230,18 @@ async def _follow(http: aiohttp.ClientSession, url: str, alert_id: str) -> int:
 
     bars: dict[str, Any] = {}
     with Progress(
-        TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
     ) as progress:
         while True:
             async with http.get(f"{url}/v1/alerts/{alert_id}") as resp:
                 status = await resp.json()
             for kind, counts in sorted(status.get("channels", {}).items()):
-                handed = sum(counts.get(k, 0) for k in ("accepted", "delivered", "failed",
-                                                        "suppressed"))
+                handed = sum(
+                    counts.get(k, 0) for k in ("accepted", "delivered", "failed", "suppressed")
+                )
                 detail = f"delivered {counts.get('delivered', 0)}  failed {counts.get('failed', 0)}"
                 if kind not in bars:
                     bars[kind] = progress.add_task(kind, total=counts["total"], detail=detail)
@@ -243,9 +257,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print an alert's status document."""
 
     async def fetch() -> int:
-        async with aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {_token(args)}"}
-        ) as http, http.get(f"{args.url}/v1/alerts/{args.id}") as resp:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {_token(args)}"}) as http,
+            http.get(f"{args.url}/v1/alerts/{args.id}") as resp,
+        ):
             print(json.dumps(await resp.json(content_type=None), indent=2))
             return 0 if resp.status == 200 else 1
 

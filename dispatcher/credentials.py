@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 
 class SettingsModel(BaseModel):
-    """Base for every config section: unknown keys rejected, secrets resolvable from files or env."""
+    """Base for every config section: unknown keys refused, secrets from files or env too."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

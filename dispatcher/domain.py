@@ -65,7 +65,7 @@ class AlertState(StrEnum):
 
 
 class DeliveryState(StrEnum):
-    """Life of one delivery (recipient × channel) in the outbox."""
+    """Life of one delivery (one recipient on one channel) in the outbox."""
 
     QUEUED = "queued"
     SENDING = "sending"

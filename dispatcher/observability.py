@@ -25,9 +25,7 @@ def redact_text(text: str) -> str:
         text = EMAIL.sub("[email]", text)
     if len(_DIGITS.findall(text)) >= 7:
         text = _E164.sub("[phone]", text)
-        spans = [
-            (m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=0)
-        ]
+        spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=0)]
         for start, end in reversed(spans):
             text = text[:start] + "[phone]" + text[end:]
     return text
@@ -92,33 +90,52 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.alerts = Counter(
-            "clarion_alerts_total", "Alerts accepted, by kind and mode", ["kind", "mode"], registry=r
+            "clarion_alerts_total",
+            "Alerts accepted, by kind and mode",
+            ["kind", "mode"],
+            registry=r,
         )
         self.rejected = Counter(
-            "clarion_alerts_rejected_total", "Alert requests refused, by reason", ["reason"],
+            "clarion_alerts_rejected_total",
+            "Alert requests refused, by reason",
+            ["reason"],
             registry=r,
         )
         self.deliveries = Counter(
-            "clarion_deliveries_total", "Delivery outcomes, by channel", ["channel", "outcome"],
+            "clarion_deliveries_total",
+            "Delivery outcomes, by channel",
+            ["channel", "outcome"],
             registry=r,
         )
         self.late_receipts = Counter(
-            "clarion_late_receipts_total", "Callbacks and acks recorded, by channel and outcome",
-            ["channel", "outcome"], registry=r,
+            "clarion_late_receipts_total",
+            "Callbacks and acks recorded, by channel and outcome",
+            ["channel", "outcome"],
+            registry=r,
         )
         self.rejected_input = Counter(
-            "clarion_rejected_input_total", "Malformed or forged input dropped, by source",
-            ["source"], registry=r,
+            "clarion_rejected_input_total",
+            "Malformed or forged input dropped, by source",
+            ["source"],
+            registry=r,
         )
         self.batch_seconds = Histogram(
-            "clarion_batch_seconds", "Time to hand one batch to its provider", ["channel"],
-            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            "clarion_batch_seconds",
+            "Time to hand one batch to its provider",
+            ["channel"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.first_send_seconds = Histogram(
-            "clarion_first_send_seconds", "From acceptance of an alert to its first send",
-            ["channel"], registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            "clarion_first_send_seconds",
+            "From acceptance of an alert to its first send",
+            ["channel"],
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
         )
         self.outbox = Gauge(
-            "clarion_outbox_open", "Deliveries claimed and in flight, by channel", ["channel"],
+            "clarion_outbox_open",
+            "Deliveries claimed and in flight, by channel",
+            ["channel"],
             registry=r,
         )

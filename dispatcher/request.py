@@ -1,4 +1,4 @@
-"""The alert request as it arrives at the edge (HTTP, CLI, scheduler): validated, unknown keys refused."""
+"""The alert request as it arrives (HTTP, CLI, scheduler): validated, unknown keys refused."""
 
 from __future__ import annotations
 

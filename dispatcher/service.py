@@ -48,8 +48,8 @@ class Service:
             db, RetryPolicy(dispatch.retry_base_s, dispatch.retry_max_s), random.Random()
         )
         self.audience = AudienceResolver(db, settings.directory, settings.base_dir)
-        self.channels = channels if channels is not None else build_channels(
-            _with_callback_urls(settings)
+        self.channels = (
+            channels if channels is not None else build_channels(_with_callback_urls(settings))
         )
         self.engine = Engine(
             settings=settings,

@@ -28,7 +28,7 @@ class ServiceSettings(SettingsModel):
     port: int = Field(default=8025, ge=0, le=65535)
     public_url: str = Field(
         default="",
-        description="URL the outside world uses for this service (callbacks); default from host:port",
+        description="URL the outside world uses for this service (callbacks); default host:port",
     )
     max_body_bytes: int = Field(default=65536, ge=1024)
     sender: str = Field(default="alerts@example.edu", description="CAP sender and email origin")
@@ -59,7 +59,9 @@ class TokenSettings(SettingsModel):
 class AuthSettings(SettingsModel):
     """Who may call the API."""
 
-    token: SecretStr | None = Field(default=None, description=f"admin token; also from ${TOKEN_ENV}")
+    token: SecretStr | None = Field(
+        default=None, description=f"admin token; also from ${TOKEN_ENV}"
+    )
     tokens: list[TokenSettings] = Field(default_factory=list)
     override_roles: list[str] = Field(default_factory=lambda: ["admin"])
 

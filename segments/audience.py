@@ -198,7 +198,7 @@ class AudienceResolver:
             )
             # The WHERE clause is compiled from the parsed expression: values are parameters.
             rows = await self._db.fetchall(
-                f"SELECT role, channels, opt_out, quiet_hours, {flags}, COUNT(*) AS n"  # noqa: S608
+                f"SELECT role, channels, opt_out, quiet_hours, {flags}, COUNT(*) AS n"
                 f" FROM people p WHERE {query.where}"
                 f" GROUP BY {', '.join(str(i) for i in range(1, 5 + len(policy.channels)))}",
                 query.params,
@@ -400,7 +400,7 @@ class AudienceResolver:
         after = ""
         while True:
             rows = await self._db.fetchall(
-                "SELECT id, email, phone, push, role, language, channels, opt_out,"  # noqa: S608
+                "SELECT id, email, phone, push, role, language, channels, opt_out,"
                 f" quiet_hours FROM people p WHERE p.id > ? AND {query.where}"
                 " ORDER BY p.id LIMIT ?",
                 (after, *query.params, page),

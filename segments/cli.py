@@ -157,7 +157,7 @@ def _progress(path: Path) -> Iterator[ProgressFn | None]:
         transient=True,
     ) as bar:
         task = bar.add_task(f"importing {path.name}", total=size)
-        update: Callable[[int, int], None] = lambda done, total: bar.update(  # noqa: E731
+        update: Callable[[int, int], None] = lambda done, total: bar.update(
             task, completed=done, total=total
         )
         yield update

@@ -492,7 +492,7 @@ _PEOPLE_FIELDS = (
 def _upsert(table: str, fields: tuple[str, ...]) -> str:
     # Built from the constant column lists above; values always travel as parameters.
     return (
-        f"INSERT INTO {table} ({', '.join(fields)}) VALUES ({_marks(len(fields))})"  # noqa: S608
+        f"INSERT INTO {table} ({', '.join(fields)}) VALUES ({_marks(len(fields))})"
         " ON CONFLICT (id) DO UPDATE SET "
         + ", ".join(f"{f} = excluded.{f}" for f in fields[1:])
     )
@@ -601,7 +601,7 @@ class DirectoryImporter:
         now = int(time.time() * 1000)
         async with self._db.transaction() as tx:
             rows = await tx.fetchall(
-                f"SELECT id, digest FROM people WHERE id IN ({_marks(len(records))})",  # noqa: S608
+                f"SELECT id, digest FROM people WHERE id IN ({_marks(len(records))})",
                 [r.id for r in records],
             )
             stored = {r["id"]: r["digest"] for r in rows}
@@ -618,7 +618,7 @@ class DirectoryImporter:
                 return
             if changed:
                 await tx.execute(
-                    "DELETE FROM person_attributes WHERE person_id IN"  # noqa: S608
+                    "DELETE FROM person_attributes WHERE person_id IN"
                     f" ({_marks(len(changed))})",
                     changed,
                 )
@@ -696,7 +696,7 @@ class DirectoryImporter:
                 for start in range(0, len(gone), BATCH):
                     part = gone[start : start + BATCH]
                     await tx.execute(
-                        f"DELETE FROM devices WHERE id IN ({_marks(len(part))})",  # noqa: S608
+                        f"DELETE FROM devices WHERE id IN ({_marks(len(part))})",
                         part,
                     )
                 tally.removed = len(gone)
@@ -717,5 +717,5 @@ def _duplicate(tally: _Tally, record_id: str, number: int) -> bool:
 
 async def _delete_people(tx: Session, ids: list[str]) -> None:
     marks = _marks(len(ids))
-    await tx.execute(f"DELETE FROM person_attributes WHERE person_id IN ({marks})", ids)  # noqa: S608
-    await tx.execute(f"DELETE FROM people WHERE id IN ({marks})", ids)  # noqa: S608
+    await tx.execute(f"DELETE FROM person_attributes WHERE person_id IN ({marks})", ids)
+    await tx.execute(f"DELETE FROM people WHERE id IN ({marks})", ids)

@@ -35,7 +35,9 @@ def make_settings(tmp_path: Path, sandbox: Sandbox) -> SettingsFactory:
     other keyword arguments patch top-level sections.
     """
 
-    def make(channels: dict[str, dict[str, Any]] | None = None, **sections: dict[str, Any]) -> Settings:
+    def make(
+        channels: dict[str, dict[str, Any]] | None = None, **sections: dict[str, Any]
+    ) -> Settings:
         base = load_settings()
         raw = base.model_dump(mode="json", exclude={"base_dir"})
         raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
@@ -75,8 +77,7 @@ class Stack:
         self.run = run
 
 
-ALL_CHANNELS = ("email.smtp", "sms.twilio", "push.apprise", "siren.mqtt", "signage.mqtt",
-                "pa.mqtt")
+ALL_CHANNELS = ("email.smtp", "sms.twilio", "push.apprise", "siren.mqtt", "signage.mqtt", "pa.mqtt")
 
 
 @pytest_asyncio.fixture
@@ -89,8 +90,19 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
     parser = argparse.ArgumentParser()
     sandbox_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["sandbox", "--port", "0", "--smtp-port", "0",
-                              "--mqtt-port", str(free_port()), "--sms-callback-delay", "0.01"])
+    args = parser.parse_args(
+        [
+            "sandbox",
+            "--port",
+            "0",
+            "--smtp-port",
+            "0",
+            "--mqtt-port",
+            str(free_port()),
+            "--sms-callback-delay",
+            "0.01",
+        ]
+    )
     box = Sandbox(port=0, smtp_port=0)
     plugins = {name: await import_module(name).attach(box, args) for name in sandbox_cli.PLUGINS}
     await box.start()
@@ -101,10 +113,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
     raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})
     # Real sender rates (1, 3 and 100 a second) would make this a minute-long test.
-    raw["channels"]["sms.twilio"].update({
-        "api_base_url": box.url,
-        "senders": [{"number": "22395", "type": "short_code", "rate_per_second": 5000}],
-    })
+    raw["channels"]["sms.twilio"].update(
+        {
+            "api_base_url": box.url,
+            "senders": [{"number": "22395", "type": "short_code", "rate_per_second": 5000}],
+        }
+    )
     for name in ("siren.mqtt", "signage.mqtt", "pa.mqtt"):
         raw["channels"][name].update(mqtt)
     raw["channels"] = {k: v for k, v in raw["channels"].items() if k in ALL_CHANNELS}

@@ -38,12 +38,14 @@ class TestEveryChannel:
 
         The alert goes to zone a: its people and its siren, sign and speaker.
         """
-        resp = await stack.run.post_alert({
-            "kind": "emergency",
-            "text": "Gas leak at the Chemistry Building. Evacuate now and avoid the area.",
-            "channels": EVERY,
-            "zones": ["a"],
-        })
+        resp = await stack.run.post_alert(
+            {
+                "kind": "emergency",
+                "text": "Gas leak at the Chemistry Building. Evacuate now and avoid the area.",
+                "channels": EVERY,
+                "zones": ["a"],
+            }
+        )
         assert resp.status == 202, await resp.text()
         alert_id = (await resp.json())["id"]
         doc = await settled(stack, alert_id)
@@ -61,12 +63,14 @@ class TestEveryChannel:
 
     async def test_devices_first(self, stack: Stack) -> None:
         """Sirens, signs and speakers are sent before SMS and push, and those before e-mail."""
-        resp = await stack.run.post_alert({
-            "kind": "emergency",
-            "text": "Tornado warning: take shelter now in an interior room.",
-            "channels": EVERY,
-            "zones": ["b"],
-        })
+        resp = await stack.run.post_alert(
+            {
+                "kind": "emergency",
+                "text": "Tornado warning: take shelter now in an interior room.",
+                "channels": EVERY,
+                "zones": ["b"],
+            }
+        )
         alert_id = (await resp.json())["id"]
         await settled(stack, alert_id)
         rows = await stack.run.service.db.fetchall(

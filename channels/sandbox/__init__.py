@@ -1,1 +1,1 @@
-"""The local provider sandbox: stand-ins, speaking the real protocols, for services no machine here can reach."""
+"""The provider sandbox: stand-ins, speaking the real protocols, for services out of reach."""

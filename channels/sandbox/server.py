@@ -52,9 +52,8 @@ class Sandbox:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.port == 0:
+            self.port = self._runner.addresses[0][1]
         self.endpoints["http"] = self.url
         log.info("sandbox.started", **self.endpoints)
 

@@ -1,4 +1,4 @@
-"""What the sandbox received, per channel: totals, distinct (alert, recipient) pairs, and the messages."""
+"""What the sandbox received per channel: totals, distinct (alert, recipient) pairs, messages."""
 
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ class Stats:
         self._keep = keep
         self.messages: list[Received] = []
 
-    def record(
-        self, kind: str, alert_id: str, recipient: str, text: str = "", **meta: str
-    ) -> bool:
+    def record(self, kind: str, alert_id: str, recipient: str, text: str = "", **meta: str) -> bool:
         """Count one message; returns False when it repeats an (alert, recipient) pair."""
         self._received[kind] += 1
         key = (alert_id, recipient)
@@ -41,14 +39,13 @@ class Stats:
     def snapshot(self) -> dict[str, dict[str, int]]:
         """The `/stats` document."""
         kinds = sorted(set(self._received) | set(self._seen))
-        return {
-            k: {"received": self._received[k], "unique": len(self._seen[k])} for k in kinds
-        }
+        return {k: {"received": self._received[k], "unique": len(self._seen[k])} for k in kinds}
 
     def of(self, kind: str, alert_id: str | None = None) -> list[Received]:
         """The kept messages of one kind (and alert)."""
         return [
-            m for m in self.messages
+            m
+            for m in self.messages
             if m.kind == kind and (alert_id is None or m.alert_id == alert_id)
         ]
 

@@ -28,7 +28,7 @@ from channels.sms_twilio import sms_segments
 log = structlog.get_logger("clarion.sandbox.twilio")
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
-DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's own, published in the default config
+DEFAULT_AUTH_TOKEN = "sandbox-token"
 API_VERSION = "2010-04-01"
 MESSAGES_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

@@ -35,16 +35,22 @@ async def create_alert(request: web.Request) -> web.Response:
         body = await read_json(request)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-        return error(422, "invalid request", problems=[
-            {"field": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}])
+        return error(
+            422,
+            "invalid request",
+            problems=[
+                {"field": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}
+            ],
+        )
     try:
         alert_request = parse_request(body)
     except ValidationError as exc:
         service.metrics.rejected.labels("validation").inc()
         return error(422, "invalid request", problems=problems(exc))
     try:
-        accepted = await service.intake.submit(alert_request, caller_of(request),
-                                               idempotency_key=key)
+        accepted = await service.intake.submit(
+            alert_request, caller_of(request), idempotency_key=key
+        )
     except Rejected as exc:
         return web.json_response(exc.body, status=exc.status)
     return web.json_response(
@@ -64,7 +70,8 @@ async def read_cap(request: web.Request) -> dict[str, Any]:
     raw = await request.content.read(limit + 1)
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(
-            max_size=limit, actual_size=len(raw),
+            max_size=limit,
+            actual_size=len(raw),
             text=json.dumps({"error": f"body over {limit} bytes"}),
             content_type="application/json",
         )
@@ -73,8 +80,9 @@ async def read_cap(request: web.Request) -> dict[str, Any]:
     except ValueError as exc:
         service_of(request).metrics.rejected_input.labels("cap").inc()
         raise web.HTTPUnprocessableEntity(
-            text=json.dumps({"error": "invalid CAP",
-                             "problems": [{"field": "(body)", "message": str(exc)}]}),
+            text=json.dumps(
+                {"error": "invalid CAP", "problems": [{"field": "(body)", "message": str(exc)}]}
+            ),
             content_type="application/json",
         ) from None
 
@@ -82,8 +90,9 @@ async def read_cap(request: web.Request) -> dict[str, Any]:
 async def _alert_or_404(service: Service, alert_id: str) -> AlertRecord:
     record = await service.alerts.get(alert_id)
     if record is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": f"no alert {alert_id}"}),
-                               content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"no alert {alert_id}"}), content_type="application/json"
+        )
     return record
 
 
@@ -130,8 +139,14 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
         value = low - 1
     if not low <= value <= high:
         raise web.HTTPUnprocessableEntity(
-            text=json.dumps({"error": "invalid request", "problems": [
-                {"field": name, "message": f"a whole number from {low} to {high}"}]}),
+            text=json.dumps(
+                {
+                    "error": "invalid request",
+                    "problems": [
+                        {"field": name, "message": f"a whole number from {low} to {high}"}
+                    ],
+                }
+            ),
             content_type="application/json",
         )
     return value
@@ -146,8 +161,12 @@ def _enum_param(request: web.Request, name: str, enum: Any) -> Any:
     except ValueError:
         allowed = ", ".join(e.value for e in enum)
         raise web.HTTPUnprocessableEntity(
-            text=json.dumps({"error": "invalid request", "problems": [
-                {"field": name, "message": f"one of {allowed}"}]}),
+            text=json.dumps(
+                {
+                    "error": "invalid request",
+                    "problems": [{"field": name, "message": f"one of {allowed}"}],
+                }
+            ),
             content_type="application/json",
         ) from None
 
@@ -161,8 +180,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100, 1, 1000)
     channel = _enum_param(request, "channel", ChannelKind)
     state = _enum_param(request, "state", DeliveryState)
-    rows = await service.ledger.page(record.id, after=after, limit=limit, channel=channel,
-                                     state=state)
+    rows = await service.ledger.page(
+        record.id, after=after, limit=limit, channel=channel, state=state
+    )
     items = [
         {
             "id": r["id"],
@@ -187,11 +207,13 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: `progress` whenever the counts change, then `done`."""
     service = service_of(request)
     record = await _alert_or_404(service, request.match_info["id"])
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await response.prepare(request)
     last: str | None = None
     idle = 0.0
@@ -228,11 +250,11 @@ async def cancel_alert(request: web.Request) -> web.Response:
     if request.can_read_body:
         body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str):
-            return error(422, "invalid request",
-                         problems=[{"field": "reason", "message": "a string"}])
+            return error(
+                422, "invalid request", problems=[{"field": "reason", "message": "a string"}]
+            )
         reason = body.get("reason", "")
     if record.state is AlertState.CANCELLED:
         return web.json_response({"id": record.id, "state": "cancelled", "deliveries_stopped": 0})
     stopped = await service.engine.cancel(record, actor=caller.name, reason=reason)
-    return web.json_response({"id": record.id, "state": "cancelled",
-                              "deliveries_stopped": stopped})
+    return web.json_response({"id": record.id, "state": "cancelled", "deliveries_stopped": stopped})

@@ -19,11 +19,13 @@ async def healthz(request: web.Request) -> web.Response:
         await service.db.fetchval("SELECT 1")
     except Exception as exc:
         return web.json_response({"ok": False, "store": type(exc).__name__}, status=503)
-    return web.json_response({
-        "ok": True,
-        "store": service.db.dialect,
-        "channels": sorted(c.name for c in service.channels.values()),
-    })
+    return web.json_response(
+        {
+            "ok": True,
+            "store": service.db.dialect,
+            "channels": sorted(c.name for c in service.channels.values()),
+        }
+    )
 
 
 @routes.get("/metrics")

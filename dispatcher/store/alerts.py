@@ -57,7 +57,10 @@ class AlertRecord:
 def rendered_to_json(rendered: Rendered) -> str:
     """Serialize per-channel, per-language renderings."""
     return json.dumps(
-        {ch.value: {lang: asdict(m) for lang, m in by_lang.items()} for ch, by_lang in rendered.items()}
+        {
+            ch.value: {lang: asdict(m) for lang, m in by_lang.items()}
+            for ch, by_lang in rendered.items()
+        }
     )
 
 
@@ -77,8 +80,7 @@ _COLUMNS = (
     " v.request, v.rendered"
 )
 _FROM = (
-    " FROM alerts a JOIN alert_versions v"
-    " ON v.alert_id = a.id AND v.version = a.content_version"
+    " FROM alerts a JOIN alert_versions v ON v.alert_id = a.id AND v.version = a.content_version"
 )
 
 
@@ -174,7 +176,11 @@ class AlertStore:
                 (alert_id, now_ms, actor, request.model_dump_json(), rendered_to_json(rendered)),
             )
             await self._audit.append(
-                tx, at=now_ms, actor=actor, action="alert.created", alert_id=alert_id,
+                tx,
+                at=now_ms,
+                actor=actor,
+                action="alert.created",
+                alert_id=alert_id,
                 detail=audit_detail,
             )
         return alert_id, True
@@ -265,19 +271,31 @@ class AlertStore:
                 (now_ms, alert_id),
             )
             await self._audit.append(
-                tx, at=now_ms, actor=actor, action="alert.cancelled", alert_id=alert_id,
+                tx,
+                at=now_ms,
+                actor=actor,
+                action="alert.cancelled",
+                alert_id=alert_id,
                 detail={"reason": reason, "deliveries_stopped": stopped},
             )
         return stopped
 
-    async def update_clery(self, alert_id: str, patch: dict[str, Any], *, actor: str, now_ms: int) -> None:
+    async def update_clery(
+        self, alert_id: str, patch: dict[str, Any], *, actor: str, now_ms: int
+    ) -> None:
         """Merge fields into the alert's Clery record, audited."""
         async with self._db.transaction() as tx:
             raw = await tx.fetchval("SELECT clery FROM alerts WHERE id = ?", (alert_id,))
             record = json.loads(raw or "{}")
             record.update(patch)
-            await tx.execute("UPDATE alerts SET clery = ? WHERE id = ?", (json.dumps(record), alert_id))
+            await tx.execute(
+                "UPDATE alerts SET clery = ? WHERE id = ?", (json.dumps(record), alert_id)
+            )
             await self._audit.append(
-                tx, at=now_ms, actor=actor, action="alert.record_updated", alert_id=alert_id,
+                tx,
+                at=now_ms,
+                actor=actor,
+                action="alert.record_updated",
+                alert_id=alert_id,
                 detail=patch,
             )

@@ -12,7 +12,9 @@ from dispatcher.store.database import Database, Session
 GENESIS = "0" * 64
 
 
-def entry_hash(prev: str, at: int, actor: str, action: str, alert_id: str | None, detail: str) -> str:
+def entry_hash(
+    prev: str, at: int, actor: str, action: str, alert_id: str | None, detail: str
+) -> str:
     """The chained hash of one entry."""
     material = json.dumps([prev, at, actor, action, alert_id, detail], separators=(",", ":"))
     return hashlib.sha256(material.encode()).hexdigest()

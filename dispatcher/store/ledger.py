@@ -53,6 +53,38 @@ class Settled:
     failed: int = 0
     retried: int = 0
     failed_ids: tuple[int, ...] = ()
+    fallbacks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A delivery to make on another channel because `origin` failed on its own."""
+
+    origin: int
+    channel: ChannelKind
+    address: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LateResult:
+    """What a late receipt found and did."""
+
+    alert_id: str
+    delivery_id: int
+    recipient: str
+    state: DeliveryState
+    changed: bool
+    """True when the receipt moved the delivery to `state`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A queued delivery, as the fallback of an unavailable channel sees it."""
+
+    id: int
+    alert_id: str
+    recipient: str
 
 
 class DeliveryLedger:
@@ -91,15 +123,21 @@ class DeliveryLedger:
     async def claim(
         self, channel: ChannelKind, *, owner: str, limit: int, now_ms: int, lease_ms: int
     ) -> list[Claimed]:
-        """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out)."""
+        """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out).
+
+        Deliveries of a cancelled alert are never taken, whichever process cancelled it.
+        """
         due = (
-            "channel = ? AND ((state = 'queued' AND next_attempt_at <= ?)"
-            " OR (state = 'sending' AND lease_until < ?))"
+            "d.channel = ? AND ((d.state = 'queued' AND d.next_attempt_at <= ?)"
+            " OR (d.state = 'sending' AND d.lease_until < ?))"
+            " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = d.alert_id"
+            " AND a.state = 'cancelled')"
         )
         if self._db.dialect == "postgres":
+            # SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
             sql = (
-                "WITH c AS (SELECT id FROM deliveries WHERE " + due + " ORDER BY id LIMIT ?"
-                " FOR UPDATE SKIP LOCKED)"
+                "WITH c AS (SELECT d.id FROM deliveries d WHERE " + due + " ORDER BY d.id LIMIT ?"
+                " FOR UPDATE OF d SKIP LOCKED)"
                 " UPDATE deliveries d SET state = 'sending', lease_owner = ?, lease_until = ?,"
                 " attempts = d.attempts + 1, updated_at = ? FROM c WHERE d.id = c.id"
                 " RETURNING d.id, d.alert_id, d.recipient, d.address, d.language, d.attempts"
@@ -110,8 +148,8 @@ class DeliveryLedger:
         else:
             sql = (
                 "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_until = ?,"
-                " attempts = attempts + 1, updated_at = ? WHERE id IN (SELECT id FROM deliveries"
-                " WHERE " + due + " ORDER BY id LIMIT ?)"
+                " attempts = attempts + 1, updated_at = ? WHERE id IN (SELECT d.id FROM"
+                " deliveries d WHERE " + due + " ORDER BY d.id LIMIT ?)"
                 " RETURNING id, alert_id, recipient, address, language, attempts"
             )
             params = (owner, now_ms + lease_ms, now_ms, channel.value, now_ms, now_ms, limit)
@@ -123,6 +161,17 @@ class DeliveryLedger:
         ]
         claimed.sort(key=lambda c: c.id)
         return claimed
+
+    async def renew(self, owner: str, ids: Sequence[int], until_ms: int) -> int:
+        """Extend the lease on deliveries this owner is still sending; returns how many."""
+        if not ids:
+            return 0
+        marks = ",".join("?" for _ in ids)
+        return await self._db.execute(
+            f"UPDATE deliveries SET lease_until = ? WHERE id IN ({marks})"  # noqa: S608 - marks only
+            " AND lease_owner = ? AND state = 'sending'",
+            (until_ms, *ids, owner),
+        )
 
     async def release_owner(self, owner: str) -> int:
         """Hand back (as queued) everything an owner still holds: graceful shutdown or restart."""

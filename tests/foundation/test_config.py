@@ -60,10 +60,15 @@ class TestSecrets:
     def test_secret_from_file(self, tmp_path: Path) -> None:
         """`password_file` reads the file."""
         (tmp_path / "pw").write_text("s3cret\n")
-        settings = load_settings(write(tmp_path, (
-            '[channels."email.smtp"]\n'
-            f'username = "relay"\npassword_file = "{tmp_path / "pw"}"\n'
-        )))
+        settings = load_settings(
+            write(
+                tmp_path,
+                (
+                    '[channels."email.smtp"]\n'
+                    f'username = "relay"\npassword_file = "{tmp_path / "pw"}"\n'
+                ),
+            )
+        )
         from channels.email_smtp import SmtpSettings
 
         smtp = SmtpSettings.model_validate(settings.channels["email.smtp"])
@@ -74,7 +79,9 @@ class TestSecrets:
         """An unset environment variable is an error naming it."""
         monkeypatch.delenv("NO_SUCH_VAR", raising=False)
         with pytest.raises(ConfigError, match="NO_SUCH_VAR"):
-            load_settings(write(tmp_path, '[channels."email.smtp"]\npassword_env = "NO_SUCH_VAR"\n'))
+            load_settings(
+                write(tmp_path, '[channels."email.smtp"]\npassword_env = "NO_SUCH_VAR"\n')
+            )
 
     def test_token_from_environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """CLARION_API_TOKEN becomes the admin token."""
@@ -94,7 +101,9 @@ class TestSecrets:
         assert auth.authenticate(f"Bearer {auth.generated}") is not None
         assert auth.authenticate("Bearer other") is None
 
-    def test_hashed_tokens_with_roles(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_hashed_tokens_with_roles(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Configured tokens are stored as SHA-256 and carry their role."""
         monkeypatch.delenv("CLARION_API_TOKEN", raising=False)
         text = (

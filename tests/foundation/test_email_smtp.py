@@ -19,7 +19,8 @@ ALERT = {
 async def some_addresses(running: Running, n: int) -> list[str]:
     rows = await running.service.db.fetchall(
         "SELECT email FROM people WHERE email != '' AND role IN ('student', 'staff')"
-        " ORDER BY id LIMIT ?", (n,)
+        " ORDER BY id LIMIT ?",
+        (n,),
     )
     return [r["email"] for r in rows]
 
@@ -33,8 +34,12 @@ async def delivery(running: Running, alert_id: str, address: str) -> dict[str, o
     receipts = await running.service.db.fetchall(
         "SELECT status, detail FROM receipts WHERE delivery_id = ? ORDER BY id", (row["id"],)
     )
-    return {"state": row["state"], "attempts": row["attempts"], "detail": row["detail"],
-            "receipts": [(r["status"], r["detail"]) for r in receipts]}
+    return {
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "detail": row["detail"],
+        "receipts": [(r["status"], r["detail"]) for r in receipts],
+    }
 
 
 class TestScriptedReplies:
@@ -43,8 +48,9 @@ class TestScriptedReplies:
     async def test_451_is_retried_then_accepted(self, running: Running, sandbox: Sandbox) -> None:
         """A temporary refusal is retried with backoff and then accepted."""
         target = (await some_addresses(running, 3))[1]
-        sandbox.smtp.sink.script(target, "451 4.3.0 Mailbox busy, try later",
-                                 "451 4.3.0 Mailbox busy, try later")
+        sandbox.smtp.sink.script(
+            target, "451 4.3.0 Mailbox busy, try later", "451 4.3.0 Mailbox busy, try later"
+        )
         alert_id = (await (await running.post_alert(ALERT)).json())["id"]
         doc = await running.wait_state(alert_id)
         assert doc["channels"]["email"]["failed"] == 0
@@ -87,8 +93,9 @@ class TestScriptedReplies:
 class TestOutage:
     """The relay being down is transient: deliveries wait and go out when it returns."""
 
-    async def test_server_down_at_first(self, make_settings: SettingsFactory,
-                                        sandbox: Sandbox) -> None:
+    async def test_server_down_at_first(
+        self, make_settings: SettingsFactory, sandbox: Sandbox
+    ) -> None:
         """Nothing listens at first; the relay comes up; every e-mail then goes out once."""
         port = free_port()
         settings = make_settings(channels={"email.smtp": {"port": port}})
@@ -110,7 +117,8 @@ class TestOutage:
             email = doc["channels"]["email"]
             assert email["accepted"] == email["total"] > 0
             assert sandbox.stats.snapshot()["email"] == {
-                "received": email["total"], "unique": email["total"]
+                "received": email["total"],
+                "unique": email["total"],
             }
             resp = await run.client.get(f"/v1/alerts/{alert_id}/deliveries?limit=1", headers=AUTH)
             assert (await resp.json())["items"][0]["attempts"] >= 2

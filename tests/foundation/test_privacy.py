@@ -17,8 +17,9 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 class TestLogs:
     """Logs carry recipients only as hashes."""
 
-    async def test_alert_run_logs_no_contact_details(self, running: Running,
-                                                     sandbox: Sandbox) -> None:
+    async def test_alert_run_logs_no_contact_details(
+        self, running: Running, sandbox: Sandbox
+    ) -> None:
         """Every log line of an alert (with some refusals) is free of addresses and numbers."""
         stream = io.StringIO()
         configure_logging("debug")
@@ -26,13 +27,17 @@ class TestLogs:
         handler.stream = stream  # type: ignore[attr-defined]
         try:
             addresses = await running.service.db.fetchall(
-                "SELECT email FROM people ORDER BY id LIMIT 3")
+                "SELECT email FROM people ORDER BY id LIMIT 3"
+            )
             sandbox.smtp.sink.script(addresses[0]["email"], "550 5.1.1 <x@example.edu> unknown")
             sandbox.smtp.sink.script(addresses[1]["email"], "451 4.2.0 busy")
-            resp = await running.post_alert({
-                "kind": "emergency", "channels": ["email"],
-                "text": "Police activity near Adams Street. Avoid the area.",
-            })
+            resp = await running.post_alert(
+                {
+                    "kind": "emergency",
+                    "channels": ["email"],
+                    "text": "Police activity near Adams Street. Avoid the area.",
+                }
+            )
             await running.wait_state((await resp.json())["id"])
         finally:
             logging.getLogger().handlers.clear()

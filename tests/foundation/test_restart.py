@@ -19,17 +19,21 @@ ALERT = {
 class TestRestart:
     """Nothing queued is lost when the service stops and starts again."""
 
-    async def test_pending_deliveries_resume(self, make_settings: SettingsFactory,
-                                             sandbox: Sandbox) -> None:
+    async def test_pending_deliveries_resume(
+        self, make_settings: SettingsFactory, sandbox: Sandbox
+    ) -> None:
         """Stopped with everything still queued, a new process on the same store sends it all."""
         port = free_port()
         settings = make_settings(channels={"email.smtp": {"port": port}})
         first = await start_service(settings)
         alert_id = (await (await first.post_alert(ALERT)).json())["id"]
         async with asyncio.timeout(20):
-            while await first.service.db.fetchval(
-                "SELECT resolved_at FROM alerts WHERE id = ?", (alert_id,)
-            ) is None:
+            while (
+                await first.service.db.fetchval(
+                    "SELECT resolved_at FROM alerts WHERE id = ?", (alert_id,)
+                )
+                is None
+            ):
                 await asyncio.sleep(0.05)
         await first.client.close()
 
@@ -45,7 +49,8 @@ class TestRestart:
         assert doc["state"] == "done"
         assert email["accepted"] == email["total"] > 0
         assert sandbox.stats.snapshot()["email"] == {
-            "received": email["total"], "unique": email["total"]
+            "received": email["total"],
+            "unique": email["total"],
         }
 
     async def test_unresolved_alert_is_resolved_after_restart(
@@ -62,7 +67,7 @@ class TestRestart:
             doc = await second.wait_state(alert_id)
             db_rows = await second.service.db.fetchval(
                 "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND state != 'suppressed'",
-                (alert_id,)
+                (alert_id,),
             )
         finally:
             await second.client.close()

@@ -73,15 +73,19 @@ class TestLedger:
         db = await open_database(f"sqlite:///{tmp_path / 'l.db'}")
         await _alert(db)
         ledger = DeliveryLedger(db, RetryPolicy(1, 10))
-        planned = [PlannedDelivery(ChannelKind.EMAIL, f"p{i}", f"p{i}@x.edu", "en", "student")
-                   for i in range(10)]
+        planned = [
+            PlannedDelivery(ChannelKind.EMAIL, f"p{i}", f"p{i}@x.edu", "en", "student")
+            for i in range(10)
+        ]
         await ledger.enqueue("a1", planned, 0)
         await ledger.enqueue("a1", planned, 0)
         first = await ledger.claim(ChannelKind.EMAIL, owner="A", limit=6, now_ms=100, lease_ms=1000)
-        second = await ledger.claim(ChannelKind.EMAIL, owner="B", limit=10, now_ms=200,
-                                    lease_ms=1000)
-        third = await ledger.claim(ChannelKind.EMAIL, owner="B", limit=10, now_ms=1150,
-                                   lease_ms=1000)
+        second = await ledger.claim(
+            ChannelKind.EMAIL, owner="B", limit=10, now_ms=200, lease_ms=1000
+        )
+        third = await ledger.claim(
+            ChannelKind.EMAIL, owner="B", limit=10, now_ms=1150, lease_ms=1000
+        )
         await db.close()
         assert len(first) == 6 and len(second) == 4
         assert {c.id for c in third} == {c.id for c in first}
@@ -92,15 +96,20 @@ class TestLedger:
         db = await open_database(f"sqlite:///{tmp_path / 'r.db'}")
         await _alert(db)
         ledger = DeliveryLedger(db, RetryPolicy(1, 10))
-        await ledger.enqueue("a1", [PlannedDelivery(ChannelKind.SMS, "p1", "+12025550100", "en",
-                                                    "student")], 0)
-        [claimed] = await ledger.claim(ChannelKind.SMS, owner="A", limit=1, now_ms=1,
-                                       lease_ms=1000)
-        await ledger.late_receipt(ChannelKind.SMS, Outcome.DELIVERED, delivery_id=claimed.id,
-                                  provider_ref="SM1", now_ms=2)
-        await ledger.settle(ChannelKind.SMS, [claimed],
-                            [Receipt(claimed.id, Outcome.ACCEPTED, provider_ref="SM1")],
-                            now_ms=3, deadlines={"a1": 10_000})
+        await ledger.enqueue(
+            "a1", [PlannedDelivery(ChannelKind.SMS, "p1", "+12025550100", "en", "student")], 0
+        )
+        [claimed] = await ledger.claim(ChannelKind.SMS, owner="A", limit=1, now_ms=1, lease_ms=1000)
+        await ledger.late_receipt(
+            ChannelKind.SMS, Outcome.DELIVERED, delivery_id=claimed.id, provider_ref="SM1", now_ms=2
+        )
+        await ledger.settle(
+            ChannelKind.SMS,
+            [claimed],
+            [Receipt(claimed.id, Outcome.ACCEPTED, provider_ref="SM1")],
+            now_ms=3,
+            deadlines={"a1": 10_000},
+        )
         counts = await ledger.counts("a1")
         await db.close()
         assert counts["sms"]["delivered"] == 1 and counts["sms"]["accepted"] == 0
@@ -110,14 +119,18 @@ class TestLedger:
         db = await open_database(f"sqlite:///{tmp_path / 'd.db'}")
         await _alert(db)
         ledger = DeliveryLedger(db, RetryPolicy(1, 10))
-        await ledger.enqueue("a1", [PlannedDelivery(ChannelKind.EMAIL, "p1", "p1@x.edu", "en",
-                                                    "staff")], 0)
-        [claimed] = await ledger.claim(ChannelKind.EMAIL, owner="A", limit=1, now_ms=1,
-                                       lease_ms=1000)
+        await ledger.enqueue(
+            "a1", [PlannedDelivery(ChannelKind.EMAIL, "p1", "p1@x.edu", "en", "staff")], 0
+        )
+        [claimed] = await ledger.claim(
+            ChannelKind.EMAIL, owner="A", limit=1, now_ms=1, lease_ms=1000
+        )
         settled = await ledger.settle(
-            ChannelKind.EMAIL, [claimed],
+            ChannelKind.EMAIL,
+            [claimed],
             [Receipt(claimed.id, Outcome.RETRY, "451 busy", retry_after_s=60)],
-            now_ms=5, deadlines={"a1": 1000},
+            now_ms=5,
+            deadlines={"a1": 1000},
         )
         row = await db.fetchone("SELECT state, detail FROM deliveries WHERE id = ?", (claimed.id,))
         await db.close()

@@ -38,7 +38,9 @@ class TestSchema:
             ({"texts": {"fax": "x"}}, "texts.fax"),
         ],
     )
-    async def test_field_is_named(self, running: Running, patch: dict[str, Any], field: str) -> None:
+    async def test_field_is_named(
+        self, running: Running, patch: dict[str, Any], field: str
+    ) -> None:
         """The 422 lists the field and a message."""
         resp = await running.post_alert({**GOOD, **patch})
         assert resp.status == 422

@@ -82,8 +82,9 @@ class TestEndToEnd:
         resp = await running.client.get(f"/v1/alerts/{alert_id}/events", headers=AUTH)
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         text = await resp.text()
-        events = [line.removeprefix("event: ") for line in text.splitlines()
-                  if line.startswith("event: ")]
+        events = [
+            line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")
+        ]
         assert events[0] == "progress"
         assert events[-1] == "done"
         last = json.loads([ln for ln in text.splitlines() if ln.startswith("data: ")][-1][6:])
@@ -93,8 +94,11 @@ class TestEndToEnd:
         """A cancelled alert sends nothing more and says so."""
         resp = await running.post_alert(FIRE)
         alert_id = (await resp.json())["id"]
-        resp = await running.client.post(f"/v1/alerts/{alert_id}/cancel", headers=AUTH,
-                                          json={"reason": "sent to the wrong building"})
+        resp = await running.client.post(
+            f"/v1/alerts/{alert_id}/cancel",
+            headers=AUTH,
+            json={"reason": "sent to the wrong building"},
+        )
         assert resp.status == 200
         assert (await resp.json())["state"] == "cancelled"
         doc = await running.wait_state(alert_id)
