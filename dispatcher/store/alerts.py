@@ -265,7 +265,7 @@ class AlertStore:
             )
             if not changed:
                 return 0
-            stopped = await tx.execute(
+            stopped: int = await tx.execute(
                 "UPDATE deliveries SET state = 'suppressed', detail = 'alert cancelled',"
                 " updated_at = ? WHERE alert_id = ? AND state = 'queued'",
                 (now_ms, alert_id),
