@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import hmac
+import ssl
 from collections import defaultdict, deque
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from channels.sandbox.stats import Stats
 
@@ -55,27 +57,61 @@ class SmtpSink:
 
 
 class SmtpServer:
-    """The sink served on a TCP port until stopped."""
+    """The sink served on a TCP port until stopped, optionally with TLS and AUTH."""
 
-    def __init__(self, sink: SmtpSink, host: str, port: int) -> None:
+    def __init__(
+        self,
+        sink: SmtpSink,
+        host: str,
+        port: int,
+        *,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.sink = sink
         self.host = host
         self.port = port
+        self._starttls = starttls
+        self._implicit_tls = implicit_tls
+        self._credentials = credentials
         self._server: asyncio.base_events.Server | None = None
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if self._credentials is None or not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user, password = self._credentials
+        ok = hmac.compare_digest(data.login, user.encode()) and hmac.compare_digest(
+            data.password, password.encode()
+        )
+        return AuthResult(success=ok, handled=False)
 
     async def start(self) -> None:
         """Listen (port 0 picks a free one; `port` then holds it)."""
         loop = asyncio.get_running_loop()
 
         def factory() -> SMTP:
-            return SMTP(self.sink, hostname="sandbox.clarion.test", ident="Clarion sandbox")
+            return SMTP(
+                self.sink,
+                hostname="sandbox.clarion.test",
+                ident="Clarion sandbox",
+                tls_context=self._starttls,
+                require_starttls=self._starttls is not None,
+                authenticator=self._authenticate if self._credentials else None,
+                auth_required=self._credentials is not None,
+                auth_require_tls=self._starttls is not None or self._implicit_tls is not None,
+            )
 
-        self._server = await loop.create_server(factory, self.host, self.port)
+        self._server = await loop.create_server(
+            factory, self.host, self.port, ssl=self._implicit_tls
+        )
         sock: Any = self._server.sockets[0]
         self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
-        """Stop listening and close sessions."""
+        """Stop listening."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
