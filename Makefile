@@ -27,8 +27,11 @@ test: $(VENV)/.installed tools
 test-heavy: $(VENV)/.installed tools
 	$(PY) -m pytest -q -m heavy
 
+# One all-campus emergency to 50,000 people and 500 devices, with its ceiling and Apprise peer;
+# e.g. `make bench BENCH_ARGS="--recipients 10000 --profile"` or BENCH_ARGS=--scaling.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed tools
-	$(PY) -m bench.fanout
+	$(PY) -m bench.fanout $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dispatcher channels segments tests bench

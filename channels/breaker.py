@@ -43,7 +43,7 @@ class BreakerSettings(SettingsModel):
         default=50, ge=1, description="deliveries in the window before the rate counts"
     )
     cooldown_s: float = Field(default=5.0, gt=0, description="open this long before a probe")
-    max_cooldown_s: float = Field(default=60.0, gt=0, description="cap on the doubled cool-down")
+    max_cooldown_s: float = Field(default=30.0, gt=0, description="cap on the doubled cool-down")
     probe_size: int = Field(default=5, ge=1, description="deliveries in the half-open probe")
     fallback_after_s: float = Field(
         default=60.0, ge=0, description="open this long: queued deliveries go to the fallback"

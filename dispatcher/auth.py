@@ -1,15 +1,46 @@
-"""API tokens: stored as SHA-256, each with a role and optional segment scopes."""
+"""API tokens and what guards them: roles, segment scopes, request signatures, rate limits.
+
+Tokens are stored as SHA-256 in the config (`[[auth.tokens]]`: name, role, sha256, segments),
+each with a role (admin, dispatcher, drill, viewer) and optional scopes: the named segments a
+department token may target.
+
+Request signatures (HMAC-SHA256), for webhook senders that prefer them: a token with an
+`hmac_secret` must sign every request, or it is refused with 401. The sender adds
+
+    X-Clarion-Timestamp: <Unix time in whole seconds>
+    X-Clarion-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + raw body)>
+
+beside its `Authorization: Bearer` header (the body of a GET is empty). A timestamp more than
+`auth.signature_window_s` (default 300 s) from the service's clock, either way, is refused; so
+is a signature already seen within the window on any node sharing the store (a replay).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from dispatcher.credentials import reveal
 from dispatcher.settings import AuthSettings
+from dispatcher.store.database import Database
+from segments.expression import And, AudienceError, Node, Term, parse
+
+TIMESTAMP_HEADER = "X-Clarion-Timestamp"
+SIGNATURE_HEADER = "X-Clarion-Signature"
+SIGNATURE_PREFIX = "sha256="
+ADMIN_TOKEN_NAME = "admin-token"  # noqa: S105 - a caller name, not a secret
+
+# A term key no expression can mean by accident: it marks where a scope segment was expanded.
+_SCOPE_KEY = "__scope__"
+_TIMESTAMP = re.compile(r"^\d{1,12}$")
+_SIGNATURE = re.compile(r"^sha256=[0-9a-fA-F]{64}$")
 
 
 class Role(StrEnum):
@@ -45,12 +76,136 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def scope_permits(audience: str, scopes: Sequence[str], segments: Mapping[str, str]) -> bool:
+    """Whether an audience stays inside a token's scopes.
+
+    It must be one of the scope segments by name, or a conjunction (`and`, at any depth of
+    `and`s) one of whose parts is a scope segment by name: anything so restricted selects a
+    subset of that segment. Every other shape (`or`, `not`, `all`, raw terms) is refused.
+    """
+    if not scopes:
+        return True
+    # Parse with each scope replaced by a marker term; the marker's origin proves it came
+    # from expanding the scope's name, not from text the caller wrote.
+    marked = {**segments, **{s: f"{_SCOPE_KEY}:{s}" for s in scopes}}
+    try:
+        node = parse(audience, marked)
+    except AudienceError:
+        return False
+    return _restricted(node, frozenset(scopes))
+
+
+def _restricted(node: Node, scopes: frozenset[str]) -> bool:
+    if isinstance(node, Term):
+        return node.key == _SCOPE_KEY and node.value == node.segment and node.value in scopes
+    if isinstance(node, And):
+        return any(_restricted(part, scopes) for part in node.parts)
+    return False
+
+
+class SignatureError(Exception):
+    """A signed request that cannot be trusted; the message says why, for the 401."""
+
+
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The X-Clarion-Signature value for a body sent at `timestamp` (Unix seconds)."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return SIGNATURE_PREFIX + mac.hexdigest()
+
+
+def check_signature(
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    *,
+    now_s: float,
+    window_s: float,
+) -> str:
+    """Verify a request's signature; returns its digest (the replay key) or raises."""
+    if not timestamp or not signature:
+        raise SignatureError(
+            f"this token must sign its requests ({TIMESTAMP_HEADER}, {SIGNATURE_HEADER})"
+        )
+    if not _TIMESTAMP.match(timestamp.strip()):
+        raise SignatureError(f"{TIMESTAMP_HEADER} must be Unix time in whole seconds")
+    if abs(now_s - int(timestamp)) > window_s:
+        raise SignatureError(
+            f"{TIMESTAMP_HEADER} is more than {window_s:g} s from the service's clock"
+        )
+    if not _SIGNATURE.match(signature.strip()):
+        raise SignatureError(f"{SIGNATURE_HEADER} must be sha256=<64 hex digits>")
+    expected = sign(secret, timestamp.strip(), body)
+    if not hmac.compare_digest(expected, signature.strip().lower()):
+        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body and timestamp")
+    return hashlib.sha256(expected.encode()).hexdigest()
+
+
+async def first_use(db: Database, digest: str, *, now_ms: int, keep_ms: int) -> bool:
+    """Remember a signature until it can no longer be valid; False when it was seen before.
+
+    Kept in the store, so a request replayed to another node behind the balancer is refused
+    too. A signature stays valid while its timestamp is within the window of some node's
+    clock, so it is kept for two windows.
+    """
+    await db.execute("DELETE FROM request_signatures WHERE expires_at < ?", (now_ms,))
+    added = await db.execute(
+        "INSERT INTO request_signatures (digest, expires_at) VALUES (?, ?)"
+        " ON CONFLICT (digest) DO NOTHING",
+        (digest, now_ms + keep_ms),
+    )
+    return added == 1
+
+
+class RateLimiter:
+    """Token buckets by caller name: `take` answers 0 to go ahead, else seconds to wait."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, rate: float, burst: int) -> float:
+        """Spend one request of `key`'s bucket (`rate` a second, `burst` at most)."""
+        if rate <= 0:
+            return 0.0
+        now = self._clock()
+        tokens, since = self._buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - since) * rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / rate
+
+
+def retry_after(wait_s: float) -> str:
+    """A Retry-After header value: whole seconds, at least one."""
+    return str(max(1, math.ceil(wait_s)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    sha256: str
+    caller: Caller
+    secret: str
+    rate: float
+    burst: int
+
+
 class Authenticator:
     """Checks bearer tokens against the configured hashes in constant time."""
 
-    def __init__(self, settings: AuthSettings) -> None:
-        self._known: list[tuple[str, Caller]] = [
-            (t.sha256, Caller(t.name, Role(t.role), tuple(t.segments))) for t in settings.tokens
+    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self._known: list[_Known] = [
+            _Known(
+                t.sha256,
+                Caller(t.name, Role(t.role), tuple(t.segments)),
+                reveal(t.hmac_secret),
+                settings.rate_per_second if t.rate_per_second is None else t.rate_per_second,
+                settings.rate_burst if t.rate_burst is None else t.rate_burst,
+            )
+            for t in settings.tokens
         ]
         self.generated: str | None = None
         admin = reveal(settings.token)
@@ -58,8 +213,23 @@ class Authenticator:
             # Nothing configured: make one, shown once at start, so the service is never open.
             admin = self.generated = secrets.token_urlsafe(24)
         if admin:
-            self._known.append((token_sha256(admin), Caller("admin-token", Role.ADMIN)))
+            self._known.append(
+                _Known(
+                    token_sha256(admin),
+                    Caller(ADMIN_TOKEN_NAME, Role.ADMIN),
+                    "",
+                    settings.rate_per_second,
+                    settings.rate_burst,
+                )
+            )
+        self._by_name = {k.caller.name: k for k in self._known}
         self.override_roles = frozenset(Role(r) for r in settings.override_roles)
+        self.limiter = RateLimiter(clock)
+
+    @property
+    def callers(self) -> list[Caller]:
+        """Every configured caller."""
+        return [k.caller for k in self._known]
 
     def authenticate(self, header: str | None) -> Caller | None:
         """The caller a `Bearer` Authorization header names, or None."""
@@ -67,10 +237,23 @@ class Authenticator:
             return None
         digest = token_sha256(header.removeprefix("Bearer ").strip())
         found = None
-        for known, caller in self._known:
-            if hmac.compare_digest(known, digest):
-                found = caller
+        # Compare with every hash, found or not, so timing says nothing about which matched.
+        for known in self._known:
+            if hmac.compare_digest(known.sha256, digest):
+                found = known.caller
         return found
+
+    def secret_for(self, caller: Caller) -> str:
+        """The caller's HMAC secret, or "" when its requests need no signature."""
+        known = self._by_name.get(caller.name)
+        return known.secret if known is not None else ""
+
+    def throttle(self, caller: Caller) -> float:
+        """Spend one request of the caller's rate: 0 to go ahead, else seconds to wait."""
+        known = self._by_name.get(caller.name)
+        if known is None:
+            return 0.0
+        return self.limiter.take(caller.name, known.rate, known.burst)
 
     def may_override(self, caller: Caller) -> bool:
         """Whether a caller's role may send despite policy errors."""

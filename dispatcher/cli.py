@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "segments.cli",
     "channels.sandbox.cli",
     "dispatcher.cap",
+    "dispatcher.drills",
 )
 
 Handler = Callable[[argparse.Namespace], int]

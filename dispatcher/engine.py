@@ -2,21 +2,29 @@
 
 Each channel has its own worker loop and its own concurrency, so a slow or failing channel
 never holds up another; device channels get their deliveries first because the audience
-stream yields them first.
+stream yields them first. Each channel also has a circuit breaker: during a provider outage
+its deliveries wait in the outbox (or go to the channel's fallback) instead of hammering it.
+
+Several engines may share one PostgreSQL store. They claim batches with a lease that each
+renews while it sends, so a dead process's batches are taken over once its leases run out;
+a maintenance loop in every process fails what outlived its deadline, finishes alerts whose
+last sender died, and resumes resolutions a dead process left half done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from channels.base import Channel
+from channels.breaker import BreakerSettings, CircuitBreaker, Permit
 from channels.errors import PermanentChannelError, TransientChannelError
 from dispatcher.clock import Clock
 from dispatcher.domain import (
@@ -25,17 +33,27 @@ from dispatcher.domain import (
     Batch,
     ChannelKind,
     Delivery,
+    DeliveryState,
+    Message,
     Outcome,
     Receipt,
 )
 from dispatcher.observability import Metrics
-from dispatcher.rendering import languages
+from dispatcher.rendering import languages, render_alert
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
-from dispatcher.store.ledger import Claimed, DeliveryLedger
+from dispatcher.store.ledger import Claimed, DeliveryLedger, Fallback, Settled
 from segments.audience import AudienceResolver
+from segments.preferences import ADDRESS_COLUMN, ChannelPolicy
 
 log = structlog.get_logger("clarion.engine")
+
+# Ids per lease-renewal statement: well under both drivers' limits on parameters.
+RENEW_CHUNK = 1000
+# Tries to write a sent batch's receipts before giving the batch up to its lease.
+SETTLE_ATTEMPTS = 4
+# Longest sleep of an idle or paused loop, so a stop or a closing breaker is noticed soon.
+MAX_PAUSE_S = 1.0
 
 
 class Engine:
@@ -52,6 +70,7 @@ class Engine:
         metrics: Metrics,
         clock: Clock,
         single_node: bool,
+        breakers: Mapping[ChannelKind, BreakerSettings] | None = None,
     ) -> None:
         self._settings = settings
         self._alerts = alerts
@@ -63,21 +82,41 @@ class Engine:
         self._single_node = single_node
         self.owner = f"{secrets.token_hex(4)}"
         self._wake = {kind: asyncio.Event() for kind in channels}
+        self.breakers = {
+            kind: CircuitBreaker(
+                channel.name, (breakers or {}).get(kind) or _breaker_settings(channel)
+            )
+            for kind, channel in channels.items()
+        }
         self._records: dict[str, AlertRecord] = {}
+        self._extra_renderings: dict[tuple[str, ChannelKind], dict[str, Message]] = {}
         self._started_alerts: set[tuple[str, ChannelKind]] = set()
+        self._resolving: set[str] = set()
+        self._leased: set[int] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._stopping = False
-        self._draining = asyncio.Event()
 
     @property
     def channels(self) -> dict[ChannelKind, Channel]:
         """The channels this engine sends on."""
         return self._channels
 
+    @property
+    def lease_ms(self) -> int:
+        """How long a claim holds without renewal."""
+        return int(self._settings.store.lease_s * 1000)
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each channel's breaker state by channel name (for health and status pages)."""
+        return {b.name: b.state.value for b in self.breakers.values()}
+
     async def start(self) -> None:
         """Take back abandoned claims, resume unfinished alerts, start the channel loops."""
         if self._single_node:
+            # Only this process uses the store: whatever is claimed was claimed by a dead one.
             released = await self._ledger.release_all()
             if released:
                 log.warning("engine.claims_released", deliveries=released)
@@ -90,13 +129,20 @@ class Engine:
                 log.info("engine.resume_resolution", alert_id=record.id)
                 self.dispatch(record.id)
             else:
-                await self._alerts.mark_done(record.id, self._clock.now_ms())
+                await self._finish(record.id)
+        self._heartbeat = asyncio.create_task(self._renew_leases(), name="lease-heartbeat")
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="outbox-sweeper")
 
     async def stop(self) -> None:
         """Stop claiming, let in-flight batches finish within the grace time, hand back the rest."""
         self._stopping = True
         for event in self._wake.values():
             event.set()
+        # Claiming stops first; a claim cut short is rolled back or handed back below.
+        background = [*self._loops, *([self._sweeper] if self._sweeper else [])]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         grace = self._settings.dispatch.shutdown_grace_s
         pending = [t for t in self._tasks if not t.done()]
         if pending:
@@ -104,10 +150,12 @@ class Engine:
             for task in late:
                 task.cancel()
             if late:
+                log.warning("engine.drain_cut_short", tasks=len(late), grace_s=grace)
                 await asyncio.gather(*late, return_exceptions=True)
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # Leases are renewed until the last batch is settled, so no other node takes them over.
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         released = await self._ledger.release_owner(self.owner)
         if released:
             log.warning("engine.claims_handed_back", deliveries=released)
@@ -116,7 +164,11 @@ class Engine:
 
     def dispatch(self, alert_id: str) -> None:
         """Start resolving a stored alert into the outbox (after its 202)."""
-        self._spawn(self._resolve(alert_id), name=f"resolve-{alert_id}")
+        if alert_id in self._resolving:
+            return
+        self._resolving.add(alert_id)
+        task = self._spawn(self._resolve(alert_id), name=f"resolve-{alert_id}")
+        task.add_done_callback(lambda _t: self._resolving.discard(alert_id))
 
     def _spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -135,6 +187,21 @@ class Engine:
     def forget(self, alert_id: str) -> None:
         """Drop the cached copy of an alert (it changed: cancelled or updated)."""
         self._records.pop(alert_id, None)
+
+    async def _finish(self, alert_id: str) -> bool:
+        """Mark the alert done if nothing is left to send; whichever node settles last does it."""
+        if await self._alerts.mark_done(alert_id, self._clock.now_ms()):
+            self._drop(alert_id)
+            log.info("alert.done", alert_id=alert_id)
+            return True
+        return False
+
+    def _drop(self, alert_id: str) -> None:
+        """Forget everything kept in memory about an alert."""
+        self.forget(alert_id)
+        for kind in self._channels:
+            self._started_alerts.discard((alert_id, kind))
+            self._extra_renderings.pop((alert_id, kind), None)
 
     async def _resolve(self, alert_id: str) -> None:
         record = await self._record(alert_id)
@@ -162,9 +229,9 @@ class Engine:
                     if kind in self._wake:
                         self._wake[kind].set()
         except Exception as exc:
-            # The alert stays unresolved and is resumed at the next start; say why now.
+            # The alert stays unresolved; the sweeper tries again. Say why now.
             log.error("engine.resolution_failed", error=type(exc).__name__, detail=str(exc))
-            raise
+            return
         counts = dict(record.audience_counts)
         counts["by_channel"] = dict(by_channel)
         counts["suppressed"] = dict(suppressed)
@@ -177,13 +244,14 @@ class Engine:
             suppressed=sum(suppressed.values()),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        if await self._alerts.mark_done(alert_id, now):
-            log.info("alert.done")
+        await self._finish(alert_id)
+
+    # -- sending ------------------------------------------------------------------------------
 
     async def _channel_loop(self, kind: ChannelKind) -> None:
         channel = self._channels[kind]
         settings = channel.settings
-        lease_ms = int(self._settings.store.lease_s * 1000)
+        breaker = self.breakers[kind]
         poll = self._settings.dispatch.poll_s
         slots = asyncio.Semaphore(settings.concurrency)
         wake = self._wake[kind]
@@ -192,52 +260,76 @@ class Engine:
             if self._stopping:
                 slots.release()
                 break
+            permit = breaker.permit(settings.batch_size)
+            if not permit.limit:
+                slots.release()
+                await self._while_unavailable(kind)
+                await asyncio.sleep(min(max(permit.wait_s, 0.01), poll, MAX_PAUSE_S))
+                continue
             wake.clear()
             try:
                 claimed = await self._ledger.claim(
-                    kind, owner=self.owner, limit=settings.batch_size,
-                    now_ms=self._clock.now_ms(), lease_ms=lease_ms,
+                    kind, owner=self.owner, limit=permit.limit,
+                    now_ms=self._clock.now_ms(), lease_ms=self.lease_ms,
                 )
             except Exception as exc:
+                breaker.unused(permit)
                 slots.release()
                 log.error("engine.claim_failed", channel=channel.name, error=type(exc).__name__)
                 await asyncio.sleep(poll)
                 continue
             if not claimed:
+                breaker.unused(permit)
                 slots.release()
-                try:
-                    await asyncio.wait_for(wake.wait(), poll)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), min(poll, MAX_PAUSE_S))
                 continue
-            task = self._spawn(self._send(kind, channel, claimed), name=f"send-{kind}")
+            self._leased.update(c.id for c in claimed)
+            task = self._spawn(self._send(kind, channel, claimed, permit), name=f"send-{kind}")
             task.add_done_callback(lambda _t: slots.release())
 
-    async def _send(self, kind: ChannelKind, channel: Channel, claimed: list[Claimed]) -> None:
+    async def _send(
+        self, kind: ChannelKind, channel: Channel, claimed: list[Claimed], permit: Permit
+    ) -> None:
         groups: dict[str, list[Claimed]] = defaultdict(list)
         for c in claimed:
             groups[c.alert_id].append(c)
-        for alert_id, rows in groups.items():
-            try:
-                await self._send_group(kind, channel, alert_id, rows)
-            except Exception as exc:
-                # The rows stay claimed; their lease runs out and they are sent again.
-                log.error(
-                    "engine.batch_crashed", channel=channel.name, alert_id=alert_id,
-                    error=type(exc).__name__, detail=str(exc),
-                )
+        sent: list[Receipt] = []
+        try:
+            for alert_id, rows in groups.items():
+                try:
+                    sent.extend(await self._send_group(kind, channel, alert_id, rows))
+                except Exception as exc:
+                    # The rows stay claimed; their lease runs out and they are sent again.
+                    log.error(
+                        "engine.batch_crashed", channel=channel.name, alert_id=alert_id,
+                        error=type(exc).__name__, detail=str(exc),
+                    )
+        finally:
+            self._leased.difference_update(c.id for c in claimed)
+            if sent:
+                self.breakers[kind].record(sent, probe=permit.probe)
+            else:
+                self.breakers[kind].unused(permit)
 
     async def _send_group(
         self, kind: ChannelKind, channel: Channel, alert_id: str, rows: list[Claimed]
-    ) -> None:
+    ) -> Sequence[Receipt]:
+        """Send one alert's share of a batch and settle it; returns what the provider said."""
         record = await self._record(alert_id)
         now = self._clock.now_ms()
+        unsent = None
         if record is None or record.state is AlertState.CANCELLED:
+            unsent = "alert cancelled before sending"
+        elif now >= record.expires_at:
+            unsent = "deadline passed before sending"
+        if record is None or unsent is not None:
             receipts: Sequence[Receipt] = [
-                Receipt(r.id, Outcome.FAILED, "alert cancelled before sending") for r in rows
+                Receipt(r.id, Outcome.FAILED, unsent or "") for r in rows
             ]
-            await self._ledger.settle(kind, rows, receipts, now_ms=now, deadlines={alert_id: now})
-            return
+            await self._settle(kind, rows, receipts, now_ms=now, deadlines={alert_id: now})
+            await self._finish(alert_id)
+            return ()
         context = AlertContext(
             alert_id=record.id,
             kind=record.kind,
@@ -245,7 +337,7 @@ class Engine:
             now_ms=now,
             deadline_ms=record.expires_at,
             expires_ms=record.expires_at,
-            messages=record.rendered.get(kind, {}),
+            messages=self._messages(record, kind),
             zones=record.zones,
             references=record.references_id,
             cap=self._cap_fields(record),
@@ -263,9 +355,14 @@ class Engine:
         started = time.perf_counter()
         receipts = await self._transmit(channel, batch)
         self._metrics.batch_seconds.labels(channel.name).observe(time.perf_counter() - started)
-        settled = await self._ledger.settle(
+        by_id = {r.id: r for r in rows}
+        fallbacks = await self._fallbacks(
+            kind, record,
+            [(by_id[r.delivery_id], r.detail) for r in receipts if r.outcome is Outcome.FAILED],
+        )
+        settled = await self._settle(
             kind, rows, receipts, now_ms=self._clock.now_ms(),
-            deadlines={alert_id: record.expires_at},
+            deadlines={alert_id: record.expires_at}, fallbacks=fallbacks,
         )
         for outcome in ("accepted", "delivered", "failed", "retried"):
             n = getattr(settled, outcome)
@@ -277,9 +374,48 @@ class Engine:
         if settled.failed:
             log.warning("delivery.failed", channel=channel.name, alert_id=alert_id,
                         deliveries=settled.failed)
-        if await self._alerts.mark_done(alert_id, self._clock.now_ms()):
-            self.forget(alert_id)
-            log.info("alert.done", alert_id=alert_id)
+        if settled.fallbacks:
+            self._fallen_back(kind, alert_id, settled.fallbacks)
+        await self._finish(alert_id)
+        return receipts
+
+    async def _settle(
+        self,
+        kind: ChannelKind,
+        rows: Sequence[Claimed],
+        receipts: Sequence[Receipt],
+        *,
+        now_ms: int,
+        deadlines: dict[str, int],
+        fallbacks: Sequence[Fallback] = (),
+    ) -> Settled:
+        """Write a batch's receipts, trying again if the store refuses once (a deadlock, a
+        dropped connection): receipts lost here would mean the batch is sent again."""
+        attempt = 1
+        while True:
+            try:
+                return await self._ledger.settle(
+                    kind, rows, receipts, now_ms=now_ms, deadlines=deadlines, fallbacks=fallbacks
+                )
+            except Exception as exc:
+                if attempt >= SETTLE_ATTEMPTS:
+                    raise
+                log.warning("engine.settle_retried", channel=str(kind), attempt=attempt,
+                            error=type(exc).__name__)
+                await asyncio.sleep(0.05 * attempt)
+                attempt += 1
+
+    def _messages(self, record: AlertRecord, kind: ChannelKind) -> dict[str, Message]:
+        """The alert rendered for a channel; rendered now for a fallback it was not sent on."""
+        found = record.rendered.get(kind)
+        if found:
+            return found
+        key = (record.id, kind)
+        if key not in self._extra_renderings:
+            self._extra_renderings[key] = render_alert(
+                record.request, [kind], self._settings.rendering, limits=self._settings.policy
+            )[kind]
+        return self._extra_renderings[key]
 
     def _cap_fields(self, record: AlertRecord) -> dict[str, str]:
         request = record.request
@@ -311,6 +447,92 @@ class Engine:
             return [Receipt(d.id, Outcome.RETRY, f"channel fault: {type(exc).__name__}")
                     for d in deliveries]
 
+    # -- fallback channels ----------------------------------------------------------------------
+
+    def _fallback_channel(self, kind: ChannelKind) -> ChannelKind | None:
+        channel = self._channels.get(kind)
+        target = channel.settings.fallback if channel is not None else None
+        if target is None or target == kind or target not in self._channels:
+            return None
+        if kind.is_device or target.is_device:
+            # A device has no other address, and a person none on a device channel.
+            return None
+        return target
+
+    async def _fallbacks(
+        self, kind: ChannelKind, record: AlertRecord | None, failed: Sequence[tuple[Claimed, str]]
+    ) -> list[Fallback]:
+        """Fallback deliveries for people whose delivery on `kind` failed for good."""
+        target = self._fallback_channel(kind)
+        now = self._clock.now_ms()
+        if (
+            not failed or target is None or record is None
+            or record.state is AlertState.CANCELLED or now >= record.expires_at
+        ):
+            return []
+        people = await self._ledger.contacts(c.recipient for c, _ in failed)
+        policy = ChannelPolicy(self._settings.directory, record.kind, [target], now)
+        planned = []
+        for claimed, why in failed:
+            person = people.get(claimed.recipient)
+            if person is None:
+                continue
+            address = person[ADDRESS_COLUMN[target]]
+            if not address:
+                continue
+            choice = policy.choose(
+                person["role"], person["channels"], person["opt_out"], person["quiet_hours"],
+                frozenset({target}),
+            )
+            # The person's own preferences still hold: no fallback onto a channel they refused.
+            if not choice or choice[0][1] is not None:
+                continue
+            detail = f"fallback from {kind.value}: {why}" if why else f"fallback from {kind.value}"
+            planned.append(Fallback(claimed.id, kind, target, address, detail[:500]))
+        return planned
+
+    def _fallen_back(self, kind: ChannelKind, alert_id: str, added: int) -> None:
+        target = self._fallback_channel(kind)
+        log.info("delivery.fallback_queued", channel=self._channels[kind].name,
+                 fallback=str(target), alert_id=alert_id, deliveries=added)
+        if target is not None:
+            self._wake[target].set()
+
+    async def _while_unavailable(self, kind: ChannelKind) -> None:
+        """An open breaker, long enough: hand the channel's waiting deliveries to its fallback."""
+        breaker = self.breakers[kind]
+        if (
+            breaker.open_for_s() < breaker.settings.fallback_after_s
+            or self._fallback_channel(kind) is None
+        ):
+            return
+        name = self._channels[kind].name
+        detail = f"not sent: {name} unavailable (circuit open)"
+        after = 0
+        try:
+            while not self._stopping:
+                now = self._clock.now_ms()
+                waiting = await self._ledger.waiting(kind, now_ms=now, after=after, limit=500)
+                if not waiting:
+                    return
+                after = waiting[-1].id
+                by_alert: dict[str, list[tuple[Claimed, str]]] = defaultdict(list)
+                for w in waiting:
+                    by_alert[w.alert_id].append(
+                        (Claimed(w.id, w.alert_id, w.recipient, "", "", 0), detail)
+                    )
+                for alert_id, failed in by_alert.items():
+                    planned = await self._fallbacks(kind, await self._record(alert_id), failed)
+                    added = await self._ledger.divert(kind, planned, detail=detail, now_ms=now)
+                    if added:
+                        self._fallen_back(kind, alert_id, added)
+                        await self._finish(alert_id)
+        except Exception as exc:
+            log.error("engine.fallback_failed", channel=name, error=type(exc).__name__,
+                      detail=str(exc))
+
+    # -- receipts after the send ----------------------------------------------------------------
+
     async def late_receipt(
         self,
         channel: ChannelKind,
@@ -323,7 +545,7 @@ class Engine:
         detail: str = "",
     ) -> bool:
         """ReceiptSink: record a callback or device ack against its delivery."""
-        found = await self._ledger.late_receipt(
+        found = await self._ledger.record_late(
             channel, outcome, delivery_id=delivery_id, provider_ref=provider_ref,
             alert_id=alert_id, recipient=recipient, detail=detail, now_ms=self._clock.now_ms(),
         )
@@ -331,9 +553,62 @@ class Engine:
             self._metrics.rejected_input.labels(f"receipt.{channel.value}").inc()
             return False
         self._metrics.late_receipts.labels(channel.value, outcome.value).inc()
-        if await self._alerts.mark_done(found, self._clock.now_ms()):
-            self.forget(found)
+        if found.changed and found.state is DeliveryState.FAILED:
+            origin = Claimed(found.delivery_id, found.alert_id, found.recipient, "", "", 0)
+            planned = await self._fallbacks(
+                channel, await self._record(found.alert_id), [(origin, detail)]
+            )
+            added = await self._ledger.add_fallbacks(planned, self._clock.now_ms())
+            if added:
+                self._fallen_back(channel, found.alert_id, added)
+        await self._finish(found.alert_id)
         return True
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of batches still being sent, so no other node takes them over."""
+        every = max(self._settings.store.lease_s / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            ids = sorted(self._leased)
+            until = self._clock.now_ms() + self.lease_ms
+            try:
+                for start in range(0, len(ids), RENEW_CHUNK):
+                    await self._ledger.renew(self.owner, ids[start : start + RENEW_CHUNK], until)
+            except Exception as exc:
+                log.error("engine.lease_renewal_failed", error=type(exc).__name__)
+
+    async def _sweep_loop(self) -> None:
+        every = min(max(self._settings.store.lease_s / 2, self._settings.dispatch.poll_s), 5.0)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.error("engine.sweep_failed", error=type(exc).__name__, detail=str(exc))
+
+    async def sweep(self) -> None:
+        """Fail what outlived its deadline, finish alerts, resume abandoned resolutions."""
+        now = self._clock.now_ms()
+        expired = await self._ledger.expire_overdue(now)
+        if expired:
+            log.warning("delivery.deadline_passed", deliveries=expired)
+        cancelled = await self._ledger.suppress_cancelled(now)
+        if cancelled:
+            log.info("delivery.cancelled_after_retry", deliveries=cancelled)
+        dispatching = await self._alerts.in_state(AlertState.DISPATCHING)
+        live = {record.id for record in dispatching}
+        for alert_id in [a for a in self._records if a not in live]:
+            # Finished or cancelled, perhaps by another node: read it again if ever needed.
+            self._drop(alert_id)
+        for record in dispatching:
+            if record.resolved_at is not None:
+                await self._finish(record.id)
+            elif record.id not in self._resolving and now - record.created_at > self.lease_ms:
+                # Its resolver died (or failed): re-planning is idempotent, so take it over.
+                log.info("engine.resume_resolution", alert_id=record.id)
+                self.dispatch(record.id)
 
     async def cancel(self, record: AlertRecord, *, actor: str, reason: str) -> int:
         """Withdraw an alert: nothing queued is sent, devices take it down."""
@@ -355,3 +630,9 @@ class Engine:
                               error=type(exc).__name__)
         log.info("alert.cancelled", alert_id=record.id, deliveries_stopped=stopped)
         return stopped
+
+
+def _breaker_settings(channel: Channel) -> BreakerSettings:
+    """The channel's `breaker` settings when its settings model has them, else the defaults."""
+    found = getattr(channel.settings, "breaker", None)
+    return found if isinstance(found, BreakerSettings) else BreakerSettings()

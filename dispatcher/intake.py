@@ -7,15 +7,22 @@ from typing import Any
 
 import structlog
 
-from dispatcher.auth import Authenticator, Caller
+from dispatcher.approval import (
+    ApprovalConflict,
+    ApprovalRecord,
+    ApprovalState,
+    ApprovalStore,
+    alert_key,
+)
+from dispatcher.auth import Authenticator, Caller, scope_permits
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind, Mode
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
 from dispatcher.policy import campus_places, evaluate
-from dispatcher.rendering import render_alert
+from dispatcher.rendering import Rendered, render_alert
 from dispatcher.request import AlertRequest
-from dispatcher.settings import Settings
+from dispatcher.settings import ConfigError, Settings
 from dispatcher.store.alerts import AlertStore, IdempotencyConflict
 from dispatcher.templates import TemplateError, expand
 from segments.audience import AudienceError, AudienceResolver
@@ -32,6 +39,27 @@ class Rejected(Exception):
         self.body = {"error": message, **extra}
 
 
+class ApprovalRequired(Rejected):
+    """Not an alert yet: held (202) until a second person approves it at `status_url`.
+
+    A Rejected, so that a caller that only knows alerts never mistakes the held request's id
+    for an alert's.
+    """
+
+    def __init__(self, record: ApprovalRecord, warnings: list[dict[str, Any]]) -> None:
+        super().__init__(202, "approval required")
+        self.record = record
+        self.body = {
+            "id": record.id,
+            "status_url": f"/v1/approvals/{record.id}",
+            "approval_required": True,
+            "state": record.state.value,
+            "audience": record.audience_counts,
+            "expires_at": record.expires_at,
+            "warnings": warnings,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A stored alert: its id, whether this call created it, and what the caller should see."""
@@ -42,8 +70,20 @@ class Accepted:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A request that passed every check, with what storing it needs."""
+
+    request: AlertRequest
+    channels: list[ChannelKind]
+    rendered: Rendered
+    warnings: list[dict[str, Any]]
+    counts: dict[str, Any]
+
+
 class Intake:
-    """Checks a request (role, audience, template, policy) and stores it with its audit entry."""
+    """Checks a request (role, scope, audience, template, policy, approval) and stores it with
+    its audit entry."""
 
     def __init__(
         self,
@@ -55,6 +95,7 @@ class Intake:
         engine: Engine,
         metrics: Metrics,
         clock: Clock,
+        approvals: ApprovalStore | None = None,
     ) -> None:
         self._settings = settings
         self._auth = auth
@@ -64,6 +105,15 @@ class Intake:
         self._metrics = metrics
         self._clock = clock
         self._places = campus_places(settings)
+        self.approvals = approvals
+        segments = settings.directory.segments
+        for caller in auth.callers:
+            unknown = [s for s in caller.scopes if s not in segments]
+            if unknown:
+                raise ConfigError(
+                    f"auth.tokens {caller.name!r}: segments {unknown} are not named segments "
+                    f"(directory.segments: {', '.join(sorted(segments)) or 'none'})"
+                )
 
     def channels_for(self, request: AlertRequest) -> list[ChannelKind]:
         """The channels an alert goes out on: asked for, or the kind's default, if configured."""
@@ -83,10 +133,90 @@ class Intake:
     async def submit(
         self, request: AlertRequest, caller: Caller, *, idempotency_key: str | None = None
     ) -> Accepted:
-        """Validate against policy and store durably; the engine starts after this returns."""
+        """Validate against policy and store durably; the engine starts after this returns.
+
+        Raises Rejected, or ApprovalRequired (a Rejected with status 202) when the audience
+        needs a second person's approval and the caller's role may not bypass it.
+        """
+        checked = await self._check(request, caller)
+        approval: dict[str, Any] | None = None
+        if self._needs_approval(checked):
+            if caller.role.value in self._settings.auth.approval.bypass_roles:
+                approval = {"required": True, "bypassed": True}
+                log.warning("approval.bypassed", actor=caller.name, role=caller.role.value,
+                            recipients=checked.counts.get("total", 0))
+            else:
+                raise await self._hold(request, caller, checked, idempotency_key)
+        return await self._store(checked, caller, idempotency_key, approval=approval)
+
+    async def approve(self, approval_id: str, approver: Caller) -> Accepted:
+        """A second person approves a held request: its alert is created and dispatched."""
+        store = self._approval_store()
+        record = await self._approvable(approval_id, approver)
+        if record.state is ApprovalState.APPROVED and record.alert_id:
+            return Accepted(record.alert_id, False, record.audience_counts)
+        now = self._clock.now_ms()
+        if not await store.claim(record.id, approver, now):
+            latest = await store.get(record.id)
+            if latest is not None and latest.state is ApprovalState.APPROVED and latest.alert_id:
+                return Accepted(latest.alert_id, False, latest.audience_counts)
+            raise Rejected(409, f"approval request {record.id} is no longer pending")
+        try:
+            # Checked again as its composer: roles, scopes, the directory or the policy
+            # may have changed while it waited.
+            checked = await self._check(record.request, record.requester)
+            accepted = await self._store(
+                checked,
+                record.requester,
+                alert_key(record.id),
+                approval={
+                    "required": True,
+                    "approval_id": record.id,
+                    "approved_by": approver.name,
+                    "approver_role": approver.role.value,
+                },
+            )
+        except Exception:
+            # Back to pending, so it can be approved again or rejected.
+            await store.release(record.id)
+            raise
+        await store.approved(
+            record.id, approver=approver, alert_id=accepted.id, now_ms=self._clock.now_ms()
+        )
+        log.info("approval.approved", approval_id=record.id, alert_id=accepted.id,
+                 actor=approver.name, requested_by=record.requested_by)
+        return accepted
+
+    async def reject(self, approval_id: str, caller: Caller, reason: str = "") -> ApprovalRecord:
+        """Refuse a held request (an approver), or withdraw it (its composer)."""
+        store = self._approval_store()
+        record = await store.get(approval_id)
+        if record is None:
+            raise Rejected(404, f"no approval request {approval_id}")
+        approvers = self._settings.auth.approval.approver_roles
+        if caller.name != record.requested_by and caller.role.value not in approvers:
+            self._metrics.rejected.labels("role").inc()
+            raise Rejected(403, f"role {caller.role} may not reject approval requests")
+        if not await store.reject(record.id, actor=caller, reason=reason,
+                                  now_ms=self._clock.now_ms()):
+            state = (await self._approval_store().get(record.id) or record).state_at(
+                self._clock.now_ms()
+            )
+            raise Rejected(409, f"approval request {record.id} is {state.value}, not pending")
+        log.info("approval.rejected", approval_id=record.id, actor=caller.name)
+        rejected = await store.get(record.id)
+        assert rejected is not None
+        return rejected
+
+    # -- the checks -----------------------------------------------------------------------------
+
+    async def _check(self, request: AlertRequest, caller: Caller) -> _Checked:
+        """Everything that must hold before an alert is stored or held for approval."""
         if not caller.can_send:
+            self._metrics.rejected.labels("role").inc()
             raise Rejected(403, f"role {caller.role} may not send alerts")
         if request.mode is Mode.LIVE and not caller.can_send_live:
+            self._metrics.rejected.labels("role").inc()
             raise Rejected(403, f"role {caller.role} may send drills and tests only")
         try:
             request = expand(request, self._settings.templates_dir())
@@ -98,8 +228,13 @@ class Intake:
         except AudienceError as exc:
             raise Rejected(422, "invalid request",
                            problems=[{"field": "audience", "message": str(exc)}]) from None
-        if caller.scopes and request.audience not in caller.scopes:
-            raise Rejected(403, f"this token may only target: {', '.join(caller.scopes)}")
+        if not scope_permits(request.audience, caller.scopes, self._settings.directory.segments):
+            self._metrics.rejected.labels("scope").inc()
+            raise Rejected(
+                403,
+                f"this token may only target: {', '.join(caller.scopes)} "
+                "(by name, or joined to other terms with 'and')",
+            )
         if request.references is not None and await self._alerts.get(request.references) is None:
             raise Rejected(422, "invalid request", problems=[
                 {"field": "references", "message": f"no alert {request.references}"}])
@@ -109,6 +244,7 @@ class Intake:
         )
         overridden = frozenset(request.override.rules) if request.override else frozenset()
         if overridden and not self._auth.may_override(caller):
+            self._metrics.rejected.labels("role").inc()
             raise Rejected(403, f"role {caller.role} may not override the message policy")
         verdict = evaluate(
             request, rendered, self._settings.policy, overridden=overridden, places=self._places
@@ -117,13 +253,83 @@ class Intake:
             self._metrics.rejected.labels("policy").inc()
             raise Rejected(422, "the message breaks the alert policy",
                            violations=[v for v in verdict.to_json()["violations"]])
-        now = self._clock.now_ms()
-        expires = now + 1000 * (
-            request.expires_in or self._settings.dispatch.expires_s.get(request.kind, 3600)
-        )
         counts = await self._audience.count(
             request.audience, request.zones, request.kind, channels,
             exclude_zones=request.exclude_zones,
+        )
+        return _Checked(request, channels, rendered, verdict.to_json()["violations"], counts)
+
+    def _needs_approval(self, checked: _Checked) -> bool:
+        settings = self._settings.auth.approval
+        return (
+            settings.enabled
+            and checked.request.mode in settings.modes
+            and int(checked.counts.get("total", 0)) >= settings.min_audience
+        )
+
+    def _approval_store(self) -> ApprovalStore:
+        if self.approvals is None:
+            raise Rejected(503, "two-person approval is not available on this service")
+        return self.approvals
+
+    async def _hold(
+        self,
+        request: AlertRequest,
+        caller: Caller,
+        checked: _Checked,
+        idempotency_key: str | None,
+    ) -> ApprovalRequired:
+        now = self._clock.now_ms()
+        try:
+            record, created = await self._approval_store().hold(
+                request,
+                caller=caller,
+                counts=checked.counts,
+                now_ms=now,
+                expires_ms=now + 1000 * self._settings.auth.approval.expires_s,
+                idempotency_key=idempotency_key,
+            )
+        except ApprovalConflict as exc:
+            raise Rejected(409, str(exc), id=exc.approval_id) from None
+        if created:
+            log.info("approval.requested", approval_id=record.id, actor=caller.name,
+                     kind=request.kind.value, recipients=checked.counts.get("total", 0))
+        return ApprovalRequired(record, checked.warnings)
+
+    async def _approvable(self, approval_id: str, approver: Caller) -> ApprovalRecord:
+        record = await self._approval_store().get(approval_id)
+        if record is None:
+            raise Rejected(404, f"no approval request {approval_id}")
+        if approver.role.value not in self._settings.auth.approval.approver_roles:
+            self._metrics.rejected.labels("role").inc()
+            raise Rejected(403, f"role {approver.role} may not approve alerts")
+        if approver.name == record.requested_by:
+            self._metrics.rejected.labels("role").inc()
+            raise Rejected(403, "a second person must approve: the composer cannot")
+        if not scope_permits(
+            record.request.audience, approver.scopes, self._settings.directory.segments
+        ):
+            self._metrics.rejected.labels("scope").inc()
+            raise Rejected(403, f"this token may only approve for: {', '.join(approver.scopes)}")
+        state = record.state_at(self._clock.now_ms())
+        if state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
+            raise Rejected(409, f"approval request {record.id} is {state.value}")
+        return record
+
+    # -- storing --------------------------------------------------------------------------------
+
+    async def _store(
+        self,
+        checked: _Checked,
+        caller: Caller,
+        idempotency_key: str | None,
+        *,
+        approval: dict[str, Any] | None,
+    ) -> Accepted:
+        request, channels, counts = checked.request, checked.channels, checked.counts
+        now = self._clock.now_ms()
+        expires = now + 1000 * (
+            request.expires_in or self._settings.dispatch.expires_s.get(request.kind, 3600)
         )
         clery = {
             "confirmed_by": request.confirmed_by.model_dump() if request.confirmed_by else None,
@@ -132,7 +338,9 @@ class Intake:
             "delay_reason": request.delay_reason,
             "drill": request.drill.model_dump() if request.drill else None,
         }
-        audit = {
+        if approval is not None and "approved_by" in approval:
+            clery["approved_by"] = approval["approved_by"]
+        audit: dict[str, Any] = {
             "role": caller.role.value,
             "kind": request.kind.value,
             "mode": request.mode.value,
@@ -142,11 +350,13 @@ class Intake:
             "channels": [c.value for c in channels],
             "confirmed_by": clery["confirmed_by"],
             "override": request.override.model_dump() if request.override else None,
-            "warnings": [v["rule"] for v in verdict.to_json()["violations"]],
+            "warnings": [v["rule"] for v in checked.warnings],
         }
+        if approval is not None:
+            audit["approval"] = approval
         try:
             alert_id, created = await self._alerts.create(
-                request, rendered, actor=caller.name, now_ms=now, expires_ms=expires,
+                request, checked.rendered, actor=caller.name, now_ms=now, expires_ms=expires,
                 channels=channels, idempotency_key=idempotency_key, audience_counts=counts,
                 clery=clery, audit_detail=audit,
             )
@@ -160,4 +370,4 @@ class Intake:
             log.info("alert.accepted", alert_id=alert_id, kind=request.kind.value,
                      mode=request.mode.value, actor=caller.name, channels=audit["channels"])
             self._engine.dispatch(alert_id)
-        return Accepted(alert_id, created, counts, verdict.to_json()["violations"])
+        return Accepted(alert_id, created, counts, checked.warnings)

@@ -15,6 +15,7 @@ from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.intake import Intake
 from dispatcher.observability import Metrics
+from dispatcher.scheduler import DrillScheduler
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
@@ -70,6 +71,14 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
         )
+        self.scheduler = DrillScheduler(
+            settings.drills,
+            db=db,
+            intake=self.intake,
+            clock=self.clock,
+            single_node=db.dialect == "sqlite",
+            templates_dir=settings.templates_dir(),
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> Service:
@@ -82,6 +91,7 @@ class Service:
         await self.audience.load_example()
         await self.engine.start()
         await self._register_devices()
+        await self.scheduler.start()
         log.info(
             "service.started",
             channels=sorted(c.name for c in self.channels.values()),
@@ -100,7 +110,8 @@ class Service:
             bus.register_devices((r["id"], r["class"], r["zone"]) for r in rows)
 
     async def stop(self) -> None:
-        """Drain the engine and close the store."""
+        """Stop the drill scheduler, drain the engine and close the store."""
+        await self.scheduler.stop()
         await self.engine.stop()
         await self.db.close()
         log.info("service.stopped")

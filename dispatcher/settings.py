@@ -7,10 +7,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from dispatcher.credentials import SettingsModel
-from dispatcher.domain import AlertKind, ChannelKind
+from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from segments.settings import DirectorySettings
 
@@ -50,20 +50,86 @@ class StoreSettings(SettingsModel):
 class TokenSettings(SettingsModel):
     """An API token: stored as its SHA-256, never in clear."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: str = Field(default="dispatcher", pattern="^(admin|dispatcher|drill|viewer)$")
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
-    segments: list[str] = Field(default_factory=list, description="scopes; empty means any")
+    segments: list[str] = Field(
+        default_factory=list,
+        description="scopes: named segments this token may target; empty means any audience",
+    )
+    hmac_secret: SecretStr | None = Field(
+        default=None,
+        description="when set, every request with this token must carry an HMAC-SHA256 "
+        "signature (X-Clarion-Timestamp, X-Clarion-Signature)",
+    )
+    rate_per_second: float | None = Field(
+        default=None, ge=0, description="this token's request rate; default auth.rate_per_second"
+    )
+    rate_burst: int | None = Field(
+        default=None, ge=1, description="this token's burst; default auth.rate_burst"
+    )
+
+
+class ApprovalSettings(SettingsModel):
+    """Two-person approval: large live audiences need a second person before anything is sent."""
+
+    enabled: bool = False
+    min_audience: int = Field(
+        default=1000, ge=1, description="alerts reaching this many recipients need approval"
+    )
+    modes: list[Mode] = Field(
+        default_factory=lambda: [Mode.LIVE], description="alert modes approval applies to"
+    )
+    approver_roles: list[str] = Field(default_factory=lambda: ["admin", "dispatcher"])
+    bypass_roles: list[str] = Field(
+        default_factory=list,
+        description="roles that may send at once in an emergency; every bypass is audited",
+    )
+    expires_s: int = Field(
+        default=3600, ge=60, le=7 * 86400, description="how long a request waits for approval"
+    )
+
+    @field_validator("approver_roles", "bypass_roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        for role in value:
+            if role not in _ROLES:
+                raise ValueError(f"unknown role {role!r} (roles: {', '.join(_ROLES)})")
+        return value
+
+
+_ROLES = ("admin", "dispatcher", "drill", "viewer")
 
 
 class AuthSettings(SettingsModel):
-    """Who may call the API."""
+    """Who may call the API, how fast, and what needs a second person."""
 
     token: SecretStr | None = Field(
         default=None, description=f"admin token; also from ${TOKEN_ENV}"
     )
     tokens: list[TokenSettings] = Field(default_factory=list)
     override_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    rate_per_second: float = Field(
+        default=50.0, ge=0, description="sustained requests a second per token; 0: no limit"
+    )
+    rate_burst: int = Field(default=200, ge=1, description="requests a token may make at once")
+    signature_window_s: int = Field(
+        default=300, ge=5, le=3600,
+        description="how far a signed request's timestamp may be from now, either way",
+    )
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> AuthSettings:
+        names = [t.name for t in self.tokens]
+        dupes = sorted({n for n in names if names.count(n) > 1} | {"admin-token"} & set(names))
+        if dupes:
+            # Names identify callers for rate limits, audit and the two-person rule.
+            raise ValueError(f"token names must be distinct and not 'admin-token': {dupes}")
+        digests = [t.sha256 for t in self.tokens]
+        if len(set(digests)) != len(digests):
+            raise ValueError("two tokens have the same sha256")
+        return self
 
 
 def _default_expiry() -> dict[AlertKind, int]:

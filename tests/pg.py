@@ -48,14 +48,15 @@ class PostgresCluster:
         """The server's URL without a database name."""
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
-    async def create_database(self, name: str | None = None) -> str:
-        """A new, empty database; returns its URL."""
+    async def create_database(self, name: str | None = None, *, template: str = "") -> str:
+        """A new database, empty or a copy of `template`; returns its URL."""
         import asyncpg
 
         name = name or f"t_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         admin = await asyncpg.connect(f"{self.url}/postgres")
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(f'CREATE DATABASE "{name}"{copy}')
         finally:
             await admin.close()
         return f"{self.url}/{name}"

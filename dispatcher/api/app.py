@@ -1,14 +1,26 @@
-"""The aiohttp application: auth and error middlewares, and every route module."""
+"""The aiohttp application: error, auth and rate-limit middlewares, and every route module."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from importlib import import_module
 
 import structlog
 from aiohttp import web
 
-from dispatcher.api.common import CALLER, SERVICE, error
+from dispatcher.api.common import CALLER, SERVICE, error, read_body
+from dispatcher.approval import ApprovalStore
+from dispatcher.auth import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Role,
+    SignatureError,
+    check_signature,
+    first_use,
+    retry_after,
+)
+from dispatcher.observability import redact_text
 from dispatcher.service import Service
 
 log = structlog.get_logger("clarion.api")
@@ -20,44 +32,127 @@ ROUTE_MODULES = (
     "dispatcher.api.callbacks",
     "dispatcher.api.cap",
     "dispatcher.api.devices",
+    "dispatcher.api.approvals",
+    "dispatcher.api.drills",
 )
 
 # Paths open without a token: probes, metrics, the API description, provider callbacks
 # (those carry their own signatures).
 PUBLIC_PREFIXES = ("/healthz", "/metrics", "/openapi.json", "/v1/callbacks/")
+CALLBACK_PREFIX = "/v1/callbacks/"
+# Headers an error response keeps from the aiohttp exception it replaces.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def route_of(request: web.Request) -> str:
+    """The route template a request matched (never the raw path, which callers control)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
+def _error_message(response: web.StreamResponse) -> str:
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes) or not body.startswith(b"{"):
+        return ""
+    try:
+        message = json.loads(body).get("error", "")
+    except ValueError:
+        return ""
+    return redact_text(str(message))[:200]
+
+
+def _refused(request: web.Request, response: web.StreamResponse) -> None:
+    """Log a refused request, and count it when it is forged or malformed provider input."""
+    route = route_of(request)
+    caller = request.get(CALLER)
+    status = response.status
+    if request.path.startswith(CALLBACK_PREFIX):
+        provider = route.removeprefix(CALLBACK_PREFIX) if route != "(no route)" else "unknown"
+        request.app[SERVICE].metrics.rejected_input.labels(f"callback.{provider}").inc()
+    event = "http.refused" if status in (401, 403, 429) else "http.rejected"
+    emit = log.warning if status in (401, 403, 413) else log.info
+    emit(event, method=request.method, route=route, status=status,
+         caller=caller.name if caller is not None else None, reason=_error_message(response))
+
+
+def _as_json(exc: web.HTTPException) -> web.Response:
+    response = error(exc.status, exc.reason)
+    for name in _KEPT_HEADERS:
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
+    return response
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """JSON errors for everything, and never a stack trace in a response."""
+    """JSON errors for everything, every refusal logged, and never a stack trace in a response."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
-        if exc.content_type == "application/json" or exc.status < 400:
+        if exc.status < 400:
             raise
-        return error(exc.status, exc.reason)
+        if exc.content_type == "application/json":
+            _refused(request, exc)
+            raise
+        response = _as_json(exc)
     except Exception as exc:
-        log.error("http.unhandled", path=request.path, error=type(exc).__name__, detail=str(exc))
+        # The trace goes to the log (redacted like every event), never to the caller.
+        log.error("http.unhandled", method=request.method, route=route_of(request),
+                  error=type(exc).__name__, exc_info=True)
         return error(500, "internal error: the request was not completed")
+    if 400 <= response.status < 500:
+        _refused(request, response)
+    return response
+
+
+def _unauthorized(message: str) -> web.Response:
+    return web.json_response(
+        {"error": message}, status=401, headers={"WWW-Authenticate": 'Bearer realm="clarion"'}
+    )
 
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer tokens on every route but the public ones; viewers may only read."""
+    """Bearer tokens on every route but the public ones; signatures from tokens that must
+    sign; a rate limit per token; viewers may only read."""
     if request.path.startswith(PUBLIC_PREFIXES) or not request.path.startswith("/v1/"):
         return await handler(request)
     service = request.app[SERVICE]
-    caller = service.auth.authenticate(request.headers.get("Authorization"))
+    auth = service.auth
+    caller = auth.authenticate(request.headers.get("Authorization"))
     if caller is None:
+        return _unauthorized("missing or unknown bearer token")
+    secret = auth.secret_for(caller)
+    if secret:
+        now_ms = service.clock.now_ms()
+        window_s = auth.settings.signature_window_s
+        try:
+            digest = check_signature(
+                secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                await read_body(request),
+                now_s=now_ms / 1000,
+                window_s=window_s,
+            )
+        except SignatureError as exc:
+            service.metrics.rejected_input.labels("signature").inc()
+            return _unauthorized(str(exc))
+        if not await first_use(service.db, digest, now_ms=now_ms, keep_ms=2000 * window_s):
+            service.metrics.rejected_input.labels("signature").inc()
+            return _unauthorized("this signature was used before: a request is signed once")
+    wait = auth.throttle(caller)
+    if wait > 0:
         return web.json_response(
-            {"error": "missing or unknown bearer token"}, status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="clarion"'},
+            {"error": "too many requests with this token", "retry_after_s": round(wait, 3)},
+            status=429,
+            headers={"Retry-After": retry_after(wait)},
         )
-    if request.method not in ("GET", "HEAD") and caller.role.value == "viewer":
-        return error(403, "role viewer may only read")
     request[CALLER] = caller
+    if request.method not in ("GET", "HEAD") and caller.role is Role.VIEWER:
+        return error(403, "role viewer may only read")
     return await handler(request)
 
 
@@ -68,6 +163,8 @@ def build_app(service: Service) -> web.Application:
         client_max_size=service.settings.service.max_body_bytes,
     )
     app[SERVICE] = service
+    if service.intake.approvals is None:
+        service.intake.approvals = ApprovalStore(service.db, service.audit)
     for name in ROUTE_MODULES:
         app.add_routes(import_module(name).routes)
 

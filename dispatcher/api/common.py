@@ -30,32 +30,48 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+def too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
+    """The 413 for a body over `limit` bytes, as JSON."""
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit,
+        actual_size=actual,
+        text=json.dumps({"error": f"body over {limit} bytes"}),
+        content_type="application/json",
+    )
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, at most `service.max_body_bytes`, or a 413.
+
+    Read once and kept by the request, so a signature check and the handler both see it:
+    handlers must read bodies with this (or `read_json`, or `request.post()`), never from
+    `request.content`, which is empty once the body was read.
+    """
+    limit = service_of(request).settings.service.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit, request.content_length)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(limit, limit + 1) from None
+    if len(raw) > limit:
+        raise too_large(limit, len(raw))
+    return raw
+
+
 async def read_json(request: web.Request) -> Any:
     """The body as JSON, or an HTTP error that says what is wrong with it."""
-    service = service_of(request)
-    limit = service.settings.service.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit,
-            actual_size=request.content_length,
-            text=f'{{"error": "body over {limit} bytes"}}',
-            content_type="application/json",
-        )
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit,
-            actual_size=len(raw),
-            text=f'{{"error": "body over {limit} bytes"}}',
-            content_type="application/json",
-        )
+    raw = await read_body(request)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        message = (
+            "nested too deeply" if isinstance(exc, RecursionError) else f"not valid JSON: {exc}"
+        )
         raise web.HTTPUnprocessableEntity(
             text=json.dumps({
                 "error": "invalid request",
-                "problems": [{"field": "(body)", "message": f"not valid JSON: {exc}"}],
+                "problems": [{"field": "(body)", "message": message}],
             }),
             content_type="application/json",
         ) from None

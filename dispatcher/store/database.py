@@ -24,9 +24,9 @@ Params = Sequence[Any]
 
 
 class Row(Protocol):
-    """A result row: columns by name."""
+    """A result row: columns by name (or by position)."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    def __getitem__(self, key: str | int, /) -> Any: ...
 
 
 class Session(ABC):
@@ -43,6 +43,10 @@ class Session(ABC):
     @abstractmethod
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """Run a query and return every row."""
+
+    async def lock(self, name: str) -> None:  # noqa: B027 - SQLite's writer lock suffices
+        """Inside a transaction: wait until no other transaction holds `name`, then hold it
+        until this one ends (one writer at a time for a hash chain, a migration)."""
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         """Run a query and return its first row, if any."""
@@ -71,11 +75,14 @@ class Database(Session):
     async def migrate(self) -> int:
         """Apply every migration not applied yet; returns the schema version."""
         async with self.transaction() as tx:
+            # Several nodes starting together: one migrates, the others then find it done.
+            await tx.lock("schema_migrations")
             await tx.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
             )
-            done = {r["version"] for r in await tx.fetchall("SELECT version FROM schema_migrations")}
+            rows = await tx.fetchall("SELECT version FROM schema_migrations")
+            done = {r["version"] for r in rows}
             version = max(done, default=0)
             for number, name, sql in migrations(self.dialect):
                 if number in done:
@@ -215,6 +222,9 @@ class _PostgresSession(Session):
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._conn.fetch(_numbered(sql), *params))
 
+    async def lock(self, name: str) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+
 
 class PostgresDatabase(Database):
     """PostgreSQL through an asyncpg pool, shared by several `clarion serve` processes."""
@@ -225,11 +235,11 @@ class PostgresDatabase(Database):
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: str) -> PostgresDatabase:
+    async def open(cls, url: str, *, max_size: int = 10) -> PostgresDatabase:
         """Connect a pool to the database at `url`."""
         import asyncpg
 
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size)
         return cls(pool)
 
     async def execute(self, sql: str, params: Params = ()) -> int:

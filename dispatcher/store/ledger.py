@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.domain import ChannelKind, DeliveryState, Outcome, Receipt
-from dispatcher.store.database import Database, Session
+from dispatcher.store.database import Database, Row, Session
 from segments.audience import PlannedDelivery
 
 STATES = tuple(s.value for s in DeliveryState)
+# The receipt status that records a fallback, on the failed delivery and on its replacement.
+FALLBACK = "fallback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class Fallback:
     """A delivery to make on another channel because `origin` failed on its own."""
 
     origin: int
+    origin_channel: ChannelKind
     channel: ChannelKind
     address: str
     detail: str
@@ -156,7 +159,9 @@ class DeliveryLedger:
         async with self._db.transaction() as tx:
             rows = await tx.fetchall(sql, params)
         claimed = [
-            Claimed(r["id"], r["alert_id"], r["recipient"], r["address"], r["language"], r["attempts"])
+            Claimed(
+                r["id"], r["alert_id"], r["recipient"], r["address"], r["language"], r["attempts"]
+            )
             for r in rows
         ]
         claimed.sort(key=lambda c: c.id)
@@ -167,11 +172,24 @@ class DeliveryLedger:
         if not ids:
             return 0
         marks = ",".join("?" for _ in ids)
+        # Rows a settle is writing right now are skipped, not waited for: waiting while holding
+        # the rows renewed so far could deadlock with that settle.
         return await self._db.execute(
-            f"UPDATE deliveries SET lease_until = ? WHERE id IN ({marks})"  # noqa: S608 - marks only
-            " AND lease_owner = ? AND state = 'sending'",
-            (until_ms, *ids, owner),
+            "UPDATE deliveries SET lease_until = ? WHERE "
+            + self._unlocked(f"id IN ({marks}) AND lease_owner = ? AND state = 'sending'"),
+            (until_ms, *sorted(ids), owner),
         )
+
+    def _unlocked(self, where: str) -> str:
+        """A multi-row UPDATE's condition that skips rows another transaction is writing.
+
+        PostgreSQL locks rows one by one as an UPDATE finds them, so two multi-row writers
+        could each wait for the other; skipping what is locked avoids that (the skipped rows
+        are being sent or settled, and the next sweep sees them). SQLite has one writer.
+        """
+        if self._db.dialect != "postgres":
+            return where
+        return f"id IN (SELECT id FROM deliveries WHERE {where} FOR UPDATE SKIP LOCKED)"
 
     async def release_owner(self, owner: str) -> int:
         """Hand back (as queued) everything an owner still holds: graceful shutdown or restart."""
@@ -196,8 +214,13 @@ class DeliveryLedger:
         *,
         now_ms: int,
         deadlines: dict[str, int],
+        fallbacks: Sequence[Fallback] = (),
     ) -> Settled:
-        """Write the receipts of a sent batch and schedule retries inside each alert's deadline."""
+        """Write the receipts of a sent batch and schedule retries inside each alert's deadline.
+
+        `fallbacks` are queued in the same transaction, for the origins that end failed, so no
+        process can see the alert finished between the failure and its fallback.
+        """
         by_id = {c.id: c for c in claimed}
         updates: list[tuple[Any, ...]] = []
         log_rows: list[tuple[Any, ...]] = []
@@ -230,6 +253,9 @@ class DeliveryLedger:
             log_rows.append(
                 (c.id, c.alert_id, channel.value, status, detail, receipt.provider_ref, now_ms)
             )
+        # Rows are written in id order: two settles of the same rows (a lease taken over while
+        # its batch was still out) lock them alike and never deadlock.
+        updates.sort(key=lambda u: int(u[-1]))
         async with self._db.transaction() as tx:
             # Only rows still 'sending' move: a callback that already said more wins.
             await tx.executemany(
@@ -239,7 +265,8 @@ class DeliveryLedger:
                 updates,
             )
             await _insert_receipts(tx, log_rows)
-        return Settled(failed_ids=tuple(failed_ids), **counts)
+            added = await _insert_fallbacks(tx, fallbacks, now_ms)
+        return Settled(failed_ids=tuple(failed_ids), fallbacks=added, **counts)
 
     async def late_receipt(
         self,
@@ -254,6 +281,26 @@ class DeliveryLedger:
         now_ms: int,
     ) -> str | None:
         """Record a receipt that came after the send; returns the alert id, or None if unknown."""
+        found = await self.record_late(
+            channel, outcome, delivery_id=delivery_id, provider_ref=provider_ref,
+            alert_id=alert_id, recipient=recipient, detail=detail, now_ms=now_ms,
+        )
+        return None if found is None else found.alert_id
+
+    async def record_late(
+        self,
+        channel: ChannelKind,
+        outcome: Outcome,
+        *,
+        delivery_id: int | None = None,
+        provider_ref: str | None = None,
+        alert_id: str | None = None,
+        recipient: str | None = None,
+        detail: str = "",
+        now_ms: int,
+    ) -> LateResult | None:
+        """Like `late_receipt`, saying which delivery it was and whether its state moved."""
+        params: tuple[Any, ...]
         if delivery_id is not None:
             where, params = "id = ? AND channel = ?", (delivery_id, channel.value)
         elif provider_ref:
@@ -265,7 +312,9 @@ class DeliveryLedger:
         else:
             return None
         async with self._db.transaction() as tx:
-            row = await tx.fetchone(f"SELECT id, alert_id, state FROM deliveries WHERE {where}", params)
+            row = await tx.fetchone(
+                f"SELECT id, alert_id, recipient, state FROM deliveries WHERE {where}", params
+            )
             if row is None:
                 return None
             current = DeliveryState(row["state"])
@@ -275,7 +324,8 @@ class DeliveryLedger:
                 Outcome.FAILED: DeliveryState.FAILED,
                 Outcome.RETRY: current,
             }[outcome]
-            if _advances(current, target):
+            changed = _advances(current, target)
+            if changed:
                 await tx.execute(
                     "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
                     " detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
@@ -287,11 +337,96 @@ class DeliveryLedger:
                 [(row["id"], row["alert_id"], channel.value, outcome.value, detail,
                   provider_ref or "", now_ms)],
             )
-            alert: str = row["alert_id"]
-            return alert
+        return LateResult(
+            row["alert_id"], row["id"], row["recipient"], target if changed else current, changed
+        )
+
+    async def add_fallbacks(self, fallbacks: Sequence[Fallback], now_ms: int) -> int:
+        """Queue fallback deliveries for origins that failed; returns how many were new."""
+        if not fallbacks:
+            return 0
+        async with self._db.transaction() as tx:
+            return await _insert_fallbacks(tx, fallbacks, now_ms)
+
+    async def waiting(
+        self, channel: ChannelKind, *, now_ms: int, after: int = 0, limit: int = 500
+    ) -> list[Waiting]:
+        """Queued deliveries of a channel for live alerts, in id order after a cursor."""
+        rows = await self._db.fetchall(
+            "SELECT d.id, d.alert_id, d.recipient FROM deliveries d JOIN alerts a"
+            " ON a.id = d.alert_id WHERE d.channel = ? AND d.state = 'queued' AND d.id > ?"
+            " AND a.state != 'cancelled' AND a.expires_at > ? ORDER BY d.id LIMIT ?",
+            (channel.value, after, now_ms, limit),
+        )
+        return [Waiting(r["id"], r["alert_id"], r["recipient"]) for r in rows]
+
+    async def divert(
+        self, channel: ChannelKind, fallbacks: Sequence[Fallback], *, detail: str, now_ms: int
+    ) -> int:
+        """Give queued deliveries up to their fallbacks (their own channel is unavailable).
+
+        Only origins still queued move, so a batch another process claimed meanwhile is left
+        alone; returns how many fallback deliveries were queued.
+        """
+        if not fallbacks:
+            return 0
+        ids = [f.origin for f in fallbacks]
+        marks = ",".join("?" for _ in ids)
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE deliveries SET state = 'failed', detail = ?, updated_at = ? WHERE "
+                + self._unlocked(f"id IN ({marks}) AND state = 'queued' AND channel = ?")
+                + " RETURNING id, alert_id",
+                (detail, now_ms, *ids, channel.value),
+            )
+            moved = {r["id"]: r["alert_id"] for r in rows}
+            await _insert_receipts(
+                tx,
+                [(i, a, channel.value, DeliveryState.FAILED.value, detail, "", now_ms)
+                 for i, a in moved.items()],
+            )
+            return await _insert_fallbacks(
+                tx, [f for f in fallbacks if f.origin in moved], now_ms
+            )
+
+    async def expire_overdue(self, now_ms: int) -> int:
+        """Fail queued deliveries whose alert's deadline passed: nothing will send them now."""
+        return await self._db.execute(
+            "UPDATE deliveries SET state = 'failed', detail = 'deadline passed before sending',"
+            " updated_at = ? WHERE "
+            + self._unlocked(
+                "state = 'queued' AND alert_id IN (SELECT id FROM alerts"
+                " WHERE state != 'cancelled' AND expires_at <= ?)"
+            ),
+            (now_ms, now_ms),
+        )
+
+    async def suppress_cancelled(self, now_ms: int) -> int:
+        """Suppress deliveries requeued for a retry after their alert was cancelled."""
+        return await self._db.execute(
+            "UPDATE deliveries SET state = 'suppressed', detail = 'alert cancelled',"
+            " updated_at = ? WHERE "
+            + self._unlocked(
+                "state = 'queued' AND alert_id IN (SELECT id FROM alerts WHERE state = 'cancelled')"
+            ),
+            (now_ms,),
+        )
+
+    async def contacts(self, recipients: Iterable[str]) -> dict[str, Row]:
+        """People by id with their addresses and preferences (for choosing a fallback)."""
+        ids = sorted(set(recipients))
+        if not ids:
+            return {}
+        marks = ",".join("?" for _ in ids)
+        rows = await self._db.fetchall(
+            "SELECT id, email, phone, push, role, channels, opt_out, quiet_hours"
+            f" FROM people WHERE id IN ({marks})",
+            ids,
+        )
+        return {r["id"]: r for r in rows}
 
     async def counts(self, alert_id: str) -> dict[str, dict[str, int]]:
-        """Per channel: one count per state, and `total`, the deliveries to make (not suppressed)."""
+        """Per channel: a count per state, and `total`, the deliveries to make (not suppressed)."""
         rows = await self._db.fetchall(
             "SELECT channel, state, COUNT(*) AS n FROM deliveries WHERE alert_id = ?"
             " GROUP BY channel, state",
@@ -327,7 +462,8 @@ class DeliveryLedger:
             sql += " AND state = ?"
             params.append(state.value)
         rows = await self._db.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))
-        return [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows]  # type: ignore[attr-defined]
+        found: list[Any] = rows
+        return [dict(zip(r.keys(), tuple(r), strict=True)) for r in found]
 
     async def receipts(self, delivery_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         """Receipt history for some deliveries."""
@@ -370,7 +506,35 @@ def _advances(current: DeliveryState, target: DeliveryState) -> bool:
     return _RANK[target] > _RANK[current]
 
 
+async def _insert_fallbacks(tx: Session, fallbacks: Sequence[Fallback], now_ms: int) -> int:
+    """Queue each fallback whose origin ended failed, unless the person already has a delivery
+    on that channel for the alert; both get a receipt saying what happened."""
+    added = 0
+    receipts: list[tuple[Any, ...]] = []
+    for f in fallbacks:
+        rows = await tx.fetchall(
+            "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
+            " state, detail, updated_at) SELECT o.alert_id, ?, o.recipient, ?, o.language, o.role,"
+            " 'queued', ?, ? FROM deliveries o WHERE o.id = ? AND o.state = 'failed'"
+            " ON CONFLICT (alert_id, channel, recipient) DO NOTHING RETURNING id, alert_id",
+            (f.channel.value, f.address, f.detail, now_ms, f.origin),
+        )
+        for row in rows:
+            added += 1
+            receipts.append(
+                (row["id"], row["alert_id"], f.channel.value, FALLBACK, f.detail, "", now_ms)
+            )
+            receipts.append(
+                (f.origin, row["alert_id"], f.origin_channel.value, FALLBACK,
+                 f"fell back to {f.channel.value}", "", now_ms)
+            )
+    await _insert_receipts(tx, receipts)
+    return added
+
+
 async def _insert_receipts(tx: Session, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
     await tx.executemany(
         "INSERT INTO receipts (delivery_id, alert_id, channel, status, detail, provider_ref, at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",

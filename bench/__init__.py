@@ -1,0 +1,1 @@
+"""Benchmarks: the fan-out of one alert end to end (`bench.fanout`) and audience resolution."""

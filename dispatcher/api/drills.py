@@ -1,0 +1,241 @@
+"""Drill and Clery routes: the schedule, a run now, follow-up notes, records and the report."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from dispatcher.api.common import caller_of, error, read_json, service_of
+from dispatcher.domain import Mode
+from dispatcher.intake import Rejected
+from dispatcher.records import CleryRecords, note_text
+from dispatcher.scheduler import UnknownDrill, describe
+from dispatcher.service import Service
+
+routes = web.RouteTableDef()
+
+RECENT_RUNS = 10
+FORMATS = ("json", "csv", "html")
+MIN_YEAR, MAX_YEAR = 1990, 9999
+
+
+def records_of(service: Service) -> CleryRecords:
+    """The Clery records over the service's store."""
+    return CleryRecords(
+        service.db, service.alerts, service.ledger, service.audit, service.scheduler.settings,
+        institution=service.settings.service.institution,
+    )
+
+
+def _invalid(name: str, message: str) -> web.HTTPUnprocessableEntity:
+    return web.HTTPUnprocessableEntity(
+        text=json.dumps({"error": "invalid request",
+                         "problems": [{"field": name, "message": message}]}),
+        content_type="application/json",
+    )
+
+
+@routes.get("/v1/drills")
+async def list_drills(request: web.Request) -> web.Response:
+    """The configured drills with their next times and recent runs."""
+    service = service_of(request)
+    scheduler = service.scheduler
+    items = []
+    for name in scheduler.settings.schedule:
+        doc = describe(scheduler.settings, name, service.clock.now_ms())
+        doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, RECENT_RUNS)]
+        items.append(doc)
+    items.sort(key=lambda d: (d["next_ms"] is None, d["next_ms"] or 0, d["name"]))
+    return web.json_response({
+        "timezone": scheduler.settings.timezone,
+        "grace_s": scheduler.settings.grace_s,
+        "drills": items,
+    })
+
+
+@routes.post("/v1/drills/{name}/run")
+async def run_drill(request: web.Request) -> web.Response:
+    """Fire a configured drill now, as the caller; 202 like POST /v1/alerts."""
+    service = service_of(request)
+    name = request.match_info["name"]
+    try:
+        run = await service.scheduler.run_now(name, caller_of(request))
+    except UnknownDrill:
+        return error(404, f"no drill {name!r} in the config")
+    except Rejected as exc:
+        return web.json_response(exc.body, status=exc.status)
+    return web.json_response(
+        {"id": run.alert_id, "status_url": f"/v1/alerts/{run.alert_id}", "drill": name,
+         "run": run.as_json()},
+        status=202,
+    )
+
+
+@routes.post("/v1/alerts/{id}/notes")
+async def add_note(request: web.Request) -> web.Response:
+    """Add a follow-up note to an alert's or a drill's record (audited)."""
+    service = service_of(request)
+    caller = caller_of(request)
+    record = await service.alerts.get(request.match_info["id"])
+    if record is None:
+        return error(404, f"no alert {request.match_info['id']}")
+    if record.mode is Mode.LIVE and not caller.can_send_live:
+        return error(403, f"role {caller.role} may add notes to drills and tests only")
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"text"}:
+        raise _invalid("(body)", 'an object with one field, "text"')
+    try:
+        text = note_text(body.get("text"))
+    except ValueError as exc:
+        raise _invalid("text", str(exc).removeprefix("text: ")) from None
+    records = records_of(service)
+    note = await records.add_note(record.id, author=caller.name, text=text,
+                                  now_ms=service.clock.now_ms())
+    return web.json_response(note.as_json(records.zone), status=201)
+
+
+@routes.get("/v1/alerts/{id}/notes")
+async def list_notes(request: web.Request) -> web.Response:
+    """An alert's follow-up notes, oldest first."""
+    service = service_of(request)
+    alert_id = request.match_info["id"]
+    if await service.alerts.get(alert_id) is None:
+        return error(404, f"no alert {alert_id}")
+    records = records_of(service)
+    return web.json_response(
+        {"items": [n.as_json(records.zone) for n in await records.notes(alert_id)]}
+    )
+
+
+@routes.get("/v1/alerts/{id}/record")
+async def alert_record(request: web.Request) -> web.Response:
+    """One alert's Clery record."""
+    service = service_of(request)
+    records = records_of(service)
+    record = await records.record(request.match_info["id"])
+    if record is None:
+        return error(404, f"no alert {request.match_info['id']}")
+    return web.json_response(record.as_json(records.zone))
+
+
+@routes.get("/v1/reports/clery")
+async def clery_report(request: web.Request) -> web.Response:
+    """The year's notifications, warnings and tests: JSON (default), CSV or HTML."""
+    service = service_of(request)
+    records = records_of(service)
+    now = service.clock.now_ms()
+    raw_year = request.query.get("year")
+    if raw_year is None:
+        year = datetime.fromtimestamp(now / 1000, tz=records.zone).year
+    else:
+        try:
+            year = int(raw_year)
+        except ValueError:
+            year = 0
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            raise _invalid("year", f"a year from {MIN_YEAR} to {MAX_YEAR}")
+    fmt = request.query.get("format", "json")
+    if fmt not in FORMATS:
+        raise _invalid("format", f"one of {', '.join(FORMATS)}")
+    report = await records.report(year, now_ms=now)
+    filename = f"clery-{year}.{fmt}"
+    if fmt == "csv":
+        return web.Response(
+            text=report.to_csv(), content_type="text/csv", charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    if fmt == "html":
+        return web.Response(text=report.to_html(), content_type="text/html", charset="utf-8")
+    return web.json_response(report.to_json())
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+_COMMON = {"401": _error("missing or unknown bearer token, or a bad signature"),
+           "429": _error("too many requests with this token")}
+_ID = {"name": "id", "in": "path", "required": True,
+       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+_OBJECT = {"type": "object"}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/drills": {"get": {
+        "summary": "Scheduled drills with their next times and recent runs",
+        "security": _SECURED,
+        "responses": {"200": {"description": "the schedule", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["drills"], "properties": {
+                "timezone": {"type": "string"}, "grace_s": {"type": "integer"},
+                "drills": {"type": "array", "items": _OBJECT}}}}}}, **_COMMON},
+    }},
+    "/v1/drills/{name}/run": {"post": {
+        "summary": "Fire a configured drill now",
+        "security": _SECURED,
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {
+            "202": {"description": "the drill's alert is stored and dispatching", "content": {
+                "application/json": {"schema": {"type": "object",
+                                                "required": ["id", "status_url", "run"]}}}},
+            "403": _error("the role may not send"),
+            "404": _error("no such drill in the config"),
+            "422": _error("the drill's alert breaks the policy or names a missing template"),
+            **_COMMON,
+        },
+    }},
+    "/v1/alerts/{id}/notes": {
+        "post": {
+            "summary": "Add a follow-up note to an alert's or drill's Clery record (audited)",
+            "security": _SECURED,
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["text"], "additionalProperties": False,
+                "properties": {"text": {"type": "string", "minLength": 1,
+                                        "maxLength": 4000}}}}}},
+            "responses": {"201": {"description": "the note", "content": {
+                "application/json": {"schema": _OBJECT}}},
+                "403": _error("a drill token may annotate drills and tests only"),
+                "404": _error("no such alert"), "422": _error("invalid body"), **_COMMON},
+        },
+        "get": {
+            "summary": "An alert's follow-up notes",
+            "security": _SECURED,
+            "parameters": [_ID],
+            "responses": {"200": {"description": "the notes, oldest first", "content": {
+                "application/json": {"schema": _OBJECT}}},
+                "404": _error("no such alert"), **_COMMON},
+        },
+    },
+    "/v1/alerts/{id}/record": {"get": {
+        "summary": "One alert's Clery record",
+        "security": _SECURED,
+        "parameters": [_ID],
+        "responses": {"200": {"description": "the record", "content": {
+            "application/json": {"schema": _OBJECT}}},
+            "404": _error("no such alert"), **_COMMON},
+    }},
+    "/v1/reports/clery": {"get": {
+        "summary": "The year's emergency notifications, timely warnings and tests",
+        "security": _SECURED,
+        "parameters": [
+            {"name": "year", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": MIN_YEAR, "maximum": MAX_YEAR},
+             "description": "calendar year in drills.timezone; default the current one"},
+            {"name": "format", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": list(FORMATS), "default": "json"}},
+        ],
+        "responses": {
+            "200": {"description": "the report", "content": {
+                "application/json": {"schema": _OBJECT},
+                "text/csv": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}}}},
+            "422": _error("invalid year or format"),
+            **_COMMON,
+        },
+    }},
+}

@@ -1,0 +1,761 @@
+"""Scheduled drills: cron expressions in the config, each occurrence sent once through intake.
+
+An occurrence (a drill's name and its scheduled time) is claimed in `drill_runs` with
+INSERT ... ON CONFLICT DO NOTHING before anything is sent, so it fires once however many
+processes share the store and however often they restart. The alert's Idempotency-Key,
+`drill:<name>:<scheduled time, ISO 8601 UTC>`, guards the send a second time: a claim whose
+holder died before it recorded the outcome is taken over and submitted again, and intake then
+returns the alert that was already made instead of making another.
+
+How far each schedule has been looked at is kept in `drill_schedule`, so the occurrences that
+passed while no process was running are found at the next start: each is reported as missed
+(a warning in the log and a `drill_runs` row marked missed), the latest is fired late when it
+is within the grace period, and the others are recorded as skipped.
+
+Cron expressions have five fields (or a macro such as `@monthly`) read in the drill's time
+zone. When both the day of the month and the day of the week are restricted, both must match:
+`0 12 1-7 * WED` is noon on the first Wednesday of each month, the usual siren test (classic
+cron would fire on each of the first seven days and on every Wednesday).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from croniter import croniter
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from dispatcher.clock import Clock
+from dispatcher.credentials import SettingsModel
+from dispatcher.domain import AlertKind, ChannelKind, Mode
+from dispatcher.request import AlertRequest, DrillRecord, problems
+from dispatcher.store.database import Database, Row
+
+if TYPE_CHECKING:
+    from dispatcher.auth import Caller
+    from dispatcher.intake import Intake, Rejected
+
+log = structlog.get_logger("clarion.scheduler")
+
+SCHEDULER_NAME = "scheduler"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Missed occurrences looked at per drill and per look: a minutely drill after a month down
+# would otherwise write tens of thousands of rows.
+MAX_MISSED = 100
+# Attempts at a free millisecond for a manual run (two runs in one millisecond).
+MANUAL_ATTEMPTS = 5
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (an IANA name like America/New_York)"
+        ) from None
+
+
+class ScheduledDrill(SettingsModel):
+    """One recurring drill or test: when, what, to whom, and what its Clery record says."""
+
+    cron: str = Field(description='five cron fields or a macro, e.g. "0 12 1-7 * WED"')
+    timezone: str | None = Field(default=None, description="default: drills.timezone")
+    enabled: bool = Field(default=True, description="false: listed and runnable, not scheduled")
+    kind: AlertKind = AlertKind.EMERGENCY
+    mode: Mode = Field(default=Mode.DRILL, description="drill (CAP Exercise) or test (CAP Test)")
+    template: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    text: str | None = None
+    headline: str | None = None
+    instruction: str | None = None
+    language: str = "en"
+    audience: str = "all"
+    zones: list[str] = Field(default_factory=list)
+    exclude_zones: list[str] = Field(default_factory=list)
+    channels: list[ChannelKind] | None = None
+    expires_in: int | None = None
+    description: str = Field(min_length=1, max_length=2000,
+                             description="the exercise, as the Clery record describes it")
+    announced: bool = True
+    procedures_publicized: bool = False
+    grace_s: int | None = Field(
+        default=None, ge=0, description="default: drills.grace_s"
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not (value.startswith("@") or len(value.split()) == 5) or not croniter.is_valid(
+            value, hash_id="x"
+        ):
+            raise ValueError(f"not a cron expression with five fields: {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            _zone(value)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _not_live(cls, value: Mode) -> Mode:
+        if value is Mode.LIVE:
+            raise ValueError("a scheduled drill is mode 'drill' or 'test', never 'live'")
+        return value
+
+    @model_validator(mode="after")
+    def _valid_request(self) -> ScheduledDrill:
+        try:
+            self.request()
+        except ValidationError as exc:
+            found = "; ".join(f"{p['field']}: {p['message']}" for p in problems(exc))
+            raise ValueError(f"not a valid alert: {found}") from None
+        return self
+
+    def request(self) -> AlertRequest:
+        """The alert request each occurrence sends."""
+        return AlertRequest(
+            kind=self.kind,
+            mode=self.mode,
+            text=self.text,
+            headline=self.headline,
+            instruction=self.instruction,
+            language=self.language,
+            template=self.template,
+            fields=self.fields,
+            audience=self.audience,
+            zones=self.zones,
+            exclude_zones=self.exclude_zones,
+            channels=self.channels,
+            expires_in=self.expires_in,
+            drill=DrillRecord(
+                description=self.description,
+                announced=self.announced,
+                procedures_publicized=self.procedures_publicized,
+            ),
+        )
+
+
+class DrillSettings(SettingsModel):
+    """The `[drills]` section: the institution's time zone, grace periods, the schedule."""
+
+    timezone: str = Field(
+        default="UTC",
+        description="the institution's time zone: each drill's default and the report's years",
+    )
+    grace_s: int = Field(
+        default=3600, ge=0, description="a missed occurrence this recent is fired late"
+    )
+    late_after_s: int = Field(
+        default=120, ge=1, description="an occurrence found later than this counts as missed"
+    )
+    check_s: float = Field(
+        default=30.0, gt=0, le=3600, description="longest wait between looks at the schedule"
+    )
+    lease_s: float = Field(
+        default=60.0, gt=0, description="how long a claimed occurrence is held before another "
+        "process may take it over"
+    )
+    qualifying_modes: list[Mode] = Field(
+        default_factory=lambda: [Mode.DRILL],
+        description="modes that count as the yearly test of the emergency procedures",
+    )
+    schedule: dict[str, ScheduledDrill] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+    @field_validator("qualifying_modes")
+    @classmethod
+    def _qualifying(cls, value: list[Mode]) -> list[Mode]:
+        if Mode.LIVE in value:
+            raise ValueError("real emergencies do not count as tests")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _names(cls, value: dict[str, ScheduledDrill]) -> dict[str, ScheduledDrill]:
+        bad = [n for n in value if not re.match(NAME_PATTERN, n)]
+        if bad:
+            raise ValueError(
+                f"drill names are 1-64 letters, digits, '.', '_' or '-': {', '.join(bad)}"
+            )
+        return value
+
+    def zone(self, drill: ScheduledDrill | None = None) -> ZoneInfo:
+        """A drill's time zone, or the institution's."""
+        return _zone((drill.timezone if drill is not None else None) or self.timezone)
+
+    def grace_ms(self, drill: ScheduledDrill) -> int:
+        """How late a missed occurrence of this drill may still be fired."""
+        return 1000 * (self.grace_s if drill.grace_s is None else drill.grace_s)
+
+
+def drill_settings(value: DrillSettings | Mapping[str, Any]) -> DrillSettings:
+    """The `[drills]` section as a DrillSettings, whether validated already or still raw."""
+    if isinstance(value, DrillSettings):
+        return value
+    return DrillSettings.model_validate(dict(value))
+
+
+class RunStatus(StrEnum):
+    """Where one occurrence of a drill stands."""
+
+    PENDING = "pending"
+    MISSED = "missed"
+    FIRED = "fired"
+    FIRED_LATE = "fired_late"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    HELD = "held"
+
+    @property
+    def open(self) -> bool:
+        """Claimed, and its outcome not recorded yet."""
+        return self in (RunStatus.PENDING, RunStatus.MISSED)
+
+
+class RunSource(StrEnum):
+    """Why an occurrence exists: the schedule, or someone asking for a run now."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class DrillRun:
+    """One occurrence of a drill as recorded in `drill_runs`."""
+
+    id: int
+    drill: str
+    scheduled_for: int
+    source: RunSource
+    status: RunStatus
+    missed: bool
+    claimed_at: int
+    fired_at: int | None
+    alert_id: str | None
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The run as the API and the CLI show it."""
+        return {
+            "id": self.id,
+            "drill": self.drill,
+            "scheduled_for": iso(self.scheduled_for),
+            "scheduled_for_ms": self.scheduled_for,
+            "source": self.source.value,
+            "status": self.status.value,
+            "missed": self.missed,
+            "fired_at": iso(self.fired_at) if self.fired_at is not None else None,
+            "alert_id": self.alert_id,
+            "detail": self.detail,
+        }
+
+
+_RUN_COLUMNS = (
+    "id, drill_name, scheduled_for, source, status, missed, claimed_at, fired_at, alert_id, detail"
+)
+
+
+async def recent_runs(db: Database, name: str | None = None, limit: int = 10) -> list[DrillRun]:
+    """Recent runs in a store, newest first: of one drill, or of all."""
+    if name is None:
+        rows = await db.fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM drill_runs ORDER BY scheduled_for DESC LIMIT ?",
+            (limit,),
+        )
+    else:
+        rows = await db.fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM drill_runs WHERE drill_name = ?"
+            " ORDER BY scheduled_for DESC LIMIT ?",
+            (name, limit),
+        )
+    return [_run(r) for r in rows]
+
+
+def _run(row: Row) -> DrillRun:
+    return DrillRun(
+        id=int(row["id"]),
+        drill=row["drill_name"],
+        scheduled_for=int(row["scheduled_for"]),
+        source=RunSource(row["source"]),
+        status=RunStatus(row["status"]),
+        missed=bool(row["missed"]),
+        claimed_at=int(row["claimed_at"]),
+        fired_at=row["fired_at"],
+        alert_id=row["alert_id"],
+        detail=row["detail"],
+    )
+
+
+def iso(ms: int, zone: ZoneInfo | None = None) -> str:
+    """Milliseconds since the epoch as ISO 8601 (UTC unless a zone is given)."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    if zone is not None:
+        moment = moment.astimezone(zone)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def idempotency_key(name: str, scheduled_for: int) -> str:
+    """The Idempotency-Key of one occurrence: `drill:<name>:<scheduled time ISO UTC>`."""
+    return f"drill:{name}:{iso(scheduled_for)}"
+
+
+def _cron(drill: ScheduledDrill, name: str, start: datetime) -> croniter:
+    # hash_id: an `H` field spreads each drill to its own minute, the same on every node.
+    return croniter(drill.cron, start, day_or=False, hash_id=name)
+
+
+def occurrences_after(
+    name: str, drill: ScheduledDrill, zone: ZoneInfo, after_ms: int, count: int
+) -> list[int]:
+    """The next `count` scheduled times strictly after `after_ms`."""
+    start = datetime.fromtimestamp(after_ms / 1000, tz=UTC).astimezone(zone)
+    it = _cron(drill, name, start)
+    found: list[int] = []
+    while len(found) < count:
+        moment: datetime = it.get_next(datetime)
+        ms = int(moment.timestamp() * 1000)
+        if ms > after_ms:
+            found.append(ms)
+    return found
+
+
+def occurrences_between(
+    name: str, drill: ScheduledDrill, zone: ZoneInfo, after_ms: int, until_ms: int,
+    limit: int = MAX_MISSED,
+) -> tuple[list[int], bool]:
+    """Scheduled times in (after, until], oldest first: at most the `limit` latest, and
+    whether older ones were left out."""
+    # Walked backwards from `until` (+1 ms, so an occurrence exactly then is included).
+    start = (datetime.fromtimestamp(until_ms / 1000, tz=UTC) + timedelta(milliseconds=1))
+    it = _cron(drill, name, start.astimezone(zone))
+    found: list[int] = []
+    while True:
+        moment: datetime = it.get_prev(datetime)
+        ms = int(moment.timestamp() * 1000)
+        if ms <= after_ms:
+            return sorted(found), False
+        if len(found) == limit:
+            return sorted(found), True
+        found.append(ms)
+
+
+class UnknownDrill(KeyError):
+    """No drill of that name in the config."""
+
+
+def _scheduler_caller() -> Caller:
+    # Imported here, not at the top: dispatcher.settings imports this module for
+    # DrillSettings, and dispatcher.auth imports dispatcher.settings.
+    from dispatcher.auth import Caller, Role
+
+    return Caller(SCHEDULER_NAME, Role.DRILL)
+
+
+class DrillScheduler:
+    """Fires the configured drills on time, once each, and keeps the record of every run."""
+
+    def __init__(
+        self,
+        settings: DrillSettings | Mapping[str, Any],
+        *,
+        db: Database,
+        intake: Intake,
+        clock: Clock,
+        single_node: bool,
+        templates_dir: Path | None = None,
+    ) -> None:
+        self.settings = drill_settings(settings)
+        self._db = db
+        self._intake = intake
+        self._clock = clock
+        self._single_node = single_node
+        self._templates_dir = templates_dir
+        self.owner = f"scheduler-{secrets.token_hex(4)}"
+        self._caller = _scheduler_caller()
+        self._watermarks: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        # The first look after a start on a store only this process uses takes over every
+        # open claim at once: they can only be a dead process's.
+        self._fresh = True
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def drill(self, name: str) -> ScheduledDrill:
+        """A configured drill by name; raises UnknownDrill."""
+        try:
+            return self.settings.schedule[name]
+        except KeyError:
+            raise UnknownDrill(name) from None
+
+    async def runs(self, name: str | None = None, limit: int = 10) -> list[DrillRun]:
+        """Recent runs, newest first: of one drill, or of all."""
+        return await recent_runs(self._db, name, limit)
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load how far each schedule was looked at, then look now and keep looking."""
+        self._check_templates()
+        await self._load_watermarks()
+        if self.settings.schedule:
+            # The first look happens before start returns: what was missed while no process
+            # ran is reported (and fired late, or skipped) as part of starting.
+            await self._look()
+            self._task = asyncio.create_task(self._loop(), name="drill-scheduler")
+            log.info(
+                "drill.scheduler_started",
+                drills=sorted(n for n, d in self.settings.schedule.items() if d.enabled),
+            )
+
+    async def stop(self) -> None:
+        """Stop looking; a run cut short is taken over at the next start."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._pause_s())
+            await self._look()
+
+    async def _look(self) -> None:
+        try:
+            await self.tick()
+        except Exception as exc:
+            # The store may be away for a moment: look again at the next pause.
+            log.error("drill.tick_failed", error=type(exc).__name__, detail=str(exc))
+
+    def _pause_s(self) -> float:
+        """Until the next occurrence of any enabled drill, at most check_s."""
+        now = self._clock.now_ms()
+        pause = self.settings.check_s
+        for name, drill in self.settings.schedule.items():
+            if drill.enabled:
+                after = max(self._watermarks.get(name, now), now)
+                nxt = occurrences_after(name, drill, self.settings.zone(drill), after, 1)[0]
+                pause = min(pause, (nxt - now) / 1000)
+        return max(pause, 0.01)
+
+    async def tick(self) -> list[DrillRun]:
+        """Look at the schedule once: fire what is due, report what was missed."""
+        async with self._lock:
+            now = self._clock.now_ms()
+            runs = await self._take_over(now)
+            for name, drill in self.settings.schedule.items():
+                since = self._watermarks.get(name, now)
+                if drill.enabled and now > since:
+                    runs.extend(await self._due(name, drill, since, now))
+                await self._advance(name, now)
+            return runs
+
+    async def run_now(self, name: str, caller: Caller) -> DrillRun:
+        """Fire a drill now, on behalf of `caller` (`clarion drill run NAME`).
+
+        Raises UnknownDrill, or intake's Rejected (ApprovalRequired included) after the run
+        was recorded with its outcome.
+        """
+        drill = self.drill(name)
+        now = self._clock.now_ms()
+        for attempt in range(MANUAL_ATTEMPTS):
+            run_id = await self._claim(
+                name, now + attempt, RunSource.MANUAL, RunStatus.PENDING, False, now
+            )
+            if run_id is not None:
+                run, refused = await self._submit(
+                    run_id, name, drill, now + attempt, missed=False, caller=caller
+                )
+                if refused is not None:
+                    raise refused
+                return run
+        raise RuntimeError(f"no free moment to record a run of drill {name!r}")
+
+    # -- the schedule --------------------------------------------------------------------------
+
+    async def _due(
+        self, name: str, drill: ScheduledDrill, since: int, now: int
+    ) -> list[DrillRun]:
+        slots, truncated = occurrences_between(
+            name, drill, self.settings.zone(drill), since, now
+        )
+        if truncated:
+            log.warning("drill.missed_truncated", drill=name, since=iso(since), kept=len(slots))
+        late_after = 1000 * self.settings.late_after_s
+        grace = self.settings.grace_ms(drill)
+        runs: list[DrillRun] = []
+        for position, slot in enumerate(slots):
+            lateness = now - slot
+            if lateness <= late_after:
+                run = await self._fire(name, drill, slot, missed=False)
+            elif position < len(slots) - 1:
+                run = await self._skip(name, slot, now, "superseded by a later occurrence")
+            elif lateness > grace:
+                run = await self._skip(
+                    name, slot, now, f"missed by {lateness // 1000} s, past the grace period "
+                    f"of {grace // 1000} s"
+                )
+            else:
+                run = await self._fire(name, drill, slot, missed=True)
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    async def _fire(
+        self, name: str, drill: ScheduledDrill, slot: int, *, missed: bool
+    ) -> DrillRun | None:
+        now = self._clock.now_ms()
+        status = RunStatus.MISSED if missed else RunStatus.PENDING
+        run_id = await self._claim(name, slot, RunSource.SCHEDULE, status, missed, now)
+        if run_id is None:
+            log.debug("drill.claimed_elsewhere", drill=name, scheduled_for=iso(slot))
+            return None
+        if missed:
+            log.warning("drill.missed", drill=name, scheduled_for=iso(slot),
+                        late_s=(now - slot) // 1000, action="fire_late")
+        run, _refused = await self._submit(run_id, name, drill, slot, missed=missed,
+                                           caller=self._caller)
+        return run
+
+    async def _skip(self, name: str, slot: int, now: int, reason: str) -> DrillRun | None:
+        run_id = await self._claim(name, slot, RunSource.SCHEDULE, RunStatus.SKIPPED, True, now)
+        if run_id is None:
+            return None
+        await self._db.execute("UPDATE drill_runs SET detail = ? WHERE id = ?", (reason, run_id))
+        log.warning("drill.missed", drill=name, scheduled_for=iso(slot),
+                    late_s=(now - slot) // 1000, action="skip")
+        log.warning("drill.skipped", drill=name, scheduled_for=iso(slot), reason=reason)
+        return await self._get(run_id)
+
+    async def _claim(
+        self, name: str, slot: int, source: RunSource, status: RunStatus, missed: bool, now: int
+    ) -> int | None:
+        """Insert the occurrence's row; None when another process (or run) has it."""
+        lease = now + int(self.settings.lease_s * 1000)
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "INSERT INTO drill_runs (drill_name, scheduled_for, source, status, missed,"
+                " claimed_by, claimed_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (drill_name, scheduled_for) DO NOTHING RETURNING id",
+                (name, slot, source.value, status.value, int(missed), self.owner, now, lease),
+            )
+        return int(rows[0]["id"]) if rows else None
+
+    async def _submit(
+        self,
+        run_id: int,
+        name: str,
+        drill: ScheduledDrill,
+        slot: int,
+        *,
+        missed: bool,
+        caller: Caller,
+    ) -> tuple[DrillRun, Rejected | None]:
+        """Send the occurrence through intake and record what came of it."""
+        # Imported here for the same reason as the caller (see _scheduler_caller).
+        from dispatcher.intake import ApprovalRequired, Rejected
+
+        key = idempotency_key(name, slot)
+        refused: Rejected | None = None
+        alert_id: str | None = None
+        try:
+            accepted = await self._intake.submit(drill.request(), caller, idempotency_key=key)
+        except ApprovalRequired as held:
+            refused = held
+            status, detail = RunStatus.HELD, f"waiting for approval {held.record.id}"
+        except Rejected as exc:
+            existing = exc.body.get("id")
+            if exc.status == 409 and isinstance(existing, str):
+                # The key was used: this occurrence's alert exists (the drill's config changed
+                # between a claim and its takeover).
+                alert_id = existing
+                status = RunStatus.FIRED_LATE if missed else RunStatus.FIRED
+                detail = "already sent before an interruption"
+            else:
+                refused = exc
+                status, detail = RunStatus.FAILED, _refusal(exc)
+        else:
+            alert_id = accepted.id
+            status = RunStatus.FIRED_LATE if missed else RunStatus.FIRED
+            detail = "" if accepted.created else "already sent before an interruption"
+        now = self._clock.now_ms()
+        await self._db.execute(
+            "UPDATE drill_runs SET status = ?, alert_id = ?, fired_at = ?, detail = ?"
+            " WHERE id = ?",
+            (status.value, alert_id, now if alert_id else None, detail, run_id),
+        )
+        event = {
+            RunStatus.FIRED: "drill.fired",
+            RunStatus.FIRED_LATE: "drill.fired_late",
+            RunStatus.HELD: "drill.held",
+            RunStatus.FAILED: "drill.failed",
+        }[status]
+        emit = log.error if status is RunStatus.FAILED else log.info
+        emit(event, drill=name, scheduled_for=iso(slot), alert_id=alert_id, actor=caller.name,
+             detail=detail or None)
+        run = await self._get(run_id)
+        return run, refused
+
+    async def _take_over(self, now: int) -> list[DrillRun]:
+        """Claims whose holder died before recording an outcome: finish them, once."""
+        until = now + int(self.settings.lease_s * 1000)
+        # On a store only this process uses, every open claim at start is a dead process's.
+        expired_before = 2**62 if (self._single_node and self._fresh) else now
+        self._fresh = False
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE drill_runs SET claimed_by = ?, lease_until = ?"
+                " WHERE status IN (?, ?) AND lease_until < ?"
+                f" RETURNING {_RUN_COLUMNS}",
+                (self.owner, until, RunStatus.PENDING.value, RunStatus.MISSED.value,
+                 expired_before),
+            )
+        runs: list[DrillRun] = []
+        for taken in (_run(r) for r in rows):
+            log.warning("drill.run_taken_over", drill=taken.drill,
+                        scheduled_for=iso(taken.scheduled_for), source=taken.source.value)
+            runs.append(await self._finish_taken(taken, now))
+        return runs
+
+    async def _finish_taken(self, taken: DrillRun, now: int) -> DrillRun:
+        key = idempotency_key(taken.drill, taken.scheduled_for)
+        existing = await self._db.fetchval(
+            "SELECT id FROM alerts WHERE idempotency_key = ?", (key,)
+        )
+        drill = self.settings.schedule.get(taken.drill)
+        if existing is not None:
+            status = RunStatus.FIRED_LATE if taken.missed else RunStatus.FIRED
+            return await self._settle(taken, status, existing, "sent before an interruption")
+        if taken.source is RunSource.MANUAL:
+            return await self._settle(taken, RunStatus.FAILED, None,
+                                      "interrupted before it was sent; run it again")
+        if drill is None:
+            return await self._settle(taken, RunStatus.FAILED, None,
+                                      "the drill is no longer in the config")
+        lateness = now - taken.scheduled_for
+        missed = taken.missed or lateness > 1000 * self.settings.late_after_s
+        if lateness > self.settings.grace_ms(drill):
+            log.warning("drill.skipped", drill=taken.drill,
+                        scheduled_for=iso(taken.scheduled_for), reason="past the grace period")
+            return await self._settle(
+                taken, RunStatus.SKIPPED, None,
+                f"interrupted, then past the grace period ({lateness // 1000} s late)",
+            )
+        run, _refused = await self._submit(
+            taken.id, taken.drill, drill, taken.scheduled_for, missed=missed, caller=self._caller
+        )
+        return run
+
+    async def _settle(
+        self, run: DrillRun, status: RunStatus, alert_id: str | None, detail: str
+    ) -> DrillRun:
+        await self._db.execute(
+            "UPDATE drill_runs SET status = ?, alert_id = ?, detail = ?,"
+            " fired_at = COALESCE(fired_at, ?) WHERE id = ?",
+            (status.value, alert_id, detail,
+             self._clock.now_ms() if alert_id else None, run.id),
+        )
+        return await self._get(run.id)
+
+    async def _get(self, run_id: int) -> DrillRun:
+        row = await self._db.fetchone(
+            f"SELECT {_RUN_COLUMNS} FROM drill_runs WHERE id = ?", (run_id,)
+        )
+        assert row is not None
+        return _run(row)
+
+    # -- how far the schedule was looked at ----------------------------------------------------
+
+    async def _load_watermarks(self) -> None:
+        rows = await self._db.fetchall("SELECT drill_name, checked_until FROM drill_schedule")
+        stored = {r["drill_name"]: int(r["checked_until"]) for r in rows}
+        now = self._clock.now_ms()
+        for name in self.settings.schedule:
+            if name in stored:
+                self._watermarks[name] = stored[name]
+            else:
+                # A drill new to this store: nothing of it can have been missed yet.
+                self._watermarks[name] = now
+                await self._advance(name, now)
+
+    async def _advance(self, name: str, now: int) -> None:
+        """Everything up to `now` has been looked at (never moves back: clocks differ)."""
+        self._watermarks[name] = max(self._watermarks.get(name, now), now)
+        await self._db.execute(
+            "INSERT INTO drill_schedule (drill_name, checked_until) VALUES (?, ?)"
+            " ON CONFLICT (drill_name) DO UPDATE SET checked_until = excluded.checked_until"
+            " WHERE excluded.checked_until > drill_schedule.checked_until",
+            (name, self._watermarks[name]),
+        )
+
+    def _check_templates(self) -> None:
+        """Say at start, not at the first occurrence, when a drill names a missing template."""
+        if self._templates_dir is None:
+            return
+        from dispatcher.templates import TemplateError, expand
+
+        for name, drill in self.settings.schedule.items():
+            if drill.template is None:
+                continue
+            try:
+                expand(drill.request(), self._templates_dir)
+            except TemplateError as exc:
+                log.error("drill.misconfigured", drill=name, detail=str(exc))
+
+
+def _refusal(exc: Rejected) -> str:
+    """One line saying why intake refused a drill."""
+    parts = [str(exc.body.get("error", "refused"))]
+    for key in ("problems", "violations"):
+        for item in exc.body.get(key) or []:
+            if isinstance(item, dict):
+                where = item.get("field") or item.get("rule") or ""
+                parts.append(f"{where}: {item.get('message', '')}".strip(": "))
+    return "; ".join(parts)[:2000]
+
+
+def describe(settings: DrillSettings, name: str, now_ms: int, count: int = 3) -> dict[str, Any]:
+    """A drill as `GET /v1/drills` and `clarion drill list` show it, without its runs."""
+    try:
+        drill = settings.schedule[name]
+    except KeyError:
+        raise UnknownDrill(name) from None
+    zone = settings.zone(drill)
+    nxt = occurrences_after(name, drill, zone, now_ms, count) if drill.enabled else []
+    return {
+        "name": name,
+        "enabled": drill.enabled,
+        "cron": drill.cron,
+        "timezone": zone.key,
+        "kind": drill.kind.value,
+        "mode": drill.mode.value,
+        "description": drill.description,
+        "announced": drill.announced,
+        "procedures_publicized": drill.procedures_publicized,
+        "audience": drill.audience,
+        "zones": drill.zones,
+        "channels": [c.value for c in drill.channels] if drill.channels else None,
+        "template": drill.template,
+        "grace_s": settings.grace_ms(drill) // 1000,
+        "next": [iso(ms, zone) for ms in nxt],
+        "next_ms": nxt[0] if nxt else None,
+    }

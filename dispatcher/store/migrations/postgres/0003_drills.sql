@@ -1,0 +1,34 @@
+-- Scheduled drills: one row per occurrence (claimed before anything is sent, so an occurrence
+-- fires once across restarts and processes), how far each schedule was looked at, and the
+-- follow-up notes kept with an alert's or a drill's Clery record.
+CREATE TABLE drill_runs (
+    id BIGSERIAL PRIMARY KEY,
+    drill_name TEXT NOT NULL,
+    scheduled_for BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    missed BIGINT NOT NULL DEFAULT 0,
+    claimed_by TEXT NOT NULL,
+    claimed_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    fired_at BIGINT,
+    alert_id TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    UNIQUE (drill_name, scheduled_for)
+);
+CREATE INDEX drill_runs_status ON drill_runs (status, lease_until);
+CREATE INDEX drill_runs_alert ON drill_runs (alert_id);
+
+CREATE TABLE drill_schedule (
+    drill_name TEXT PRIMARY KEY,
+    checked_until BIGINT NOT NULL
+);
+
+CREATE TABLE alert_notes (
+    id BIGSERIAL PRIMARY KEY,
+    alert_id TEXT NOT NULL REFERENCES alerts (id),
+    at BIGINT NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX alert_notes_alert ON alert_notes (alert_id, id);
