@@ -502,7 +502,7 @@ async def _run(opts: Options, rig: Rig, log: Any) -> dict[str, Any]:
 
     log("starting the sandbox and the service")
     sandbox = start_child("sandbox", clarion(
-        "sandbox", "--port", str(ports.sandbox), "--smtp-port", str(ports.smtp),
+        "sandbox", "--arrival-times", "--port", str(ports.sandbox), "--smtp-port", str(ports.smtp),
         "--mqtt-port", str(ports.mqtt), "--devices", str(campus.devices),
         *(["--sms-callback-delay", str(opts.callback_delay_s)]
           if opts.callback_delay_s is not None else []),

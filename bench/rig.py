@@ -168,7 +168,7 @@ class Tuning:
     email_per_message: int = 100
     push_batch: int = 200
     push_concurrency: int = 32
-    enqueue_batch: int = 500
+    enqueue_batch: int = 5000
     log_level: str = "info"
 
 

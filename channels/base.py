@@ -11,6 +11,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 from pydantic import Field
 
+from channels.breaker import BreakerSettings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertContext, Batch, ChannelKind, Outcome, Receipt
 
@@ -26,6 +27,7 @@ class ChannelSettings(SettingsModel):
     concurrency: int = Field(default=4, ge=1, le=256)
     timeout_s: float = Field(default=15.0, gt=0)
     fallback: ChannelKind | None = None
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
 class ReceiptSink(Protocol):
@@ -58,13 +60,14 @@ class Channel(ABC):
         rate = settings.rate_per_second
         self._limiter = AsyncLimiter(rate, 1.0) if rate > 0 else None
 
-    async def start(self, receipts: ReceiptSink, /) -> None:
+    # Optional hooks: a channel overrides the ones it needs.
+    async def start(self, receipts: ReceiptSink, /) -> None:  # noqa: B027
         """Open connections or pools and listen for late receipts; called once at start."""
 
-    async def withdraw(self, alert: AlertContext, /) -> None:
+    async def withdraw(self, alert: AlertContext, /) -> None:  # noqa: B027
         """The alert was cancelled or cleared: take down whatever still shows it."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Release connections; called once at shutdown."""
 
     @final

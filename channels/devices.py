@@ -53,6 +53,9 @@ from dispatcher.domain import (
 
 log = structlog.get_logger("clarion.channel.devices")
 
+# Acks reported together at most, so a burst reaches the store as a few group writes.
+ACK_BURST = 500
+
 # Siren patterns: what a siren sounds for an alert.
 PATTERN_ALERT = "alert"
 PATTERN_ATTACK = "attack"
@@ -721,7 +724,7 @@ class DeviceBus:
         if text.startswith("{"):
             try:
                 data = json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 data = {}
             text = str(data.get("state", "")) if isinstance(data, dict) else ""
             zone = data.get("zone") if isinstance(data, dict) else None
@@ -752,7 +755,7 @@ class DeviceBus:
             state = AckState(data["state"])
             if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 200:
                 raise ValueError("alert_id")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self.counters["malformed_acks"] += 1
             log.warning("device.ack_malformed", device_id=device_id, device_class=kind.value,
                         size=len(payload))
@@ -773,7 +776,7 @@ class DeviceBus:
             data = json.loads(payload)
             alert_id = str(data["identifier"])
             expires_ms = int(data["expires_ms"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return
         if expires_ms <= _now_ms():
             return
@@ -783,17 +786,24 @@ class DeviceBus:
                                    rank, expires_ms, data)
 
     async def _ack_worker(self) -> None:
+        # Acks come in bursts (every device of a zone within a second): each burst is reported
+        # at once, so the store can write it as one group rather than ack by ack.
         while True:
-            ack = await self._acks.get()
-            key = (ack.alert_id, ack.device_id)
-            seen = self._acked.setdefault(key, set())
-            if ack.state in seen:
-                continue
-            seen.add(ack.state)
-            self._pending.pop(key, None)
-            self.counters["acks"] += 1
-            await self._report(ack.device_class, Outcome.DELIVERED, ack.alert_id, ack.device_id,
-                               ack.state.value)
+            burst = [await self._acks.get()]
+            while not self._acks.empty() and len(burst) < ACK_BURST:
+                burst.append(self._acks.get_nowait())
+            reports = []
+            for ack in burst:
+                key = (ack.alert_id, ack.device_id)
+                seen = self._acked.setdefault(key, set())
+                if ack.state in seen:
+                    continue
+                seen.add(ack.state)
+                self._pending.pop(key, None)
+                self.counters["acks"] += 1
+                reports.append(self._report(ack.device_class, Outcome.DELIVERED, ack.alert_id,
+                                            ack.device_id, ack.state.value))
+            await asyncio.gather(*reports)
 
     async def _sweeper(self) -> None:
         while True:
@@ -804,14 +814,16 @@ class DeviceBus:
                 continue
             now = time.monotonic()
             late = [(k, p) for k, p in self._pending.items() if p.deadline <= now]
+            reports = []
             for key, pending in late:
                 del self._pending[key]
                 self.counters["ack_timeouts"] += 1
                 alert_id, device_id = key
                 log.warning("device.ack_missing", alert_id=alert_id, device_id=device_id,
                             device_class=pending.kind.value)
-                await self._report(pending.kind, Outcome.FAILED, alert_id, device_id,
-                                   f"no ack within {pending.timeout_s:g} s")
+                reports.append(self._report(pending.kind, Outcome.FAILED, alert_id, device_id,
+                                            f"no ack within {pending.timeout_s:g} s"))
+            await asyncio.gather(*reports)
             self._forget_expired()
 
     def _forget_expired(self) -> None:

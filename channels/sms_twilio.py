@@ -193,7 +193,7 @@ def parse_status_callback(
     if outcome is None or not sid:
         return None
     raw_id = query.get("d", "")
-    delivery_id = int(raw_id) if raw_id.isdigit() else None
+    delivery_id = int(raw_id) if _is_delivery_id(raw_id) else None
     detail = status
     code = str(params.get("ErrorCode") or "")
     if outcome is Outcome.FAILED and code:
@@ -201,10 +201,15 @@ def parse_status_callback(
     return StatusEvent(outcome, sid, status, delivery_id, query.get("a") or None, detail)
 
 
+def _is_delivery_id(raw: str) -> bool:
+    """A delivery id as Clarion writes it: ASCII digits that fit a signed 64-bit column."""
+    return 0 < len(raw) <= 18 and raw.isascii() and raw.isdigit()
+
+
 def error_detail(code: int | str | None, http_status: int | None = None) -> str:
     """A receipt's words for a Twilio error code: code and meaning, never the API's message."""
     digits = str(code or "")
-    known = TWILIO_ERRORS.get(int(digits)) if digits.isdigit() else None
+    known = TWILIO_ERRORS.get(int(digits)) if digits.isascii() and digits.isdigit() else None
     text = f"twilio {code}" + (f" ({known})" if known else "")
     return f"{text}, HTTP {http_status}" if http_status else text
 
@@ -233,7 +238,7 @@ class _TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
         data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the signature the twilio client calls
         allow_redirects: bool = False,
     ) -> Response:
         """One request; an error response's Retry-After is kept for the calling task."""

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml import ElementTree as defused
 from pydantic import ValidationError
 
 from dispatcher.domain import AlertKind, Mode
@@ -362,11 +364,12 @@ def read_cap(xml: bytes) -> CapAlert:
     """Read a CAP 1.2 (or 1.1) alert; ValueError says what is missing or malformed."""
     if not xml.strip():
         raise ValueError("CAP document is empty")
-    # Entities and DTDs are how XML bombs get in; CAP has no use for either.
-    if b"<!DOCTYPE" in xml.upper() or b"<!ENTITY" in xml.upper():
-        raise ValueError("CAP document must not contain a DTD or entity declarations")
+    # Entities and DTDs are how XML bombs get in; CAP has no use for either. The check runs
+    # in the parser, so no encoding of the document can hide a declaration from it.
     try:
-        root = ET.fromstring(xml)
+        root = defused.fromstring(xml, forbid_dtd=True)
+    except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden):
+        raise ValueError("CAP document must not contain a DTD or entity declarations") from None
     except ET.ParseError as exc:
         raise ValueError(f"CAP document is not well-formed XML: {exc}") from None
     ns = _namespace(root.tag)

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "channels.sandbox.cli",
     "dispatcher.cap",
     "dispatcher.drills",
+    "dispatcher.tokens",
 )
 
 Handler = Callable[[argparse.Namespace], int]

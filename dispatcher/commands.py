@@ -95,7 +95,9 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
     service = await Service.open(settings)
     app = build_app(service)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Open event streams must not hold a SIGTERM past the engine's own drain time.
+    shutdown_s = min(5.0, settings.dispatch.shutdown_grace_s)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -118,12 +120,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = {**os.environ, TOKEN_ENV: token}
     exe = [sys.executable, "-m", "dispatcher.cli"]
     serve_cmd = [*exe, "serve", *(["--config", str(args.config)] if args.config else [])]
-    procs = [subprocess.Popen([*exe, "sandbox"], env=env)]
+    # Both children are this interpreter running Clarion itself.
+    procs = [subprocess.Popen([*exe, "sandbox"], env=env)]  # noqa: S603
     try:
         if not _wait_http("http://127.0.0.1:8026/stats", 30):
             print("clarion: the sandbox did not start (is port 8026 free?)", file=sys.stderr)
             return 1
-        procs.append(subprocess.Popen(serve_cmd, env=env))
+        procs.append(subprocess.Popen(serve_cmd, env=env))  # noqa: S603
         if not _wait_http(f"{DEFAULT_URL}/healthz", 60):
             print("clarion: the service did not start (is port 8025 free?)", file=sys.stderr)
             return 1
@@ -172,7 +175,7 @@ def _wait_http(url: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own http:// URLs
                 return True
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
@@ -218,6 +221,10 @@ async def _send(url: str, token: str, body: dict[str, Any], *, wait: bool) -> in
         except aiohttp.ClientError as exc:
             print(f"clarion: cannot reach {url}: {exc}", file=sys.stderr)
             return 1
+        if reply.get("approval_required"):
+            print(f"held for approval: {reply['status_url']} (a second person must approve it)",
+                  flush=True)
+            return 0
         alert_id = reply["id"]
         print(f"alert {alert_id} accepted", flush=True)
         if not wait:
@@ -269,10 +276,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Walk the audit chain; exit 1 at the first entry that was changed."""
+    from dispatcher.observability import configure_logging
     from dispatcher.store.audit import AuditLog
     from dispatcher.store.database import open_database
 
     settings = _settings(args.config)
+    configure_logging("warning", json_lines=settings.logging.json_lines)
 
     async def verify() -> int:
         db = await open_database(settings.store.url)

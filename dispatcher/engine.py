@@ -26,6 +26,7 @@ import structlog
 from channels.base import Channel
 from channels.breaker import BreakerSettings, CircuitBreaker, Permit
 from channels.errors import PermanentChannelError, TransientChannelError
+from dispatcher.batching import GroupCommit
 from dispatcher.clock import Clock
 from dispatcher.domain import (
     AlertContext,
@@ -42,7 +43,14 @@ from dispatcher.observability import Metrics
 from dispatcher.rendering import languages, render_alert
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
-from dispatcher.store.ledger import Claimed, DeliveryLedger, Fallback, Settled
+from dispatcher.store.ledger import (
+    Claimed,
+    DeliveryLedger,
+    Fallback,
+    LateReceipt,
+    LateResult,
+    Settled,
+)
 from segments.audience import AudienceResolver
 from segments.preferences import ADDRESS_COLUMN, ChannelPolicy
 
@@ -52,6 +60,10 @@ log = structlog.get_logger("clarion.engine")
 RENEW_CHUNK = 1000
 # Tries to write a sent batch's receipts before giving the batch up to its lease.
 SETTLE_ATTEMPTS = 4
+# Late receipts (callbacks, acks) written in one transaction at most.
+LATE_GROUP = 500
+# An alert is checked for completion this long after a batch or receipt asks, once for all.
+FINISH_COALESCE_S = 0.1
 # Longest sleep of an idle or paused loop, so a stop or a closing breaker is noticed soon.
 MAX_PAUSE_S = 1.0
 
@@ -98,6 +110,10 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._stopping = False
+        self._finishing: set[str] = set()
+        self._late: GroupCommit[LateReceipt, LateResult | None] = GroupCommit(
+            self._write_late, max_items=LATE_GROUP
+        )
 
     @property
     def channels(self) -> dict[ChannelKind, Channel]:
@@ -120,6 +136,7 @@ class Engine:
             released = await self._ledger.release_all()
             if released:
                 log.warning("engine.claims_released", deliveries=released)
+        self._late.start()
         for channel in self._channels.values():
             await channel.start(self)
         for kind in sorted(self._channels, key=lambda k: k.urgency):
@@ -161,6 +178,7 @@ class Engine:
             log.warning("engine.claims_handed_back", deliveries=released)
         for channel in self._channels.values():
             await channel.close()
+        await self._late.close()
 
     def dispatch(self, alert_id: str) -> None:
         """Start resolving a stored alert into the outbox (after its 202)."""
@@ -195,6 +213,21 @@ class Engine:
             log.info("alert.done", alert_id=alert_id)
             return True
         return False
+
+    def _finish_soon(self, alert_id: str) -> None:
+        """`_finish` shortly, once for all the batches and receipts that ask meanwhile."""
+        if alert_id in self._finishing:
+            return
+        self._finishing.add(alert_id)
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(FINISH_COALESCE_S)
+            finally:
+                self._finishing.discard(alert_id)
+            await self._finish(alert_id)
+
+        self._spawn(later(), name=f"finish-{alert_id}")
 
     def _drop(self, alert_id: str) -> None:
         """Forget everything kept in memory about an alert."""
@@ -376,7 +409,7 @@ class Engine:
                         deliveries=settled.failed)
         if settled.fallbacks:
             self._fallen_back(kind, alert_id, settled.fallbacks)
-        await self._finish(alert_id)
+        self._finish_soon(alert_id)
         return receipts
 
     async def _settle(
@@ -545,24 +578,32 @@ class Engine:
         detail: str = "",
     ) -> bool:
         """ReceiptSink: record a callback or device ack against its delivery."""
-        found = await self._ledger.record_late(
-            channel, outcome, delivery_id=delivery_id, provider_ref=provider_ref,
-            alert_id=alert_id, recipient=recipient, detail=detail, now_ms=self._clock.now_ms(),
+        found = await self._late.submit(
+            LateReceipt(channel, outcome, delivery_id, provider_ref, alert_id, recipient, detail)
         )
         if found is None:
             self._metrics.rejected_input.labels(f"receipt.{channel.value}").inc()
             return False
         self._metrics.late_receipts.labels(channel.value, outcome.value).inc()
-        if found.changed and found.state is DeliveryState.FAILED:
-            origin = Claimed(found.delivery_id, found.alert_id, found.recipient, "", "", 0)
-            planned = await self._fallbacks(
-                channel, await self._record(found.alert_id), [(origin, detail)]
-            )
-            added = await self._ledger.add_fallbacks(planned, self._clock.now_ms())
-            if added:
-                self._fallen_back(channel, found.alert_id, added)
-        await self._finish(found.alert_id)
         return True
+
+    async def _write_late(self, receipts: Sequence[LateReceipt]) -> list[LateResult | None]:
+        """One group of late receipts: recorded together, then fallbacks for the deliveries
+        they failed, before any caller hears that its receipt is recorded."""
+        results = await self._ledger.record_late_many(receipts, self._clock.now_ms())
+        for receipt, found in zip(receipts, results, strict=True):
+            if found is None or not found.changed:
+                continue
+            if found.state is DeliveryState.FAILED:
+                origin = Claimed(found.delivery_id, found.alert_id, found.recipient, "", "", 0)
+                planned = await self._fallbacks(
+                    receipt.channel, await self._record(found.alert_id), [(origin, receipt.detail)]
+                )
+                added = await self._ledger.add_fallbacks(planned, self._clock.now_ms())
+                if added:
+                    self._fallen_back(receipt.channel, found.alert_id, added)
+            self._finish_soon(found.alert_id)
+        return results
 
     # -- maintenance ----------------------------------------------------------------------------
 
@@ -633,6 +674,5 @@ class Engine:
 
 
 def _breaker_settings(channel: Channel) -> BreakerSettings:
-    """The channel's `breaker` settings when its settings model has them, else the defaults."""
-    found = getattr(channel.settings, "breaker", None)
-    return found if isinstance(found, BreakerSettings) else BreakerSettings()
+    """The channel's `[channels.NAME.breaker]` settings."""
+    return channel.settings.breaker

@@ -95,7 +95,7 @@ class Intake:
         engine: Engine,
         metrics: Metrics,
         clock: Clock,
-        approvals: ApprovalStore | None = None,
+        approvals: ApprovalStore,
     ) -> None:
         self._settings = settings
         self._auth = auth
@@ -151,7 +151,7 @@ class Intake:
 
     async def approve(self, approval_id: str, approver: Caller) -> Accepted:
         """A second person approves a held request: its alert is created and dispatched."""
-        store = self._approval_store()
+        store = self.approvals
         record = await self._approvable(approval_id, approver)
         if record.state is ApprovalState.APPROVED and record.alert_id:
             return Accepted(record.alert_id, False, record.audience_counts)
@@ -189,7 +189,7 @@ class Intake:
 
     async def reject(self, approval_id: str, caller: Caller, reason: str = "") -> ApprovalRecord:
         """Refuse a held request (an approver), or withdraw it (its composer)."""
-        store = self._approval_store()
+        store = self.approvals
         record = await store.get(approval_id)
         if record is None:
             raise Rejected(404, f"no approval request {approval_id}")
@@ -199,7 +199,7 @@ class Intake:
             raise Rejected(403, f"role {caller.role} may not reject approval requests")
         if not await store.reject(record.id, actor=caller, reason=reason,
                                   now_ms=self._clock.now_ms()):
-            state = (await self._approval_store().get(record.id) or record).state_at(
+            state = (await self.approvals.get(record.id) or record).state_at(
                 self._clock.now_ms()
             )
             raise Rejected(409, f"approval request {record.id} is {state.value}, not pending")
@@ -267,11 +267,6 @@ class Intake:
             and int(checked.counts.get("total", 0)) >= settings.min_audience
         )
 
-    def _approval_store(self) -> ApprovalStore:
-        if self.approvals is None:
-            raise Rejected(503, "two-person approval is not available on this service")
-        return self.approvals
-
     async def _hold(
         self,
         request: AlertRequest,
@@ -281,7 +276,7 @@ class Intake:
     ) -> ApprovalRequired:
         now = self._clock.now_ms()
         try:
-            record, created = await self._approval_store().hold(
+            record, created = await self.approvals.hold(
                 request,
                 caller=caller,
                 counts=checked.counts,
@@ -297,7 +292,7 @@ class Intake:
         return ApprovalRequired(record, checked.warnings)
 
     async def _approvable(self, approval_id: str, approver: Caller) -> ApprovalRecord:
-        record = await self._approval_store().get(approval_id)
+        record = await self.approvals.get(approval_id)
         if record is None:
             raise Rejected(404, f"no approval request {approval_id}")
         if approver.role.value not in self._settings.auth.approval.approver_roles:

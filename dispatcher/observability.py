@@ -79,7 +79,8 @@ def configure_logging(level: str = "info", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "mail.log", "asyncio", "aiosqlite"):
+    # Libraries whose debug lines carry recipients' addresses or provider URLs stay at warning.
+    for noisy in ("aiohttp.access", "mail.log", "asyncio", "aiosqlite", "apprise", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -9,6 +9,7 @@ import structlog
 
 from channels.base import Channel
 from channels.registry import build_channels
+from dispatcher.approval import ApprovalStore
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
@@ -70,6 +71,7 @@ class Service:
             engine=self.engine,
             metrics=self.metrics,
             clock=self.clock,
+            approvals=ApprovalStore(db, self.audit),
         )
         self.scheduler = DrillScheduler(
             settings.drills,

@@ -12,9 +12,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
+from dispatcher.scheduler import DrillSettings
 from segments.settings import DirectorySettings
 
-TOKEN_ENV = "CLARION_API_TOKEN"
+TOKEN_ENV = "CLARION_API_TOKEN"  # noqa: S105 - a variable name, not a token
 
 
 class ConfigError(Exception):
@@ -157,7 +158,9 @@ class DispatchSettings(SettingsModel):
 
     expires_s: dict[AlertKind, int] = Field(default_factory=_default_expiry)
     default_channels: dict[AlertKind, list[ChannelKind]] = Field(default_factory=_default_channels)
-    enqueue_batch: int = Field(default=500, ge=1, le=10000)
+    enqueue_batch: int = Field(
+        default=5000, ge=1, le=20000, description="most deliveries written to the outbox at once"
+    )
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     poll_s: float = Field(default=0.5, gt=0, description="how often idle workers look for work")
@@ -183,7 +186,7 @@ class Settings(SettingsModel):
     rendering: RenderingSettings = Field(default_factory=RenderingSettings)
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    drills: dict[str, Any] = Field(default_factory=dict)
+    drills: DrillSettings = Field(default_factory=DrillSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

@@ -35,6 +35,8 @@ __all__ = ["AudienceError", "AudienceResolver", "PlannedDelivery"]
 
 log = structlog.get_logger("clarion.audience")
 
+# People read for the first page of a plan; later pages grow to the caller's chunk.
+FIRST_PAGE = 250
 DEVICE_ROLE = "device"
 # Terms matched against a column of the people table.
 PERSON_COLUMNS = {"role": "role", "building": "building", "campus": "campus",
@@ -397,17 +399,20 @@ class AudienceResolver:
         return _Device(row["id"], row["class"], row["zone"], row["building"], frozenset(zones))
 
     async def _people(self, query: _Query, page: int) -> AsyncIterator[list[Row]]:
-        after = ""
+        # Small pages first, so the first messages leave at once; then whole chunks, so a
+        # large campus is enqueued in a few transactions.
+        after, size = "", min(page, FIRST_PAGE)
         while True:
             rows = await self._db.fetchall(
                 "SELECT id, email, phone, push, role, language, channels, opt_out,"
                 f" quiet_hours FROM people p WHERE p.id > ? AND {query.where}"
                 " ORDER BY p.id LIMIT ?",
-                (after, *query.params, page),
+                (after, *query.params, size),
             )
             if not rows:
                 return
             after = rows[-1]["id"]
+            size = min(page, size * 4)
             yield rows
 
 

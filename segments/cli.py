@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -157,9 +157,9 @@ def _progress(path: Path) -> Iterator[ProgressFn | None]:
         transient=True,
     ) as bar:
         task = bar.add_task(f"importing {path.name}", total=size)
-        update: Callable[[int, int], None] = lambda done, total: bar.update(
-            task, completed=done, total=total
-        )
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
         yield update
 
 

@@ -301,6 +301,8 @@ class TestUpstream:
             (b"<feed xmlns='http://www.w3.org/2005/Atom'/>", "not a CAP alert"),
             (b'<!DOCTYPE a [<!ENTITY x "y">]><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"/>',
              "DTD"),
+            ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY x "y">]>'
+             '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"/>'.encode("utf-16"), "DTD"),
             (NWS.replace(b"<sender>w-nws.webmaster@noaa.gov</sender>", b""), "sender"),
             (NWS.replace(b"2026-05-02T15:04:00-05:00", b"2026-05-02T20:04:00"), "offset"),
             (NWS.replace(b"<event>Tornado Warning</event>", b""), "event"),

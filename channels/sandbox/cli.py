@@ -25,6 +25,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8026, help="HTTP port (GET /stats)")
     parser.add_argument("--smtp-port", type=int, default=8027)
+    parser.add_argument("--arrival-times", action="store_true",
+                        help="GET /stats also gives each kind's first_at and last_at")
     for name in PLUGINS:
         import_module(name).add_arguments(parser)
     parser.set_defaults(func=run)
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> None:
     """Start the sandbox and its plugins, print the endpoints, wait for a signal."""
-    sandbox = Sandbox(host=args.host, port=args.port, smtp_port=args.smtp_port)
+    sandbox = Sandbox(host=args.host, port=args.port, smtp_port=args.smtp_port,
+                      arrival_times=args.arrival_times)
     for name in PLUGINS:
         await import_module(name).attach(sandbox, args)
     await sandbox.start()

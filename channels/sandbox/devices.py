@@ -420,6 +420,7 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> DeviceFleet | No
         load_devices(path), host=host, port=port, prefix=args.mqtt_prefix, stats=sandbox.stats,
         silent_share=args.silent_share, offline_share=args.offline_share,
     )
+    sandbox.stats.declare(*(d.spec.device_class for d in fleet.devices.values()))
     await fleet.start()
     sandbox.on_close(fleet.stop)
     sandbox.endpoints["mqtt"] = f"{host}:{port}"

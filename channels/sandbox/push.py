@@ -89,5 +89,6 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> PushSink:
         seed=args.push_seed,
     )
     sink.attach(sandbox.app)
+    sandbox.stats.declare("push")
     sandbox.endpoints["push"] = PUSH_PATH
     return sink

@@ -18,12 +18,18 @@ Closer = Callable[[], Awaitable[None]]
 
 @dataclass
 class Sandbox:
-    """Stand-ins for the providers, sharing one `Stats`; plugins add routes and listeners."""
+    """Stand-ins for the providers, sharing one `Stats`; plugins add routes and listeners.
+
+    With `arrival_times`, `GET /stats` also gives each kind `first_at` and `last_at` (wall
+    clock, epoch seconds; null before anything arrived) next to `received` and `unique`,
+    and lists the kinds the stand-ins declared even before anything arrives.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8026
     smtp_port: int = 8027
     stats: Stats = field(default_factory=Stats)
+    arrival_times: bool = False
     app: web.Application = field(default_factory=web.Application)
     endpoints: dict[str, str] = field(default_factory=dict)
     _closers: list[Closer] = field(default_factory=list)
@@ -31,6 +37,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         self.smtp = SmtpServer(SmtpSink(self.stats), self.host, self.smtp_port)
+        self.stats.declare("email")
         self.app.router.add_get("/stats", self._stats)
         self.app.router.add_get("/", self._index)
         self.app.router.add_post("/stats/reset", self._reset)
@@ -67,6 +74,8 @@ class Sandbox:
             self._runner = None
 
     async def _stats(self, request: web.Request) -> web.Response:
+        if self.arrival_times:
+            return web.json_response(self.stats.timed_snapshot())
         return web.json_response(self.stats.snapshot())
 
     async def _reset(self, request: web.Request) -> web.Response:

@@ -28,7 +28,7 @@ from channels.sms_twilio import sms_segments
 log = structlog.get_logger("clarion.sandbox.twilio")
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
-DEFAULT_AUTH_TOKEN = "sandbox-token"
+DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105 - the local stand-in's, as in the config
 API_VERSION = "2010-04-01"
 MESSAGES_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -347,6 +347,7 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> TwilioSandbox:
         stats=sandbox.stats,
     )
     twilio.attach(sandbox.app)
+    sandbox.stats.declare("sms")
     sandbox.on_close(twilio.close)
     sandbox.endpoints["twilio"] = MESSAGES_PATH.format(account_sid=twilio.account_sid)
     return twilio

@@ -10,7 +10,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.devices import DeviceChannel
-from dispatcher.api.common import caller_of, error, read_json, service_of
+from dispatcher.api.common import caller_of, error, read_body, read_json, service_of
+from dispatcher.auth import scope_permits
 from dispatcher.cap import parse_cap
 from dispatcher.domain import AlertState, ChannelKind, DeliveryState, recipient_hash
 from dispatcher.intake import Rejected
@@ -66,15 +67,7 @@ async def create_alert(request: web.Request) -> web.Response:
 
 async def read_cap(request: web.Request) -> dict[str, Any]:
     """A CAP 1.2 document (an upstream county or NWS alert) as an alert request."""
-    limit = service_of(request).settings.service.max_body_bytes
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit,
-            actual_size=len(raw),
-            text=json.dumps({"error": f"body over {limit} bytes"}),
-            content_type="application/json",
-        )
+    raw = await read_body(request)
     try:
         return parse_cap(raw)
     except ValueError as exc:
@@ -246,6 +239,9 @@ async def cancel_alert(request: web.Request) -> web.Response:
     record = await _alert_or_404(service, request.match_info["id"])
     if not caller.can_send or (record.mode.value == "live" and not caller.can_send_live):
         return error(403, f"role {caller.role} may not cancel this alert")
+    segments = service.settings.directory.segments
+    if not scope_permits(record.request.audience, caller.scopes, segments):
+        return error(403, f"this token may only cancel alerts for: {', '.join(caller.scopes)}")
     reason = ""
     if request.can_read_body:
         body = await read_json(request)

@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 from dispatcher.api.common import CALLER, SERVICE, error, read_body
-from dispatcher.approval import ApprovalStore
 from dispatcher.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -163,8 +162,6 @@ def build_app(service: Service) -> web.Application:
         client_max_size=service.settings.service.max_body_bytes,
     )
     app[SERVICE] = service
-    if service.intake.approvals is None:
-        service.intake.approvals = ApprovalStore(service.db, service.audit)
     for name in ROUTE_MODULES:
         app.add_routes(import_module(name).routes)
 

@@ -104,7 +104,8 @@ def _bundled_places() -> tuple[str, ...]:
 def _directory_places(path: Path, mtime: float) -> frozenset[str]:
     del mtime  # part of the cache key: a changed file is read again
     found: set[str] = set()
-    with path.open(encoding="utf-8", newline="") as handle:
+    # Bad bytes in one row are the importer's to reject; here they only must not stop a start.
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
         # A buildings file names its buildings; people and devices files give building ids.

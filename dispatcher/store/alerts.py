@@ -136,6 +136,8 @@ class AlertStore:
         fingerprint = request.fingerprint()
         async with self._db.transaction() as tx:
             if idempotency_key is not None:
+                # Two nodes taking the same retried webhook: the second waits, then finds it.
+                await tx.lock(f"idempotency:{idempotency_key}")
                 row = await tx.fetchone(
                     "SELECT id, request_sha256 FROM alerts WHERE idempotency_key = ?",
                     (idempotency_key,),

@@ -51,6 +51,8 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
     ) -> str:
         """Add one entry; must run inside a write transaction so the chain stays linear."""
+        # Several processes on one PostgreSQL append too: one at a time, or the chain forks.
+        await tx.lock("audit")
         prev = await tx.fetchval("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1") or GENESIS
         text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
         digest = entry_hash(prev, at, actor, action, alert_id, text)

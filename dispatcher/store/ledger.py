@@ -70,6 +70,20 @@ class Fallback:
 
 
 @dataclass(frozen=True, slots=True)
+class LateReceipt:
+    """A receipt that came after the send (a provider callback, a device ack), naming its
+    delivery by id, by the provider's reference, or by alert and recipient."""
+
+    channel: ChannelKind
+    outcome: Outcome
+    delivery_id: int | None = None
+    provider_ref: str | None = None
+    alert_id: str | None = None
+    recipient: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LateResult:
     """What a late receipt found and did."""
 
@@ -300,46 +314,53 @@ class DeliveryLedger:
         now_ms: int,
     ) -> LateResult | None:
         """Like `late_receipt`, saying which delivery it was and whether its state moved."""
-        params: tuple[Any, ...]
-        if delivery_id is not None:
-            where, params = "id = ? AND channel = ?", (delivery_id, channel.value)
-        elif provider_ref:
-            where, params = "provider_ref = ? AND channel = ?", (provider_ref, channel.value)
-        elif alert_id and recipient:
-            where, params = "alert_id = ? AND channel = ? AND recipient = ?", (
-                alert_id, channel.value, recipient,
-            )
-        else:
-            return None
+        receipt = LateReceipt(channel, outcome, delivery_id, provider_ref, alert_id, recipient,
+                              detail)
+        (found,) = await self.record_late_many([receipt], now_ms)
+        return found
+
+    async def record_late_many(
+        self, receipts: Sequence[LateReceipt], now_ms: int
+    ) -> list[LateResult | None]:
+        """Record many late receipts in one transaction (a group commit), in order.
+
+        Returns, for each receipt, what it found and did (None: no such delivery). A state
+        only ever advances (see `_RANK`), also against a concurrent writer on another node.
+        """
         async with self._db.transaction() as tx:
-            row = await tx.fetchone(
-                f"SELECT id, alert_id, recipient, state FROM deliveries WHERE {where}", params
-            )
-            if row is None:
-                return None
-            current = DeliveryState(row["state"])
-            target = {
-                Outcome.ACCEPTED: DeliveryState.ACCEPTED,
-                Outcome.DELIVERED: DeliveryState.DELIVERED,
-                Outcome.FAILED: DeliveryState.FAILED,
-                Outcome.RETRY: current,
-            }[outcome]
-            changed = _advances(current, target)
-            if changed:
-                await tx.execute(
+            rows = await _find_late(tx, receipts)
+            states: dict[int, DeliveryState] = {}
+            changes: dict[int, tuple[Any, ...]] = {}
+            log_rows: list[tuple[Any, ...]] = []
+            results: list[LateResult | None] = []
+            for receipt, row in zip(receipts, rows, strict=True):
+                if row is None:
+                    results.append(None)
+                    continue
+                did = int(row["id"])
+                current = states.get(did) or DeliveryState(row["state"])
+                target = _LATE_STATE.get(receipt.outcome, current)
+                changed = _advances(current, target)
+                if changed:
+                    states[did] = target
+                    ref = receipt.provider_ref or (changes[did][1] if did in changes else None)
+                    changes[did] = (target.value, ref, receipt.detail or None, now_ms, did,
+                                    _RANK[target])
+                log_rows.append((did, row["alert_id"], receipt.channel.value,
+                                 receipt.outcome.value, receipt.detail,
+                                 receipt.provider_ref or "", now_ms))
+                results.append(LateResult(row["alert_id"], did, row["recipient"],
+                                          target if changed else current, changed))
+            if changes:
+                # In id order, so two nodes writing the same rows lock them alike.
+                await tx.executemany(
                     "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
                     " detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                    " WHERE id = ?",
-                    (target.value, provider_ref, detail or None, now_ms, row["id"]),
+                    f" WHERE id = ? AND {_RANK_SQL} < ?",
+                    [changes[did] for did in sorted(changes)],
                 )
-            await _insert_receipts(
-                tx,
-                [(row["id"], row["alert_id"], channel.value, outcome.value, detail,
-                  provider_ref or "", now_ms)],
-            )
-        return LateResult(
-            row["alert_id"], row["id"], row["recipient"], target if changed else current, changed
-        )
+            await _insert_receipts(tx, log_rows)
+        return results
 
     async def add_fallbacks(self, fallbacks: Sequence[Fallback], now_ms: int) -> int:
         """Queue fallback deliveries for origins that failed; returns how many were new."""
@@ -499,6 +520,71 @@ _RANK = {
     DeliveryState.DELIVERED: 3,
     DeliveryState.SUPPRESSED: 4,
 }
+
+
+# The same ranks in SQL, so an UPDATE never moves a row another writer has advanced.
+_RANK_SQL = "(CASE state {} ELSE {} END)".format(
+    " ".join(f"WHEN '{state.value}' THEN {rank}" for state, rank in _RANK.items()),
+    max(_RANK.values()),
+)
+_LATE_STATE = {
+    Outcome.ACCEPTED: DeliveryState.ACCEPTED,
+    Outcome.DELIVERED: DeliveryState.DELIVERED,
+    Outcome.FAILED: DeliveryState.FAILED,
+}
+# Values per IN (...) list: well under both drivers' limits on parameters.
+_IN_CHUNK = 500
+
+
+async def _find_late(tx: Session, receipts: Sequence[LateReceipt]) -> list[Row | None]:
+    """Each receipt's delivery row (id, alert_id, recipient, state), None when there is none:
+    one query per kind of key and per chunk, not one per receipt."""
+    columns = "SELECT id, alert_id, channel, recipient, state, provider_ref FROM deliveries"
+    by_id: dict[int, Row] = {}
+    by_ref: dict[tuple[str, str], Row] = {}
+    by_recipient: dict[tuple[str, str, str], Row] = {}
+    ids = sorted({r.delivery_id for r in receipts if r.delivery_id is not None})
+    refs = sorted({r.provider_ref for r in receipts
+                   if r.delivery_id is None and r.provider_ref})
+    people: dict[str, set[str]] = {}
+    for r in receipts:
+        if r.delivery_id is None and not r.provider_ref and r.alert_id and r.recipient:
+            people.setdefault(r.alert_id, set()).add(r.recipient)
+    for part in _chunks(ids):
+        for row in await tx.fetchall(f"{columns} WHERE id IN ({_marks(part)})", part):
+            by_id[int(row["id"])] = row
+    for part in _chunks(refs):
+        for row in await tx.fetchall(f"{columns} WHERE provider_ref IN ({_marks(part)})", part):
+            by_ref.setdefault((row["provider_ref"], row["channel"]), row)
+    for alert_id, recipients in people.items():
+        for part in _chunks(sorted(recipients)):
+            for row in await tx.fetchall(
+                f"{columns} WHERE alert_id = ? AND recipient IN ({_marks(part)})",
+                [alert_id, *part],
+            ):
+                by_recipient[(row["alert_id"], row["channel"], row["recipient"])] = row
+    found: list[Row | None] = []
+    for r in receipts:
+        channel = r.channel.value
+        if r.delivery_id is not None:
+            hit = by_id.get(r.delivery_id)
+            found.append(hit if hit is not None and hit["channel"] == channel else None)
+        elif r.provider_ref:
+            found.append(by_ref.get((r.provider_ref, channel)))
+        elif r.alert_id and r.recipient:
+            found.append(by_recipient.get((r.alert_id, channel, r.recipient)))
+        else:
+            found.append(None)
+    return found
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield list(values[start : start + _IN_CHUNK])
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
 
 
 def _advances(current: DeliveryState, target: DeliveryState) -> bool:

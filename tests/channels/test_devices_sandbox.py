@@ -44,7 +44,7 @@ def sandbox_args(**overrides: object) -> argparse.Namespace:
 async def eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
     """Wait until check() holds."""
     async with asyncio.timeout(timeout_s):
-        while not check():  # noqa: ASYNC110 - the state lives in other tasks' objects
+        while not check():
             await asyncio.sleep(0.02)
 
 

@@ -104,6 +104,10 @@ class TestTwoNodes:
             email = sandbox.stats.snapshot()["email"]
             assert email == {"received": total, "unique": total}
 
+            # Every node appended to one audit chain, and it is still one unbroken chain.
+            chain = await first.audit.verify()
+            assert chain.ok and chain.entries >= 9, chain
+
             # The records' SQL on this dialect too: the report, then a purge of all of it.
             records = CleryRecords(first.db, first.alerts, first.ledger, first.audit,
                                    first.scheduler.settings)

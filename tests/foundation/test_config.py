@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.auth import Authenticator, token_sha256
+from dispatcher.lint import lint_one
 from dispatcher.settings import ConfigError, config_dir, load_settings
 
 
@@ -25,6 +26,15 @@ class TestLoading:
         assert settings.service.port == 8025
         assert settings.channels["email.smtp"]["port"] == 8027
         assert (config_dir() / settings.directory.people).is_file()
+
+    def test_example_drills_pass_the_policy(self) -> None:
+        """Each example drill in the embedded config would be sent as written once enabled."""
+        settings = load_settings()
+        assert settings.drills.schedule, "the embedded config shows example drills"
+        for name, drill in settings.drills.schedule.items():
+            body = drill.request().model_dump(mode="json", exclude_none=True)
+            verdict = lint_one(body, settings)
+            assert verdict["ok"], (name, verdict["violations"])
 
     def test_unknown_key_is_named(self, tmp_path: Path) -> None:
         """A misspelt key is an error that names it."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from channels.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from dispatcher.domain import Outcome, Receipt
+from channels.registry import build_channels, validate_channel_settings
+from dispatcher.domain import ChannelKind, Outcome, Receipt
 
 
 class FakeClock:
@@ -147,3 +150,15 @@ class TestRetryAfter:
         b, _ = breaker()
         b.record([Receipt(1, Outcome.RETRY, retry_after_s=30), Receipt(2, Outcome.ACCEPTED)])
         assert b.permit(50).limit == 50
+
+
+class TestConfig:
+    """Each channel's breaker is tuned in its own `[channels.NAME.breaker]` table."""
+
+    def test_channel_table_sets_its_breaker(self) -> None:
+        """The table reaches the channel; a bad value is a config error naming it."""
+        channels = build_channels({"push.apprise": {"breaker": {"failures": 2, "cooldown_s": 1}}})
+        push = channels[ChannelKind.PUSH].settings.breaker
+        assert (push.failures, push.cooldown_s, push.probe_size) == (2, 1.0, 5)
+        with pytest.raises(ValueError, match="failures"):
+            validate_channel_settings("push.apprise", {"breaker": {"failures": 0}})

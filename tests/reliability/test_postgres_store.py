@@ -12,9 +12,12 @@ import pytest
 import pytest_asyncio
 
 from dispatcher.domain import ChannelKind, DeliveryState, Outcome, Receipt
+from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
+from dispatcher.store.alerts import AlertStore
+from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, migrations, open_database
-from dispatcher.store.ledger import DeliveryLedger, Fallback, RetryPolicy
+from dispatcher.store.ledger import DeliveryLedger, Fallback, LateReceipt, RetryPolicy
 from segments.audience import PlannedDelivery
 from tests.conftest import SettingsFactory
 from tests.foundation import test_restart as restart
@@ -258,6 +261,48 @@ class TestOutboxOnBothStores:
         assert second.state is DeliveryState.DELIVERED
 
 
+    async def test_late_receipts_in_one_group(self, store: tuple[str, list[Database]]) -> None:
+        """A group of late receipts, keyed every way, in order: each finds its delivery, a
+        second receipt for the same delivery builds on the first, unknown ones find nothing,
+        and a state never moves back, not even against a write from another node."""
+        _, (one, two) = store
+        await _alert(one)
+        a, b = DeliveryLedger(one, RetryPolicy(1, 10)), DeliveryLedger(two, RetryPolicy(1, 10))
+        await a.enqueue("a1", _planned(4, ChannelKind.SMS), 0)
+        held = await a.claim(ChannelKind.SMS, owner="A", limit=4, now_ms=1, lease_ms=9)
+        await a.settle(ChannelKind.SMS, held,
+                       [Receipt(c.id, Outcome.ACCEPTED, provider_ref=f"SM{c.id}") for c in held],
+                       now_ms=2, deadlines={"a1": 10_000_000})
+        d0, d1, d2, d3 = (c.id for c in held)
+        # Another node has already recorded d3 as delivered.
+        await b.record_late(ChannelKind.SMS, Outcome.DELIVERED, delivery_id=d3, now_ms=3)
+        sms = ChannelKind.SMS
+        group = [
+            LateReceipt(sms, Outcome.ACCEPTED, delivery_id=d0, detail="sent"),
+            LateReceipt(sms, Outcome.DELIVERED, provider_ref=f"SM{d0}", detail="delivered"),
+            LateReceipt(sms, Outcome.FAILED, alert_id="a1", recipient="p1", detail="30003"),
+            LateReceipt(sms, Outcome.DELIVERED, delivery_id=d1, detail="too late"),
+            LateReceipt(sms, Outcome.FAILED, delivery_id=d3, detail="after delivered"),
+            LateReceipt(sms, Outcome.DELIVERED, delivery_id=d2 + 10_000),
+            LateReceipt(ChannelKind.EMAIL, Outcome.DELIVERED, delivery_id=d2),
+            LateReceipt(sms, Outcome.DELIVERED, provider_ref="SMnothing"),
+        ]
+        found = await a.record_late_many(group, now_ms=4)
+        moved = [(f.delivery_id, f.state.value, f.changed) if f else None for f in found]
+        assert moved == [
+            (d0, "accepted", False), (d0, "delivered", True), (d1, "failed", True),
+            (d1, "delivered", True), (d3, "delivered", False), None, None, None,
+        ]
+        states = {r["id"]: r["state"] for r in await one.fetchall(
+            "SELECT id, state FROM deliveries ORDER BY id")}
+        assert states == {d0: "delivered", d1: "delivered", d2: "accepted", d3: "delivered"}
+        logged = await one.fetchval(
+            "SELECT COUNT(*) FROM receipts WHERE at = 4 AND delivery_id IN (?, ?, ?)",
+            (d0, d1, d3),
+        )
+        assert logged == 5
+
+
 class TestMigrationsOnPostgres:
     """Several nodes starting at once on an empty database migrate it once."""
 
@@ -270,3 +315,38 @@ class TestMigrationsOnPostgres:
             for db in dbs:
                 await db.close()
         assert sorted(r["version"] for r in rows) == [m[0] for m in migrations("postgres")]
+
+
+class TestSharedRecordsOnBothStores:
+    """Writes that several nodes make at once stay consistent on either store."""
+
+    async def test_audit_chain_stays_linear(self, store: tuple[str, list[Database]]) -> None:
+        """Two nodes appending at once leave one chain that verifies, not two forks."""
+        _, (one, two) = store
+        logs = [AuditLog(one), AuditLog(two)]
+        await asyncio.gather(
+            *(logs[i % 2].record(at=i, actor=f"node{i % 2}", action="test.append")
+              for i in range(80))
+        )
+        check = await logs[0].verify()
+        assert check.ok and check.entries == 80, check
+
+    async def test_same_idempotency_key_on_two_nodes(
+        self, store: tuple[str, list[Database]]
+    ) -> None:
+        """A retried webhook landing on two nodes at once makes one alert, not two."""
+        _, (one, two) = store
+        request = AlertRequest.model_validate({
+            "kind": "emergency", "channels": ["email"],
+            "text": "Gas leak at Carver Hall. Evacuate the building now.",
+        })
+        stores = [AlertStore(db, AuditLog(db)) for db in (one, two)]
+        results = await asyncio.gather(
+            *(stores[i % 2].create(
+                request, {}, actor="t", now_ms=i + 1, expires_ms=3_600_000,
+                channels=[ChannelKind.EMAIL], idempotency_key="retry-1", audience_counts={},
+                clery={}, audit_detail={},
+            ) for i in range(6))
+        )
+        assert len({alert_id for alert_id, _ in results}) == 1
+        assert sum(created for _, created in results) == 1

@@ -179,10 +179,8 @@ class TestForgedCallbacks:
             {"d": "999999", "a": "A-1"},
             {"d": "x"},
             {},
-            pytest.param({"d": "²"}, marks=pytest.mark.xfail(
-                strict=True, reason="parse_status_callback: int() of a non-ASCII digit")),
-            pytest.param({"d": "9" * 40}, marks=pytest.mark.xfail(
-                strict=True, reason="parse_status_callback: delivery id past 64 bits")),
+            {"d": "²"},
+            {"d": "9" * 40},
         ],
     )
     async def test_signed_but_unknown(self, with_sms: Running, query: dict[str, str]) -> None:
@@ -305,7 +303,6 @@ class TestMalformedAcks:
         assert "garbage" not in logs.getvalue()
         await still_serving(with_sirens)
 
-    @pytest.mark.xfail(strict=True, reason="DeviceBus._on_ack lets RecursionError through")
     async def test_deeply_nested_ack_is_counted(
         self, with_sirens: Running, broker: Mosquitto
     ) -> None:
@@ -353,8 +350,6 @@ class TestMalformedDirectoryRows:
         """The good people are imported, the bad ones are not, and the start logs how many."""
         await self._starts_and_sends(make_settings, tmp_path, logs, b"")
 
-    @pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                       reason="policy.lexicon reads the people file as strict UTF-8 at start")
     async def test_service_starts_with_a_non_utf8_row(
         self, make_settings: Any, tmp_path: Path, logs: io.StringIO
     ) -> None:

@@ -31,8 +31,7 @@ from tests.test_every_channel import EVERY, settled
 @pytest.fixture(
     params=[
         "info",
-        pytest.param("debug", marks=pytest.mark.xfail(
-            strict=True, reason="apprise and urllib3 debug logs carry push target URLs")),
+        "debug",
     ]
 )
 def logs(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:

@@ -199,6 +199,17 @@ class TestScopes:
         assert resp.status in (403, 422)
         assert await alert_count(secure) == 0
 
+    async def test_scoped_token_cancels_only_its_own_audience(self, secure: Running) -> None:
+        """A department token may withdraw an alert to its segment, not a campus-wide one."""
+        campus = (await (await post(secure, "alice", FIRE)).json())["id"]
+        refused = await secure.client.post(f"/v1/alerts/{campus}/cancel", headers=bearer("north"))
+        assert refused.status == 403 and NORTH_SCOPE in (await refused.json())["error"]
+        record = await secure.service.alerts.get(campus)
+        assert record is not None and record.state.value != "cancelled"
+        own = (await (await post(secure, "north", {**FIRE, "audience": NORTH_SCOPE})).json())["id"]
+        allowed = await secure.client.post(f"/v1/alerts/{own}/cancel", headers=bearer("north"))
+        assert allowed.status == 200, await allowed.text()
+
     async def test_zones_narrow_a_scoped_audience(self, secure: Running) -> None:
         """Zones only ever narrow: a scoped token may add them."""
         resp = await post(secure, "north", {**FIRE, "audience": NORTH_SCOPE, "zones": ["a"]})

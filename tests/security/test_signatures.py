@@ -176,8 +176,6 @@ class TestSignedCap:
         )
         assert resp.status == 202, await resp.text()
 
-    @pytest.mark.xfail(strict=True, reason="alerts.read_cap reads request.content, which the "
-                       "signature check has consumed; it must use common.read_body")
     async def test_signed_cap(self, secure: Running) -> None:
         """A signed CAP document is relayed."""
         document = await self._cap_document(secure)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import io
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -51,3 +53,12 @@ class TestTokenCommand:
         args = parse(["token", "hash"])
         assert tokens.cmd_hash(args, io.StringIO("abc\n"), out) == 0
         assert out.getvalue().strip() == token_sha256("abc")
+
+    def test_installed_command(self) -> None:
+        """`clarion token hash` is a subcommand of the installed `clarion`."""
+        done = subprocess.run(
+            [sys.executable, "-m", "dispatcher.cli", "token", "hash"],
+            input="abc\n", capture_output=True, text=True, check=False, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == token_sha256("abc")
