@@ -177,7 +177,7 @@ class TestReceipts:
     ) -> None:
         """A few hundred targets in one batch: each received exactly once."""
         recipients = [f"P{i:05d}" for i in range(300)]
-        channel = make_channel(concurrency=32)
+        channel = make_channel()
         await channel.start(None)  # type: ignore[arg-type]  # push has no late receipts
         receipts = await channel.send(Batch(alert(), targets(sink[1], *recipients)))
         assert all(r.outcome is Outcome.ACCEPTED for r in receipts)
@@ -188,7 +188,7 @@ class TestReceipts:
     ) -> None:
         """Targets a busy pool cannot start within timeout_s come back as RETRY, unsent."""
         sink[0].delay_s = 0.3
-        channel = make_channel(concurrency=1, timeout_s=0.5)
+        channel = make_channel(http_connections=1, timeout_s=0.5)
         receipts = await channel.send(Batch(alert(), targets(sink[1], "P1", "P2", "P3", "P4")))
         assert receipts[0].outcome is Outcome.ACCEPTED
         assert receipts[-1].outcome is Outcome.RETRY and "not started" in receipts[-1].detail
@@ -199,15 +199,15 @@ class TestReceipts:
     ) -> None:
         """Cancelling the send leaves the targets not yet started unsent."""
         recipients = [f"P{i:05d}" for i in range(200)]
-        channel = make_channel(concurrency=1)
+        channel = make_channel(http_connections=1)
         task = asyncio.create_task(channel.send(Batch(alert(), targets(sink[1], *recipients))))
         async with asyncio.timeout(10):
-            while sink[0].requests == 0:  # noqa: ASYNC110 - the sink runs in its own handler
+            while sink[0].requests == 0:
                 await asyncio.sleep(0.005)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await channel.close()  # waits for the one in flight
+        await channel.close()
         assert sink[0].requests < 200
 
 
