@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from dispatcher.settings import TOKEN_ENV, ConfigError, Settings, load_settings
@@ -82,7 +83,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.service.host
     port = args.port if args.port is not None else settings.service.port
     try:
-        asyncio.run(_serve(settings, host, port))
+        if settings.service.uvloop:
+            # The same asyncio API on libuv: less CPU per request and per socket event.
+            uvloop.run(_serve(settings, host, port))
+        else:
+            asyncio.run(_serve(settings, host, port))
     except OSError as exc:
         print(f"clarion: cannot serve on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from dispatcher.domain import ChannelKind, Mode
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
 from dispatcher.policy import campus_places, evaluate
+from dispatcher.policy.verdict import Verdict
 from dispatcher.rendering import Rendered, render_alert
 from dispatcher.request import AlertRequest
 from dispatcher.settings import ConfigError, Settings
@@ -239,6 +241,24 @@ class Intake:
             raise Rejected(422, "invalid request", problems=[
                 {"field": "references", "message": f"no alert {request.references}"}])
         channels = self.channels_for(request)
+        # The store counts the audience on its reader thread while the policy runs here.
+        counting = asyncio.ensure_future(self._audience.count(
+            request.audience, request.zones, request.kind, channels,
+            exclude_zones=request.exclude_zones,
+        ))
+        try:
+            rendered, verdict = self._police(request, caller, channels)
+        except BaseException:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)
+            raise
+        counts = await counting
+        return _Checked(request, channels, rendered, verdict.to_json()["violations"], counts)
+
+    def _police(
+        self, request: AlertRequest, caller: Caller, channels: list[ChannelKind]
+    ) -> tuple[Rendered, Verdict]:
+        """Render the alert for its channels and check it against the message policy."""
         rendered = render_alert(
             request, channels, self._settings.rendering, limits=self._settings.policy
         )
@@ -253,11 +273,7 @@ class Intake:
             self._metrics.rejected.labels("policy").inc()
             raise Rejected(422, "the message breaks the alert policy",
                            violations=[v for v in verdict.to_json()["violations"]])
-        counts = await self._audience.count(
-            request.audience, request.zones, request.kind, channels,
-            exclude_zones=request.exclude_zones,
-        )
-        return _Checked(request, channels, rendered, verdict.to_json()["violations"], counts)
+        return rendered, verdict
 
     def _needs_approval(self, checked: _Checked) -> bool:
         settings = self._settings.auth.approval

@@ -34,6 +34,9 @@ class ServiceSettings(SettingsModel):
     max_body_bytes: int = Field(default=65536, ge=1024)
     sender: str = Field(default="alerts@example.edu", description="CAP sender and email origin")
     institution: str = "Example University"
+    uvloop: bool = Field(
+        default=True, description="run on uvloop (libuv) rather than asyncio's own event loop"
+    )
 
     def base_url(self) -> str:
         """The public URL, derived from host and port when not configured."""

@@ -7,6 +7,7 @@ folder it owns, with its unix socket beside the data.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -56,7 +57,15 @@ class PostgresCluster:
         copy = f' TEMPLATE "{template}"' if template else ""
         admin = await asyncpg.connect(f"{self.url}/postgres")
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"{copy}')
+            for attempt in range(50):
+                try:
+                    await admin.execute(f'CREATE DATABASE "{name}"{copy}')
+                    break
+                except asyncpg.ObjectInUseError:
+                    # The template's last connection is still closing on the server side.
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.1)
         finally:
             await admin.close()
         return f"{self.url}/{name}"

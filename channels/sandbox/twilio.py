@@ -92,6 +92,7 @@ class TwilioSandbox:
     _fates: dict[str, deque[Fate]] = field(default_factory=lambda: defaultdict(deque))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
+    _closed: bool = False
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -116,6 +117,7 @@ class TwilioSandbox:
 
     async def close(self) -> None:
         """Release hung requests, cancel pending callbacks, close the client session."""
+        self._closed = True
         self._hang.set()
         for task in list(self._tasks):
             task.cancel()
@@ -298,6 +300,10 @@ class TwilioSandbox:
             return 0
 
     def _spawn(self, coro: Any) -> None:
+        if self._closed:
+            # A message accepted while closing: its callbacks are not sent, as on a crash.
+            coro.close()
+            return
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
