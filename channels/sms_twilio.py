@@ -326,7 +326,9 @@ class TwilioSms(Channel):
 
     async def start(self, receipts: ReceiptSink, /) -> None:
         """Open the HTTP session (status arrives by callback, not through `receipts`)."""
-        self._twilio()
+        # The library loads its Messages resource on first use (~0.1 s): here, not on the
+        # first alert's clock.
+        _ = self._twilio().messages
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -86,7 +86,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     import argparse
 
     from channels.sandbox import cli as sandbox_cli
-    from tests.support import free_port
+    from channels.sandbox.broker import free_port
 
     parser = argparse.ArgumentParser()
     sandbox_cli.register(parser.add_subparsers())

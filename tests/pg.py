@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.support import free_port
+from channels.sandbox.broker import free_port
 
 
 def server_binary(name: str) -> str | None:

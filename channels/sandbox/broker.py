@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import pwd
+import random
 import secrets
 import shutil
 import signal
@@ -45,11 +46,35 @@ def find_mosquitto() -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on right now, for a server started a moment later.
+
+    Taken below the kernel's ephemeral range (where outgoing connections get their local
+    ports), so no client connection can take it between this choice and the bind.
+    """
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(QUIET_PORTS[0], min(QUIET_PORTS[1], low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port between {QUIET_PORTS[0]} and {low}")
+
+
+# Ports for servers started by the sandbox, the tests and the bench: clear of the usual
+# services (PostgreSQL, Redis, MQTT, Clarion's 8025-8028) and of the ephemeral range.
+QUIET_PORTS = (20000, 32768)
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return max(QUIET_PORTS[0] + 1000, int(text.split()[0]))
+    except (OSError, ValueError, IndexError):
+        return QUIET_PORTS[1]
 
 
 def password_line(username: str, password: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,6 +15,7 @@ from structlog.testing import capture_logs
 
 from channels.push_apprise import ALERT_HEADER, ApprisePush, AppriseSettings, target_url
 from channels.sandbox import push as push_plugin
+from channels.sandbox.broker import free_port
 from channels.sandbox.push import PushSink
 from channels.sandbox.server import Sandbox
 from channels.sandbox.stats import Stats
@@ -82,13 +82,6 @@ def targets(host: str, *recipients: str) -> tuple[Delivery, ...]:
         Delivery(id=200 + i, recipient=r, address=f"json://{host}/push/{r}")
         for i, r in enumerate(recipients)
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class TestReceipts:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ from aiohttp import web
 from apprise import Apprise, AppriseAsset
 
 from channels.push_apprise import ALERT_HEADER, ApprisePush, AppriseSettings, target_url
+from channels.sandbox.broker import free_port
 from dispatcher.domain import AlertContext, AlertKind, Batch, Delivery, Message, Mode, Outcome
 
 # Apprise's e-mail plugin imports `imghdr`, deprecated since Python 3.11, when plugins load.
@@ -108,13 +108,6 @@ def alert(text: str = TEXT, alert_id: str = "A-1") -> AlertContext:
 async def send(channel: ApprisePush, *addresses: str, text: str = TEXT) -> list[Outcome]:
     deliveries = tuple(Delivery(i + 1, f"P{i}", a) for i, a in enumerate(addresses))
     return [r.outcome for r in await channel.send(Batch(alert(text), deliveries))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class TestSameRequestAsApprise:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from channels.errors import PermanentChannelError, TransientChannelError
 from channels.sandbox import twilio as twilio_plugin
+from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from channels.sandbox.stats import Stats
 from channels.sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioSandbox
@@ -190,13 +190,6 @@ def batch(*numbers: str, context: AlertContext | None = None) -> Batch:
         Delivery(id=100 + i, recipient=f"P{i:05d}", address=n) for i, n in enumerate(numbers)
     )
     return Batch(context or alert(), deliveries)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def sign(token: str, url: str, params: dict[str, str]) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from channels.sandbox.smtp import SmtpServer, SmtpSink
 from tests.conftest import SettingsFactory
-from tests.support import free_port, start_service
+from tests.support import start_service
 
 ALERT = {
     "kind": "emergency",

@@ -20,8 +20,9 @@ from typing import Any
 
 import aiohttp
 
+from channels.sandbox.broker import free_port
 from dispatcher.settings import TOKEN_ENV, config_dir
-from tests.support import AUTH, TOKEN, free_port
+from tests.support import AUTH, TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 # Batches in flight per channel (batch_size x concurrency) bound the duplicates of a crash.

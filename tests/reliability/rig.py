@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from channels.breaker import BreakerSettings, CircuitBreaker
 from channels.sandbox import push as push_plugin
 from channels.sandbox import twilio as twilio_plugin
+from channels.sandbox.broker import free_port
 from channels.sandbox.push import PushSink
 from channels.sandbox.server import Sandbox
 from channels.sandbox.smtp import SmtpServer, SmtpSink
@@ -24,7 +25,7 @@ from dispatcher.api.app import build_app
 from dispatcher.domain import ChannelKind
 from dispatcher.service import Service
 from dispatcher.settings import Settings, config_dir, load_settings
-from tests.support import TOKEN, Running, free_port
+from tests.support import TOKEN, Running
 
 MESSAGING_SERVICE = "MG" + "0" * 32
 

@@ -24,12 +24,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks as sc
 
+from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.api.app import build_app
 from dispatcher.service import Service
 from dispatcher.settings import Settings, config_dir, load_settings
 from tests.security.conftest import TOKENS, token_entries
-from tests.support import TOKEN, free_port
+from tests.support import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEFAULT_REQUESTS = 300

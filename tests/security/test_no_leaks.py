@@ -20,11 +20,12 @@ import pytest
 import pytest_asyncio
 
 from channels.sandbox import cli as sandbox_cli
+from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.observability import configure_logging
 from dispatcher.settings import Settings, config_dir, load_settings
 from tests.conftest import ALL_CHANNELS, Stack
-from tests.support import AUTH, TOKEN, free_port, start_service
+from tests.support import AUTH, TOKEN, start_service
 from tests.test_every_channel import EVERY, settled
 
 
