@@ -9,7 +9,7 @@ import re
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -487,12 +487,20 @@ def _parse_polygon(text: str, where: str) -> tuple[tuple[float, float], ...]:
     return points
 
 
-def parse_cap(xml: bytes, *, now: datetime | None = None) -> dict[str, Any]:
+def parse_cap(
+    xml: bytes,
+    *,
+    now: datetime | None = None,
+    zones_of: Callable[[Sequence[tuple[float, float]]], Sequence[str] | None] | None = None,
+) -> dict[str, Any]:
     """An upstream CAP alert (county, NWS) as a campus alert request dict, still to be validated.
 
     The kind comes from Clarion's own `clarion-kind` parameter when present, else from
     severity and urgency; the text from headline and instruction; the mode from status.
     Cancels, acks, errors, system messages and drafts are refused: they are not alerts.
+    An area names its campus zone by geocode; an area with polygons only selects the zones
+    its polygons overlap (`zones_of`: None for a polygon around the whole campus), and one
+    that overlaps no zone is refused rather than widened to the whole campus.
     """
     alert = read_cap(xml)
     now = now or datetime.now(UTC)
@@ -527,7 +535,23 @@ def parse_cap(xml: bytes, *, now: datetime | None = None) -> dict[str, Any]:
         if left <= 0:
             raise ValueError(f"CAP alert expired at {cap_time(main.expires)}")
         request["expires_in"] = max(60, min(left, 7 * 86400))
-    zones = list(dict.fromkeys(a.zone_id for a in main.areas if a.zone_id))
+    zones: list[str] | None = list(dict.fromkeys(a.zone_id for a in main.areas if a.zone_id))
+    for area in main.areas:
+        if area.zone_id or not area.polygons or zones_of is None or zones is None:
+            continue
+        found: list[str] = []
+        for polygon in area.polygons:
+            inside = zones_of(polygon)
+            if inside is None:  # the whole campus: nothing narrows the audience
+                zones = None
+                break
+            found.extend(inside)
+        else:
+            if not found:
+                raise ValueError(
+                    f"CAP area {area.description!r}: its polygon overlaps no campus zone"
+                )
+            zones.extend(z for z in found if z not in zones)
     if zones:
         request["zones"] = zones[:100]
     if alert.references:

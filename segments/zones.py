@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from shapely import Point, Polygon
+from shapely import Point, Polygon, unary_union
 from shapely.prepared import PreparedGeometry, prep
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -180,6 +180,43 @@ def load_buildings(path: Path) -> dict[str, Building]:
             lon,
         )
     return buildings
+
+
+def zones_overlapping(
+    zones: Mapping[str, Zone], polygon: Iterable[LatLon]
+) -> tuple[str, ...] | None:
+    """The zones that select the people and devices inside a (lat, lon) polygon (a CAP area),
+    sorted; None when the polygon covers every zone (it narrows nothing: the whole campus);
+    () when it overlaps no zone or is not a polygon.
+
+    Every zone the polygon overlaps, except one whose overlap the smaller overlapped zones
+    already cover: a polygon inside a building zone selects that zone, not the whole campus
+    zone around it, while one across the campus keeps what no smaller zone covers. Zones it
+    only touches are not selected.
+    """
+    ring = [(lon, lat) for lat, lon in polygon]
+    if len(set(ring)) < 3:
+        return ()
+    area = Polygon(ring).buffer(0)  # a self-crossing ring becomes its valid equivalent
+    parts = {}
+    for zone in zones.values():
+        overlap = _shape(zone).context.intersection(area)
+        if overlap.area > _COVERED:
+            parts[zone.id] = (zone.area, overlap)
+    if zones and len(parts) == len(zones) and all(
+        abs(size - overlap.area) <= _COVERED for size, overlap in parts.values()
+    ):
+        return None
+    chosen = []
+    for zone_id, (size, overlap) in parts.items():
+        smaller = [o for other, (s, o) in parts.items() if other != zone_id and s < size]
+        if not smaller or overlap.difference(unary_union(smaller)).area > _COVERED:
+            chosen.append(zone_id)
+    return tuple(sorted(chosen))
+
+
+# Squared degrees left over below which an overlap counts as covered (about 1 m^2).
+_COVERED = 1e-10
 
 
 @dataclass(frozen=True, slots=True)

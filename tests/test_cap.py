@@ -26,7 +26,10 @@ from dispatcher.cap import (
 )
 from dispatcher.domain import AlertKind, Mode
 from dispatcher.request import AlertRequest
-from dispatcher.settings import Settings, load_settings
+from dispatcher.settings import Settings, config_dir, load_settings
+from segments.zones import load_zones, zones_overlapping
+from tests.foundation.test_webhook import people
+from tests.support import AUTH, Running
 
 HERE = Path(__file__).resolve().parent
 # The OASIS schema ships with the tests; the shared copy beside the checkout is the reference.
@@ -285,6 +288,31 @@ class TestUpstream:
         assert got["translations"]["es"]["text"] == "Aviso de tornado. Refugiese ahora."
         AlertRequest.model_validate(got)
 
+    @pytest.mark.parametrize(
+        ("polygon", "zones"),
+        [
+            (b"39.9992,-75.0045 39.9992,-75.0035 39.9996,-75.0035 39.9992,-75.0045", ["b-labs"]),
+            (b"39.98,-75.02 39.98,-74.98 40.02,-74.98 40.02,-75.02 39.98,-75.02", None),
+        ],
+    )
+    def test_polygon_selects_the_zones_inside_it(
+        self, polygon: bytes, zones: list[str] | None
+    ) -> None:
+        """An area given only as a polygon selects the campus zones it covers; one around the
+        whole campus leaves the audience whole."""
+        campus = load_zones(config_dir() / "zones.geojson")
+        xml = NWS.replace(b"35.1,-97.5 35.2,-97.5 35.2,-97.3 35.1,-97.5", polygon)
+        got = parse_cap(xml, now=datetime(2026, 5, 2, 20, 5, tzinfo=UTC),
+                        zones_of=lambda p: zones_overlapping(campus, p))
+        assert got.get("zones") == zones
+
+    def test_polygon_off_campus_is_refused(self) -> None:
+        """A warning for somewhere else is refused, never widened to the whole campus."""
+        campus = load_zones(config_dir() / "zones.geojson")
+        with pytest.raises(ValueError, match="overlaps no campus zone"):
+            parse_cap(NWS, now=datetime(2026, 5, 2, 20, 5, tzinfo=UTC),
+                      zones_of=lambda p: zones_overlapping(campus, p))
+
     def test_minor_alert_is_an_advisory_and_exercise_a_drill(self) -> None:
         """Severity and urgency below the emergency line make an advisory; Exercise a drill."""
         xml = NWS.replace(b"<severity>Extreme</severity>", b"<severity>Minor</severity>") \
@@ -456,3 +484,39 @@ class TestZoneAreas:
         assert [(a.description, a.zone_id, len(a.polygons)) for a in areas] == [
             ("North", "north", 1), ("ghost", "ghost", 0)
         ]
+
+
+class TestRelayedPolygon:
+    """Through the API: a relayed CAP polygon narrows the audience like the zones field."""
+
+    @staticmethod
+    def relayed(polygon: bytes) -> bytes:
+        soon = datetime.now(UTC).replace(microsecond=0)
+        return (
+            NWS.replace(b"35.1,-97.5 35.2,-97.5 35.2,-97.3 35.1,-97.5", polygon)
+            .replace(b"2026-05-02T15:04:00-05:00", soon.isoformat().encode())
+            .replace(b"2026-05-02T15:45:00-05:00", (soon + timedelta(hours=1)).isoformat().encode())
+            .replace(b"<msgType>Update</msgType>", b"<msgType>Alert</msgType>")
+            .replace(b"<references>", b"<!--").replace(b"</references>", b"-->")
+        )
+
+    async def test_polygon_in_zone_a_reaches_zone_a(self, running: Running) -> None:
+        """The same people as `zones: ["a"]`; a polygon off campus is a 422."""
+        polygon = b"40.0041,-75.0059 40.0041,-74.9961 40.0069,-75.001 40.0041,-75.0059"
+        headers = {**AUTH, "Content-Type": "application/cap+xml"}
+        resp = await running.client.post("/v1/alerts", data=self.relayed(polygon),
+                                         headers=headers)
+        assert resp.status == 202, await resp.text()
+        relayed = (await resp.json())["audience"]
+        direct = await running.post_alert({
+            "kind": "emergency", "channels": ["email"], "zones": ["a"],
+            "text": "Tornado warning. Take cover now in an interior room.",
+        })
+        assert direct.status == 202, await direct.text()
+        expected = (await direct.json())["audience"]
+        assert 0 < relayed["total"] == expected["total"] < await people(running)
+        far = await running.client.post(
+            "/v1/alerts", data=self.relayed(b"35.1,-97.5 35.2,-97.5 35.2,-97.3 35.1,-97.5"),
+            headers=headers,
+        )
+        assert far.status == 422 and "no campus zone" in await far.text()

@@ -19,6 +19,7 @@ from dispatcher.observability import redact_text
 from dispatcher.request import parse_request, problems
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
+from segments.zones import zones_overlapping
 
 routes = web.RouteTableDef()
 
@@ -69,7 +70,8 @@ async def read_cap(request: web.Request) -> dict[str, Any]:
     """A CAP 1.2 document (an upstream county or NWS alert) as an alert request."""
     raw = await read_body(request)
     try:
-        return parse_cap(raw)
+        zones = service_of(request).audience.zones
+        return parse_cap(raw, zones_of=lambda polygon: zones_overlapping(zones, polygon))
     except ValueError as exc:
         service_of(request).metrics.rejected_input.labels("cap").inc()
         raise web.HTTPUnprocessableEntity(

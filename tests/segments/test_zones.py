@@ -10,7 +10,14 @@ import pytest
 from dispatcher.domain import AlertKind, ChannelKind
 from segments.audience import AudienceError
 from segments.synthetic import BUILDING_ZONES, BUILDINGS, FIXED_DEVICES
-from segments.zones import CampusDataError, load_buildings, load_zones, zones_for_point
+from segments.zones import (
+    CampusDataError,
+    Zone,
+    load_buildings,
+    load_zones,
+    zones_for_point,
+    zones_overlapping,
+)
 from tests.segments.helpers import Campus, person
 
 # One student in each building of the synthetic campus, id "S-<building>".
@@ -204,3 +211,40 @@ class TestDevicesByZone:
     async def test_person_terms_select_no_device(self, zoned: Campus) -> None:
         planned = await zoned.plan("role:student", channels=list(ChannelKind))
         assert not [p for p in planned if p.channel.is_device]
+
+
+class TestPolygonAreas:
+    """A CAP polygon selects the zones holding what is inside it, the most specific ones."""
+
+    @pytest.fixture
+    def zones(self) -> dict[str, Zone]:
+        """The example campus zones."""
+        return load_zones(Path(__file__).resolve().parents[2] / "config" / "zones.geojson")
+
+    @pytest.mark.parametrize(
+        ("polygon", "expected"),
+        [
+            # Inside the labs, inside zone b, inside the campus: the labs only.
+            ([(39.9992, -75.0045), (39.9992, -75.0035), (39.9996, -75.0035),
+              (39.9996, -75.0045)], ("b-labs",)),
+            # Inside zone a only.
+            ([(40.0045, -75.0045), (40.0045, -75.0035), (40.0055, -75.0035)], ("a",)),
+            # Across the middle: the zones it crosses, and the campus zone for the strip
+            # between them that no smaller zone covers.
+            ([(39.997, -75.02), (39.997, -74.98), (40.0, -74.98), (40.0, -75.02)],
+             ("b", "b-labs", "c", "campus", "d", "d-med")),
+            # Around the whole campus: nothing to narrow.
+            ([(39.98, -75.02), (39.98, -74.98), (40.02, -74.98), (40.02, -75.02)], None),
+            # Touching zone a's southern edge from outside the campus: nothing.
+            ([(40.02, -75.005), (40.02, -74.997), (40.03, -74.997)], ()),
+            # A county far away, and rings that are no polygon.
+            ([(35.1, -97.5), (35.2, -97.5), (35.2, -97.3)], ()),
+            ([(40.0, -75.0), (40.0, -75.0), (40.0, -75.0)], ()),
+        ],
+    )
+    def test_zones_selected(
+        self, zones: dict[str, Zone], polygon: list[tuple[float, float]],
+        expected: tuple[str, ...] | None,
+    ) -> None:
+        """Each polygon selects the expected zones."""
+        assert zones_overlapping(zones, polygon) == expected
