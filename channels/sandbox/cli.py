@@ -45,15 +45,17 @@ async def serve(args: argparse.Namespace) -> None:
     """Start the sandbox and its plugins, print the endpoints, wait for a signal."""
     sandbox = Sandbox(host=args.host, port=args.port, smtp_port=args.smtp_port,
                       arrival_times=args.arrival_times)
-    for name in PLUGINS:
-        await import_module(name).attach(sandbox, args)
-    await sandbox.start()
-    print(json.dumps({"sandbox": sandbox.endpoints}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        # A plugin may have started a child (the devices' mosquitto) before a later step
+        # fails, a port in use say: stopping undoes whatever was started.
+        for name in PLUGINS:
+            await import_module(name).attach(sandbox, args)
+        await sandbox.start()
+        print(json.dumps({"sandbox": sandbox.endpoints}), flush=True)
         await stop.wait()
     finally:
         await sandbox.stop()

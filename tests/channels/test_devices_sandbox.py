@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,3 +155,25 @@ class TestPlugin:
         assert plugin.parse_broker_url("broker.local:8883") == ("broker.local", 8883)
         assert plugin.parse_broker_url("broker.local") == ("broker.local", 1883)
 
+
+
+class TestFailedStart:
+    """`clarion sandbox` that cannot start leaves nothing running behind it."""
+
+    def test_port_in_use_stops_the_broker_it_started(self) -> None:
+        """The HTTP port is taken after the devices' mosquitto started: the sandbox exits
+        with the error, and its broker is gone with it."""
+        mqtt_port = free_port()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            http_port = taken.getsockname()[1]
+            done = subprocess.run(  # noqa: S603 - this interpreter running the sandbox
+                [sys.executable, "-m", "dispatcher.cli", "sandbox", "--port", str(http_port),
+                 "--smtp-port", str(free_port()), "--mqtt-port", str(mqtt_port)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+        assert done.returncode != 0
+        assert "address already in use" in done.stderr
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", mqtt_port)) != 0, "mosquitto outlived it"
