@@ -282,25 +282,6 @@ class DeliveryLedger:
             added = await _insert_fallbacks(tx, fallbacks, now_ms)
         return Settled(failed_ids=tuple(failed_ids), fallbacks=added, **counts)
 
-    async def late_receipt(
-        self,
-        channel: ChannelKind,
-        outcome: Outcome,
-        *,
-        delivery_id: int | None = None,
-        provider_ref: str | None = None,
-        alert_id: str | None = None,
-        recipient: str | None = None,
-        detail: str = "",
-        now_ms: int,
-    ) -> str | None:
-        """Record a receipt that came after the send; returns the alert id, or None if unknown."""
-        found = await self.record_late(
-            channel, outcome, delivery_id=delivery_id, provider_ref=provider_ref,
-            alert_id=alert_id, recipient=recipient, detail=detail, now_ms=now_ms,
-        )
-        return None if found is None else found.alert_id
-
     async def record_late(
         self,
         channel: ChannelKind,
@@ -313,7 +294,8 @@ class DeliveryLedger:
         detail: str = "",
         now_ms: int,
     ) -> LateResult | None:
-        """Like `late_receipt`, saying which delivery it was and whether its state moved."""
+        """Record a receipt that came after the send (a callback, a device ack): which delivery
+        it was and whether its state moved; None when no delivery matches."""
         receipt = LateReceipt(channel, outcome, delivery_id, provider_ref, alert_id, recipient,
                               detail)
         (found,) = await self.record_late_many([receipt], now_ms)

@@ -100,7 +100,7 @@ class TestLedger:
             "a1", [PlannedDelivery(ChannelKind.SMS, "p1", "+12025550100", "en", "student")], 0
         )
         [claimed] = await ledger.claim(ChannelKind.SMS, owner="A", limit=1, now_ms=1, lease_ms=1000)
-        await ledger.late_receipt(
+        await ledger.record_late(
             ChannelKind.SMS, Outcome.DELIVERED, delivery_id=claimed.id, provider_ref="SM1", now_ms=2
         )
         await ledger.settle(

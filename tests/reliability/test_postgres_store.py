@@ -250,7 +250,7 @@ class TestOutboxOnBothStores:
         await a.settle(ChannelKind.SMS, held,
                        [Receipt(c.id, Outcome.ACCEPTED, provider_ref=f"SM{c.id}") for c in held],
                        now_ms=2, deadlines={"a1": 10_000_000})
-        await b.late_receipt(ChannelKind.SMS, Outcome.DELIVERED, provider_ref=f"SM{held[1].id}",
+        await b.record_late(ChannelKind.SMS, Outcome.DELIVERED, provider_ref=f"SM{held[1].id}",
                              now_ms=3)
         first = await b.record_late(ChannelKind.SMS, Outcome.FAILED,
                                     provider_ref=f"SM{held[0].id}", now_ms=4)
