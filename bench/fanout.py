@@ -941,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sms-concurrency", type=int, default=defaults.sms_concurrency,
                         help="sms.twilio batches in flight (each as many requests)")
     parser.add_argument("--push-concurrency", type=int, default=defaults.push_concurrency,
-                        help="push.apprise worker threads")
+                        help="push.apprise batches in flight")
     parser.add_argument("--callback-delay", type=float, default=None,
                         help="seconds the sandbox waits before each SMS status callback")
     parser.add_argument("--json-out", type=Path, help="also write every result here")
