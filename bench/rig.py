@@ -288,15 +288,16 @@ def cpu_seconds(pid: int) -> float:
 
 def memory_kb(pid: int) -> tuple[int, int]:
     """(current RSS, peak RSS) in kB from /proc/PID/status; zeros once the process is gone."""
-    rss = hwm = 0
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1])
-    except OSError:
-        pass
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # the process has exited: it holds no memory
+        return 0, 0
+    rss = hwm = 0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
     return rss, hwm
 
 

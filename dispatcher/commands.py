@@ -214,17 +214,28 @@ def cmd_send(args: argparse.Namespace) -> int:
     return asyncio.run(_send(args.url, _token(args), body, wait=not args.no_wait))
 
 
+async def _accepted(
+    http: aiohttp.ClientSession, url: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """POST to the service; the 202's reply, or None once the refusal or the network error is
+    printed on stderr."""
+    try:
+        async with http.post(f"{url}{path}", json=body) as resp:
+            reply: dict[str, Any] = await resp.json(content_type=None)
+            if resp.status != 202:
+                print(json.dumps(reply, indent=2), file=sys.stderr)
+                return None
+            return reply
+    except aiohttp.ClientError as exc:
+        print(f"clarion: cannot reach {url}: {exc}", file=sys.stderr)
+        return None
+
+
 async def _send(url: str, token: str, body: dict[str, Any], *, wait: bool) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        try:
-            async with http.post(f"{url}/v1/alerts", json=body) as resp:
-                reply = await resp.json(content_type=None)
-                if resp.status != 202:
-                    print(json.dumps(reply, indent=2), file=sys.stderr)
-                    return 1
-        except aiohttp.ClientError as exc:
-            print(f"clarion: cannot reach {url}: {exc}", file=sys.stderr)
+        reply = await _accepted(http, url, "/v1/alerts", body)
+        if reply is None:
             return 1
         if reply.get("approval_required"):
             print(f"held for approval: {reply['status_url']} (a second person must approve it)",

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from dispatcher.clock import Clock
-from dispatcher.commands import _client_args, _follow, _settings, _token
+from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
 from dispatcher.records import CleryRecords, CleryReport
 from dispatcher.settings import Settings
 from dispatcher.store.database import open_database
@@ -67,14 +67,8 @@ def cmd_drill_run(args: argparse.Namespace) -> int:
 
 async def _drill_run(url: str, token: str, name: str, *, wait: bool) -> int:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        try:
-            async with http.post(f"{url}/v1/drills/{name}/run") as resp:
-                reply = await resp.json(content_type=None)
-                if resp.status != 202:
-                    print(json.dumps(reply, indent=2), file=sys.stderr)
-                    return 1
-        except aiohttp.ClientError as exc:
-            print(f"clarion: cannot reach {url}: {exc}", file=sys.stderr)
+        reply = await _accepted(http, url, f"/v1/drills/{name}/run")
+        if reply is None:
             return 1
         alert_id = reply["id"]
         print(f"drill {name}: alert {alert_id} accepted", flush=True)

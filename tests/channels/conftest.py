@@ -6,10 +6,12 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from channels.push_apprise import ApprisePush, AppriseSettings
 from channels.sandbox.broker import BrokerUnavailable, Mosquitto
 from dispatcher.domain import ChannelKind, Outcome
 
@@ -82,3 +84,18 @@ class RecordingSink:
 def receipts() -> RecordingSink:
     """A fresh receipt recorder."""
     return RecordingSink()
+
+
+@pytest.fixture
+async def make_channel() -> AsyncIterator[Callable[..., ApprisePush]]:
+    """Push channels made with settings overrides, closed after the test."""
+    made: list[ApprisePush] = []
+
+    def make(**overrides: Any) -> ApprisePush:
+        channel = ApprisePush(AppriseSettings.model_validate({"timeout_s": 5, **overrides}))
+        made.append(channel)
+        return channel
+
+    yield make
+    for channel in made:
+        await channel.close()

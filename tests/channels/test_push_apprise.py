@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from channels.push_apprise import ALERT_HEADER, ApprisePush, AppriseSettings, target_url
+from channels.push_apprise import ALERT_HEADER, ApprisePush, target_url
 from channels.sandbox import push as push_plugin
 from channels.sandbox.broker import free_port
 from channels.sandbox.push import PushSink
@@ -48,20 +48,6 @@ async def sink() -> AsyncIterator[tuple[PushSink, str]]:
     await site.start()
     yield found, f"127.0.0.1:{runner.addresses[0][1]}"
     await runner.cleanup()
-
-
-@pytest.fixture
-async def make_channel() -> AsyncIterator[Callable[..., ApprisePush]]:
-    made: list[ApprisePush] = []
-
-    def make(**overrides: Any) -> ApprisePush:
-        channel = ApprisePush(AppriseSettings.model_validate({"timeout_s": 5, **overrides}))
-        made.append(channel)
-        return channel
-
-    yield make
-    for channel in made:
-        await channel.close()
 
 
 def alert(*, mode: Mode = Mode.LIVE, text: str = TEXT, alert_id: str = "A-1") -> AlertContext:

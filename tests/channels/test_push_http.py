@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from apprise import Apprise, AppriseAsset
 
-from channels.push_apprise import ALERT_HEADER, ApprisePush, AppriseSettings, target_url
+from channels.push_apprise import ALERT_HEADER, ApprisePush, target_url
 from channels.sandbox.broker import free_port
 from dispatcher.domain import AlertContext, AlertKind, Batch, Delivery, Message, Mode, Outcome
 
@@ -76,20 +76,6 @@ async def server() -> AsyncIterator[tuple[Recorder, str]]:
     await site.start()
     yield recorder, f"127.0.0.1:{runner.addresses[0][1]}"
     await runner.cleanup()
-
-
-@pytest.fixture
-async def make_channel() -> AsyncIterator[Callable[..., ApprisePush]]:
-    made: list[ApprisePush] = []
-
-    def make(**overrides: Any) -> ApprisePush:
-        channel = ApprisePush(AppriseSettings.model_validate({"timeout_s": 5, **overrides}))
-        made.append(channel)
-        return channel
-
-    yield make
-    for channel in made:
-        await channel.close()
 
 
 def alert(text: str = TEXT, alert_id: str = "A-1") -> AlertContext:

@@ -8,6 +8,7 @@ graceful stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import signal
@@ -106,12 +107,10 @@ async def wait_http(url: str, timeout: float, process: Process | None = None) ->
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while True:
-            try:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):  # not listening yet
                 async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status < 500:
                         return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
             if process is not None and process.proc is not None and process.proc.poll() is not None:
                 raise RuntimeError(f"{process.name} exited:\n{process.tail()}")
             if time.monotonic() > deadline:

@@ -4,7 +4,10 @@ token, and a service that knows them all."""
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Callable
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from dispatcher.auth import token_sha256
+from dispatcher.observability import configure_logging
 from dispatcher.settings import Settings, config_dir
 from tests.support import TOKEN, Running, start_service
 
@@ -92,3 +96,22 @@ FIRE = {
     "text": "Fire at Carver Hall. Evacuate now by the nearest exit and do not use elevators.",
     "channels": ["email"],
 }
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Every log line written during the test, as JSON lines."""
+    stream = io.StringIO()
+    configure_logging("debug")
+    handler = logging.getLogger().handlers[0]
+    handler.stream = stream  # type: ignore[attr-defined]
+    yield stream
+    logging.getLogger().handlers.clear()
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:
+    """The log entries of one event."""
+    entries = (json.loads(line) for line in stream.getvalue().splitlines()
+               if line.startswith("{"))
+    return [entry for entry in entries if entry.get("event") == name]

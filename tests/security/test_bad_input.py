@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -24,35 +23,15 @@ from channels.devices import DeviceChannel
 from channels.sandbox.broker import BrokerUnavailable, Mosquitto
 from dispatcher.api.app import build_app
 from dispatcher.domain import ChannelKind
-from dispatcher.observability import configure_logging
 from dispatcher.service import Service
 from dispatcher.store.database import open_database
-from tests.security.conftest import FIRE, SecureSettings, bearer
+from tests.security.conftest import FIRE, SecureSettings, bearer, events
 from tests.support import AUTH, Running, start_service
 
 TWILIO_TOKEN = "sandbox-token"
 CAP = "application/cap+xml"
 
 
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Every log line written during the test, as JSON lines."""
-    stream = io.StringIO()
-    configure_logging("debug")
-    handler = logging.getLogger().handlers[0]
-    handler.stream = stream  # type: ignore[attr-defined]
-    yield stream
-    logging.getLogger().handlers.clear()
-    logging.getLogger().setLevel(logging.WARNING)
-
-
-def events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:
-    """The log entries of one event."""
-    out = []
-    for line in stream.getvalue().splitlines():
-        if line.startswith("{") and json.loads(line).get("event") == name:
-            out.append(json.loads(line))
-    return out
 
 
 async def counter(run: Running, source: str) -> float:

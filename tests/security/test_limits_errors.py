@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
 
 from dispatcher.auth import RateLimiter, retry_after
-from dispatcher.observability import configure_logging
-from tests.security.conftest import FIRE, SecureSettings, bearer
+from tests.security.conftest import FIRE, SecureSettings, bearer, events
 from tests.support import AUTH, Running, start_service
 
 
@@ -25,26 +22,6 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Every log line written during the test, as JSON lines."""
-    stream = io.StringIO()
-    configure_logging("debug")
-    handler = logging.getLogger().handlers[0]
-    handler.stream = stream  # type: ignore[attr-defined]
-    yield stream
-    logging.getLogger().handlers.clear()
-    logging.getLogger().setLevel(logging.WARNING)
-
-
-def events(stream: io.StringIO, name: str) -> list[dict[str, object]]:
-    found = []
-    for line in stream.getvalue().splitlines():
-        if line.startswith("{"):
-            entry = json.loads(line)
-            if entry.get("event") == name:
-                found.append(entry)
-    return found
 
 
 class TestRateLimiter:
