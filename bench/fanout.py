@@ -52,7 +52,6 @@ from bench.rig import (
     Campus,
     Child,
     Ports,
-    PostgresServer,
     Tuning,
     clarion,
     cpu_seconds,
@@ -65,6 +64,7 @@ from bench.rig import (
     write_bench_campus,
     write_config,
 )
+from channels.sandbox.postgres import ThrowawayPostgres
 
 ALERT_TEXT = "Gas leak at the Chemistry Building. Evacuate now and avoid the area."
 ALERT_TITLE = "Emergency"
@@ -434,7 +434,7 @@ class Rig:
 
     folder: Path
     children: list[Child] = field(default_factory=list)
-    postgres: PostgresServer | None = None
+    postgres: ThrowawayPostgres | None = None
 
     def stop(self) -> None:
         """Stop every child (and what it started), then PostgreSQL."""
@@ -481,9 +481,11 @@ async def _run(opts: Options, rig: Rig, log: Any) -> dict[str, Any]:
     campus = write_bench_campus(folder / "campus", opts.recipients, opts.devices, ports.sandbox)
     result["campus_s"] = round(time.perf_counter() - started, 1)
     if opts.store == "postgres":
-        rig.postgres = PostgresServer.start()
-        await rig.postgres.create_database()
-        store_url = rig.postgres.url
+        # Thrown away after the run: commits need not wait for the disk.
+        rig.postgres = ThrowawayPostgres.start(
+            "synchronous_commit=off", "max_connections=100", prefix="clarion-bench-pg-"
+        )
+        store_url = await rig.postgres.create_database("clarion")
     else:
         store_url = f"sqlite:///{folder / 'clarion.db'}"
     config = write_config(folder / "campus", ports, store_url, opts.tuning)

@@ -13,11 +13,9 @@ import csv
 import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -417,79 +415,3 @@ def run_command(argv: Sequence[str], folder: Path, env: dict[str, str], timeout_
     return done.stdout
 
 
-# --- PostgreSQL ----------------------------------------------------------------------------
-
-
-def _pg_binary(name: str) -> str | None:
-    found = sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit()
-        else 0,
-    )
-    return found[-1] if found else shutil.which(name)
-
-
-@dataclass
-class PostgresServer:
-    """A throwaway PostgreSQL cluster on a free loopback port (as `postgres` when root)."""
-
-    folder: Path
-    port: int
-    prefix: tuple[str, ...]
-    pg_ctl: str
-
-    @property
-    def url(self) -> str:
-        """URL of the bench database."""
-        return f"postgresql://postgres@{HOST}:{self.port}/clarion"
-
-    @classmethod
-    def start(cls) -> PostgresServer:
-        """initdb, start, create the database; raises with the reason when it cannot."""
-        initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
-        if initdb is None or pg_ctl is None:
-            raise RuntimeError("PostgreSQL is not installed: run `make tools`")
-        folder = Path(tempfile.mkdtemp(prefix="clarion-bench-pg-"))
-        prefix: tuple[str, ...] = ()
-        if os.geteuid() == 0:
-            shutil.chown(folder, "postgres")
-            os.chmod(folder, 0o700)
-            prefix = ("runuser", "-u", "postgres", "--")
-        server = cls(folder, free_port(HOST), prefix, pg_ctl)
-        data = str(folder / "data")
-        steps = [
-            [initdb, "-D", data, "-A", "trust", "-U", "postgres", "--encoding=UTF8",
-             "--no-locale"],
-            # Durable enough for a benchmark that is thrown away: the same fsync settings as
-            # the SQLite store's synchronous=NORMAL would be unfair to neither.
-            [pg_ctl, "-D", data, "-l", str(folder / "log"), "-w", "-o",
-             f"-p {server.port} -k {folder} -c listen_addresses={HOST}"
-             " -c synchronous_commit=off -c max_connections=100", "start"],
-        ]
-        for step in steps:
-            done = subprocess.run(  # noqa: S603 - the server's own tools
-                [*prefix, *step], capture_output=True, text=True, check=False, timeout=120
-            )
-            if done.returncode != 0:
-                server.stop()
-                raise RuntimeError(f"{Path(step[0]).name} failed: {done.stderr.strip()}")
-        return server
-
-    async def create_database(self) -> None:
-        """CREATE DATABASE clarion."""
-        import asyncpg
-
-        admin = await asyncpg.connect(f"postgresql://postgres@{HOST}:{self.port}/postgres")
-        try:
-            await admin.execute('CREATE DATABASE "clarion"')
-        finally:
-            await admin.close()
-
-    def stop(self) -> None:
-        """Stop at once and remove the folder."""
-        subprocess.run(  # noqa: S603 - the server's own tool
-            [*self.prefix, self.pg_ctl, "-D", str(self.folder / "data"), "-m", "immediate",
-             "stop"],
-            capture_output=True, check=False, timeout=60,
-        )
-        shutil.rmtree(self.folder, ignore_errors=True)
