@@ -14,7 +14,9 @@ from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings, load_settings
 
 HERE = Path(__file__).resolve().parent
-SHARED_EXAMPLES = HERE.parents[2] / "shared" / "policy-examples.jsonl"
+# The labelled examples published with the policy contract (shared/policy-examples.jsonl
+# of the design documents), copied unchanged.
+EXAMPLES = HERE / "data" / "examples.jsonl"
 FAMILIES = {"confidentiality", "actionable", "brevity"}
 
 _SETTINGS: list[Settings] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.lint import main
-from tests.policy.helpers import SHARED_EXAMPLES
+from tests.policy.helpers import EXAMPLES
 
 CLEAN = '{"kind": "emergency", "text": "Fire at Carver Hall. Evacuate now."}'
 NAMED = '{"kind": "timely_warning", "text": "Anna Kim, a junior, was robbed. Walk with others."}'
@@ -69,7 +69,7 @@ def test_malformed_exits_2_naming_the_line(line: str, message: str) -> None:
 
 def test_labels_are_ignored() -> None:
     """Keys outside the request (a corpus's "expect") do not make a line malformed."""
-    code, verdicts, _ = _run(SHARED_EXAMPLES.read_text(encoding="utf-8"))
+    code, verdicts, _ = _run(EXAMPLES.read_text(encoding="utf-8"))
     assert code == 1 and len(verdicts) == 14
 
 
@@ -99,7 +99,7 @@ def test_console_script() -> None:
     script = _entry_point()
     if script is None:
         pytest.skip("the clarion console script does not start in this checkout")
-    examples = SHARED_EXAMPLES.read_bytes()
+    examples = EXAMPLES.read_bytes()
     done = subprocess.run(  # noqa: S603 - our own console script
         [script, "lint"], input=examples, capture_output=True, timeout=120
     )
