@@ -117,16 +117,26 @@ class _SQLiteSession(Session):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
+    # Each statement runs shielded: a caller cancelled mid-statement must not leave its
+    # cursor open on the shared connection, or the next COMMIT fails ("SQL statements in
+    # progress") for whoever holds the writer next.
     async def execute(self, sql: str, params: Params = ()) -> int:
+        return await asyncio.shield(self._execute(sql, params))
+
+    async def _execute(self, sql: str, params: Params) -> int:
         cursor = await self._conn.execute(sql, params)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        try:
+            return cursor.rowcount
+        finally:
+            await cursor.close()
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        await self._conn.executemany(sql, rows)
+        await asyncio.shield(self._conn.executemany(sql, rows))
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await asyncio.shield(self._fetchall(sql, params))
+
+    async def _fetchall(self, sql: str, params: Params) -> list[Row]:
         async with self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
@@ -178,7 +188,14 @@ class SQLiteDatabase(Database):
             except BaseException:
                 await asyncio.shield(self._writer.rollback())
                 raise
-            await asyncio.shield(self._writer.commit())
+            try:
+                await asyncio.shield(self._writer.commit())
+            except BaseException:
+                # A COMMIT that failed leaves the transaction open on the one writer
+                # connection: end it, or every later BEGIN fails.
+                if self._writer.in_transaction:
+                    await asyncio.shield(self._writer.rollback())
+                raise
 
     async def close(self) -> None:
         await self._reader.close()
