@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from dispatcher.auth import Caller, Role
+from dispatcher.refusals import Conflict
 from dispatcher.request import AlertRequest
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row
@@ -29,12 +30,13 @@ class ApprovalState(StrEnum):
     EXPIRED = "expired"
 
 
-class ApprovalConflict(Exception):
+class ApprovalConflict(Conflict):
     """The Idempotency-Key was used for another held request with another body."""
 
     def __init__(self, approval_id: str) -> None:
         super().__init__(
-            f"Idempotency-Key already used for approval request {approval_id} with another body"
+            f"Idempotency-Key already used for approval request {approval_id} with another body",
+            existing_id=approval_id,
         )
         self.approval_id = approval_id
 

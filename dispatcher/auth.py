@@ -223,7 +223,6 @@ class Authenticator:
                 )
             )
         self._by_name = {k.caller.name: k for k in self._known}
-        self.override_roles = frozenset(Role(r) for r in settings.override_roles)
         self.limiter = RateLimiter(clock)
 
     @property
@@ -254,7 +253,3 @@ class Authenticator:
         if known is None:
             return 0.0
         return self.limiter.take(caller.name, known.rate, known.burst)
-
-    def may_override(self, caller: Caller) -> bool:
-        """Whether a caller's role may send despite policy errors."""
-        return caller.role in self.override_roles

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml import ElementTree as defused
@@ -21,9 +21,8 @@ from pydantic import ValidationError
 
 from dispatcher.domain import AlertKind, Mode
 from dispatcher.request import MAX_TEXT, AlertRequest, Translation, problems
-
-if TYPE_CHECKING:
-    from dispatcher.settings import Settings
+from dispatcher.settings import ConfigError, Settings, load_settings
+from segments.zones import load_zones
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _READABLE_NS = (CAP_NS, "urn:oasis:names:tc:emergency:cap:1.1")
@@ -634,8 +633,6 @@ def register(sub: Any) -> None:
 
 def cmd_cap(args: argparse.Namespace) -> int:
     """Render stdin's request as CAP (or, with --parse, CAP as a request); exit 2 on bad input."""
-    from dispatcher.settings import ConfigError, load_settings
-
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -693,8 +690,6 @@ def areas_for_zones(
     one, else the institution's name alone. Excluded zones are cut out of the polygons (never
     silently dropped) and named in each area's description.
     """
-    from segments.zones import load_zones
-
     try:
         known = load_zones(settings.resolve(settings.directory.zones))
     except ValueError:

@@ -17,7 +17,12 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from dispatcher.api.app import build_app
+from dispatcher.observability import configure_logging
+from dispatcher.service import Service
 from dispatcher.settings import TOKEN_ENV, ConfigError, Settings, load_settings
+from dispatcher.store.audit import AuditLog
+from dispatcher.store.database import open_database
 
 DEFAULT_URL = "http://127.0.0.1:8025"
 
@@ -76,8 +81,6 @@ def _settings(path: Path | None) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP API and the engine until SIGINT or SIGTERM."""
-    from dispatcher.observability import configure_logging
-
     settings = _settings(args.config)
     configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
     host = args.host or settings.service.host
@@ -95,9 +98,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
-    from dispatcher.api.app import build_app
-    from dispatcher.service import Service
-
     service = await Service.open(settings)
     app = build_app(service)
     # Open event streams must not hold a SIGTERM past the engine's own drain time.
@@ -292,10 +292,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Walk the audit chain; exit 1 at the first entry that was changed."""
-    from dispatcher.observability import configure_logging
-    from dispatcher.store.audit import AuditLog
-    from dispatcher.store.database import open_database
-
     settings = _settings(args.config)
     configure_logging("warning", json_lines=settings.logging.json_lines)
 

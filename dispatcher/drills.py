@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.console import Console
+from rich.table import Table
 
 from dispatcher.clock import Clock
 from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
-from dispatcher.records import CleryRecords, CleryReport
+from dispatcher.drill_schedule import describe
+from dispatcher.observability import configure_logging
+from dispatcher.records import CleryRecords, CleryReport, purge
+from dispatcher.scheduler import DrillRun, recent_runs
 from dispatcher.settings import Settings
+from dispatcher.store.alerts import AlertStore
+from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
+from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 
 
 def register(sub: Any) -> None:
@@ -82,8 +90,6 @@ async def _drill_run(url: str, token: str, name: str, *, wait: bool) -> int:
 
 def _quiet_logs(settings: Settings) -> None:
     """Logs to stderr, so stdout carries only the command's output (a CSV, a table)."""
-    from dispatcher.observability import configure_logging
-
     configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
 
 
@@ -95,9 +101,7 @@ def cmd_drill_list(args: argparse.Namespace) -> int:
 
 
 async def _drill_list(settings: Settings, *, count: int, as_json: bool) -> int:
-    from dispatcher.scheduler import DrillRun, describe, drill_settings, recent_runs
-
-    drills = drill_settings(settings.drills)
+    drills = settings.drills
     last: dict[str, DrillRun] = {}
     db = await open_database(settings.store.url) if _store_exists(settings) else None
     if db is not None:
@@ -120,9 +124,6 @@ async def _drill_list(settings: Settings, *, count: int, as_json: bool) -> int:
     if not docs:
         print("no drills are scheduled (add them under [drills.schedule.NAME] in the config)")
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"Scheduled drills ({drills.timezone})")
     for column in ("drill", "mode", "cron", "next", "last run"):
         table.add_column(column)
@@ -180,12 +181,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def _report(settings: Settings, year: int | None) -> CleryReport:
-    from dispatcher.scheduler import drill_settings
-    from dispatcher.store.alerts import AlertStore
-    from dispatcher.store.audit import AuditLog
-    from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
-
-    drills = drill_settings(settings.drills)
+    drills = settings.drills
     now = Clock().now_ms()
     if year is None:
         year = datetime.fromtimestamp(now / 1000, tz=drills.zone()).year
@@ -212,9 +208,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 async def _purge(settings: Settings, *, dry_run: bool) -> int:
-    from dispatcher.records import purge
-    from dispatcher.store.audit import AuditLog
-
     db = await open_database(settings.store.url)
     try:
         result = await purge(db, AuditLog(db), retention_days=settings.store.retention_days,

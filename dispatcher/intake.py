@@ -3,64 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from dispatcher.approval import (
-    ApprovalConflict,
-    ApprovalRecord,
-    ApprovalState,
-    ApprovalStore,
-    alert_key,
-)
-from dispatcher.auth import Authenticator, Caller, scope_permits
+from dispatcher.approval import ApprovalRecord, ApprovalState, ApprovalStore, alert_key
+from dispatcher.auth import Authenticator, Caller
 from dispatcher.clock import Clock
-from dispatcher.domain import ChannelKind, Mode
+from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
+from dispatcher.permissions import Permissions
 from dispatcher.policy import campus_places, evaluate
 from dispatcher.policy.engine import finder_for
 from dispatcher.policy.verdict import Verdict
+from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Refused
 from dispatcher.rendering import Rendered, render_alert
 from dispatcher.request import AlertRequest
 from dispatcher.settings import ConfigError, Settings
-from dispatcher.store.alerts import AlertStore, IdempotencyConflict
+from dispatcher.store.alerts import AlertStore
 from dispatcher.templates import TemplateError, expand
 from segments.audience import AudienceError, AudienceResolver
 
 log = structlog.get_logger("clarion.intake")
 
 
-class Rejected(Exception):
-    """The request cannot become an alert; `status` and `body` say why, for the API to return."""
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Not an alert yet: held until a second person approves it (the API answers 202)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": message, **extra}
-
-
-class ApprovalRequired(Rejected):
-    """Not an alert yet: held (202) until a second person approves it at `status_url`.
-
-    A Rejected, so that a caller that only knows alerts never mistakes the held request's id
-    for an alert's.
-    """
-
-    def __init__(self, record: ApprovalRecord, warnings: list[dict[str, Any]]) -> None:
-        super().__init__(202, "approval required")
-        self.record = record
-        self.body = {
-            "id": record.id,
-            "status_url": f"/v1/approvals/{record.id}",
-            "approval_required": True,
-            "state": record.state.value,
-            "audience": record.audience_counts,
-            "expires_at": record.expires_at,
-            "warnings": warnings,
-        }
+    record: ApprovalRecord
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +62,17 @@ class _Checked:
 
 class Intake:
     """Checks a request (role, scope, audience, template, policy, approval) and stores it with
-    its audit entry."""
+    its audit entry.
+
+    Refusals are raised as `dispatcher.refusals` types and counted here, whoever called.
+    """
 
     def __init__(
         self,
         *,
         settings: Settings,
         auth: Authenticator,
+        permissions: Permissions,
         alerts: AlertStore,
         audience: AudienceResolver,
         engine: Engine,
@@ -101,7 +81,7 @@ class Intake:
         approvals: ApprovalStore,
     ) -> None:
         self._settings = settings
-        self._auth = auth
+        self._permissions = permissions
         self._alerts = alerts
         self._audience = audience
         self._engine = engine
@@ -126,10 +106,8 @@ class Intake:
         if request.channels is not None:
             missing = [c.value for c in request.channels if c not in configured]
             if missing:
-                raise Rejected(
-                    422, "invalid request",
-                    problems=[{"field": "channels",
-                               "message": f"not configured on this service: {', '.join(missing)}"}],
+                raise Invalid.one(
+                    "channels", f"not configured on this service: {', '.join(missing)}"
                 )
             return list(request.channels)
         wanted = self._settings.dispatch.default_channels.get(request.kind, list(ChannelKind))
@@ -137,25 +115,29 @@ class Intake:
 
     async def submit(
         self, request: AlertRequest, caller: Caller, *, idempotency_key: str | None = None
-    ) -> Accepted:
+    ) -> Accepted | Held:
         """Validate against policy and store durably; the engine starts after this returns.
 
-        Raises Rejected, or ApprovalRequired (a Rejected with status 202) when the audience
-        needs a second person's approval and the caller's role may not bypass it.
+        Returns the stored alert, or the held request when the audience needs a second
+        person's approval and the caller's role may not bypass it. Raises a `Refused`.
         """
-        checked = await self._check(request, caller)
-        approval: dict[str, Any] | None = None
-        if self._needs_approval(checked):
-            if caller.role.value in self._settings.auth.approval.bypass_roles:
+        with self._counted():
+            checked = await self._check(request, caller)
+            approval: dict[str, Any] | None = None
+            if self._needs_approval(checked):
+                if not self._permissions.may_bypass_approval(caller):
+                    return await self._hold(request, caller, checked, idempotency_key)
                 approval = {"required": True, "bypassed": True}
                 log.warning("approval.bypassed", actor=caller.name, role=caller.role.value,
                             recipients=checked.counts.get("total", 0))
-            else:
-                raise await self._hold(request, caller, checked, idempotency_key)
-        return await self._store(checked, caller, idempotency_key, approval=approval)
+            return await self._store(checked, caller, idempotency_key, approval=approval)
 
     async def approve(self, approval_id: str, approver: Caller) -> Accepted:
         """A second person approves a held request: its alert is created and dispatched."""
+        with self._counted():
+            return await self._approve(approval_id, approver)
+
+    async def _approve(self, approval_id: str, approver: Caller) -> Accepted:
         store = self.approvals
         record = await self._approvable(approval_id, approver)
         if record.state is ApprovalState.APPROVED and record.alert_id:
@@ -165,7 +147,7 @@ class Intake:
             latest = await store.get(record.id)
             if latest is not None and latest.state is ApprovalState.APPROVED and latest.alert_id:
                 return Accepted(latest.alert_id, False, latest.audience_counts)
-            raise Rejected(409, f"approval request {record.id} is no longer pending")
+            raise Conflict(f"approval request {record.id} is no longer pending")
         try:
             # Checked again as its composer: roles, scopes, the directory or the policy
             # may have changed while it waited.
@@ -194,55 +176,47 @@ class Intake:
 
     async def reject(self, approval_id: str, caller: Caller, reason: str = "") -> ApprovalRecord:
         """Refuse a held request (an approver), or withdraw it (its composer)."""
-        store = self.approvals
-        record = await store.get(approval_id)
-        if record is None:
-            raise Rejected(404, f"no approval request {approval_id}")
-        approvers = self._settings.auth.approval.approver_roles
-        if caller.name != record.requested_by and caller.role.value not in approvers:
-            self._metrics.rejected.labels("role").inc()
-            raise Rejected(403, f"role {caller.role} may not reject approval requests")
-        if not await store.reject(record.id, actor=caller, reason=reason,
-                                  now_ms=self._clock.now_ms()):
-            state = (await self.approvals.get(record.id) or record).state_at(
-                self._clock.now_ms()
-            )
-            raise Rejected(409, f"approval request {record.id} is {state.value}, not pending")
-        log.info("approval.rejected", approval_id=record.id, actor=caller.name)
-        rejected = await store.get(record.id)
-        assert rejected is not None
-        return rejected
+        with self._counted():
+            store = self.approvals
+            record = await store.get(approval_id)
+            if record is None:
+                raise NotFound(f"no approval request {approval_id}")
+            self._permissions.check_reject(caller, record.requested_by)
+            if not await store.reject(record.id, actor=caller, reason=reason,
+                                      now_ms=self._clock.now_ms()):
+                state = (await store.get(record.id) or record).state_at(self._clock.now_ms())
+                raise Conflict(f"approval request {record.id} is {state.value}, not pending")
+            log.info("approval.rejected", approval_id=record.id, actor=caller.name)
+            rejected = await store.get(record.id)
+            assert rejected is not None
+            return rejected
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count each refusal under its label, so metrics see role, scope and policy refusals."""
+        try:
+            yield
+        except Refused as exc:
+            if exc.counted_as is not None:
+                self._metrics.rejected.labels(exc.counted_as).inc()
+            raise
 
     # -- the checks -----------------------------------------------------------------------------
 
     async def _check(self, request: AlertRequest, caller: Caller) -> _Checked:
         """Everything that must hold before an alert is stored or held for approval."""
-        if not caller.can_send:
-            self._metrics.rejected.labels("role").inc()
-            raise Rejected(403, f"role {caller.role} may not send alerts")
-        if request.mode is Mode.LIVE and not caller.can_send_live:
-            self._metrics.rejected.labels("role").inc()
-            raise Rejected(403, f"role {caller.role} may send drills and tests only")
+        self._permissions.check_send(caller, request.mode)
         try:
             request = expand(request, self._settings.templates_dir())
         except TemplateError as exc:
-            raise Rejected(422, "invalid request",
-                           problems=[{"field": "template", "message": str(exc)}]) from None
+            raise Invalid.one("template", str(exc)) from None
         try:
             await self._audience.check(request.audience, request.zones, request.exclude_zones)
         except AudienceError as exc:
-            raise Rejected(422, "invalid request",
-                           problems=[{"field": "audience", "message": str(exc)}]) from None
-        if not scope_permits(request.audience, caller.scopes, self._settings.directory.segments):
-            self._metrics.rejected.labels("scope").inc()
-            raise Rejected(
-                403,
-                f"this token may only target: {', '.join(caller.scopes)} "
-                "(by name, or joined to other terms with 'and')",
-            )
+            raise Invalid.one("audience", str(exc)) from None
+        self._permissions.check_audience(caller, request.audience)
         if request.references is not None and await self._alerts.get(request.references) is None:
-            raise Rejected(422, "invalid request", problems=[
-                {"field": "references", "message": f"no alert {request.references}"}])
+            raise Invalid.one("references", f"no alert {request.references}")
         channels = self.channels_for(request)
         # The store counts the audience on its reader thread while the policy runs here.
         counting = asyncio.ensure_future(self._audience.count(
@@ -266,16 +240,13 @@ class Intake:
             request, channels, self._settings.rendering, limits=self._settings.policy
         )
         overridden = frozenset(request.override.rules) if request.override else frozenset()
-        if overridden and not self._auth.may_override(caller):
-            self._metrics.rejected.labels("role").inc()
-            raise Rejected(403, f"role {caller.role} may not override the message policy")
+        if overridden:
+            self._permissions.check_override(caller)
         verdict = evaluate(
             request, rendered, self._settings.policy, overridden=overridden, places=self._places
         )
         if not verdict.ok:
-            self._metrics.rejected.labels("policy").inc()
-            raise Rejected(422, "the message breaks the alert policy",
-                           violations=[v for v in verdict.to_json()["violations"]])
+            raise PolicyBreach(verdict.to_json()["violations"])
         return rendered, verdict
 
     def _needs_approval(self, checked: _Checked) -> bool:
@@ -292,42 +263,29 @@ class Intake:
         caller: Caller,
         checked: _Checked,
         idempotency_key: str | None,
-    ) -> ApprovalRequired:
+    ) -> Held:
         now = self._clock.now_ms()
-        try:
-            record, created = await self.approvals.hold(
-                request,
-                caller=caller,
-                counts=checked.counts,
-                now_ms=now,
-                expires_ms=now + 1000 * self._settings.auth.approval.expires_s,
-                idempotency_key=idempotency_key,
-            )
-        except ApprovalConflict as exc:
-            raise Rejected(409, str(exc), id=exc.approval_id) from None
+        record, created = await self.approvals.hold(
+            request,
+            caller=caller,
+            counts=checked.counts,
+            now_ms=now,
+            expires_ms=now + 1000 * self._settings.auth.approval.expires_s,
+            idempotency_key=idempotency_key,
+        )
         if created:
             log.info("approval.requested", approval_id=record.id, actor=caller.name,
                      kind=request.kind.value, recipients=checked.counts.get("total", 0))
-        return ApprovalRequired(record, checked.warnings)
+        return Held(record, checked.warnings)
 
     async def _approvable(self, approval_id: str, approver: Caller) -> ApprovalRecord:
         record = await self.approvals.get(approval_id)
         if record is None:
-            raise Rejected(404, f"no approval request {approval_id}")
-        if approver.role.value not in self._settings.auth.approval.approver_roles:
-            self._metrics.rejected.labels("role").inc()
-            raise Rejected(403, f"role {approver.role} may not approve alerts")
-        if approver.name == record.requested_by:
-            self._metrics.rejected.labels("role").inc()
-            raise Rejected(403, "a second person must approve: the composer cannot")
-        if not scope_permits(
-            record.request.audience, approver.scopes, self._settings.directory.segments
-        ):
-            self._metrics.rejected.labels("scope").inc()
-            raise Rejected(403, f"this token may only approve for: {', '.join(approver.scopes)}")
+            raise NotFound(f"no approval request {approval_id}")
+        self._permissions.check_approve(approver, record.requested_by, record.request.audience)
         state = record.state_at(self._clock.now_ms())
         if state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
-            raise Rejected(409, f"approval request {record.id} is {state.value}")
+            raise Conflict(f"approval request {record.id} is {state.value}")
         return record
 
     # -- storing --------------------------------------------------------------------------------
@@ -368,14 +326,11 @@ class Intake:
         }
         if approval is not None:
             audit["approval"] = approval
-        try:
-            alert_id, created = await self._alerts.create(
-                request, checked.rendered, actor=caller.name, now_ms=now, expires_ms=expires,
-                channels=channels, idempotency_key=idempotency_key, audience_counts=counts,
-                clery=clery, audit_detail=audit,
-            )
-        except IdempotencyConflict as exc:
-            raise Rejected(409, str(exc), id=exc.alert_id) from None
+        alert_id, created = await self._alerts.create(
+            request, checked.rendered, actor=caller.name, now_ms=now, expires_ms=expires,
+            channels=channels, idempotency_key=idempotency_key, audience_counts=counts,
+            clery=clery, audit_detail=audit,
+        )
         if created:
             self._metrics.alerts.labels(request.kind.value, request.mode.value).inc()
             if request.override:

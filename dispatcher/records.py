@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from dispatcher.domain import AlertKind, AlertState, Mode
-from dispatcher.scheduler import DrillSettings
+from dispatcher.drill_schedule import DrillSettings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database

@@ -12,206 +12,44 @@ passed while no process was running are found at the next start: each is reporte
 (a warning in the log and a `drill_runs` row marked missed), the latest is fired late when it
 is within the grace period, and the others are recorded as skipped.
 
-Cron expressions have five fields (or a macro such as `@monthly`) read in the drill's time
-zone. When both the day of the month and the day of the week are restricted, both must match:
-`0 12 1-7 * WED` is noon on the first Wednesday of each month, the usual siren test (classic
-cron would fire on each of the first seven days and on every Wednesday).
+The schedule itself (the `[drills]` config models and the cron math) is in
+`dispatcher/drill_schedule.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import structlog
-from croniter import croniter
-from pydantic import Field, ValidationError, field_validator, model_validator
 
+from dispatcher.auth import Caller, Role
 from dispatcher.clock import Clock
-from dispatcher.credentials import SettingsModel
-from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.request import AlertRequest, DrillRecord, problems
+from dispatcher.drill_schedule import (
+    DrillSettings,
+    ScheduledDrill,
+    UnknownDrill,
+    drill_settings,
+    iso,
+    occurrences_after,
+    occurrences_between,
+)
+from dispatcher.intake import Held, Intake
+from dispatcher.refusals import Refused
+from dispatcher.store.alerts import IdempotencyConflict
 from dispatcher.store.database import Database, Row
-
-if TYPE_CHECKING:
-    from dispatcher.auth import Caller
-    from dispatcher.intake import Intake, Rejected
+from dispatcher.templates import TemplateError, expand
 
 log = structlog.get_logger("clarion.scheduler")
 
 SCHEDULER_NAME = "scheduler"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-# Missed occurrences looked at per drill and per look: a minutely drill after a month down
-# would otherwise write tens of thousands of rows.
-MAX_MISSED = 100
 # Attempts at a free millisecond for a manual run (two runs in one millisecond).
 MANUAL_ATTEMPTS = 5
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (an IANA name like America/New_York)"
-        ) from None
-
-
-class ScheduledDrill(SettingsModel):
-    """One recurring drill or test: when, what, to whom, and what its Clery record says."""
-
-    cron: str = Field(description='five cron fields or a macro, e.g. "0 12 1-7 * WED"')
-    timezone: str | None = Field(default=None, description="default: drills.timezone")
-    enabled: bool = Field(default=True, description="false: listed and runnable, not scheduled")
-    kind: AlertKind = AlertKind.EMERGENCY
-    mode: Mode = Field(default=Mode.DRILL, description="drill (CAP Exercise) or test (CAP Test)")
-    template: str | None = None
-    fields: dict[str, str] = Field(default_factory=dict)
-    text: str | None = None
-    headline: str | None = None
-    instruction: str | None = None
-    language: str = "en"
-    audience: str = "all"
-    zones: list[str] = Field(default_factory=list)
-    exclude_zones: list[str] = Field(default_factory=list)
-    channels: list[ChannelKind] | None = None
-    expires_in: int | None = None
-    description: str = Field(min_length=1, max_length=2000,
-                             description="the exercise, as the Clery record describes it")
-    announced: bool = True
-    procedures_publicized: bool = False
-    grace_s: int | None = Field(
-        default=None, ge=0, description="default: drills.grace_s"
-    )
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        value = " ".join(value.split())
-        if not (value.startswith("@") or len(value.split()) == 5) or not croniter.is_valid(
-            value, hash_id="x"
-        ):
-            raise ValueError(f"not a cron expression with five fields: {value!r}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        if value is not None:
-            _zone(value)
-        return value
-
-    @field_validator("mode")
-    @classmethod
-    def _not_live(cls, value: Mode) -> Mode:
-        if value is Mode.LIVE:
-            raise ValueError("a scheduled drill is mode 'drill' or 'test', never 'live'")
-        return value
-
-    @model_validator(mode="after")
-    def _valid_request(self) -> ScheduledDrill:
-        try:
-            self.request()
-        except ValidationError as exc:
-            found = "; ".join(f"{p['field']}: {p['message']}" for p in problems(exc))
-            raise ValueError(f"not a valid alert: {found}") from None
-        return self
-
-    def request(self) -> AlertRequest:
-        """The alert request each occurrence sends."""
-        return AlertRequest(
-            kind=self.kind,
-            mode=self.mode,
-            text=self.text,
-            headline=self.headline,
-            instruction=self.instruction,
-            language=self.language,
-            template=self.template,
-            fields=self.fields,
-            audience=self.audience,
-            zones=self.zones,
-            exclude_zones=self.exclude_zones,
-            channels=self.channels,
-            expires_in=self.expires_in,
-            drill=DrillRecord(
-                description=self.description,
-                announced=self.announced,
-                procedures_publicized=self.procedures_publicized,
-            ),
-        )
-
-
-class DrillSettings(SettingsModel):
-    """The `[drills]` section: the institution's time zone, grace periods, the schedule."""
-
-    timezone: str = Field(
-        default="UTC",
-        description="the institution's time zone: each drill's default and the report's years",
-    )
-    grace_s: int = Field(
-        default=3600, ge=0, description="a missed occurrence this recent is fired late"
-    )
-    late_after_s: int = Field(
-        default=120, ge=1, description="an occurrence found later than this counts as missed"
-    )
-    check_s: float = Field(
-        default=30.0, gt=0, le=3600, description="longest wait between looks at the schedule"
-    )
-    lease_s: float = Field(
-        default=60.0, gt=0, description="how long a claimed occurrence is held before another "
-        "process may take it over"
-    )
-    qualifying_modes: list[Mode] = Field(
-        default_factory=lambda: [Mode.DRILL],
-        description="modes that count as the yearly test of the emergency procedures",
-    )
-    schedule: dict[str, ScheduledDrill] = Field(default_factory=dict)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        _zone(value)
-        return value
-
-    @field_validator("qualifying_modes")
-    @classmethod
-    def _qualifying(cls, value: list[Mode]) -> list[Mode]:
-        if Mode.LIVE in value:
-            raise ValueError("real emergencies do not count as tests")
-        return value
-
-    @field_validator("schedule")
-    @classmethod
-    def _names(cls, value: dict[str, ScheduledDrill]) -> dict[str, ScheduledDrill]:
-        bad = [n for n in value if not re.match(NAME_PATTERN, n)]
-        if bad:
-            raise ValueError(
-                f"drill names are 1-64 letters, digits, '.', '_' or '-': {', '.join(bad)}"
-            )
-        return value
-
-    def zone(self, drill: ScheduledDrill | None = None) -> ZoneInfo:
-        """A drill's time zone, or the institution's."""
-        return _zone((drill.timezone if drill is not None else None) or self.timezone)
-
-    def grace_ms(self, drill: ScheduledDrill) -> int:
-        """How late a missed occurrence of this drill may still be fired."""
-        return 1000 * (self.grace_s if drill.grace_s is None else drill.grace_s)
-
-
-def drill_settings(value: DrillSettings | Mapping[str, Any]) -> DrillSettings:
-    """The `[drills]` section as a DrillSettings, whether validated already or still raw."""
-    if isinstance(value, DrillSettings):
-        return value
-    return DrillSettings.model_validate(dict(value))
 
 
 class RunStatus(StrEnum):
@@ -305,69 +143,17 @@ def _run(row: Row) -> DrillRun:
     )
 
 
-def iso(ms: int, zone: ZoneInfo | None = None) -> str:
-    """Milliseconds since the epoch as ISO 8601 (UTC unless a zone is given)."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    if zone is not None:
-        moment = moment.astimezone(zone)
-    return moment.isoformat(timespec="milliseconds")
-
-
 def idempotency_key(name: str, scheduled_for: int) -> str:
     """The Idempotency-Key of one occurrence: `drill:<name>:<scheduled time ISO UTC>`."""
     return f"drill:{name}:{iso(scheduled_for)}"
 
 
-def _cron(drill: ScheduledDrill, name: str, start: datetime) -> croniter:
-    # hash_id: an `H` field spreads each drill to its own minute, the same on every node.
-    return croniter(drill.cron, start, day_or=False, hash_id=name)
+@dataclass(frozen=True, slots=True)
+class ManualRun:
+    """A run asked for now: its record, and the held request when it waits for approval."""
 
-
-def occurrences_after(
-    name: str, drill: ScheduledDrill, zone: ZoneInfo, after_ms: int, count: int
-) -> list[int]:
-    """The next `count` scheduled times strictly after `after_ms`."""
-    start = datetime.fromtimestamp(after_ms / 1000, tz=UTC).astimezone(zone)
-    it = _cron(drill, name, start)
-    found: list[int] = []
-    while len(found) < count:
-        moment: datetime = it.get_next(datetime)
-        ms = int(moment.timestamp() * 1000)
-        if ms > after_ms:
-            found.append(ms)
-    return found
-
-
-def occurrences_between(
-    name: str, drill: ScheduledDrill, zone: ZoneInfo, after_ms: int, until_ms: int,
-    limit: int = MAX_MISSED,
-) -> tuple[list[int], bool]:
-    """Scheduled times in (after, until], oldest first: at most the `limit` latest, and
-    whether older ones were left out."""
-    # Walked backwards from `until` (+1 ms, so an occurrence exactly then is included).
-    start = (datetime.fromtimestamp(until_ms / 1000, tz=UTC) + timedelta(milliseconds=1))
-    it = _cron(drill, name, start.astimezone(zone))
-    found: list[int] = []
-    while True:
-        moment: datetime = it.get_prev(datetime)
-        ms = int(moment.timestamp() * 1000)
-        if ms <= after_ms:
-            return sorted(found), False
-        if len(found) == limit:
-            return sorted(found), True
-        found.append(ms)
-
-
-class UnknownDrill(KeyError):
-    """No drill of that name in the config."""
-
-
-def _scheduler_caller() -> Caller:
-    # Imported here, not at the top: dispatcher.settings imports this module for
-    # DrillSettings, and dispatcher.auth imports dispatcher.settings.
-    from dispatcher.auth import Caller, Role
-
-    return Caller(SCHEDULER_NAME, Role.DRILL)
+    run: DrillRun
+    held: Held | None = None
 
 
 class DrillScheduler:
@@ -390,7 +176,7 @@ class DrillScheduler:
         self._single_node = single_node
         self._templates_dir = templates_dir
         self.owner = f"scheduler-{secrets.token_hex(4)}"
-        self._caller = _scheduler_caller()
+        self._caller = Caller(SCHEDULER_NAME, Role.DRILL)
         self._watermarks: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -469,11 +255,10 @@ class DrillScheduler:
                 await self._advance(name, now)
             return runs
 
-    async def run_now(self, name: str, caller: Caller) -> DrillRun:
+    async def run_now(self, name: str, caller: Caller) -> ManualRun:
         """Fire a drill now, on behalf of `caller` (`clarion drill run NAME`).
 
-        Raises UnknownDrill, or intake's Rejected (ApprovalRequired included) after the run
-        was recorded with its outcome.
+        Raises UnknownDrill, or intake's refusal after the run was recorded with its outcome.
         """
         drill = self.drill(name)
         now = self._clock.now_ms()
@@ -482,12 +267,12 @@ class DrillScheduler:
                 name, now + attempt, RunSource.MANUAL, RunStatus.PENDING, False, now
             )
             if run_id is not None:
-                run, refused = await self._submit(
+                run, outcome = await self._submit(
                     run_id, name, drill, now + attempt, missed=False, caller=caller
                 )
-                if refused is not None:
-                    raise refused
-                return run
+                if isinstance(outcome, Refused):
+                    raise outcome
+                return ManualRun(run, outcome)
         raise RuntimeError(f"no free moment to record a run of drill {name!r}")
 
     # -- the schedule --------------------------------------------------------------------------
@@ -569,34 +354,30 @@ class DrillScheduler:
         *,
         missed: bool,
         caller: Caller,
-    ) -> tuple[DrillRun, Rejected | None]:
+    ) -> tuple[DrillRun, Refused | Held | None]:
         """Send the occurrence through intake and record what came of it."""
-        # Imported here for the same reason as the caller (see _scheduler_caller).
-        from dispatcher.intake import ApprovalRequired, Rejected
-
         key = idempotency_key(name, slot)
-        refused: Rejected | None = None
+        outcome: Refused | Held | None = None
         alert_id: str | None = None
         try:
             accepted = await self._intake.submit(drill.request(), caller, idempotency_key=key)
-        except ApprovalRequired as held:
-            refused = held
-            status, detail = RunStatus.HELD, f"waiting for approval {held.record.id}"
-        except Rejected as exc:
-            existing = exc.body.get("id")
-            if exc.status == 409 and isinstance(existing, str):
-                # The key was used: this occurrence's alert exists (the drill's config changed
-                # between a claim and its takeover).
-                alert_id = existing
-                status = RunStatus.FIRED_LATE if missed else RunStatus.FIRED
-                detail = "already sent before an interruption"
-            else:
-                refused = exc
-                status, detail = RunStatus.FAILED, _refusal(exc)
-        else:
-            alert_id = accepted.id
+        except IdempotencyConflict as exc:
+            # The key was used: this occurrence's alert exists (the drill's config changed
+            # between a claim and its takeover).
+            alert_id = exc.alert_id
             status = RunStatus.FIRED_LATE if missed else RunStatus.FIRED
-            detail = "" if accepted.created else "already sent before an interruption"
+            detail = "already sent before an interruption"
+        except Refused as exc:
+            outcome = exc
+            status, detail = RunStatus.FAILED, exc.summary()[:2000]
+        else:
+            if isinstance(accepted, Held):
+                outcome = accepted
+                status, detail = RunStatus.HELD, f"waiting for approval {accepted.record.id}"
+            else:
+                alert_id = accepted.id
+                status = RunStatus.FIRED_LATE if missed else RunStatus.FIRED
+                detail = "" if accepted.created else "already sent before an interruption"
         now = self._clock.now_ms()
         await self._db.execute(
             "UPDATE drill_runs SET status = ?, alert_id = ?, fired_at = ?, detail = ?"
@@ -613,7 +394,7 @@ class DrillScheduler:
         emit(event, drill=name, scheduled_for=iso(slot), alert_id=alert_id, actor=caller.name,
              detail=detail or None)
         run = await self._get(run_id)
-        return run, refused
+        return run, outcome
 
     async def _take_over(self, now: int) -> list[DrillRun]:
         """Claims whose holder died before recording an outcome: finish them, once."""
@@ -711,8 +492,6 @@ class DrillScheduler:
         """Say at start, not at the first occurrence, when a drill names a missing template."""
         if self._templates_dir is None:
             return
-        from dispatcher.templates import TemplateError, expand
-
         for name, drill in self.settings.schedule.items():
             if drill.template is None:
                 continue
@@ -720,42 +499,3 @@ class DrillScheduler:
                 expand(drill.request(), self._templates_dir)
             except TemplateError as exc:
                 log.error("drill.misconfigured", drill=name, detail=str(exc))
-
-
-def _refusal(exc: Rejected) -> str:
-    """One line saying why intake refused a drill."""
-    parts = [str(exc.body.get("error", "refused"))]
-    for key in ("problems", "violations"):
-        for item in exc.body.get(key) or []:
-            if isinstance(item, dict):
-                where = item.get("field") or item.get("rule") or ""
-                parts.append(f"{where}: {item.get('message', '')}".strip(": "))
-    return "; ".join(parts)[:2000]
-
-
-def describe(settings: DrillSettings, name: str, now_ms: int, count: int = 3) -> dict[str, Any]:
-    """A drill as `GET /v1/drills` and `clarion drill list` show it, without its runs."""
-    try:
-        drill = settings.schedule[name]
-    except KeyError:
-        raise UnknownDrill(name) from None
-    zone = settings.zone(drill)
-    nxt = occurrences_after(name, drill, zone, now_ms, count) if drill.enabled else []
-    return {
-        "name": name,
-        "enabled": drill.enabled,
-        "cron": drill.cron,
-        "timezone": zone.key,
-        "kind": drill.kind.value,
-        "mode": drill.mode.value,
-        "description": drill.description,
-        "announced": drill.announced,
-        "procedures_publicized": drill.procedures_publicized,
-        "audience": drill.audience,
-        "zones": drill.zones,
-        "channels": [c.value for c in drill.channels] if drill.channels else None,
-        "template": drill.template,
-        "grace_s": settings.grace_ms(drill) // 1000,
-        "next": [iso(ms, zone) for ms in nxt],
-        "next_ms": nxt[0] if nxt else None,
-    }

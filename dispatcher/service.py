@@ -16,6 +16,7 @@ from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.intake import Intake
 from dispatcher.observability import Metrics
+from dispatcher.permissions import Permissions
 from dispatcher.scheduler import DrillScheduler
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
@@ -43,6 +44,7 @@ class Service:
         self.clock = clock or Clock()
         self.metrics = Metrics()
         self.auth = Authenticator(settings.auth)
+        self.permissions = Permissions(settings.auth, settings.directory.segments)
         self.audit = AuditLog(db)
         self.alerts = AlertStore(db, self.audit)
         dispatch = settings.dispatch
@@ -66,6 +68,7 @@ class Service:
         self.intake = Intake(
             settings=settings,
             auth=self.auth,
+            permissions=self.permissions,
             alerts=self.alerts,
             audience=self.audience,
             engine=self.engine,

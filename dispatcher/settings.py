@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from channels.registry import validate_channel_settings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
+from dispatcher.drill_schedule import DrillSettings
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
-from dispatcher.scheduler import DrillSettings
 from segments.settings import DirectorySettings
 
 TOKEN_ENV = "CLARION_API_TOKEN"  # noqa: S105 - a variable name, not a token
@@ -195,8 +196,6 @@ class Settings(SettingsModel):
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from channels.registry import validate_channel_settings
-
         return {name: validate_channel_settings(name, raw) for name, raw in value.items()}
 
     def templates_dir(self) -> Path:

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from dispatcher.domain import AlertKind
 from dispatcher.request import AlertRequest, Translation, problems
+from dispatcher.settings import config_dir
 
 PARTS = ("text", "headline", "instruction", "description")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -137,8 +138,6 @@ def _tidy(text: str) -> str:
 
 def default_folder() -> Path:
     """The templates shipped with Clarion's embedded config."""
-    from dispatcher.settings import config_dir
-
     return config_dir() / "templates"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dispatcher.domain import AlertKind, ChannelKind
+from dispatcher.observability import configure_logging
 from dispatcher.settings import ConfigError, Settings, load_settings
 from dispatcher.store.database import open_database
 from segments.audience import AudienceResolver, load_campus
@@ -90,8 +91,6 @@ def register(subparsers: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from dispatcher.observability import configure_logging
-
     settings = load_settings(args.config)
     # Logs go to stderr, and only warnings: stdout carries the report or the JSON.
     configure_logging("warning", json_lines=settings.logging.json_lines)

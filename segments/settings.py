@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind
+from segments.expression import check_named_segments
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -94,9 +95,6 @@ class DirectorySettings(SettingsModel):
 
     @model_validator(mode="after")
     def _segments_parse(self) -> DirectorySettings:
-        # Imported here: the expression module needs nothing from the settings, but the
-        # settings must refuse a named segment that cannot be used.
-        from segments.expression import check_named_segments
-
+        # The settings refuse a named segment that cannot be used.
         check_named_segments(self.segments)
         return self

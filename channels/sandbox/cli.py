@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import Any
 
 from channels.sandbox.server import Sandbox
+from dispatcher.observability import configure_logging
 
 # Each plugin has `add_arguments(parser)` and `async attach(sandbox, args)`.
 PLUGINS: tuple[str, ...] = (
@@ -34,8 +35,6 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
-    from dispatcher.observability import configure_logging
-
     configure_logging("info")
     asyncio.run(serve(args))
     return 0

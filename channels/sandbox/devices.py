@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from channels.devices import PATTERN_TEST, AckState, Topics
 from channels.sandbox.broker import BrokerUnavailable, Mosquitto
 from channels.sandbox.stats import Stats
+from dispatcher.settings import config_dir
 
 if TYPE_CHECKING:
     from channels.sandbox.server import Sandbox
@@ -413,8 +414,6 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> DeviceFleet | No
         host, port = broker.host, broker.port
     path = args.devices
     if path is None:
-        from dispatcher.settings import config_dir
-
         path = config_dir() / "campus" / "devices.csv"
     fleet = DeviceFleet(
         load_devices(path), host=host, port=port, prefix=args.mqtt_prefix, stats=sandbox.stats,

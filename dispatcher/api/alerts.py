@@ -10,11 +10,17 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from channels.devices import DeviceChannel
-from dispatcher.api.common import caller_of, error, read_body, read_json, service_of
-from dispatcher.auth import scope_permits
+from dispatcher.api.common import (
+    caller_of,
+    error,
+    held_response,
+    read_body,
+    read_json,
+    service_of,
+)
 from dispatcher.cap import parse_cap
 from dispatcher.domain import AlertState, ChannelKind, DeliveryState, recipient_hash
-from dispatcher.intake import Rejected
+from dispatcher.intake import Held
 from dispatcher.observability import redact_text
 from dispatcher.request import parse_request, problems
 from dispatcher.service import Service
@@ -49,12 +55,9 @@ async def create_alert(request: web.Request) -> web.Response:
     except ValidationError as exc:
         service.metrics.rejected.labels("validation").inc()
         return error(422, "invalid request", problems=problems(exc))
-    try:
-        accepted = await service.intake.submit(
-            alert_request, caller_of(request), idempotency_key=key
-        )
-    except Rejected as exc:
-        return web.json_response(exc.body, status=exc.status)
+    accepted = await service.intake.submit(alert_request, caller_of(request), idempotency_key=key)
+    if isinstance(accepted, Held):
+        return held_response(accepted)
     return web.json_response(
         {
             "id": accepted.id,
@@ -239,11 +242,7 @@ async def cancel_alert(request: web.Request) -> web.Response:
     service = service_of(request)
     caller = caller_of(request)
     record = await _alert_or_404(service, request.match_info["id"])
-    if not caller.can_send or (record.mode.value == "live" and not caller.can_send_live):
-        return error(403, f"role {caller.role} may not cancel this alert")
-    segments = service.settings.directory.segments
-    if not scope_permits(record.request.audience, caller.scopes, segments):
-        return error(403, f"this token may only cancel alerts for: {', '.join(caller.scopes)}")
+    service.permissions.check_cancel(caller, record.mode, record.request.audience)
     reason = ""
     if request.can_read_body:
         body = await read_json(request)

@@ -9,31 +9,21 @@ from importlib import import_module
 import structlog
 from aiohttp import web
 
-from dispatcher.api.common import CALLER, SERVICE, error, read_body
+from dispatcher.api import ROUTE_MODULES
+from dispatcher.api.common import CALLER, SERVICE, error, read_body, refusal_response
 from dispatcher.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    Role,
     SignatureError,
     check_signature,
     first_use,
     retry_after,
 )
 from dispatcher.observability import redact_text
+from dispatcher.refusals import Forbidden, Refused
 from dispatcher.service import Service
 
 log = structlog.get_logger("clarion.api")
-
-ROUTE_MODULES = (
-    "dispatcher.api.ops",
-    "dispatcher.api.alerts",
-    "dispatcher.api.lint",
-    "dispatcher.api.callbacks",
-    "dispatcher.api.cap",
-    "dispatcher.api.devices",
-    "dispatcher.api.approvals",
-    "dispatcher.api.drills",
-)
 
 # Paths open without a token: probes, metrics, the API description, provider callbacks
 # (those carry their own signatures).
@@ -89,6 +79,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """JSON errors for everything, every refusal logged, and never a stack trace in a response."""
     try:
         response = await handler(request)
+    except Refused as exc:
+        response = refusal_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -150,8 +142,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             headers={"Retry-After": retry_after(wait)},
         )
     request[CALLER] = caller
-    if request.method not in ("GET", "HEAD") and caller.role is Role.VIEWER:
-        return error(403, "role viewer may only read")
+    if request.method not in ("GET", "HEAD"):
+        try:
+            service.permissions.check_write(caller)
+        except Forbidden as exc:
+            return refusal_response(exc)
     return await handler(request)
 
 

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, read_json, service_of
 from dispatcher.approval import ApprovalStore
-from dispatcher.intake import Rejected
 
 routes = web.RouteTableDef()
 
@@ -52,10 +51,7 @@ async def approve(request: web.Request) -> web.Response:
     service = service_of(request)
     approval_id = request.match_info["id"]
     _store(request)
-    try:
-        accepted = await service.intake.approve(approval_id, caller_of(request))
-    except Rejected as exc:
-        return web.json_response(exc.body, status=exc.status)
+    accepted = await service.intake.approve(approval_id, caller_of(request))
     return web.json_response(
         {
             "id": accepted.id,
@@ -87,10 +83,7 @@ async def reject(request: web.Request) -> web.Response:
             return error(422, "invalid request", problems=[
                 {"field": "reason", "message": f"a string of at most {MAX_REASON} characters"}])
         reason = reason_value
-    try:
-        record = await service.intake.reject(approval_id, caller_of(request), reason)
-    except Rejected as exc:
-        return web.json_response(exc.body, status=exc.status)
+    record = await service.intake.reject(approval_id, caller_of(request), reason)
     return web.json_response(record.as_json(service.clock.now_ms()))
 
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from dispatcher.api.common import service_of
 from dispatcher.cap import CAP_MEDIA_TYPE, CapReference, areas_for_zones, cap_time, render_cap
 from dispatcher.domain import AlertState, ChannelKind
-
-if TYPE_CHECKING:
-    from dispatcher.service import Service
-    from dispatcher.store.alerts import AlertRecord
+from dispatcher.service import Service
+from dispatcher.store.alerts import AlertRecord
 
 routes = web.RouteTableDef()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from dispatcher.auth import Caller
-    from dispatcher.service import Service
+from dispatcher.auth import Caller
+from dispatcher.intake import Held
+from dispatcher.refusals import Conflict, Forbidden, Invalid, NotFound, PolicyBreach, Refused
+from dispatcher.service import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
@@ -28,6 +29,46 @@ def caller_of(request: web.Request) -> Caller:
 def error(status: int, message: str, **extra: Any) -> web.Response:
     """A JSON error body: `{"error": message, ...}` and no stack trace, ever."""
     return web.json_response({"error": message, **extra}, status=status)
+
+
+# The one place a refusal becomes an HTTP status; the first matching class wins.
+REFUSAL_STATUS: tuple[tuple[type[Refused], int], ...] = (
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Invalid, 422),
+    (PolicyBreach, 422),
+)
+
+
+def refusal_response(exc: Refused) -> web.Response:
+    """The JSON error for a refusal: its status, message and located details."""
+    status = next((code for cls, code in REFUSAL_STATUS if isinstance(exc, cls)), 400)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, Invalid):
+        extra["problems"] = [p.as_json() for p in exc.problems]
+    elif isinstance(exc, PolicyBreach):
+        extra["violations"] = exc.violations
+    elif isinstance(exc, Conflict) and exc.existing_id is not None:
+        extra["id"] = exc.existing_id
+    return error(status, exc.message, **extra)
+
+
+def held_response(held: Held) -> web.Response:
+    """The 202 for a request held for a second person's approval."""
+    record = held.record
+    return web.json_response(
+        {
+            "id": record.id,
+            "status_url": f"/v1/approvals/{record.id}",
+            "approval_required": True,
+            "state": record.state.value,
+            "audience": record.audience_counts,
+            "expires_at": record.expires_at,
+            "warnings": held.warnings,
+        },
+        status=202,
+    )
 
 
 def too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from channels.devices import Availability, DeviceChannel, DevicePresence
 from dispatcher.api.common import error, service_of
 from dispatcher.domain import DEVICE_KINDS
-
-if TYPE_CHECKING:
-    from dispatcher.service import Service
+from dispatcher.service import Service
 
 routes = web.RouteTableDef()
 

@@ -8,11 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher.api.common import caller_of, error, read_json, service_of
-from dispatcher.domain import Mode
-from dispatcher.intake import Rejected
+from dispatcher.api.common import caller_of, error, held_response, read_json, service_of
+from dispatcher.drill_schedule import UnknownDrill, describe
 from dispatcher.records import CleryRecords, note_text
-from dispatcher.scheduler import UnknownDrill, describe
 from dispatcher.service import Service
 
 routes = web.RouteTableDef()
@@ -62,11 +60,12 @@ async def run_drill(request: web.Request) -> web.Response:
     service = service_of(request)
     name = request.match_info["name"]
     try:
-        run = await service.scheduler.run_now(name, caller_of(request))
+        manual = await service.scheduler.run_now(name, caller_of(request))
     except UnknownDrill:
         return error(404, f"no drill {name!r} in the config")
-    except Rejected as exc:
-        return web.json_response(exc.body, status=exc.status)
+    if manual.held is not None:
+        return held_response(manual.held)
+    run = manual.run
     return web.json_response(
         {"id": run.alert_id, "status_url": f"/v1/alerts/{run.alert_id}", "drill": name,
          "run": run.as_json()},
@@ -82,8 +81,7 @@ async def add_note(request: web.Request) -> web.Response:
     record = await service.alerts.get(request.match_info["id"])
     if record is None:
         return error(404, f"no alert {request.match_info['id']}")
-    if record.mode is Mode.LIVE and not caller.can_send_live:
-        return error(403, f"role {caller.role} may add notes to drills and tests only")
+    service.permissions.check_note(caller, record.mode)
     body = await read_json(request)
     if not isinstance(body, dict) or set(body) - {"text"}:
         raise _invalid("(body)", 'an object with one field, "text"')

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from dispatcher.api import ROUTE_MODULES
 from dispatcher.domain import ChannelKind, DeliveryState
 from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
@@ -268,8 +269,6 @@ BUILT_IN_PATHS = {
 
 def api_paths() -> dict[str, Any]:
     """Every route module's paths: its own `OPENAPI_PATHS`, else the built-in description."""
-    from dispatcher.api.app import ROUTE_MODULES
-
     paths: dict[str, Any] = {}
     for name in ROUTE_MODULES:
         own = getattr(import_module(name), "OPENAPI_PATHS", None)

@@ -8,17 +8,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dispatcher.domain import AlertKind, AlertState, ChannelKind, Message, Mode
+from dispatcher.refusals import Conflict
 from dispatcher.rendering import Rendered
 from dispatcher.request import AlertRequest
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(Conflict):
     """The Idempotency-Key was used before with another body."""
 
     def __init__(self, alert_id: str) -> None:
-        super().__init__(f"Idempotency-Key already used for alert {alert_id} with another body")
+        super().__init__(
+            f"Idempotency-Key already used for alert {alert_id} with another body",
+            existing_id=alert_id,
+        )
         self.alert_id = alert_id
 
 

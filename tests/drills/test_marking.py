@@ -11,7 +11,8 @@ from typing import Any
 
 import aiomqtt
 
-from dispatcher.scheduler import DrillScheduler, DrillSettings, RunStatus
+from dispatcher.drill_schedule import DrillSettings
+from dispatcher.scheduler import DrillScheduler, RunStatus
 from tests.conftest import Stack
 from tests.drills.conftest import DRILL_TEXT, MovableClock
 from tests.support import AUTH

@@ -14,13 +14,8 @@ from structlog.testing import capture_logs
 
 from channels.sandbox.server import Sandbox
 from dispatcher.auth import token_sha256
-from dispatcher.scheduler import (
-    DrillSettings,
-    RunStatus,
-    ScheduledDrill,
-    idempotency_key,
-    occurrences_after,
-)
+from dispatcher.drill_schedule import DrillSettings, ScheduledDrill, occurrences_after
+from dispatcher.scheduler import RunStatus, idempotency_key
 from dispatcher.settings import Settings
 from dispatcher.store.database import Database
 from tests.conftest import SettingsFactory

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.policy.helpers import FAMILIES, HERE, EXAMPLES, lint, load_cases
+from tests.policy.helpers import EXAMPLES, FAMILIES, HERE, lint, load_cases
 
 CORPORA = [
     EXAMPLES,

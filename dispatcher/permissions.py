@@ -1,0 +1,95 @@
+"""Who may do what: every authorization decision of the service, in one place.
+
+Intake, approvals and the HTTP routes ask `Permissions` before they act; each check either
+returns or raises `Forbidden` with the sentence the caller sees. Authentication (who the
+caller is) stays in `dispatcher/auth.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dispatcher.auth import Caller, Role, scope_permits
+from dispatcher.domain import Mode
+from dispatcher.refusals import Forbidden
+from dispatcher.settings import AuthSettings
+
+
+class Permissions:
+    """The rules of roles and scopes, from the `[auth]` settings and the named segments."""
+
+    def __init__(self, auth: AuthSettings, segments: Mapping[str, str]) -> None:
+        self._segments = dict(segments)
+        self._override = frozenset(Role(r) for r in auth.override_roles)
+        self._approvers = frozenset(Role(r) for r in auth.approval.approver_roles)
+        self._bypass = frozenset(Role(r) for r in auth.approval.bypass_roles)
+
+    def in_scope(self, caller: Caller, audience: str) -> bool:
+        """Whether an audience stays inside the caller's segment scopes."""
+        return scope_permits(audience, caller.scopes, self._segments)
+
+    def check_send(self, caller: Caller, mode: Mode) -> None:
+        """May the caller create an alert of this mode at all?"""
+        if not caller.can_send:
+            raise Forbidden(f"role {caller.role} may not send alerts")
+        if mode is Mode.LIVE and not caller.can_send_live:
+            raise Forbidden(f"role {caller.role} may send drills and tests only")
+
+    def check_audience(self, caller: Caller, audience: str) -> None:
+        """May the caller target this audience (department tokens are scoped)?"""
+        if not self.in_scope(caller, audience):
+            raise Forbidden(
+                f"this token may only target: {', '.join(caller.scopes)} "
+                "(by name, or joined to other terms with 'and')",
+                counted_as="scope",
+            )
+
+    def may_override(self, caller: Caller) -> bool:
+        """Whether the caller may send despite policy errors."""
+        return caller.role in self._override
+
+    def check_override(self, caller: Caller) -> None:
+        """May the caller override message policy rules?"""
+        if not self.may_override(caller):
+            raise Forbidden(f"role {caller.role} may not override the message policy")
+
+    def may_bypass_approval(self, caller: Caller) -> bool:
+        """Whether the caller may send at once what would need a second person."""
+        return caller.role in self._bypass
+
+    def check_approve(self, approver: Caller, requested_by: str, audience: str) -> None:
+        """May this person approve a request composed by `requested_by`?"""
+        if approver.role not in self._approvers:
+            raise Forbidden(f"role {approver.role} may not approve alerts")
+        if approver.name == requested_by:
+            raise Forbidden("a second person must approve: the composer cannot")
+        if not self.in_scope(approver, audience):
+            raise Forbidden(
+                f"this token may only approve for: {', '.join(approver.scopes)}",
+                counted_as="scope",
+            )
+
+    def check_reject(self, caller: Caller, requested_by: str) -> None:
+        """May this person refuse (an approver) or withdraw (its composer) a held request?"""
+        if caller.name != requested_by and caller.role not in self._approvers:
+            raise Forbidden(f"role {caller.role} may not reject approval requests")
+
+    def check_cancel(self, caller: Caller, mode: Mode, audience: str) -> None:
+        """May the caller cancel an alert of this mode and audience?"""
+        if not caller.can_send or (mode is Mode.LIVE and not caller.can_send_live):
+            raise Forbidden(f"role {caller.role} may not cancel this alert")
+        if not self.in_scope(caller, audience):
+            raise Forbidden(
+                f"this token may only cancel alerts for: {', '.join(caller.scopes)}",
+                counted_as="scope",
+            )
+
+    def check_note(self, caller: Caller, mode: Mode) -> None:
+        """May the caller add a follow-up note to the record of an alert of this mode?"""
+        if mode is Mode.LIVE and not caller.can_send_live:
+            raise Forbidden(f"role {caller.role} may add notes to drills and tests only")
+
+    def check_write(self, caller: Caller) -> None:
+        """May the caller change anything (viewers only read)?"""
+        if caller.role is Role.VIEWER:
+            raise Forbidden("role viewer may only read")
