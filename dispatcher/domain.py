@@ -74,11 +74,6 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
 
-    @property
-    def is_open(self) -> bool:
-        """True while the delivery still has to be handed to its provider."""
-        return self in (DeliveryState.QUEUED, DeliveryState.SENDING)
-
 
 class Outcome(StrEnum):
     """What a channel says about one delivery after trying it."""

@@ -125,10 +125,6 @@ class Engine:
         """How long a claim holds without renewal."""
         return int(self._settings.store.lease_s * 1000)
 
-    def breaker_states(self) -> dict[str, str]:
-        """Each channel's breaker state by channel name (for health and status pages)."""
-        return {b.name: b.state.value for b in self.breakers.values()}
-
     async def start(self) -> None:
         """Take back abandoned claims, resume unfinished alerts, start the channel loops."""
         if self._single_node:
