@@ -217,29 +217,29 @@ def common_payload(alert: AlertContext, now_ms: int) -> dict[str, Any]:
     """The CAP fields every device class reads, from the alert and its first rendering."""
     first_lang, first = next(iter(alert.messages.items()), ("en", Message(text="")))
     cap = alert.cap
-    headline = cap.get("headline") or first.title or first.text[:80]
+    headline = cap.headline or first.title or first.text[:80]
     grade = assess(
-        alert.kind, first.text, headline=headline, instruction=cap.get("instruction"),
-        template=cap.get("template"),
+        alert.kind, first.text, headline=headline, instruction=cap.instruction or None,
+        template=cap.template or None,
     )
     payload: dict[str, Any] = {
         "identifier": alert.alert_id,
-        "sender": cap.get("sender", ""),
-        "sent": cap.get("sent") or cap_time(_dt(now_ms)),
-        "status": cap.get("status") or cap_status(alert.mode),
-        "msgType": cap.get("msgType") or cap_msg_type(alert.kind, alert.references),
+        "sender": cap.sender,
+        "sent": cap_time(_dt(now_ms)),
+        "status": cap_status(alert.mode),
+        "msgType": cap_msg_type(alert.kind, alert.references),
         "kind": alert.kind.value,
         "mode": alert.mode.value,
         "drill": alert.drill,
-        "category": cap.get("category") or grade.category,
-        "event": cap.get("event") or grade.event,
-        "urgency": cap.get("urgency") or grade.urgency,
-        "severity": cap.get("severity") or grade.severity,
-        "certainty": cap.get("certainty") or grade.certainty,
+        "category": grade.category,
+        "event": grade.event,
+        "urgency": grade.urgency,
+        "severity": grade.severity,
+        "certainty": grade.certainty,
         "responseType": list(grade.response_types),
         "headline": headline,
-        "instruction": cap.get("instruction", ""),
-        "description": cap.get("description", ""),
+        "instruction": cap.instruction,
+        "description": cap.description,
         "text": first.text,
         "language": first_lang,
         "expires": cap_time(_dt(alert.expires_ms)),
@@ -266,9 +266,9 @@ def class_section(
         if alert.drill:
             banner = settings.test_banner if alert.mode is Mode.TEST else settings.drill_banner
         return {
-            "title": message.title or alert.cap.get("headline", ""),
+            "title": message.title or alert.cap.headline,
             "text": message.text,
-            "instruction": alert.cap.get("instruction", ""),
+            "instruction": alert.cap.instruction,
             "banner": banner,
         }
     # The renderer's PA speech already carries the drill preamble in the alert's language;

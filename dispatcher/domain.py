@@ -102,6 +102,17 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class CapInfo:
+    """The CAP parts of an alert that channels show as given; empty when not given."""
+
+    sender: str = ""
+    headline: str = ""
+    instruction: str = ""
+    description: str = ""
+    template: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AlertContext:
     """What every stage and channel knows about the alert it works on; read-only."""
 
@@ -109,12 +120,12 @@ class AlertContext:
     kind: AlertKind
     mode: Mode
     now_ms: int
-    deadline_ms: int
     expires_ms: int
+    """The alert's expiry, which is also the deadline of every delivery."""
     messages: dict[str, Message] = field(default_factory=dict)
     zones: tuple[str, ...] = ()
     references: str | None = None
-    cap: dict[str, str] = field(default_factory=dict)
+    cap: CapInfo = field(default_factory=CapInfo)
 
     @property
     def drill(self) -> bool:

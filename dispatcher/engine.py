@@ -32,6 +32,7 @@ from dispatcher.domain import (
     AlertContext,
     AlertState,
     Batch,
+    CapInfo,
     ChannelKind,
     Delivery,
     DeliveryState,
@@ -364,7 +365,6 @@ class Engine:
             kind=record.kind,
             mode=record.mode,
             now_ms=now,
-            deadline_ms=record.expires_at,
             expires_ms=record.expires_at,
             messages=self._messages(record, kind),
             zones=record.zones,
@@ -446,16 +446,15 @@ class Engine:
             )[kind]
         return self._extra_renderings[key]
 
-    def _cap_fields(self, record: AlertRecord) -> dict[str, str]:
+    def _cap_fields(self, record: AlertRecord) -> CapInfo:
         request = record.request
-        fields = {
-            "sender": self._settings.service.sender,
-            "headline": request.headline or "",
-            "instruction": request.instruction or "",
-            "description": request.description or "",
-            "template": request.template or "",
-        }
-        return {k: v for k, v in fields.items() if v}
+        return CapInfo(
+            sender=self._settings.service.sender,
+            headline=request.headline or "",
+            instruction=request.instruction or "",
+            description=request.description or "",
+            template=request.template or "",
+        )
 
     async def _transmit(self, channel: Channel, batch: Batch) -> Sequence[Receipt]:
         deliveries = batch.deliveries
@@ -655,8 +654,8 @@ class Engine:
         self.forget(record.id)
         context = AlertContext(
             alert_id=record.id, kind=record.kind, mode=record.mode,
-            now_ms=self._clock.now_ms(), deadline_ms=record.expires_at,
-            expires_ms=record.expires_at, zones=record.zones, references=record.references_id,
+            now_ms=self._clock.now_ms(), expires_ms=record.expires_at, zones=record.zones,
+            references=record.references_id,
         )
         for kind, channel in self._channels.items():
             if kind in record.channels:

@@ -59,8 +59,7 @@ def alert(
     """An alert as the engine hands it to a device channel."""
     now = int(time.time() * 1000)
     return AlertContext(
-        alert_id=alert_id, kind=kind, mode=mode, now_ms=now, deadline_ms=now + expires_in_ms,
-        expires_ms=now + expires_in_ms,
+        alert_id=alert_id, kind=kind, mode=mode, now_ms=now, expires_ms=now + expires_in_ms,
         messages={"en": Message(text=text, title=text.split(".")[0]),
                   "es": Message(text="Fuga de gas. Evacúe.", title="Fuga de gas")},
         zones=tuple(zones), references=references,
@@ -343,7 +342,7 @@ class TestDrills:
         spoken = "Esto es un simulacro. Evacúe el edificio. Esto es un simulacro."
         drill = AlertContext(
             alert_id="D2", kind=AlertKind.EMERGENCY, mode=Mode.DRILL, now_ms=now,
-            deadline_ms=now + 60_000, expires_ms=now + 60_000,
+            expires_ms=now + 60_000,
             messages={"es": Message(text=spoken, speech=spoken, title="Simulacro")},
         )
         await channels[ChannelKind.PA].send(batch(drill, [("pa-1", "a")]))

@@ -179,7 +179,6 @@ def alert(
         kind=AlertKind.EMERGENCY,
         mode=mode,
         now_ms=now,
-        deadline_ms=now + 60_000,
         expires_ms=now + int(expires_in_s * 1000),
         messages={"en": Message(text=text)},
     )
@@ -439,7 +438,6 @@ class TestSegments:
             "A",
             AlertKind.EMERGENCY,
             Mode.LIVE,
-            0,
             0,
             0,
             messages={"en": Message("a" * 200), "es": Message("b" * 10)},
