@@ -45,6 +45,7 @@ from dispatcher.domain import (
     AlertKind,
     Batch,
     ChannelKind,
+    LateReceipt,
     Message,
     Mode,
     Outcome,
@@ -840,8 +841,9 @@ class DeviceBus:
         if sink is None:
             return
         try:
-            await sink.late_receipt(kind, outcome, alert_id=alert_id, recipient=device_id,
-                                    detail=detail)
+            await sink.late_receipt(
+                LateReceipt(kind, outcome, alert_id=alert_id, recipient=device_id, detail=detail)
+            )
         except Exception as exc:
             # A store hiccup must not stop the ack stream; the device re-acks on the next publish.
             self.counters["receipt_errors"] += 1

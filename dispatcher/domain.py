@@ -176,3 +176,17 @@ class Receipt:
     detail: str = ""
     provider_ref: str = ""
     retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LateReceipt:
+    """A receipt that came after the send (a provider callback, a device ack), naming its
+    delivery by id, by the provider's reference, or by alert and recipient."""
+
+    channel: ChannelKind
+    outcome: Outcome
+    delivery_id: int | None = None
+    provider_ref: str | None = None
+    alert_id: str | None = None
+    recipient: str | None = None
+    detail: str = ""

@@ -36,6 +36,7 @@ from dispatcher.domain import (
     ChannelKind,
     Delivery,
     DeliveryState,
+    LateReceipt,
     Message,
     Outcome,
     Receipt,
@@ -48,7 +49,6 @@ from dispatcher.store.ledger import (
     Claimed,
     DeliveryLedger,
     Fallback,
-    LateReceipt,
     LateResult,
     Settled,
 )
@@ -561,25 +561,14 @@ class Engine:
 
     # -- receipts after the send ----------------------------------------------------------------
 
-    async def late_receipt(
-        self,
-        channel: ChannelKind,
-        outcome: Outcome,
-        *,
-        delivery_id: int | None = None,
-        provider_ref: str | None = None,
-        alert_id: str | None = None,
-        recipient: str | None = None,
-        detail: str = "",
-    ) -> bool:
+    async def late_receipt(self, receipt: LateReceipt, /) -> bool:
         """ReceiptSink: record a callback or device ack against its delivery."""
-        found = await self._late.submit(
-            LateReceipt(channel, outcome, delivery_id, provider_ref, alert_id, recipient, detail)
-        )
+        found = await self._late.submit(receipt)
+        channel = receipt.channel.value
         if found is None:
-            self._metrics.rejected_input.labels(f"receipt.{channel.value}").inc()
+            self._metrics.rejected_input.labels(f"receipt.{channel}").inc()
             return False
-        self._metrics.late_receipts.labels(channel.value, outcome.value).inc()
+        self._metrics.late_receipts.labels(channel, receipt.outcome.value).inc()
         return True
 
     async def _write_late(self, receipts: Sequence[LateReceipt]) -> list[LateResult | None]:
