@@ -15,6 +15,7 @@ import pytest_asyncio
 from channels.devices import (
     Availability,
     DeviceBus,
+    DeviceBuses,
     DeviceChannel,
     DeviceSettings,
     PaChannel,
@@ -103,8 +104,9 @@ async def open_channels(
                 "timeout_s": 2.0, "reconnect_max_s": 0.5, "client_id": "clarion-test",
                 **settings}
         out = {}
+        buses = DeviceBuses()
         for kind, cls in CLASSES.items():
-            channel = cls(DeviceSettings.model_validate(base))
+            channel = buses.channel(cls, DeviceSettings.model_validate(base))
             await channel.start(receipts)
             opened.append(channel)
             out[kind] = channel
