@@ -13,7 +13,7 @@ from pydantic import Field
 
 from channels.breaker import BreakerSettings
 from dispatcher.credentials import SettingsModel
-from dispatcher.domain import AlertContext, Batch, ChannelKind, Outcome, Receipt
+from dispatcher.domain import AlertContext, Batch, ChannelKind, LateReceipt, Outcome, Receipt
 
 log = structlog.get_logger("clarion.channel")
 
@@ -33,18 +33,9 @@ class ChannelSettings(SettingsModel):
 class ReceiptSink(Protocol):
     """Where receipts that arrive after the send (callbacks, device acks) are recorded."""
 
-    async def late_receipt(
-        self,
-        channel: ChannelKind,
-        outcome: Outcome,
-        *,
-        delivery_id: int | None = None,
-        provider_ref: str | None = None,
-        alert_id: str | None = None,
-        recipient: str | None = None,
-        detail: str = "",
-    ) -> bool:
-        """Record it against the delivery found by id, provider_ref or (alert_id, recipient)."""
+    async def late_receipt(self, receipt: LateReceipt, /) -> bool:
+        """Record it against the delivery found by id, provider_ref or (alert_id, recipient);
+        False when no delivery matches."""
         ...
 
 

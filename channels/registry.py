@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from channels.base import Channel, ChannelSettings
 from dispatcher.domain import ChannelKind
+
+if TYPE_CHECKING:
+    from channels.devices.buses import DeviceBuses
 
 # name -> "module:Class"; imported on demand so a channel's library loads only when used.
 CHANNELS: dict[str, str] = {
@@ -46,8 +49,11 @@ def validate_channel_settings(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def build_channels(sections: dict[str, dict[str, Any]]) -> dict[ChannelKind, Channel]:
-    """Instantiate the enabled channels, one per kind."""
+def build_channels(
+    sections: dict[str, dict[str, Any]], *, buses: DeviceBuses | None = None
+) -> dict[ChannelKind, Channel]:
+    """Instantiate the enabled channels, one per kind; device channels get their connection
+    from `buses` (equal connection settings share one), or each opens its own without it."""
     built: dict[ChannelKind, Channel] = {}
     for name, raw in sections.items():
         cls = channel_class(name)
@@ -56,5 +62,8 @@ def build_channels(sections: dict[str, dict[str, Any]]) -> dict[ChannelKind, Cha
             continue
         if cls.kind in built:
             raise ValueError(f"channels.{name}: a channel for {cls.kind} is already configured")
-        built[cls.kind] = cls(settings)
+        if buses is not None and cls.kind.is_device:
+            built[cls.kind] = buses.channel(cls, settings)
+        else:
+            built[cls.kind] = cls(settings)
     return built

@@ -74,11 +74,6 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
 
-    @property
-    def is_open(self) -> bool:
-        """True while the delivery still has to be handed to its provider."""
-        return self in (DeliveryState.QUEUED, DeliveryState.SENDING)
-
 
 class Outcome(StrEnum):
     """What a channel says about one delivery after trying it."""
@@ -107,6 +102,17 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class CapInfo:
+    """The CAP parts of an alert that channels show as given; empty when not given."""
+
+    sender: str = ""
+    headline: str = ""
+    instruction: str = ""
+    description: str = ""
+    template: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AlertContext:
     """What every stage and channel knows about the alert it works on; read-only."""
 
@@ -114,12 +120,12 @@ class AlertContext:
     kind: AlertKind
     mode: Mode
     now_ms: int
-    deadline_ms: int
     expires_ms: int
+    """The alert's expiry, which is also the deadline of every delivery."""
     messages: dict[str, Message] = field(default_factory=dict)
     zones: tuple[str, ...] = ()
     references: str | None = None
-    cap: dict[str, str] = field(default_factory=dict)
+    cap: CapInfo = field(default_factory=CapInfo)
 
     @property
     def drill(self) -> bool:
@@ -170,3 +176,17 @@ class Receipt:
     detail: str = ""
     provider_ref: str = ""
     retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LateReceipt:
+    """A receipt that came after the send (a provider callback, a device ack), naming its
+    delivery by id, by the provider's reference, or by alert and recipient."""
+
+    channel: ChannelKind
+    outcome: Outcome
+    delivery_id: int | None = None
+    provider_ref: str | None = None
+    alert_id: str | None = None
+    recipient: str | None = None
+    detail: str = ""

@@ -32,9 +32,11 @@ from dispatcher.domain import (
     AlertContext,
     AlertState,
     Batch,
+    CapInfo,
     ChannelKind,
     Delivery,
     DeliveryState,
+    LateReceipt,
     Message,
     Outcome,
     Receipt,
@@ -47,7 +49,6 @@ from dispatcher.store.ledger import (
     Claimed,
     DeliveryLedger,
     Fallback,
-    LateReceipt,
     LateResult,
     Settled,
 )
@@ -124,10 +125,6 @@ class Engine:
     def lease_ms(self) -> int:
         """How long a claim holds without renewal."""
         return int(self._settings.store.lease_s * 1000)
-
-    def breaker_states(self) -> dict[str, str]:
-        """Each channel's breaker state by channel name (for health and status pages)."""
-        return {b.name: b.state.value for b in self.breakers.values()}
 
     async def start(self) -> None:
         """Take back abandoned claims, resume unfinished alerts, start the channel loops."""
@@ -368,7 +365,6 @@ class Engine:
             kind=record.kind,
             mode=record.mode,
             now_ms=now,
-            deadline_ms=record.expires_at,
             expires_ms=record.expires_at,
             messages=self._messages(record, kind),
             zones=record.zones,
@@ -450,16 +446,15 @@ class Engine:
             )[kind]
         return self._extra_renderings[key]
 
-    def _cap_fields(self, record: AlertRecord) -> dict[str, str]:
+    def _cap_fields(self, record: AlertRecord) -> CapInfo:
         request = record.request
-        fields = {
-            "sender": self._settings.service.sender,
-            "headline": request.headline or "",
-            "instruction": request.instruction or "",
-            "description": request.description or "",
-            "template": request.template or "",
-        }
-        return {k: v for k, v in fields.items() if v}
+        return CapInfo(
+            sender=self._settings.service.sender,
+            headline=request.headline or "",
+            instruction=request.instruction or "",
+            description=request.description or "",
+            template=request.template or "",
+        )
 
     async def _transmit(self, channel: Channel, batch: Batch) -> Sequence[Receipt]:
         deliveries = batch.deliveries
@@ -566,25 +561,14 @@ class Engine:
 
     # -- receipts after the send ----------------------------------------------------------------
 
-    async def late_receipt(
-        self,
-        channel: ChannelKind,
-        outcome: Outcome,
-        *,
-        delivery_id: int | None = None,
-        provider_ref: str | None = None,
-        alert_id: str | None = None,
-        recipient: str | None = None,
-        detail: str = "",
-    ) -> bool:
+    async def late_receipt(self, receipt: LateReceipt, /) -> bool:
         """ReceiptSink: record a callback or device ack against its delivery."""
-        found = await self._late.submit(
-            LateReceipt(channel, outcome, delivery_id, provider_ref, alert_id, recipient, detail)
-        )
+        found = await self._late.submit(receipt)
+        channel = receipt.channel.value
         if found is None:
-            self._metrics.rejected_input.labels(f"receipt.{channel.value}").inc()
+            self._metrics.rejected_input.labels(f"receipt.{channel}").inc()
             return False
-        self._metrics.late_receipts.labels(channel.value, outcome.value).inc()
+        self._metrics.late_receipts.labels(channel, receipt.outcome.value).inc()
         return True
 
     async def _write_late(self, receipts: Sequence[LateReceipt]) -> list[LateResult | None]:
@@ -659,8 +643,8 @@ class Engine:
         self.forget(record.id)
         context = AlertContext(
             alert_id=record.id, kind=record.kind, mode=record.mode,
-            now_ms=self._clock.now_ms(), deadline_ms=record.expires_at,
-            expires_ms=record.expires_at, zones=record.zones, references=record.references_id,
+            now_ms=self._clock.now_ms(), expires_ms=record.expires_at, zones=record.zones,
+            references=record.references_id,
         )
         for kind, channel in self._channels.items():
             if kind in record.channels:

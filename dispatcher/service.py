@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from channels.base import Channel
+from channels.devices import DeviceBuses, DeviceChannel
 from channels.registry import build_channels
 from dispatcher.approval import ApprovalStore
 from dispatcher.auth import Authenticator
@@ -52,8 +53,11 @@ class Service:
             db, RetryPolicy(dispatch.retry_base_s, dispatch.retry_max_s), random.Random()
         )
         self.audience = AudienceResolver(db, settings.directory, settings.base_dir)
+        # One MQTT connection per distinct broker settings, shared by the device channels.
+        self.device_buses = DeviceBuses(self.clock)
         self.channels = (
-            channels if channels is not None else build_channels(_with_callback_urls(settings))
+            channels if channels is not None
+            else build_channels(_with_callback_urls(settings), buses=self.device_buses)
         )
         self.engine = Engine(
             settings=settings,
@@ -105,8 +109,6 @@ class Service:
 
     async def _register_devices(self) -> None:
         """Tell the device channels which devices the directory has, heard from or not."""
-        from channels.devices import DeviceChannel
-
         buses = {id(c.bus): c.bus for c in self.channels.values() if isinstance(c, DeviceChannel)}
         if not buses:
             return

@@ -14,7 +14,7 @@ from channels.sms_twilio import (
 )
 from dispatcher.api.common import SERVICE, error
 from dispatcher.credentials import reveal
-from dispatcher.domain import ChannelKind
+from dispatcher.domain import ChannelKind, LateReceipt
 
 log = structlog.get_logger("clarion.api.callbacks")
 
@@ -44,12 +44,14 @@ async def twilio_status(request: web.Request) -> web.Response:
         return web.Response(status=204)
     # The engine is the ReceiptSink: it stamps the time, counts, and closes finished alerts.
     recorded = await service.engine.late_receipt(
-        ChannelKind.SMS,
-        event.outcome,
-        delivery_id=event.delivery_id,
-        provider_ref=event.message_sid,
-        alert_id=event.alert_id,
-        detail=event.detail,
+        LateReceipt(
+            ChannelKind.SMS,
+            event.outcome,
+            delivery_id=event.delivery_id,
+            provider_ref=event.message_sid,
+            alert_id=event.alert_id,
+            detail=event.detail,
+        )
     )
     log.debug(
         "callback.recorded",

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.domain import ChannelKind, DeliveryState, Outcome, Receipt
+from dispatcher.domain import ChannelKind, DeliveryState, LateReceipt, Outcome, Receipt
 from dispatcher.store.database import Database, Row, Session
 from segments.audience import PlannedDelivery
 
@@ -67,20 +67,6 @@ class Fallback:
     channel: ChannelKind
     address: str
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class LateReceipt:
-    """A receipt that came after the send (a provider callback, a device ack), naming its
-    delivery by id, by the provider's reference, or by alert and recipient."""
-
-    channel: ChannelKind
-    outcome: Outcome
-    delivery_id: int | None = None
-    provider_ref: str | None = None
-    alert_id: str | None = None
-    recipient: str | None = None
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

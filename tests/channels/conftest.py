@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest_asyncio
 
 from channels.push_apprise import ApprisePush, AppriseSettings
 from channels.sandbox.broker import BrokerUnavailable, Mosquitto
-from dispatcher.domain import ChannelKind, Outcome
+from dispatcher.domain import LateReceipt
 
 
 @pytest_asyncio.fixture
@@ -30,18 +29,6 @@ async def mosquitto() -> AsyncIterator[Mosquitto]:
     await broker.stop()
 
 
-@dataclass(frozen=True, slots=True)
-class LateReceipt:
-    """One receipt a channel reported after its send."""
-
-    channel: ChannelKind
-    outcome: Outcome
-    alert_id: str | None
-    recipient: str | None
-    detail: str
-    provider_ref: str | None
-
-
 class RecordingSink:
     """A ReceiptSink that keeps every late receipt and lets a test wait for some."""
 
@@ -49,20 +36,9 @@ class RecordingSink:
         self.receipts: list[LateReceipt] = []
         self._changed = asyncio.Event()
 
-    async def late_receipt(
-        self,
-        channel: ChannelKind,
-        outcome: Outcome,
-        *,
-        provider_ref: str | None = None,
-        alert_id: str | None = None,
-        recipient: str | None = None,
-        detail: str = "",
-    ) -> bool:
+    async def late_receipt(self, receipt: LateReceipt, /) -> bool:
         """Record it."""
-        self.receipts.append(
-            LateReceipt(channel, outcome, alert_id, recipient, detail, provider_ref)
-        )
+        self.receipts.append(receipt)
         self._changed.set()
         return True
 

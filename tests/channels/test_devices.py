@@ -15,6 +15,7 @@ import pytest_asyncio
 from channels.devices import (
     Availability,
     DeviceBus,
+    DeviceBuses,
     DeviceChannel,
     DeviceSettings,
     PaChannel,
@@ -59,8 +60,7 @@ def alert(
     """An alert as the engine hands it to a device channel."""
     now = int(time.time() * 1000)
     return AlertContext(
-        alert_id=alert_id, kind=kind, mode=mode, now_ms=now, deadline_ms=now + expires_in_ms,
-        expires_ms=now + expires_in_ms,
+        alert_id=alert_id, kind=kind, mode=mode, now_ms=now, expires_ms=now + expires_in_ms,
         messages={"en": Message(text=text, title=text.split(".")[0]),
                   "es": Message(text="Fuga de gas. Evacúe.", title="Fuga de gas")},
         zones=tuple(zones), references=references,
@@ -104,8 +104,9 @@ async def open_channels(
                 "timeout_s": 2.0, "reconnect_max_s": 0.5, "client_id": "clarion-test",
                 **settings}
         out = {}
+        buses = DeviceBuses()
         for kind, cls in CLASSES.items():
-            channel = cls(DeviceSettings.model_validate(base))
+            channel = buses.channel(cls, DeviceSettings.model_validate(base))
             await channel.start(receipts)
             opened.append(channel)
             out[kind] = channel
@@ -343,7 +344,7 @@ class TestDrills:
         spoken = "Esto es un simulacro. Evacúe el edificio. Esto es un simulacro."
         drill = AlertContext(
             alert_id="D2", kind=AlertKind.EMERGENCY, mode=Mode.DRILL, now_ms=now,
-            deadline_ms=now + 60_000, expires_ms=now + 60_000,
+            expires_ms=now + 60_000,
             messages={"es": Message(text=spoken, speech=spoken, title="Simulacro")},
         )
         await channels[ChannelKind.PA].send(batch(drill, [("pa-1", "a")]))

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.base import Channel
-from channels.devices import DeviceSettings, SignageChannel, SirenChannel
+from channels.devices import DeviceBus, DeviceSettings, SignageChannel, SirenChannel
 from channels.sandbox.broker import Mosquitto
 from channels.sandbox.devices import DeviceFleet, DeviceSpec
 from dispatcher.api import devices as devices_api
@@ -46,8 +46,9 @@ async def api(
          ("sign-1", "signage", "a", "north-hall", "Lobby sign", now)],
     )
     settings = DeviceSettings(port=mosquitto.port, client_id="api-test")
-    parts = Parts(db, {ChannelKind.SIREN: SirenChannel(settings),
-                       ChannelKind.SIGNAGE: SignageChannel(settings)})
+    bus = DeviceBus(settings)
+    parts = Parts(db, {ChannelKind.SIREN: SirenChannel(settings, bus=bus),
+                       ChannelKind.SIGNAGE: SignageChannel(settings, bus=bus)})
     for channel in parts.channels.values():
         await channel.start(receipts)
     app = web.Application()

@@ -14,7 +14,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from channels.devices import Availability, DeviceSettings, SignageChannel, SirenChannel
+from channels.devices import (
+    Availability,
+    DeviceBus,
+    DeviceSettings,
+    SignageChannel,
+    SirenChannel,
+)
 from channels.sandbox import devices as plugin
 from channels.sandbox.broker import Mosquitto, free_port
 from channels.sandbox.devices import Behaviour, assign_behaviours, load_devices
@@ -105,7 +111,8 @@ class TestPlugin:
         try:
             assert box.endpoints["mqtt"] == f"127.0.0.1:{port}"
             settings = DeviceSettings(port=port, client_id="sandbox-test", ack_timeout_s=0.5)
-            sirens, signs = SirenChannel(settings), SignageChannel(settings)
+            bus = DeviceBus(settings)
+            sirens, signs = SirenChannel(settings, bus=bus), SignageChannel(settings, bus=bus)
             await sirens.start(receipts)
             await signs.start(receipts)
             context = alert(zones=())

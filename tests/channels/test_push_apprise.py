@@ -57,7 +57,6 @@ def alert(*, mode: Mode = Mode.LIVE, text: str = TEXT, alert_id: str = "A-1") ->
         kind=AlertKind.EMERGENCY,
         mode=mode,
         now_ms=now,
-        deadline_ms=now + 60_000,
         expires_ms=now + 3_600_000,
         messages={"en": Message(text=text, title=TITLE)},
     )

@@ -85,7 +85,6 @@ def alert(text: str = TEXT, alert_id: str = "A-1") -> AlertContext:
         kind=AlertKind.EMERGENCY,
         mode=Mode.LIVE,
         now_ms=now,
-        deadline_ms=now + 60_000,
         expires_ms=now + 3_600_000,
         messages={"en": Message(text=text, title=TITLE)},
     )

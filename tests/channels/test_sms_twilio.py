@@ -38,6 +38,7 @@ from dispatcher.domain import (
     Batch,
     ChannelKind,
     Delivery,
+    LateReceipt,
     Message,
     Mode,
     Outcome,
@@ -61,25 +62,15 @@ class LateReceipts:
     calls: list[dict[str, Any]] = field(default_factory=list)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def late_receipt(
-        self,
-        channel: ChannelKind,
-        outcome: Outcome,
-        *,
-        delivery_id: int | None = None,
-        provider_ref: str | None = None,
-        alert_id: str | None = None,
-        recipient: str | None = None,
-        detail: str = "",
-    ) -> bool:
+    async def late_receipt(self, receipt: LateReceipt, /) -> bool:
         self.calls.append(
             {
-                "channel": channel,
-                "outcome": outcome,
-                "delivery_id": delivery_id,
-                "provider_ref": provider_ref,
-                "alert_id": alert_id,
-                "detail": detail,
+                "channel": receipt.channel,
+                "outcome": receipt.outcome,
+                "delivery_id": receipt.delivery_id,
+                "provider_ref": receipt.provider_ref,
+                "alert_id": receipt.alert_id,
+                "detail": receipt.detail,
             }
         )
         async with self.arrived:
@@ -179,7 +170,6 @@ def alert(
         kind=AlertKind.EMERGENCY,
         mode=mode,
         now_ms=now,
-        deadline_ms=now + 60_000,
         expires_ms=now + int(expires_in_s * 1000),
         messages={"en": Message(text=text)},
     )
@@ -439,7 +429,6 @@ class TestSegments:
             "A",
             AlertKind.EMERGENCY,
             Mode.LIVE,
-            0,
             0,
             0,
             messages={"en": Message("a" * 200), "es": Message("b" * 10)},

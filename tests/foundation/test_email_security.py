@@ -45,7 +45,7 @@ def server_context(cert: tuple[Path, Path]) -> ssl.SSLContext:
 def batch(n: int) -> Batch:
     alert = AlertContext(
         alert_id="a1", kind=AlertKind.EMERGENCY, mode=Mode.LIVE, now_ms=0,
-        deadline_ms=10**13, expires_ms=10**13,
+        expires_ms=10**13,
         messages={"en": Message(text="Evacuate now.", subject="Evacuate", body="Evacuate now.")},
     )
     return Batch(alert, tuple(Delivery(i, f"p{i}", f"p{i}@example.edu") for i in range(n)))
