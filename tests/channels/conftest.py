@@ -40,6 +40,7 @@ class LateReceipt:
     recipient: str | None
     detail: str
     provider_ref: str | None
+    delivery_id: int | None = None
 
 
 class RecordingSink:
@@ -54,6 +55,7 @@ class RecordingSink:
         channel: ChannelKind,
         outcome: Outcome,
         *,
+        delivery_id: int | None = None,
         provider_ref: str | None = None,
         alert_id: str | None = None,
         recipient: str | None = None,
@@ -61,7 +63,7 @@ class RecordingSink:
     ) -> bool:
         """Record it."""
         self.receipts.append(
-            LateReceipt(channel, outcome, alert_id, recipient, detail, provider_ref)
+            LateReceipt(channel, outcome, alert_id, recipient, detail, provider_ref, delivery_id)
         )
         self._changed.set()
         return True
