@@ -147,11 +147,8 @@ class TestFailures:
             assert arrived == {good.recipient: 1, other.recipient: 1}
             return
         if isinstance(result, ChannelError):
-            wanted = (
-                TransientChannelError
-                if fault.expect is Expect.TRANSIENT
-                else (PermanentChannelError)
-            )
+            transient = fault.expect is Expect.TRANSIENT
+            wanted = TransientChannelError if transient else PermanentChannelError
             assert isinstance(result, wanted), repr(result)
             if fault.expect is Expect.PERMANENT:
                 assert fault.reason in str(result)
