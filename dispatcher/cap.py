@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
-import sys
-import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml import ElementTree as defused
-from pydantic import ValidationError
 
 from dispatcher.domain import AlertKind, Mode
-from dispatcher.request import MAX_TEXT, AlertRequest, Translation, problems
-from dispatcher.settings import ConfigError, Settings, load_settings
-from segments.zones import load_zones
+from dispatcher.request import MAX_TEXT, AlertRequest, Translation
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _READABLE_NS = (CAP_NS, "urn:oasis:names:tc:emergency:cap:1.1")
@@ -607,141 +599,3 @@ def _texts(info: CapInfo, *, own: bool) -> dict[str, str]:
     if info.description and not (own and info.description == out["text"]):
         out["description"] = info.description[:MAX_TEXT]
     return out
-
-
-# --- `clarion cap` -------------------------------------------------------------------------
-
-
-def register(sub: Any) -> None:
-    """Add `clarion cap`."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "cap",
-        help="print an alert request (JSON on stdin) as CAP 1.2 XML",
-        description="Reads one alert request as JSON on stdin and writes its CAP 1.2 XML.",
-    )
-    parser.add_argument("--config", type=Path, help="TOML config (sender, institution, zones)")
-    parser.add_argument("--identifier", help="CAP identifier (default: a new UUID)")
-    parser.add_argument("--sender", help="CAP sender (default: [service] sender)")
-    parser.add_argument("--sent", help="ISO date-time with offset (default: now)")
-    parser.add_argument("--cancel", action="store_true", help="render the Cancel message")
-    parser.add_argument(
-        "--parse", action="store_true",
-        help="the reverse: read a CAP alert on stdin, print the alert request JSON",
-    )
-    parser.set_defaults(func=cmd_cap)
-
-
-def cmd_cap(args: argparse.Namespace) -> int:
-    """Render stdin's request as CAP (or, with --parse, CAP as a request); exit 2 on bad input."""
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    raw = sys.stdin.buffer.read()
-    if args.parse:
-        try:
-            request = parse_cap(raw)
-        except ValueError as exc:
-            return _fail(str(exc))
-        sys.stdout.write(json.dumps(request, indent=2, ensure_ascii=False) + "\n")
-        return 0
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _fail(f"stdin is not JSON: {exc}")
-    try:
-        request_model = AlertRequest.model_validate(data)
-    except ValidationError as exc:
-        found = "; ".join(f"{p['field']}: {p['message']}" for p in problems(exc))
-        return _fail(f"invalid alert request: {found}")
-    try:
-        sent = datetime.fromisoformat(args.sent) if args.sent else datetime.now(UTC)
-        sender = args.sender or settings.service.sender
-        identifier = args.identifier or f"urn:uuid:{uuid.uuid4()}"
-        references = []
-        if request_model.references:
-            # Without a store the earlier message's time is unknown; this one's stands in.
-            references.append(CapReference(sender, request_model.references, sent))
-        xml = render_cap(
-            request_model,
-            identifier=identifier,
-            sender=sender,
-            sent=sent,
-            default_expires_s=settings.dispatch.expires_s.get(request_model.kind, 3600),
-            cancelled=args.cancel,
-            references=references,
-            areas=areas_for_zones(request_model.zones, settings, request_model.exclude_zones),
-            web=settings.rendering.web or None,
-            sender_name=settings.service.institution,
-        )
-    except ValueError as exc:
-        return _fail(str(exc))
-    sys.stdout.buffer.write(xml)
-    sys.stdout.flush()
-    return 0
-
-
-def areas_for_zones(
-    zones: Collection[str], settings: Settings, exclude: Collection[str] = ()
-) -> list[CapArea]:
-    """CAP areas for an alert's zones, with polygons from the zones file when it can be read.
-
-    An alert without zones covers the campus: the file's `campus` zone outline when it has
-    one, else the institution's name alone. Excluded zones are cut out of the polygons (never
-    silently dropped) and named in each area's description.
-    """
-    try:
-        known = load_zones(settings.resolve(settings.directory.zones))
-    except ValueError:
-        known = {}
-    cut = [known[z].polygon for z in exclude if z in known]
-    suffix = f" (except {', '.join(known[z].name if z in known else z for z in exclude)})" \
-        if exclude else ""
-    wanted: list[tuple[str, tuple[tuple[float, float], ...], str]] = []
-    if not zones:
-        campus = known.get("campus")
-        name = settings.service.institution or "Campus"
-        wanted.append((name, campus.polygon if campus is not None else (), ""))
-    for zone_id in zones:
-        zone = known.get(zone_id)
-        wanted.append((zone.name, zone.polygon, zone_id) if zone else (zone_id, (), zone_id))
-    areas = []
-    for name, polygon, zone_id in wanted:
-        pieces = _subtract(polygon, cut) if polygon and cut else ([polygon] if polygon else [])
-        areas.append(CapArea(name + suffix, pieces[0] if pieces else (), zone_id,
-                             tuple(pieces[1:])))
-    return areas
-
-
-Ring = tuple[tuple[float, float], ...]
-
-
-def _subtract(polygon: Ring, holes: Sequence[Ring]) -> list[Ring]:
-    """polygon minus holes, as hole-free rings of (lat, lon) (CAP cannot draw holes)."""
-    from shapely import Polygon, unary_union
-    from shapely.geometry import LineString
-    from shapely.ops import split
-
-    def shape(ring: Ring) -> Polygon:
-        return Polygon([(lon, lat) for lat, lon in ring])
-
-    rest = shape(polygon).difference(unary_union([shape(h) for h in holes]))
-    todo = [g for g in getattr(rest, "geoms", [rest]) if isinstance(g, Polygon) and not g.is_empty]
-    done: list[Ring] = []
-    while todo:
-        piece = todo.pop()
-        if not piece.interiors:
-            done.append(tuple((lat, lon) for lon, lat in piece.exterior.coords))
-            continue
-        # Cut through the first hole: both halves have one hole fewer.
-        x = piece.interiors[0].centroid.x
-        _, low, _, high = piece.bounds
-        for part in split(piece, LineString([(x, low - 1), (x, high + 1)])).geoms:
-            if isinstance(part, Polygon) and not part.is_empty:
-                todo.append(part)
-    return done
-
-
-def _fail(message: str) -> int:
-    print(f"clarion cap: {message}", file=sys.stderr)
-    return 2

@@ -14,7 +14,7 @@ COMMAND_MODULES = (
     "dispatcher.lint",
     "segments.cli",
     "channels.sandbox.cli",
-    "dispatcher.cap",
+    "dispatcher.cap_cli",
     "dispatcher.drills",
     "dispatcher.tokens",
 )

@@ -18,13 +18,13 @@ from dispatcher.cap import (
     CAP_NS,
     CapArea,
     CapReference,
-    areas_for_zones,
     assess,
     cap_time,
     parse_cap,
     read_cap,
     render_cap,
 )
+from dispatcher.cap_areas import areas_for_zones
 from dispatcher.domain import AlertKind, Mode
 from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings, config_dir, load_settings
@@ -358,7 +358,7 @@ def run_cap(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     """`clarion cap` as the CLI registers it, in a fresh interpreter."""
     program = (
         "import argparse, sys\n"
-        "from dispatcher import cap\n"
+        "from dispatcher import cap_cli as cap\n"
         "parser = argparse.ArgumentParser(prog='clarion')\n"
         "cap.register(parser.add_subparsers())\n"
         "args = parser.parse_args(sys.argv[1:])\n"

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from dispatcher.api.common import service_of
-from dispatcher.cap import CAP_MEDIA_TYPE, CapReference, areas_for_zones, cap_time, render_cap
+from dispatcher.cap import CAP_MEDIA_TYPE, CapReference, cap_time, render_cap
+from dispatcher.cap_areas import areas_for_zones
 from dispatcher.domain import AlertState, ChannelKind
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord

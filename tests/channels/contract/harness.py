@@ -104,7 +104,6 @@ def make_batch(
         kind=kind,
         mode=mode,
         now_ms=now_ms,
-        deadline_ms=expires_ms,
         expires_ms=expires_ms,
         messages=messages,
         zones=tuple(zones),
