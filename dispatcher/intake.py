@@ -20,7 +20,8 @@ from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind, Mode
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
-from dispatcher.policy import campus_places, evaluate
+from dispatcher.places import campus_places
+from dispatcher.policy import evaluate
 from dispatcher.policy.engine import finder_for
 from dispatcher.policy.verdict import Verdict
 from dispatcher.rendering import Rendered, render_alert

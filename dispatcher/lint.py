@@ -15,7 +15,8 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from dispatcher.domain import AlertKind, ChannelKind
-from dispatcher.policy import campus_places, evaluate
+from dispatcher.places import campus_places
+from dispatcher.policy import evaluate
 from dispatcher.policy.gsm import count
 from dispatcher.rendering import render, render_alert
 from dispatcher.request import AlertRequest, problems
