@@ -97,6 +97,31 @@ _DIRECTIVE = re.compile(
     r"se insta|se les insta|es importante|por favor)\b",
     re.IGNORECASE,
 )
+# An instruction given as a request: "Chief Delgado asks everyone to stay away", "Public
+# Safety is urging people to stay indoors", "Facilities requests that everyone keep clear",
+# "la Policía pide a todos evitar el área". The verb that follows must be an instruction.
+_REQUEST = re.compile(
+    r"\b(?:asks?|asking|asked|urges?|urging|urged|requests?|requesting|requested|encourages?|"
+    r"encouraging|encouraged|advises?|advising|advised|reminds?|reminding|reminded|directs?|"
+    r"directing|directed|instructs?|instructing|instructed|orders?|ordering|ordered|tells?|"
+    r"telling|warns?|warning|wants?|needs?|recommends?|recommending|implores?|calls? on|"
+    r"calling on)\s+(?:that\s+)?(?:all\s+|the\s+|any\s+|every\s+)?"
+    r"(?P<who>everyone|everybody|all|people|persons|students|faculty|staff|employees|"
+    r"residents|occupants|community members|members of the (?:campus )?community|"
+    r"(?:campus |university )?community|public|anyone|those|you|motorists|drivers|"
+    r"pedestrians|visitors|commuters|individuals|guests|parents|patrons|bystanders|"
+    r"witnesses)\b(?P<gap>[^.;:!?]{0,40}?)\s+(?:to\s+)?(?P<verb>[a-z'-]+)"
+    r"|\b(?:says|said|asks|asked|urges|urged|advises|advised)\s+to\s+(?P<bare>[a-z'-]+)"
+    r"|\b(?:pide|piden|pidiendo|solicita|solicitan|insta|instan|recomienda|recomiendan|"
+    r"ruega|ruegan|exhorta|exhortan|aconseja|aconsejan|urge|urgen|llama|llaman)\s+"
+    r"(?:a\s+)?(?:que\s+)?(?P<quien>todos|todas|toda la comunidad|la comunidad|"
+    r"(?:los|las) (?:estudiantes|residentes|personas|empleados|ocupantes|visitantes)|"
+    r"el p[uú]blico|quienes|cualquier persona|usted|ustedes)\b(?P<hueco>[^.;:!?]{0,40}?)"
+    r"\s+(?:que\s+|a\s+)?(?P<verbo>\w+)",
+    re.IGNORECASE,
+)
+_SPANISH_INFINITIVE = re.compile(r"\w+(?:ar|er|ir)(?:se|lo|la|los|las)?", re.IGNORECASE)
+
 _ORDER = re.compile(
     r"\b(?:shelter[- ]in[- ]place|evacuation|lockdown|lock[- ]down|stay[- ]at[- ]home|"
     r"boil[- ]water|stay[- ]away|avoid[- ]the[- ]area|hold[- ]in[- ]place|secure[- ]in[- ]place)"
@@ -144,7 +169,18 @@ def has_instruction(text: str) -> bool:
     """True when some clause tells people what to do (or that the danger is over)."""
     if _DIRECTIVE.search(text) or _ORDER.search(text) or _ALL_CLEAR.search(text):
         return True
+    if any(_requested(m) for m in _REQUEST.finditer(text)):
+        return True
     return any(_imperative(c.text) for c in clauses(text))
+
+
+def _requested(match: re.Match[str]) -> bool:
+    """True when a request names an action: "asks everyone to avoid", "pide a todos evitar"."""
+    verb = match.group("verb") or match.group("bare")
+    if verb is not None:
+        return fold(verb) in VERBS
+    verbo = fold(match.group("verbo"))
+    return verbo in VERBS or _SPANISH_INFINITIVE.fullmatch(verbo) is not None
 
 
 def has_report_way(text: str) -> bool:

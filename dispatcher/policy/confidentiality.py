@@ -180,6 +180,63 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
+# A place in a small group names one person: a team's position, a jersey number, the officer
+# of a club. Sports and groups are listed so that "the captain of the team" is caught and
+# "the fire captain" is not.
+_SPORTS = (
+    r"(?:soccer|football|basketball|baseball|softball|volleyball|lacrosse|hockey|field hockey|"
+    r"ice hockey|rugby|tennis|swim(?:ming)?|diving|track|cross[- ]country|wrestling|rowing|"
+    r"golf|water polo|gymnastics|cheer(?:leading)?|dance|fencing|squash|ultimate|esports)"
+)
+_GROUP_WORDS = (
+    r"(?:team|squad|club|band|marching band|orchestra|choir|chorus|ensemble|crew|cast|troupe|"
+    r"fraternity|sorority|chapter|council|student government|senate|association|society|"
+    r"league|a cappella group|program)"
+)
+_POSITIONS = (
+    r"(?:(?:co-?)?captain|goalkeeper|goalie|keeper|quarterback|point guard|shooting guard|"
+    r"power forward|small forward|center fielder|centre forward|pitcher|catcher|shortstop|"
+    r"first baseman|second baseman|third baseman|striker|midfielder|defender|fullback|"
+    r"halfback|linebacker|wide receiver|running back|tight end|kicker|punter|setter|libero|"
+    r"outside hitter|middle blocker|coxswain|drum major|lead singer|lead vocalist|soloist|"
+    r"section leader|first chair|concertmaster|president|vice president|treasurer|secretary|"
+    r"chair|chairman|chairwoman|founder|manager|head coach|assistant coach|coach|mascot|"
+    r"anchor|leadoff hitter|closer|starter)"
+)
+_SMALL_GROUP = re.compile(
+    rf"\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
+    rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"|\b{_GROUP_WORDS}(?:'s|\u2019s)\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
+    rf"|\b{_SPORTS}(?: team(?:'s|\u2019s)?)?\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
+    r"|\b(?:jersey|uniform)\s*(?:number|no\.?|#)?\s*\d{1,3}\b"
+    r"|\b(?:wears|wore|wearing)\s+(?:the\s+)?(?:number|no\.|#)\s*\d{1,3}\b"
+    r"|\b(?:number|no\.|#)\s*\d{1,3}\s+(?:on|for|of)\s+(?:the\s+)?[\w' -]{0,30}?\bteam\b"
+    r"|\b(?:capit[aá]n|capitana|portero|portera|arquero|arquera|delantero|delantera|"
+    r"mediocampista|defensa|lanzador|lanzadora|receptor|receptora|colocador|colocadora|"
+    r"presidente|presidenta|tesorero|tesorera|entrenador|entrenadora|mariscal de campo)\s+"
+    r"(?:del|de la|de los|de las)\s+(?:equipo|club|banda|coro|orquesta|fraternidad|"
+    r"hermandad|selecci[oó]n)\b"
+    r"|\b(?:camiseta|jersey|dorsal|n[uú]mero)\s*(?:n[uú]mero\s*|#\s*)?\d{1,3}\s+del\s+equipo\b",
+    re.IGNORECASE,
+)
+# A team named in a sentence about what happened to someone narrows the victim to a few.
+_TEAM_MEMBER = re.compile(
+    rf"\b(?:member of|plays (?:on|for)|player (?:on|for))\s+(?:the\s+|a\s+)?"
+    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"|\b(?:an?|the)\s+(?:[\w'\u2019]+\s+){{0,2}}?{_SPORTS}\s+(?:player|athlete)\b"
+    r"|\b(?:jugador|jugadora|integrante|miembro)\s+del\s+equipo\s+de\s+\w+",
+    re.IGNORECASE,
+)
+_HARMED_OR_REPORTED = re.compile(
+    r"\b(?:was|were|has been|had been|got|being)\s+(?:\w+\s+)?(?:robbed|assaulted|attacked|"
+    r"injured|hurt|struck|approached|harassed|threatened|followed|stalked|groped|touched|"
+    r"stabbed|shot|beaten|punched|grabbed|pushed|burglarized|mugged|drugged|fondled|"
+    r"victimized|confronted|targeted)\b|\b(?:reported|told police|disclosed)\b"
+    r"|\bfue\s+(?:\w+\s+)?(?:asaltad|agredid|atacad|herid|golpead|amenazad|acosad|robad)"
+    r"|\b(?:denunci[oó]|report[oó])\b",
+    re.IGNORECASE,
+)
+
 _VICTIM_SIDE = re.compile(
     r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
     r"estudiante|residente|denunciante)\b",
@@ -427,6 +484,14 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
     out = []
     for sentence in spans:
         body = sentence.text
+        group = _small_group(body)
+        if group is not None:
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{body[group[0] : group[1]]}" points to one person (a place on a team or in '
+                "a small group). Say \"a student\" instead.",
+                sentence.start + group[0], sentence.start + group[1]))
+            continue
         kinds: dict[str, tuple[int, int]] = {}
         for name, pattern in _ATTRIBUTES.items():
             for m in pattern.finditer(body):
@@ -444,6 +509,18 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
                 sentence.start + start, sentence.start + end))
     del kind
     return out
+
+
+def _small_group(body: str) -> tuple[int, int] | None:
+    """The span of a victim's position in a small group (a team, a band, a club), if any."""
+    for m in _SMALL_GROUP.finditer(body):
+        if _side(body, m.start()) != "suspect":
+            return m.span()
+    if _HARMED_OR_REPORTED.search(body):
+        for m in _TEAM_MEMBER.finditer(body):
+            if _side(body, m.start()) != "suspect":
+                return m.start(), m.end()
+    return None
 
 
 def _side(body: str, index: int) -> str:
