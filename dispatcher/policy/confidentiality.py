@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dispatcher.domain import AlertKind
 from dispatcher.policy.names import NameFinder, Role
+from dispatcher.policy.rewrites import rewrite
 from dispatcher.policy.text import Span, fold, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
@@ -292,8 +293,28 @@ def _sentence_of(spans: list[Span], index: int) -> Span:
     return Span("", index, index)
 
 
-def check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
-    """Every confidentiality problem in one text, with spans in that text."""
+def check(
+    text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed, language: str = "en"
+) -> list[Violation]:
+    """Every confidentiality problem in one text, with spans in that text, each with a
+    neutral rewrite of its span in the text's language."""
+    out = []
+    for v in _check(text, kind, finder, allowed):
+        if v.family == "confidentiality" and v.start is not None and v.end is not None:
+            words = rewrite(v.rule, text[v.start : v.end], language)
+            if words and _opens_sentence(text, v.start):
+                words = words[0].upper() + words[1:]
+            v = v.at(suggestion=words)
+        out.append(v)
+    return out
+
+
+def _opens_sentence(text: str, index: int) -> bool:
+    before = text[:index].rstrip()
+    return not before or before[-1] in ".!?:;\n"
+
+
+def _check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
     found: list[Violation] = []
     spans = sentences(text)
     found += _names(text, finder)
@@ -325,16 +346,26 @@ def _names(text: str, finder: NameFinder) -> list[Violation]:
     for hit in finder.find(text):
         if hit.role is not Role.PERSON:
             continue
+        # The span takes the honorific with it ("Ms. Garcia"): a rewrite replaces both.
+        titled = _HONORIFIC.search(text[: hit.start]) if "title" in hit.cues else None
+        start = titled.start() if titled else hit.start
         out.append(
             Violation(
                 "confidentiality.name",
-                f'"{hit.text}" looks like the name of a person. Never name a victim, '
-                "complainant or witness; describe the incident instead.",
-                hit.start,
+                f'"{text[start : hit.end]}" looks like the name of a person. Never name a '
+                "victim, complainant or witness; describe the incident instead.",
+                start,
                 hit.end,
             )
         )
     return out
+
+
+_HONORIFIC = re.compile(
+    r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Dra|Prof|Professor|Profesor|Profesora|Sr|Sra|Srta|Se[ñn]or|"
+    r"Se[ñn]ora|Se[ñn]orita|Doctor|Doctora|Coach|Rev|Reverend|Don|Do[ñn]a)\.?\s+$",
+    re.IGNORECASE,
+)
 
 
 def _numbers(text: str, spans: list[Span], allowed: Allowed) -> list[Violation]:
@@ -486,6 +517,9 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
         body = sentence.text
         group = _small_group(body)
         if group is not None:
+            # "The captain of the team" is rewritten whole: "a student", not "The a student".
+            article = re.search(r"\b(?:the|a|an|el|la|un|una)\s+$", body[: group[0]], re.I)
+            group = (article.start() if article else group[0], group[1])
             out.append(Violation(
                 "confidentiality.identifying_details",
                 f'"{body[group[0] : group[1]]}" points to one person (a place on a team or in '

@@ -72,25 +72,27 @@ def evaluate(
     # Confidentiality: every finding in the dispatcher's own words; then what a rendering adds
     # (a channel override, a template's words), each finding reported once.
     seen: set[tuple[str, str]] = set()
-    checked: dict[str, list[Violation]] = {}
+    checked: dict[tuple[str, str], list[Violation]] = {}
 
-    def confidential(text: str) -> list[Violation]:
-        if text not in checked:
-            checked[text] = confidentiality.check(text, request.kind, finder, allowed)
-        return checked[text]
+    def confidential(text: str, lang: str) -> list[Violation]:
+        if (text, lang) not in checked:
+            checked[text, lang] = confidentiality.check(
+                text, request.kind, finder, allowed, language=lang
+            )
+        return checked[text, lang]
 
     def key(v: Violation, text: str) -> tuple[str, str]:
         return v.rule, fold(text[v.start : v.end]) if v.start is not None else ""
 
     for field, lang, text in _inputs(request):
-        for v in confidential(text):
+        for v in confidential(text, lang):
             seen.add(key(v, text))
             found.append(v.at(field=field, language=None if lang == primary else lang))
     for channel, by_lang in rendered.items():
         for lang, message in by_lang.items():
             for name in _MESSAGE_FIELDS:
                 value = getattr(message, name)
-                for v in confidential(value) if value else []:
+                for v in confidential(value, lang) if value else []:
                     if key(v, value) not in seen:
                         seen.add(key(v, value))
                         found.append(v.at(channel=channel.value, language=lang, field=name))
