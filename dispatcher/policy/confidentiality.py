@@ -42,7 +42,12 @@ PHONE = re.compile(
     r"(?<![\w/-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}(?![\w-])"
     r"|(?<![\w/.-])\d{3}[-.]\d{4}(?![\w-])"
 )
-SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])|\b(?:SSN|social security)\b", re.I)
+SSN = re.compile(
+    r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])|\bSSN\b"
+    # "Social Security number" is one; "the Social Security Administration" is an agency.
+    r"|\bsocial security (?:number|no\b|#|card)",
+    re.I,
+)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _ID_NUMBER = re.compile(r"(?<![\w-])[A-Za-z]{0,2}\d{5,10}(?![\w-])")
 _ID_CUE = re.compile(

@@ -84,16 +84,26 @@ def evaluate(
     def key(v: Violation, text: str) -> tuple[str, str]:
         return v.rule, fold(text[v.start : v.end]) if v.start is not None else ""
 
-    for field, lang, text in _inputs(request):
+    own = list(_inputs(request))
+    for field, lang, text in own:
         for v in confidential(text, lang):
             seen.add(key(v, text))
             found.append(v.at(field=field, language=None if lang == primary else lang))
+    own_words = [text for _, _, text in own]
+
+    def judged(v: Violation, value: str) -> bool:
+        # A rendering cut short ("...the Robert Wood Johnson" of a title limited to 65
+        # characters) loses the place word that made a name a place: words the request itself
+        # holds were judged there, in full.
+        span = value[v.start : v.end] if v.start is not None else ""
+        return bool(span) and any(span in text for text in own_words)
+
     for channel, by_lang in rendered.items():
         for lang, message in by_lang.items():
             for name in _MESSAGE_FIELDS:
                 value = getattr(message, name)
                 for v in confidential(value, lang) if value else []:
-                    if key(v, value) not in seen:
+                    if key(v, value) not in seen and not judged(v, value):
                         seen.add(key(v, value))
                         found.append(v.at(channel=channel.value, language=lang, field=name))
 

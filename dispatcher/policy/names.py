@@ -150,10 +150,16 @@ class NameFinder:
     def _classify(self, tokens: list[Token], shouting: bool) -> list[Cls | None]:
         """A class for every capitalized token (None for lowercase words)."""
         keys = [_base(t) for t in tokens]
+        raw = [t.key for t in tokens]
         out: list[Cls | None] = [None] * len(tokens)
         index = 0
         while index < len(tokens):
-            length = self.gazetteer.match(keys, index) if tokens[index].capitalized else 0
+            # A place's own possessive ("Trader Joe's") and a place in the possessive
+            # ("Carver Hall's lobby") both match.
+            length = (
+                self.gazetteer.match(raw, index) or self.gazetteer.match(keys, index)
+                if tokens[index].capitalized else 0
+            )
             if length:
                 out[index : index + length] = [Cls.PLACE] * length
                 index += length
@@ -214,7 +220,25 @@ class NameFinder:
             if hit is not None:
                 hits.append(hit)
             index = end
-        return hits
+        return self._listed(text, tokens, classes, hits)
+
+    def _listed(
+        self, text: str, tokens: list[Token], classes: list[Cls | None], hits: list[NameHit]
+    ) -> list[NameHit]:
+        """A given name joined to a person's name is a person too: "Luis and Maria Gonzalez"."""
+        people = {h.start for h in hits if h.role is Role.PERSON}
+        taken = [(h.start, h.end) for h in hits]
+        for index in range(len(tokens) - 2):
+            token = tokens[index]
+            if (
+                classes[index] is Cls.NAME
+                and tokens[index + 1].key in {"and", "y", "&"}
+                and tokens[index + 2].start in people
+                and self.lexicon.given_weight(_base(token)) >= GIVEN_WEIGHT
+                and not any(a <= token.start < b for a, b in taken)
+            ):
+                hits.append(self._hit(text, [token], THRESHOLD, ["listed"], Role.PERSON))
+        return sorted(hits, key=lambda h: h.start)
 
     @staticmethod
     def _continues(text: str, tokens: list[Token], classes: list[Cls | None], index: int) -> bool:
@@ -284,7 +308,15 @@ class NameFinder:
         after = [t.key for t in tokens[index + 1 : index + 4]]
         while after and after[0] in LINKING_VERBS:
             after = after[1:]
-        described = (bool(after) and after[0] in HARMED) or (
+        # "Ella Wright and Zoe Hill": a list that began with a full name goes on with names.
+        listed = (
+            index >= 4
+            and tokens[index - 2].key in {"and", "y", "&"}
+            and classes[index - 3] is Cls.NAME
+            and classes[index - 4] is Cls.NAME
+            and bool(self.lexicon.surname_weight(_base(tokens[index - 3])))
+        )
+        described = listed or (bool(after) and after[0] in HARMED) or (
             _possessive(tokens[index]) and bool(after) and after[0] in BELONGINGS
         )
         if (keys and keys[-1] in PERSON_TITLES) or _role_before(keys) or described or (
@@ -351,6 +383,10 @@ class NameFinder:
         if _possessive(run[-1]):
             score += POSSESSIVE_SCORE
             cues.append("possessive")
+            if end < len(tokens) and tokens[end].key in BELONGINGS:
+                # "Megan's laptop": what is owned says whose it is.
+                score += POSSESSIVE_SCORE
+                cues.append("belonging")
         if self._predicate(tokens, end):
             score += PREDICATE_SCORE
             cues.append("predicate")
