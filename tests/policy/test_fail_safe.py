@@ -36,6 +36,9 @@ class TestNamesWithoutCues:
             ("Someone broke into Jenna Park's car. Lock your car.", "Jenna Park"),
             ("Incendio en el cuarto de Ana María Torres Díaz. Salga ahora.",
              "Ana María Torres Díaz"),
+            ("Luis and Maria Gonzalez were robbed near Lot C. Walk in groups.", "Luis"),
+            ("Fire in the room of Ella Wright and Zoe Hill. Evacuate now.", "Zoe Hill"),
+            ("Megan's laptop was stolen in the library. Lock your room.", "Megan"),
         ],
     )
     def test_found(self, text: str, name: str) -> None:
@@ -74,6 +77,13 @@ class TestNotVictims:
             ("timely_warning", "Timely Warning: Jason Reed, 30, is wanted for the assault. "
              "Call 911."),
             ("emergency", "Hurricane Milton reaches campus tonight. Move to the lowest floor."),
+            ("timely_warning", "Timely Warning: Thefts at Trader Joe's and Harris Teeter. Lock "
+             "your car."),
+            ("timely_warning", "Timely Warning: Scam calls claim to be from the Social Security "
+             "Administration. Hang up and report them to Campus Police."),
+            # The push title (65 characters) cuts this before "Recreation Center".
+            ("emergency", "Shelter in place: armed person reported near the Omar Haddad "
+             "Recreation Center. Lock doors now."),
         ],
     )
     def test_clean(self, kind: str, text: str) -> None:
