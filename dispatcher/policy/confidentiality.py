@@ -550,8 +550,21 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
     return out
 
 
+# Words without which no small-group pattern can match: most sentences skip the patterns.
+_SMALL_GROUP_HINT = re.compile(
+    r"team|squad|club|band|orchestra|choir|chorus|ensemble|crew|cast|troupe|fraternity|"
+    r"sorority|chapter|council|government|senate|association|society|league|group|program|"
+    r"jersey|uniform|number|no\.|#|player|athlete|member|plays|equipo|banda|coro|orquesta|"
+    r"fraternidad|hermandad|selecci|camiseta|dorsal|n[uú]mero|jugador|integrante|miembro|"
+    + _SPORTS[3:-1],
+    re.IGNORECASE,
+)
+
+
 def _small_group(body: str) -> tuple[int, int] | None:
     """The span of a victim's position in a small group (a team, a band, a club), if any."""
+    if not _SMALL_GROUP_HINT.search(body):
+        return None
     for m in _SMALL_GROUP.finditer(body):
         if _side(body, m.start()) != "suspect":
             return m.span()

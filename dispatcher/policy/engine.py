@@ -11,7 +11,7 @@ from dispatcher.policy.gsm import count
 from dispatcher.policy.lexicon import Gazetteer, lexicon
 from dispatcher.policy.names import NameFinder
 from dispatcher.policy.settings import PolicySettings
-from dispatcher.policy.text import fold
+from dispatcher.policy.text import fold, sentences
 from dispatcher.policy.verdict import Severity, Verdict, Violation
 from dispatcher.request import AlertRequest
 
@@ -98,11 +98,24 @@ def evaluate(
         span = value[v.start : v.end] if v.start is not None else ""
         return bool(span) and any(span in text for text in own_words)
 
+    def added(value: str, lang: str) -> Iterator[Violation]:
+        # Every confidentiality rule reads one sentence at a time, so a rendering is judged
+        # only in the sentences it adds to the request's own words (a prefix, an override,
+        # a cut), spans moved back into the rendering.
+        for sentence in sentences(value):
+            if any(sentence.text in text for text in own_words):
+                continue
+            for v in confidential(sentence.text, lang):
+                if v.start is None or v.end is None:
+                    yield v
+                else:
+                    yield v.at(start=v.start + sentence.start, end=v.end + sentence.start)
+
     for channel, by_lang in rendered.items():
         for lang, message in by_lang.items():
             for name in _MESSAGE_FIELDS:
                 value = getattr(message, name)
-                for v in confidential(value, lang) if value else []:
+                for v in added(value, lang) if value else []:
                     if key(v, value) not in seen and not judged(v, value):
                         seen.add(key(v, value))
                         found.append(v.at(channel=channel.value, language=lang, field=name))
