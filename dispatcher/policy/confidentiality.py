@@ -561,12 +561,20 @@ _SMALL_GROUP_HINT = re.compile(
 )
 
 
+# A group's officer speaking in that role is no victim: "The president of the Student
+# Government Association, Jane Doe, asks everyone to...".
+_SPEAKING = re.compile(
+    r"^(?:\s*,?\s*(?:[A-Z][\w'.-]*\s*){1,4},?){0,2}\s*(?:asks?|says?|said|urges?|urged|reminds?|"
+    r"encourages?|invites?|announced|announces|wants|wrote|writes|pide|dice|dijo|invita)\b"
+)
+
+
 def _small_group(body: str) -> tuple[int, int] | None:
     """The span of a victim's position in a small group (a team, a band, a club), if any."""
     if not _SMALL_GROUP_HINT.search(body):
         return None
     for m in _SMALL_GROUP.finditer(body):
-        if _side(body, m.start()) != "suspect":
+        if _side(body, m.start()) != "suspect" and not _SPEAKING.match(body[m.end() :]):
             return m.span()
     if _HARMED_OR_REPORTED.search(body):
         for m in _TEAM_MEMBER.finditer(body):

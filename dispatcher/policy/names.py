@@ -352,11 +352,13 @@ class NameFinder:
             return None
         after = text[run[-1].end :]
         # Roles: a title ("Ms."), an official ("Officer"), a suspect cue, or a role noun.
+        if self._official_after(after) or (
+            prev not in PERSON_TITLES and _official_before(text, tokens, start)
+        ):
+            return self._hit(text, run, score, cues, Role.OFFICIAL)
         if prev in PERSON_TITLES and (prev_class in (Cls.TITLE, None)):
             score += TITLE_SCORE
             cues.append("title")
-        elif _official_before(text, tokens, start) or self._official_after(after):
-            return self._hit(text, run, score, cues, Role.OFFICIAL)
         if _suspect_before(tokens, start) or _SUSPECT_AFTER.match(after):
             return self._hit(text, run, score, cues, Role.SUSPECT)
         if _role_before(before_keys):
@@ -448,7 +450,7 @@ class NameFinder:
             key = token.key
             if key in OFFICIAL_TITLES:
                 return True
-            if not (token.capitalized or key in _OFFICIAL_LEAD):
+            if key in _NOT_OFFICIAL or key in PERSON_ROLES or key in VICTIM_PREDICATES:
                 return False
         return False
 
@@ -478,10 +480,10 @@ class NameFinder:
 # Letters that are abbreviations, not a person's initials ("U.S. Army", "D.C. Police").
 _NOT_INITIALS = frozenset({"us", "dc", "uk", "eu", "un", "am", "pm", "ny", "la", "nj", "pa"})
 
-# Words an official's title may start with: "the university's director", "our chief".
-_OFFICIAL_LEAD = word_set(
-    "the a an our its campus university university's college college's police school "
-    "assistant associate interim acting deputy vice senior chief el la su"
+# Words that end an apposition before any official's title could come: "Kevin Miller, who
+# told the officer", "Kevin Miller, 19, and the officer".
+_NOT_OFFICIAL = word_set(
+    "who whose whom that which was is were has had and or but with y o quien que con"
 )
 # Words between an official's title and the name: "Dean of Students Angela Ruiz", "jefa de
 # policía Marta Rivas", "Vice President for Student Affairs Karen Liu".

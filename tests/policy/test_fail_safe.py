@@ -77,6 +77,10 @@ class TestNotVictims:
             ("timely_warning", "Timely Warning: Jason Reed, 30, is wanted for the assault. "
              "Call 911."),
             ("emergency", "Hurricane Milton reaches campus tonight. Move to the lowest floor."),
+            ("emergency", "Stay indoors and close windows, per Dr. Sarah Cole, the county "
+             "health officer."),
+            ("emergency", "The president of the Student Government Association, Jane Doe, asks "
+             "everyone to avoid the Student Union."),
             ("timely_warning", "Timely Warning: Thefts at Trader Joe's and Harris Teeter. Lock "
              "your car."),
             ("timely_warning", "Timely Warning: Scam calls claim to be from the Social Security "
