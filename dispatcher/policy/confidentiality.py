@@ -574,13 +574,28 @@ def _small_group(body: str) -> tuple[int, int] | None:
     if not _SMALL_GROUP_HINT.search(body):
         return None
     for m in _SMALL_GROUP.finditer(body):
-        if _side(body, m.start()) != "suspect" and not _SPEAKING.match(body[m.end() :]):
+        if not _doer(body, m.start()) and not _SPEAKING.match(body[m.end() :]):
             return m.span()
     if _HARMED_OR_REPORTED.search(body):
         for m in _TEAM_MEMBER.finditer(body):
-            if _side(body, m.start()) != "suspect":
+            if not _doer(body, m.start()):
                 return m.start(), m.end()
     return None
+
+
+def _doer(body: str, index: int) -> bool:
+    """True when the words at index describe the suspect ("followed by a football player")."""
+    return _side(body, index) == "suspect" or _BY_AGENT.search(body[:index]) is not None
+
+
+# "followed by a football player": the player did it. "reported by the goalkeeper" is not.
+_BY_AGENT = re.compile(
+    r"\b(?:robbed|assaulted|attacked|injured|hurt|struck|approached|harassed|threatened|"
+    r"followed|stalked|groped|touched|stabbed|shot|beaten|punched|grabbed|pushed|mugged|"
+    r"drugged|fondled|confronted|targeted|asaltad[oa]|agredid[oa]|atacad[oa]|seguid[oa]|"
+    r"acosad[oa])\s+(?:by|por)\s+(?:the\s+|a\s+|an\s+|el\s+|la\s+|un\s+|una\s+)?$",
+    re.IGNORECASE,
+)
 
 
 def _side(body: str, index: int) -> str:

@@ -142,6 +142,12 @@ class TestSmallGroups:
                  if v["rule"] == "confidentiality.identifying_details"]
         assert found == [span]
 
+    def test_the_doer_is_no_victim(self) -> None:
+        """A team named for the one who did it describes the suspect."""
+        text = ("Timely Warning: A student reported being followed by a football player near "
+                "Lot C. Call 911.")
+        assert families(text) == set()
+
     def test_suspect_jersey_is_a_description(self) -> None:
         """A suspect's jersey is part of a description, which may be published."""
         text = "Timely Warning: Suspect wore a #23 basketball jersey. Call 911."
