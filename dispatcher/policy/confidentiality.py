@@ -73,7 +73,10 @@ DOB = re.compile(
 _UNIT = re.compile(
     r"\b(?:room|rm\.?|apartment|apt\.?|unit|suite|ste\.?|habitaci[oó]n|cuarto|apartamento|"
     r"depto\.?|departamento|dormitorio)\s*(?:#|no\.?|number|n[úu]m(?:ero)?\.?)?\s*"
-    r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b",
+    r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b"
+    # "West Hall 1104": a residence building's name with a room number after it.
+    r"|(?:(?<=Hall )|(?<=Tower )|(?<=Towers )|(?<=House )|(?<=Commons )|(?<=Village ))"
+    r"\d{3,4}[A-Z]?\b",
     re.IGNORECASE,
 )
 _ORDINAL = (

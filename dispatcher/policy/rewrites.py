@@ -65,7 +65,8 @@ def rewrite(rule: str, span: str, language: str = "en") -> str:
     if rule == "confidentiality.name":
         return words["faculty"] if _FACULTY_TITLE.match(fold(span)) else words["person"]
     if rule == "confidentiality.residence_unit":
-        return words[_unit_kind(fold(span))]
+        # A bare number after the building ("West Hall 1104") goes; the building stays.
+        return "" if re.fullmatch(r"#?\s?\d{1,4}[A-Za-z]?", span) else words[_unit_kind(fold(span))]
     if rule == "confidentiality.street_address":
         return _block(span, words)
     if rule in ("confidentiality.phone", "confidentiality.email"):

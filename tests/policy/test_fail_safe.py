@@ -26,6 +26,9 @@ class TestNamesWithoutCues:
                  if v["rule"] == "confidentiality.name"}
         assert spans == {"Kevin Miller"}
         assert families(text, "emergency") == {"confidentiality"}
+        units = {text[v["start"] : v["end"]] for v in verdict["violations"]
+                 if v["rule"] == "confidentiality.residence_unit"}
+        assert units in ({"1104"}, {"room 1104"})
 
     @pytest.mark.parametrize(
         ("text", "name"),
@@ -166,6 +169,7 @@ class TestRewrites:
             ("confidentiality.residence_unit", "room 418", "en", "a residence hall room"),
             ("confidentiality.residence_unit", "Apt. 3B", "en", "an apartment"),
             ("confidentiality.residence_unit", "third floor", "en", "upper floor"),
+            ("confidentiality.residence_unit", "1104", "en", ""),
             ("confidentiality.residence_unit", "apartamento 5C", "es", "un apartamento"),
             ("confidentiality.street_address", "412 Oak Street, Apt 3", "en",
              "the 400 block of Oak Street"),
