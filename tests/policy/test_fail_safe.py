@@ -186,3 +186,21 @@ class TestRewrites:
         text = "Aviso oportuno: Robaron el carro de Diego Salazar. Cierre su carro."
         [v] = lint(text, language="es")["violations"]
         assert v["suggestion"] == "una persona"
+
+
+class TestMoreRequests:
+    """Requests whose people come with a place, and Spanish negative imperatives."""
+
+    @pytest.mark.parametrize(
+        ("text", "language"),
+        [
+            ("Housing is asking all residents of North Hall and South Hall to leave now.", "en"),
+            ("The Fire Marshal asks everyone in the Student Union to exit by the east doors.",
+             "en"),
+            ("Robo de autos en el Lote B. No dejen llaves dentro del carro.", "es"),
+            ("La policía pide a la comunidad que se mantenga alejada del Lote C.", "es"),
+        ],
+    )
+    def test_actionable(self, text: str, language: str) -> None:
+        """No actionable violation."""
+        assert "actionable" not in families(text, "emergency", language=language)
