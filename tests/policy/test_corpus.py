@@ -20,6 +20,8 @@ OWN = [
     HERE / "holdout4.jsonl",
 ]
 CORPORA = PUBLISHED + OWN
+# holdout5.jsonl is left out on purpose: written after the fail-safe name rules and scored
+# once, it stays held out for the next change to the rules.
 
 
 def _all() -> list[Any]:
