@@ -17,7 +17,8 @@ from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
 from dispatcher.permissions import Permissions
-from dispatcher.policy import campus_places, evaluate
+from dispatcher.places import campus_places
+from dispatcher.policy import evaluate
 from dispatcher.policy.engine import finder_for
 from dispatcher.policy.verdict import Verdict
 from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Refused

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from dispatcher.domain import AlertKind, ChannelKind
-from dispatcher.policy import campus_places, evaluate
+from dispatcher.places import campus_places
+from dispatcher.policy import evaluate
 from dispatcher.policy.gsm import count
 from dispatcher.rendering import render, render_alert
 from dispatcher.request import AlertRequest, problems
@@ -65,9 +66,10 @@ def main(stdin: TextIO, stdout: TextIO, stderr: TextIO, *, config: Path | None =
         except json.JSONDecodeError as exc:
             bad.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
     verdicts: list[dict[str, Any]] = []
+    places = campus_places(settings)
     for number, obj in objects:
         try:
-            verdicts.append(lint_one(obj, settings))
+            verdicts.append(lint_one(obj, settings, places=places))
         except LintInputError as exc:
             bad.append(f"line {number}: {exc}")
     if bad:
@@ -106,8 +108,13 @@ def parse_lint_request(obj: Any) -> AlertRequest:
         raise LintInputError(detail) from None
 
 
-def lint_one(obj: Any, settings: Settings) -> dict[str, Any]:
-    """The verdict on one lint input, in the contract's JSON shape. Raises LintInputError."""
+def lint_one(
+    obj: Any, settings: Settings, *, places: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """The verdict on one lint input, in the contract's JSON shape. Raises LintInputError.
+
+    `places` are the campus place names (read from the directory when not given); a confidentiality
+    violation carries a `suggestion`, a neutral rewrite of its span."""
     request = parse_lint_request(obj)
     try:
         request = expand(request, templates_folder(settings))
@@ -116,8 +123,10 @@ def lint_one(obj: Any, settings: Settings) -> dict[str, Any]:
     channels = request.channels or list(ChannelKind)
     rendered = render_alert(request, channels, settings.rendering, limits=settings.policy)
     overridden = frozenset(request.override.rules) if request.override else frozenset()
+    if places is None:
+        places = campus_places(settings)
     verdict = evaluate(
-        request, rendered, settings.policy, overridden=overridden, places=campus_places(settings)
+        request, rendered, settings.policy, overridden=overridden, places=places
     ).to_json()
     if "sms" not in verdict["segments"]:
         # The contract always reports the SMS size, even for a message not sent by SMS.

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from dispatcher.api.common import error, read_json, service_of
 from dispatcher.lint import LintInputError, lint_one
+from dispatcher.places import campus_places
 from dispatcher.settings import Settings
 
 routes = web.RouteTableDef()
@@ -52,9 +53,10 @@ class _ItemError(Exception):
 
 def _lint_all(items: list[Any], settings: Settings) -> list[dict[str, Any]]:
     out = []
+    places = campus_places(settings)
     for index, item in enumerate(items):
         try:
-            out.append(lint_one(item, settings))
+            out.append(lint_one(item, settings, places=places))
         except LintInputError as exc:
             raise _ItemError(index, str(exc)) from None
     return out

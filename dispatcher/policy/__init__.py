@@ -8,7 +8,7 @@ message, the character span and a severity (`error` blocks the send, `warning` d
 from __future__ import annotations
 
 from dispatcher.policy.engine import evaluate, finder_for
-from dispatcher.policy.lexicon import campus_places, directory_places
+from dispatcher.policy.lexicon import directory_places
 from dispatcher.policy.verdict import Severity, Verdict, Violation
 
 FAMILIES = ("confidentiality", "actionable", "brevity")
@@ -18,7 +18,6 @@ __all__ = [
     "Severity",
     "Verdict",
     "Violation",
-    "campus_places",
     "directory_places",
     "evaluate",
     "finder_for",

@@ -55,7 +55,11 @@ IMPERATIVE_ES = word_set(
     "apague apaguen corra huya huyan luche luchen intervenga intervengan reunase reunanse "
     "trasladese trasladense acuda notifique notifiquen avise avisen contacte contacten "
     "comparta compartan recuerde recuerden considere consideren asegurese asegurense "
-    "estacione estacionen camine caminen aleje alejen ayude ayuden"
+    "estacione estacionen camine caminen aleje alejen ayude ayuden "
+    "deje dejen abra abran desconecte desconecten cuelgue cuelguen retire retiren saque "
+    "saquen sea sean haga hagan diga digan venga vengan traiga traigan cubra cubran tape tapen "
+    "mueva muevan asista asistan cancele cancelen maneje manejen conduzca conduzcan viaje "
+    "viajen ande anden quite quiten ignore ignoren desconfie desconfien"
 )
 VERBS = IMPERATIVE_EN | IMPERATIVE_ES | word_set(
     "enter re-enter reenter approach touch attempt confront engage open use remove hide carry "
@@ -97,6 +101,30 @@ _DIRECTIVE = re.compile(
     r"se insta|se les insta|es importante|por favor)\b",
     re.IGNORECASE,
 )
+# An instruction given as a request: "Chief Delgado asks everyone to stay away", "Public
+# Safety is urging people to stay indoors", "Facilities requests that everyone keep clear",
+# "la Policía pide a todos evitar el área". The verb that follows must be an instruction.
+_REQUEST = re.compile(
+    r"\b(?:asks?|asking|asked|urges?|urging|urged|requests?|requesting|requested|encourages?|"
+    r"encouraging|encouraged|advises?|advising|advised|reminds?|reminding|reminded|directs?|"
+    r"directing|directed|instructs?|instructing|instructed|orders?|ordering|ordered|tells?|"
+    r"telling|warns?|warning|wants?|needs?|recommends?|recommending|implores?|calls? on|"
+    r"calling on)\s+(?:that\s+)?(?:all\s+|the\s+|any\s+|every\s+)?"
+    r"(?P<who>everyone|everybody|all|people|persons|students|faculty|staff|employees|"
+    r"residents|occupants|community members|members of the (?:campus )?community|"
+    r"(?:campus |university )?community|public|anyone|those|you|motorists|drivers|"
+    r"pedestrians|visitors|commuters|individuals|guests|parents|patrons|bystanders|"
+    r"witnesses)\b(?P<rest>[^.;:!?]{0,60})"
+    r"|\b(?:says|said|asks|asked|urges|urged|advises|advised)\s+to\s+(?P<bare>[a-z'-]+)"
+    r"|\b(?:pide|piden|pidiendo|solicita|solicitan|insta|instan|recomienda|recomiendan|"
+    r"ruega|ruegan|exhorta|exhortan|aconseja|aconsejan|urge|urgen|llama|llaman)\s+"
+    r"(?:a\s+)?(?:que\s+)?(?P<quien>todos|todas|toda la comunidad|la comunidad|"
+    r"(?:los|las) (?:estudiantes|residentes|personas|empleados|ocupantes|visitantes)|"
+    r"el p[uú]blico|quienes|cualquier persona|usted|ustedes)\b(?P<resto>[^.;:!?]{0,60})",
+    re.IGNORECASE,
+)
+_SPANISH_INFINITIVE = re.compile(r"\w+(?:ar|er|ir)(?:se|lo|la|los|las)?", re.IGNORECASE)
+
 _ORDER = re.compile(
     r"\b(?:shelter[- ]in[- ]place|evacuation|lockdown|lock[- ]down|stay[- ]at[- ]home|"
     r"boil[- ]water|stay[- ]away|avoid[- ]the[- ]area|hold[- ]in[- ]place|secure[- ]in[- ]place)"
@@ -144,7 +172,33 @@ def has_instruction(text: str) -> bool:
     """True when some clause tells people what to do (or that the danger is over)."""
     if _DIRECTIVE.search(text) or _ORDER.search(text) or _ALL_CLEAR.search(text):
         return True
+    if any(_requested(m) for m in _REQUEST.finditer(text)):
+        return True
     return any(_imperative(c.text) for c in clauses(text))
+
+
+_TO_VERB = re.compile(r"\bto\s+([a-z'-]+)", re.IGNORECASE)
+
+
+def _requested(match: re.Match[str]) -> bool:
+    """True when a request names an action: "asks everyone to avoid", "asks all occupants of
+    the Science Center to move", "requests that everyone keep clear", "pide a todos evitar"."""
+    if match.group("bare") is not None:
+        return fold(match.group("bare")) in VERBS
+    rest = match.group("rest")
+    if rest is not None:
+        to = _TO_VERB.search(rest)
+        if to is not None:
+            return fold(to.group(1)) in VERBS
+        # "requests that everyone keep clear": the verb follows the people at once.
+        words = tokenize(rest)
+        return bool(words) and fold(words[0].text) in VERBS
+    # "pide a todos evitar", "pide a la comunidad que se mantenga alejada".
+    for word in tokenize(match.group("resto"))[:4]:
+        key = fold(word.text)
+        if key in VERBS or _SPANISH_INFINITIVE.fullmatch(key):
+            return True
+    return False
 
 
 def has_report_way(text: str) -> bool:

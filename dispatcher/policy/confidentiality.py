@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dispatcher.domain import AlertKind
 from dispatcher.policy.names import NameFinder, Role
+from dispatcher.policy.rewrites import rewrite
 from dispatcher.policy.text import Span, fold, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
@@ -41,7 +42,12 @@ PHONE = re.compile(
     r"(?<![\w/-])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}(?![\w-])"
     r"|(?<![\w/.-])\d{3}[-.]\d{4}(?![\w-])"
 )
-SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])|\b(?:SSN|social security)\b", re.I)
+SSN = re.compile(
+    r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])|\bSSN\b"
+    # "Social Security number" is one; "the Social Security Administration" is an agency.
+    r"|\bsocial security (?:number|no\b|#|card)",
+    re.I,
+)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _ID_NUMBER = re.compile(r"(?<![\w-])[A-Za-z]{0,2}\d{5,10}(?![\w-])")
 _ID_CUE = re.compile(
@@ -67,7 +73,10 @@ DOB = re.compile(
 _UNIT = re.compile(
     r"\b(?:room|rm\.?|apartment|apt\.?|unit|suite|ste\.?|habitaci[oó]n|cuarto|apartamento|"
     r"depto\.?|departamento|dormitorio)\s*(?:#|no\.?|number|n[úu]m(?:ero)?\.?)?\s*"
-    r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b",
+    r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b"
+    # "West Hall 1104": a residence building's name with a room number after it.
+    r"|(?:(?<=Hall )|(?<=Tower )|(?<=Towers )|(?<=House )|(?<=Commons )|(?<=Village ))"
+    r"\d{3,4}[A-Z]?\b",
     re.IGNORECASE,
 )
 _ORDINAL = (
@@ -180,6 +189,63 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
+# A place in a small group names one person: a team's position, a jersey number, the officer
+# of a club. Sports and groups are listed so that "the captain of the team" is caught and
+# "the fire captain" is not.
+_SPORTS = (
+    r"(?:soccer|football|basketball|baseball|softball|volleyball|lacrosse|hockey|field hockey|"
+    r"ice hockey|rugby|tennis|swim(?:ming)?|diving|track|cross[- ]country|wrestling|rowing|"
+    r"golf|water polo|gymnastics|cheer(?:leading)?|dance|fencing|squash|ultimate|esports)"
+)
+_GROUP_WORDS = (
+    r"(?:team|squad|club|band|marching band|orchestra|choir|chorus|ensemble|crew|cast|troupe|"
+    r"fraternity|sorority|chapter|council|student government|senate|association|society|"
+    r"league|a cappella group|program)"
+)
+_POSITIONS = (
+    r"(?:(?:co-?)?captain|goalkeeper|goalie|keeper|quarterback|point guard|shooting guard|"
+    r"power forward|small forward|center fielder|centre forward|pitcher|catcher|shortstop|"
+    r"first baseman|second baseman|third baseman|striker|midfielder|defender|fullback|"
+    r"halfback|linebacker|wide receiver|running back|tight end|kicker|punter|setter|libero|"
+    r"outside hitter|middle blocker|coxswain|drum major|lead singer|lead vocalist|soloist|"
+    r"section leader|first chair|concertmaster|president|vice president|treasurer|secretary|"
+    r"chair|chairman|chairwoman|founder|manager|head coach|assistant coach|coach|mascot|"
+    r"anchor|leadoff hitter|closer|starter)"
+)
+_SMALL_GROUP = re.compile(
+    rf"\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
+    rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"|\b{_GROUP_WORDS}(?:'s|\u2019s)\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
+    rf"|\b{_SPORTS}(?: team(?:'s|\u2019s)?)?\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
+    r"|\b(?:jersey|uniform)\s*(?:number|no\.?|#)?\s*\d{1,3}\b"
+    r"|\b(?:wears|wore|wearing)\s+(?:the\s+)?(?:number|no\.|#)\s*\d{1,3}\b"
+    r"|\b(?:number|no\.|#)\s*\d{1,3}\s+(?:on|for|of)\s+(?:the\s+)?[\w' -]{0,30}?\bteam\b"
+    r"|\b(?:capit[aá]n|capitana|portero|portera|arquero|arquera|delantero|delantera|"
+    r"mediocampista|defensa|lanzador|lanzadora|receptor|receptora|colocador|colocadora|"
+    r"presidente|presidenta|tesorero|tesorera|entrenador|entrenadora|mariscal de campo)\s+"
+    r"(?:del|de la|de los|de las)\s+(?:equipo|club|banda|coro|orquesta|fraternidad|"
+    r"hermandad|selecci[oó]n)\b"
+    r"|\b(?:camiseta|jersey|dorsal|n[uú]mero)\s*(?:n[uú]mero\s*|#\s*)?\d{1,3}\s+del\s+equipo\b",
+    re.IGNORECASE,
+)
+# A team named in a sentence about what happened to someone narrows the victim to a few.
+_TEAM_MEMBER = re.compile(
+    rf"\b(?:member of|plays (?:on|for)|player (?:on|for))\s+(?:the\s+|a\s+)?"
+    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"|\b(?:an?|the)\s+(?:[\w'\u2019]+\s+){{0,2}}?{_SPORTS}\s+(?:player|athlete)\b"
+    r"|\b(?:jugador|jugadora|integrante|miembro)\s+del\s+equipo\s+de\s+\w+",
+    re.IGNORECASE,
+)
+_HARMED_OR_REPORTED = re.compile(
+    r"\b(?:was|were|has been|had been|got|being)\s+(?:\w+\s+)?(?:robbed|assaulted|attacked|"
+    r"injured|hurt|struck|approached|harassed|threatened|followed|stalked|groped|touched|"
+    r"stabbed|shot|beaten|punched|grabbed|pushed|burglarized|mugged|drugged|fondled|"
+    r"victimized|confronted|targeted)\b|\b(?:reported|told police|disclosed)\b"
+    r"|\bfue\s+(?:\w+\s+)?(?:asaltad|agredid|atacad|herid|golpead|amenazad|acosad|robad)"
+    r"|\b(?:denunci[oó]|report[oó])\b",
+    re.IGNORECASE,
+)
+
 _VICTIM_SIDE = re.compile(
     r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
     r"estudiante|residente|denunciante)\b",
@@ -235,8 +301,28 @@ def _sentence_of(spans: list[Span], index: int) -> Span:
     return Span("", index, index)
 
 
-def check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
-    """Every confidentiality problem in one text, with spans in that text."""
+def check(
+    text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed, language: str = "en"
+) -> list[Violation]:
+    """Every confidentiality problem in one text, with spans in that text, each with a
+    neutral rewrite of its span in the text's language."""
+    out = []
+    for v in _check(text, kind, finder, allowed):
+        if v.family == "confidentiality" and v.start is not None and v.end is not None:
+            words = rewrite(v.rule, text[v.start : v.end], language)
+            if words and _opens_sentence(text, v.start):
+                words = words[0].upper() + words[1:]
+            v = v.at(suggestion=words)
+        out.append(v)
+    return out
+
+
+def _opens_sentence(text: str, index: int) -> bool:
+    before = text[:index].rstrip()
+    return not before or before[-1] in ".!?:;\n"
+
+
+def _check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
     found: list[Violation] = []
     spans = sentences(text)
     found += _names(text, finder)
@@ -268,16 +354,26 @@ def _names(text: str, finder: NameFinder) -> list[Violation]:
     for hit in finder.find(text):
         if hit.role is not Role.PERSON:
             continue
+        # The span takes the honorific with it ("Ms. Garcia"): a rewrite replaces both.
+        titled = _HONORIFIC.search(text[: hit.start]) if "title" in hit.cues else None
+        start = titled.start() if titled else hit.start
         out.append(
             Violation(
                 "confidentiality.name",
-                f'"{hit.text}" looks like the name of a person. Never name a victim, '
-                "complainant or witness; describe the incident instead.",
-                hit.start,
+                f'"{text[start : hit.end]}" looks like the name of a person. Never name a '
+                "victim, complainant or witness; describe the incident instead.",
+                start,
                 hit.end,
             )
         )
     return out
+
+
+_HONORIFIC = re.compile(
+    r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Dra|Prof|Professor|Profesor|Profesora|Sr|Sra|Srta|Se[ñn]or|"
+    r"Se[ñn]ora|Se[ñn]orita|Doctor|Doctora|Coach|Rev|Reverend|Don|Do[ñn]a)\.?\s+$",
+    re.IGNORECASE,
+)
 
 
 def _numbers(text: str, spans: list[Span], allowed: Allowed) -> list[Violation]:
@@ -427,6 +523,17 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
     out = []
     for sentence in spans:
         body = sentence.text
+        group = _small_group(body)
+        if group is not None:
+            # "The captain of the team" is rewritten whole: "a student", not "The a student".
+            article = re.search(r"\b(?:the|a|an|el|la|un|una)\s+$", body[: group[0]], re.I)
+            group = (article.start() if article else group[0], group[1])
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{body[group[0] : group[1]]}" points to one person (a place on a team or in '
+                "a small group). Say \"a student\" instead.",
+                sentence.start + group[0], sentence.start + group[1]))
+            continue
         kinds: dict[str, tuple[int, int]] = {}
         for name, pattern in _ATTRIBUTES.items():
             for m in pattern.finditer(body):
@@ -444,6 +551,54 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
                 sentence.start + start, sentence.start + end))
     del kind
     return out
+
+
+# Words without which no small-group pattern can match: most sentences skip the patterns.
+_SMALL_GROUP_HINT = re.compile(
+    r"team|squad|club|band|orchestra|choir|chorus|ensemble|crew|cast|troupe|fraternity|"
+    r"sorority|chapter|council|government|senate|association|society|league|group|program|"
+    r"jersey|uniform|number|no\.|#|player|athlete|member|plays|equipo|banda|coro|orquesta|"
+    r"fraternidad|hermandad|selecci|camiseta|dorsal|n[uú]mero|jugador|integrante|miembro|"
+    + _SPORTS[3:-1],
+    re.IGNORECASE,
+)
+
+
+# A group's officer speaking in that role is no victim: "The president of the Student
+# Government Association, Jane Doe, asks everyone to...".
+_SPEAKING = re.compile(
+    r"^(?:\s*,?\s*(?:[A-Z][\w'.-]*\s*){1,4},?){0,2}\s*(?:asks?|says?|said|urges?|urged|reminds?|"
+    r"encourages?|invites?|announced|announces|wants|wrote|writes|pide|dice|dijo|invita)\b"
+)
+
+
+def _small_group(body: str) -> tuple[int, int] | None:
+    """The span of a victim's position in a small group (a team, a band, a club), if any."""
+    if not _SMALL_GROUP_HINT.search(body):
+        return None
+    for m in _SMALL_GROUP.finditer(body):
+        if not _doer(body, m.start()) and not _SPEAKING.match(body[m.end() :]):
+            return m.span()
+    if _HARMED_OR_REPORTED.search(body):
+        for m in _TEAM_MEMBER.finditer(body):
+            if not _doer(body, m.start()):
+                return m.start(), m.end()
+    return None
+
+
+def _doer(body: str, index: int) -> bool:
+    """True when the words at index describe the suspect ("followed by a football player")."""
+    return _side(body, index) == "suspect" or _BY_AGENT.search(body[:index]) is not None
+
+
+# "followed by a football player": the player did it. "reported by the goalkeeper" is not.
+_BY_AGENT = re.compile(
+    r"\b(?:robbed|assaulted|attacked|injured|hurt|struck|approached|harassed|threatened|"
+    r"followed|stalked|groped|touched|stabbed|shot|beaten|punched|grabbed|pushed|mugged|"
+    r"drugged|fondled|confronted|targeted|asaltad[oa]|agredid[oa]|atacad[oa]|seguid[oa]|"
+    r"acosad[oa])\s+(?:by|por)\s+(?:the\s+|a\s+|an\s+|el\s+|la\s+|un\s+|una\s+)?$",
+    re.IGNORECASE,
+)
 
 
 def _side(body: str, index: int) -> str:

@@ -11,7 +11,7 @@ from dispatcher.policy.gsm import count
 from dispatcher.policy.lexicon import Gazetteer, lexicon
 from dispatcher.policy.names import NameFinder
 from dispatcher.policy.settings import PolicySettings
-from dispatcher.policy.text import fold
+from dispatcher.policy.text import fold, sentences
 from dispatcher.policy.verdict import Severity, Verdict, Violation
 from dispatcher.request import AlertRequest
 
@@ -72,26 +72,51 @@ def evaluate(
     # Confidentiality: every finding in the dispatcher's own words; then what a rendering adds
     # (a channel override, a template's words), each finding reported once.
     seen: set[tuple[str, str]] = set()
-    checked: dict[str, list[Violation]] = {}
+    checked: dict[tuple[str, str], list[Violation]] = {}
 
-    def confidential(text: str) -> list[Violation]:
-        if text not in checked:
-            checked[text] = confidentiality.check(text, request.kind, finder, allowed)
-        return checked[text]
+    def confidential(text: str, lang: str) -> list[Violation]:
+        if (text, lang) not in checked:
+            checked[text, lang] = confidentiality.check(
+                text, request.kind, finder, allowed, language=lang
+            )
+        return checked[text, lang]
 
     def key(v: Violation, text: str) -> tuple[str, str]:
         return v.rule, fold(text[v.start : v.end]) if v.start is not None else ""
 
-    for field, lang, text in _inputs(request):
-        for v in confidential(text):
+    own = list(_inputs(request))
+    for field, lang, text in own:
+        for v in confidential(text, lang):
             seen.add(key(v, text))
             found.append(v.at(field=field, language=None if lang == primary else lang))
+    own_words = [text for _, _, text in own]
+
+    def judged(v: Violation, value: str) -> bool:
+        # A rendering cut short ("...the Robert Wood Johnson" of a title limited to 65
+        # characters) loses the place word that made a name a place: words the request itself
+        # holds were judged there, in full.
+        span = value[v.start : v.end] if v.start is not None else ""
+        return bool(span) and any(span in text for text in own_words)
+
+    def added(value: str, lang: str) -> Iterator[Violation]:
+        # Every confidentiality rule reads one sentence at a time, so a rendering is judged
+        # only in the sentences it adds to the request's own words (a prefix, an override,
+        # a cut), spans moved back into the rendering.
+        for sentence in sentences(value):
+            if any(sentence.text in text for text in own_words):
+                continue
+            for v in confidential(sentence.text, lang):
+                if v.start is None or v.end is None:
+                    yield v
+                else:
+                    yield v.at(start=v.start + sentence.start, end=v.end + sentence.start)
+
     for channel, by_lang in rendered.items():
         for lang, message in by_lang.items():
             for name in _MESSAGE_FIELDS:
                 value = getattr(message, name)
-                for v in confidential(value) if value else []:
-                    if key(v, value) not in seen:
+                for v in added(value, lang) if value else []:
+                    if key(v, value) not in seen and not judged(v, value):
                         seen.add(key(v, value))
                         found.append(v.at(channel=channel.value, language=lang, field=name))
 

@@ -7,12 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dispatcher.policy.text import fold, tokenize
-
-if TYPE_CHECKING:
-    from dispatcher.settings import Settings
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -133,9 +129,3 @@ def folded(words: Iterable[str]) -> frozenset[str]:
     """Fold a list of words once for look-ups."""
     return frozenset(fold(w) for w in words)
 
-
-def campus_places(settings: Settings) -> frozenset[str]:
-    """The campus's building names from its directory files (buildings, people, devices)."""
-    directory = settings.directory
-    names = [directory.people, directory.devices, getattr(directory, "buildings", "")]
-    return directory_places(tuple(settings.resolve(n) for n in names if n))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
 
-from dispatcher.policy.lexicon import Gazetteer, Lexicon
+from dispatcher.policy.lexicon import GIVEN_WEIGHT, SURNAME_WEIGHT, Gazetteer, Lexicon
 from dispatcher.policy.text import Token, sentences, tokenize
 from dispatcher.policy.vocabulary import (
     ALERT_WORDS,
@@ -53,9 +53,15 @@ _APPOSITION = re.compile(
     re.IGNORECASE,
 )
 _SUSPECT_AFTER = re.compile(
-    r"^\W*(?:was|is|has been|were)\s+(?:arrested|charged|wanted|detained|apprehended|"
-    r"taken into custody|sought|cited)|^\W*(?:fled|is wanted)|^\W*(?:fue|ha sido)\s+"
-    r"(?:arrestad|detenid)",
+    # An apposition may come between: "Marcus Webb, 29, was arrested", "Jared Flynn, 35, of
+    # Dover, is wanted", "Raúl Mendoza, sospechoso del robo".
+    r"^(?:\s*,\s*(?:\d{1,2}|a \d{1,2}-year-old[^,.;]{0,30}|of [^,.;]{1,30}|age[sd]? \d{1,2}"
+    r"|de \d{1,2} a[ñn]os)(?=\s*,))*"
+    r"(?:\W*(?:who\s+)?(?:was|is|has been|were|had been)\s+(?:arrested|charged|wanted|detained|"
+    r"apprehended|taken into custody|sought|cited|being sought|the suspect|a suspect|"
+    r"suspected)|\W*(?:who\s+)?(?:fled|is wanted|wanted|sought|suspected|the suspect|a suspect)"
+    r"\b|\W*(?:quien\s+)?(?:fue|ha sido|es)\s+(?:arrestad|detenid|buscad|el sospechoso|"
+    r"la sospechosa)|\W*(?:el |la )?(?:sospechos[oa]|buscad[oa]|arrestad[oa]|detenid[oa])\b)",
     re.IGNORECASE,
 )
 
@@ -65,6 +71,11 @@ HARMED = word_set(
     "robbed assaulted attacked injured hurt killed struck approached harassed threatened "
     "followed stalked groped stabbed shot beaten punched raped kidnapped abducted told said "
     "asaltado asaltada agredido agredida atacado atacada herido herida"
+)
+# What a person owns and a place does not: "Jenna Park's car" is hers, not the park's.
+BELONGINGS = word_set(
+    "car vehicle truck bike bicycle scooter phone wallet purse bag backpack laptop computer "
+    "room apartment dorm suite office desk locker mailbox keys home house family"
 )
 _PERSON_APPOSITION = re.compile(
     r"^\s*,\s*(?:a|an|the|un|una)?\s*(?:\d{1,2}\b|\d{1,2}-year-old|freshman|sophomore|junior|"
@@ -139,10 +150,16 @@ class NameFinder:
     def _classify(self, tokens: list[Token], shouting: bool) -> list[Cls | None]:
         """A class for every capitalized token (None for lowercase words)."""
         keys = [_base(t) for t in tokens]
+        raw = [t.key for t in tokens]
         out: list[Cls | None] = [None] * len(tokens)
         index = 0
         while index < len(tokens):
-            length = self.gazetteer.match(keys, index) if tokens[index].capitalized else 0
+            # A place's own possessive ("Trader Joe's") and a place in the possessive
+            # ("Carver Hall's lobby") both match.
+            length = (
+                self.gazetteer.match(raw, index) or self.gazetteer.match(keys, index)
+                if tokens[index].capitalized else 0
+            )
             if length:
                 out[index : index + length] = [Cls.PLACE] * length
                 index += length
@@ -203,7 +220,25 @@ class NameFinder:
             if hit is not None:
                 hits.append(hit)
             index = end
-        return hits
+        return self._listed(text, tokens, classes, hits)
+
+    def _listed(
+        self, text: str, tokens: list[Token], classes: list[Cls | None], hits: list[NameHit]
+    ) -> list[NameHit]:
+        """A given name joined to a person's name is a person too: "Luis and Maria Gonzalez"."""
+        people = {h.start for h in hits if h.role is Role.PERSON}
+        taken = [(h.start, h.end) for h in hits]
+        for index in range(len(tokens) - 2):
+            token = tokens[index]
+            if (
+                classes[index] is Cls.NAME
+                and tokens[index + 1].key in {"and", "y", "&"}
+                and tokens[index + 2].start in people
+                and self.lexicon.given_weight(_base(token)) >= GIVEN_WEIGHT
+                and not any(a <= token.start < b for a, b in taken)
+            ):
+                hits.append(self._hit(text, [token], THRESHOLD, ["listed"], Role.PERSON))
+        return sorted(hits, key=lambda h: h.start)
 
     @staticmethod
     def _continues(text: str, tokens: list[Token], classes: list[Cls | None], index: int) -> bool:
@@ -234,7 +269,9 @@ class NameFinder:
             ):
                 # Back over the name-like words before a suffix: "Martin Luther King Jr. Blvd".
                 back = index - 1
-                while back >= 0 and (
+                # "Prof. Ibrahim's lab", "Jenna's office": the lab is the owner's, a person's.
+                owned = classes[index] is None and back >= 0 and _possessive(tokens[back])
+                while not owned and back >= 0 and _joined(text, tokens, back) and (
                     classes[back] in (Cls.NAME, Cls.TITLE, Cls.PLACE)
                     or (tokens[back].key in NAME_SUFFIXES | NAME_PARTICLES and back > 0)
                 ):
@@ -245,7 +282,7 @@ class NameFinder:
             if classes[index] in (Cls.PLACE, Cls.NAME) and key in PLACE_PREFIXES:
                 classes[index] = Cls.PLACE
                 ahead = index + 1
-                while ahead < len(tokens) and (
+                while ahead < len(tokens) and _joined(text, tokens, ahead - 1) and (
                     classes[ahead] is Cls.NAME or len(tokens[ahead].text) <= 2
                 ):
                     if tokens[ahead].key in ALERT_WORDS and len(tokens[ahead].text) > 1:
@@ -258,7 +295,7 @@ class NameFinder:
     ) -> bool:
         """ "her boyfriend, Marcus Hill," and "student Jordan Hall": a place word that is
         also a surname, after a given name, with a role or title just before."""
-        if index < 1 or not tokens[index].capitalized or tokens[index].key not in PLACE_SUFFIXES:
+        if index < 1 or not tokens[index].capitalized or _base(tokens[index]) not in PLACE_SUFFIXES:
             return False
         if not self.lexicon.surname_weight(_base(tokens[index])):
             return False
@@ -271,7 +308,17 @@ class NameFinder:
         after = [t.key for t in tokens[index + 1 : index + 4]]
         while after and after[0] in LINKING_VERBS:
             after = after[1:]
-        described = bool(after) and after[0] in HARMED
+        # "Ella Wright and Zoe Hill": a list that began with a full name goes on with names.
+        listed = (
+            index >= 4
+            and tokens[index - 2].key in {"and", "y", "&"}
+            and classes[index - 3] is Cls.NAME
+            and classes[index - 4] is Cls.NAME
+            and bool(self.lexicon.surname_weight(_base(tokens[index - 3])))
+        )
+        described = listed or (bool(after) and after[0] in HARMED) or (
+            _possessive(tokens[index]) and bool(after) and after[0] in BELONGINGS
+        )
         if (keys and keys[-1] in PERSON_TITLES) or _role_before(keys) or described or (
             _PERSON_APPOSITION.match(text[tokens[index].end :])
         ):
@@ -303,21 +350,26 @@ class NameFinder:
         if prev in MONTH_NAMES or (names and _base(names[0]) in MONTH_NAMES and len(names) == 1
                                    and end < len(tokens) and tokens[end].number):
             return None
+        after = text[run[-1].end :]
         # Roles: a title ("Ms."), an official ("Officer"), a suspect cue, or a role noun.
+        if self._official_after(after) or (
+            prev not in PERSON_TITLES and _official_before(text, tokens, start)
+        ):
+            return self._hit(text, run, score, cues, Role.OFFICIAL)
         if prev in PERSON_TITLES and (prev_class in (Cls.TITLE, None)):
             score += TITLE_SCORE
             cues.append("title")
-        elif prev in OFFICIAL_TITLES:
-            return self._hit(text, run, score, cues, Role.OFFICIAL)
-        if any(k in SUSPECT_CUES for k in before_keys[-3:]) or _SUSPECT_AFTER.match(
-            text[run[-1].end :]
-        ):
+        if _suspect_before(tokens, start) or _SUSPECT_AFTER.match(after):
             return self._hit(text, run, score, cues, Role.SUSPECT)
         if _role_before(before_keys):
             score += ROLE_SCORE
             cues.append("role")
+        # Fail safe: a full name (a known given name or surname with another capitalized word,
+        # or initials with a word) is a person's unless something above said otherwise.
+        full = self._full_name(names, initials)
         located = (
             not cues
+            and not full
             and (
                 prev in LOCATION_PREPOSITIONS
                 or (prev in {"the", "el", "la"} and len(before_keys) > 1
@@ -327,13 +379,16 @@ class NameFinder:
         if located:
             return None
         # What follows: an apposition, a possessive, or a predicate of harm or of reporting.
-        after = text[run[-1].end :]
         if _APPOSITION.match(after):
             score += APPOSITION_SCORE
             cues.append("apposition")
         if _possessive(run[-1]):
             score += POSSESSIVE_SCORE
             cues.append("possessive")
+            if end < len(tokens) and tokens[end].key in BELONGINGS:
+                # "Megan's laptop": what is owned says whose it is.
+                score += POSSESSIVE_SCORE
+                cues.append("belonging")
         if self._predicate(tokens, end):
             score += PREDICATE_SCORE
             cues.append("predicate")
@@ -363,9 +418,41 @@ class NameFinder:
                 cues.append("lexicon")
             elif not _sentence_start(text, run[0]):
                 score += SHAPE_SCORE
+        if full:
+            score = max(score, THRESHOLD)
+            cues.append("full_name")
         if score < THRESHOLD:
             return None
         return self._hit(text, run, score, cues, Role.PERSON)
+
+    def _full_name(self, names: list[Token], initials: list[Token]) -> bool:
+        """A known given name first or a known surname last, with another capitalized word
+        ("Kevin Miller", "Omar Haddad's", "Priya Raman"); or initials with a word
+        ("J. Whitfield", "K.L. Anders"). Words that are also everyday words count only in pairs
+        ("Will Rose" is no full name by itself; "Will Jackson" is)."""
+        lex = self.lexicon
+        if len(names) >= 2:
+            first = lex.given_weight(_base(names[0]))
+            last = lex.surname_weight(_base(names[-1]))
+            return first >= GIVEN_WEIGHT or last >= SURNAME_WEIGHT
+        if len(names) == 1 and initials:
+            letters = "".join(t.key for t in initials)
+            return letters not in _NOT_INITIALS
+        return False
+
+    @staticmethod
+    def _official_after(after: str) -> bool:
+        """ "Angela Ruiz, Dean of Students," and "Kevin Miller, the university's director of
+        housing": an apposition that gives an official's title."""
+        if not after.lstrip().startswith(","):
+            return False
+        for token in tokenize(after)[:5]:
+            key = token.key
+            if key in OFFICIAL_TITLES:
+                return True
+            if key in _NOT_OFFICIAL or key in PERSON_ROLES or key in VICTIM_PREDICATES:
+                return False
+        return False
 
     @staticmethod
     def _predicate(tokens: list[Token], end: int) -> bool:
@@ -388,6 +475,70 @@ class NameFinder:
             if word.endswith(suffix):
                 word, end = word[: -len(suffix)], end - len(suffix)
         return NameHit(word, start, end, round(score, 2), tuple(cues), role)
+
+
+# Letters that are abbreviations, not a person's initials ("U.S. Army", "D.C. Police").
+_NOT_INITIALS = frozenset({"us", "dc", "uk", "eu", "un", "am", "pm", "ny", "la", "nj", "pa"})
+
+# Words that end an apposition before any official's title could come: "Kevin Miller, who
+# told the officer", "Kevin Miller, 19, and the officer".
+_NOT_OFFICIAL = word_set(
+    "who whose whom that which was is were has had and or but with y o quien que con"
+)
+# Words between an official's title and the name: "Dean of Students Angela Ruiz", "jefa de
+# policía Marta Rivas", "Vice President for Student Affairs Karen Liu".
+_OFFICE_WORDS = word_set("of for the and de del la los las y") | ORGANIZATION_WORDS
+
+# Cues that the name which follows is the person the police are looking for.
+_SEEKING = SUSPECT_CUES | word_set(
+    "seeking seek seeks searching looking hunting warrant warrants arrest arresting "
+    "buscan busca buscando busqueda arresto orden"
+)
+# Words between such a cue and the name: "looking for", "a warrant has been issued for",
+# "the suspect, identified as", "busca a".
+_SEEKING_GAP = word_set(
+    "for as a an the identified named is was are has have been issued out of "
+    "a al el la por como identificado identificada de"
+)
+
+
+def _official_before(text: str, tokens: list[Token], start: int) -> bool:
+    """An official's title just before the name, over office words ("Chief Maria Delgado",
+    "Dean of Students Angela Ruiz", "Campus Police Sgt. Alicia Moreno")."""
+    index = start - 1
+    steps = 0
+    while index >= 0 and steps < 6:
+        token = tokens[index]
+        gap = text[token.end : tokens[index + 1].start].strip()
+        # Only the name itself may stand in apposition: "the Title IX Coordinator, Jane Doe".
+        if gap and not (gap == "," and steps == 0):
+            return False
+        key = _base(token)
+        if key in OFFICIAL_TITLES:
+            return True
+        # A role word right before the name is a cue of a person ("Student Anna Kim"); further
+        # back it is part of an office ("Vice President for Student Affairs Karen Liu").
+        if not (key in _OFFICE_WORDS or (token.capitalized and (steps or key not in PERSON_ROLES))):
+            return False
+        index -= 1
+        steps += 1
+    return False
+
+
+def _suspect_before(tokens: list[Token], start: int) -> bool:
+    """A suspect cue that governs the name: "looking for Tyler Grant", "arrested Cody
+    Ramsey", "the suspect, identified as Jared Flynn"; not "arrested for assaulting Kevin"."""
+    index = start - 1
+    steps = 0
+    while index >= 0 and steps < 6:
+        key = _base(tokens[index])
+        if key in _SEEKING:
+            return True
+        if key not in _SEEKING_GAP:
+            return False
+        index -= 1
+        steps += 1
+    return False
 
 
 _ROLE_GAP = frozenset(
@@ -424,3 +575,9 @@ def _sentence_start(text: str, token: Token) -> bool:
     """True when the token opens its sentence (capitalized for that reason alone)."""
     before = text[: token.start].rstrip()
     return not before or before[-1] in ".!?:;\n\"'(["
+
+
+def _joined(text: str, tokens: list[Token], index: int) -> bool:
+    """True when only spaces (or a dot of an abbreviation) separate a token from the next:
+    "Kevin Miller, West Hall" is a name, then a place."""
+    return not text[tokens[index].end : tokens[index + 1].start].strip()

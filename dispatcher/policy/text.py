@@ -116,7 +116,7 @@ def _ends_sentence(text: str, index: int) -> bool:
     if before is None:
         return True
     word = before.group(1)
-    if len(word) == 1 and word.isupper():
+    if re.fullmatch(r"(?:[A-Z]\.)*[A-Z]", word):
         # "Emily R. was seen" and "Emily R. Smith" go on; "near Lot B. Walk with others" ends:
         # the letter there names a lot, a zone or a building, not a person.
         after = text[index + 1 :].lstrip()

@@ -34,6 +34,9 @@ class Violation:
     language: str | None = None
     field: str | None = None
     overridden: bool = False
+    # A neutral rewrite of the span ("a student"); "" means delete it; None when the rule
+    # has none to offer.
+    suggestion: str | None = None
 
     @property
     def family(self) -> str:
@@ -49,8 +52,9 @@ class Violation:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's shape, plus severity, channel, language, field and overridden."""
-        return {
+        """The contract's shape, plus severity, channel, language, field and overridden, and
+        the suggested rewrite of the span when the rule offers one."""
+        out: dict[str, Any] = {
             "rule": self.rule,
             "message": self.message,
             "start": self.start,
@@ -61,6 +65,9 @@ class Violation:
             "field": self.field,
             "overridden": self.overridden,
         }
+        if self.suggestion is not None:
+            out["suggestion"] = self.suggestion
+        return out
 
 
 @dataclass(frozen=True, slots=True)

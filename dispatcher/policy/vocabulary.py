@@ -74,7 +74,8 @@ PLACE_SUFFIXES = word_set(
     "conservatory academy stop depot terminal airport harbor pier beach lake river creek "
     "woods forest hill heights point landing yard yards exchange shops shop mart "
     "boathouse playhouse stadium's tunnel walk walkway path promenade esplanade oval ring "
-    "bookstore ballroom lounge kitchen cafe's plant facility facilities"
+    "bookstore ballroom lounge kitchen cafe's plant facility facilities "
+    "fountain statue monument sculpture mural plaque obelisk carillon"
 )
 PLACE_PREFIXES = word_set(
     "lot building gate route mount mt lake fort ft camp saint st san santa calle avenida av "
@@ -128,7 +129,9 @@ ALERT_WORDS = word_set(
     "iphone ipad macbook airpods apple samsung dell lenovo hp "
     "god jesus christ allah english spanish espanol ingles "
     "covid covid-19 coronavirus flu influenza measles norovirus mpox "
-    "ras rd ta tas cso csos"
+    "ras rd ta tas cso csos "
+    # Named storms ("Hurricane Milton"): the storm's name is no person's.
+    "hurricane tropical typhoon cyclone huracan tormenta"
 )
 # Month words that are also given names: not a name when a day number follows.
 MONTH_NAMES = word_set("april may june august")

@@ -17,6 +17,10 @@ HERE = Path(__file__).resolve().parent
 # The labelled examples published with the policy contract (shared/policy-examples.jsonl
 # of the design documents), copied unchanged.
 EXAMPLES = HERE / "data" / "examples.jsonl"
+# The labelled examples of names published later (shared/policy-examples-names.jsonl: names
+# without cues, possessives, a team position, a sought suspect, an official, places), copied
+# unchanged.
+EXAMPLES_NAMES = HERE / "data" / "examples_names.jsonl"
 FAMILIES = {"confidentiality", "actionable", "brevity"}
 
 _SETTINGS: list[Settings] = []

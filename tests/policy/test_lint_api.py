@@ -59,3 +59,17 @@ async def test_malformed(client: TestClient[web.Request, web.Application]) -> No
         "/v1/lint", data=b"{oops", headers={"Content-Type": "application/json"}
     )
     assert response.status == 422 and "not valid JSON" in await response.text()
+
+
+async def test_suggestion_with_each_confidentiality_violation(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    """Each confidentiality violation carries a neutral rewrite of its span, the contract's
+    keys unchanged."""
+    text = "Fire in the room of Kevin Miller, West Hall 1104. Evacuate now."
+    response = await client.post("/v1/lint", json={"kind": "emergency", "text": text})
+    verdict = await response.json()
+    found = {text[v["start"] : v["end"]]: v for v in verdict["violations"]}
+    assert found["Kevin Miller"]["suggestion"] == "a student"
+    assert found["Kevin Miller"]["rule"] == "confidentiality.name"
+    assert {"rule", "message", "start", "end"} <= set(found["Kevin Miller"])

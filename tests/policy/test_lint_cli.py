@@ -108,3 +108,17 @@ def test_console_script() -> None:
         [script, "lint"], input=b"{not json\n", capture_output=True, timeout=60
     )
     assert bad.returncode == 2 and b"line 1" in bad.stderr
+
+
+def test_suggestions_in_the_verdict() -> None:
+    """`clarion lint` gives each confidentiality violation a "suggestion"; others have none."""
+    line = json.dumps({
+        "kind": "timely_warning",
+        "text": "Timely Warning: A resident of Hill Hall room 418 was robbed by Kevin Miller's "
+        "roommate.",
+    })
+    _, [verdict], _ = _run(line + "\n")
+    by_rule = {v["rule"]: v for v in verdict["violations"]}
+    assert by_rule["confidentiality.residence_unit"]["suggestion"] == "a residence hall room"
+    assert by_rule["confidentiality.name"]["suggestion"] == "a student"
+    assert "suggestion" not in by_rule["actionable.no_safety_tip"]

@@ -108,7 +108,7 @@ class TestNotPeople:
 
     def test_directory_buildings(self) -> None:
         """The directory's building names are places (read from the embedded campus)."""
-        from dispatcher.lint import campus_places
+        from dispatcher.places import campus_places
         from tests.policy.helpers import settings
 
         places = campus_places(settings())
