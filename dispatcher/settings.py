@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
+from dispatcher.public.settings import PublicSettings
 from dispatcher.scheduler import DrillSettings
 from segments.settings import DirectorySettings
 
@@ -190,6 +191,7 @@ class Settings(SettingsModel):
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     drills: DrillSettings = Field(default_factory=DrillSettings)
+    public: PublicSettings = Field(default_factory=PublicSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")
