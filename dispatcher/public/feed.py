@@ -115,8 +115,7 @@ class PublicFeed:
         settings = self._service.settings
         institution = settings.service.institution
         pages = {
-            lang: render_page(state, lang, institution=institution, zone=self._zone,
-                              refresh_s=self._public.page_refresh_s)
+            lang: render_page(state, lang, institution=institution, zone=self._zone)
             for lang in LANGUAGES
         }
         snapshot = build_snapshot(state, institution=institution, page_url=self.page_url,

@@ -48,7 +48,7 @@ WORDS = {
         update="Update",
         drill="DRILL: this is an exercise, not a real emergency.",
         test="TEST of the alert system: not a real emergency.",
-        refresh="This page reloads itself every {seconds} seconds.",
+        refresh="Reload this page for the latest alerts.",
         feed="For web sites and apps: alerts.json",
         other_language="Español",
         kinds={
@@ -72,7 +72,7 @@ WORDS = {
         update="Actualización",
         drill="SIMULACRO: es un ejercicio, no una emergencia real.",
         test="PRUEBA del sistema de alertas: no es una emergencia real.",
-        refresh="Esta página se actualiza sola cada {seconds} segundos.",
+        refresh="Vuelva a cargar esta página para ver las últimas alertas.",
         feed="Para sitios web y aplicaciones: alerts.json",
         other_language="English",
         kinds={
@@ -155,7 +155,6 @@ def render_page(
     *,
     institution: str,
     zone: ZoneInfo,
-    refresh_s: int,
 ) -> bytes:
     """The whole page for one language; the same state always gives the same bytes."""
     words = WORDS[language]
@@ -185,7 +184,6 @@ def render_page(
         "<!doctype html>\n"
         f'<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta http-equiv="refresh" content="{refresh_s}">\n'
         f"<title>{title}</title>\n"
         '<link rel="stylesheet" href="/public/page.css">\n'
         '<link rel="alternate" type="application/json" href="/public/alerts.json">\n'
@@ -194,7 +192,7 @@ def render_page(
         f'<nav><a href="?lang={other}" lang="{other}" hreflang="{other}">'
         f"{escape(words.other_language)}</a></nav></header>\n"
         f"<main>\n{body}</main>\n"
-        f'<footer><p>{escape(words.refresh.format(seconds=refresh_s))}</p>\n'
+        f'<footer><p>{escape(words.refresh)}</p>\n'
         f'<p><a href="/public/alerts.json">{escape(words.feed)}</a></p></footer>\n'
         "</body>\n</html>\n"
     ).encode()

@@ -35,10 +35,6 @@ class PublicSettings(SettingsModel):
         description="with a shared (PostgreSQL) store: how often the snapshot is rebuilt "
         "anyway, for alerts that other nodes changed",
     )
-    page_refresh_s: int = Field(
-        default=30, ge=10, le=600,
-        description="the public page reloads itself this often (a meta refresh, no script)",
-    )
     timezone: str | None = Field(
         default=None, description="times on the page are shown in this zone; default: "
         "drills.timezone",

@@ -63,8 +63,8 @@ def snapshot_of(
     records: list[AlertRecord], supersessions: Sequence[Supersession] = (), now: int = NOW
 ) -> Snapshot:
     state = select(records, supersessions, now)
-    pages = {lang: render_page(state, lang, institution="Example University", zone=UTC,
-                               refresh_s=30) for lang in ("en", "es")}
+    pages = {lang: render_page(state, lang, institution="Example University", zone=UTC)
+             for lang in ("en", "es")}
     return build_snapshot(state, institution="Example University",
                           page_url="https://alerts.example.edu/public/", pages=pages)
 

@@ -4,7 +4,7 @@
  *   <script src="https://alerts.example.edu/public/banner.js" defer></script>
  *
  * Optional attributes on that tag:
- *   data-poll-seconds="15"   how often to look for alerts (at least 5; default 15)
+ *   data-poll-seconds="15"   how often to look for alerts (at least 2; default 15)
  *   data-lang="es"           the banner's language (default: the page's <html lang>)
  *   data-feed="URL"          another alerts.json (default: beside this script)
  *
@@ -72,7 +72,7 @@
   var source = new URL(script.src, document.baseURI);
   var feedUrl = script.getAttribute("data-feed") || new URL("alerts.json", source).href;
   var seconds = parseFloat(script.getAttribute("data-poll-seconds"));
-  var pollMs = Math.max(5, isFinite(seconds) ? seconds : 15) * 1000;
+  var pollMs = Math.max(2, isFinite(seconds) ? seconds : 15) * 1000;
   var language = (script.getAttribute("data-lang") || document.documentElement.lang || "en")
     .slice(0, 2).toLowerCase();
   var words = WORDS[language] || WORDS.en;
