@@ -60,7 +60,8 @@ async def cap_document(service: Service, record: AlertRecord) -> bytes:
         cancelled=cancelled,
         references=references,
         areas=areas_for_zones(record.zones, settings, record.exclude_zones),
-        web=settings.rendering.web or None,
+        # The "more information" link: the public alert page unless another is configured.
+        web=settings.rendering.web or settings.public.page(settings.service.base_url()),
         sender_name=settings.service.institution,
         texts=texts,
     )
