@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                        for _ in range(args.clients)]
 
             async def new_alert_halfway() -> None:
-                # noqa below: the budget is a plain counter the pollers share, not an event.
+                # The budget is a plain counter the pollers share, not an event to wait on.
                 while budget[0] > args.requests // 2 and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 tally.sent_at = time.monotonic()
