@@ -7,6 +7,7 @@ ETag and answers `If-None-Match` with 304, so a campus's worth of pollers costs 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -180,3 +181,65 @@ def setup(app: web.Application) -> None:
 
     app.cleanup_ctx.append(lifecycle)  # type: ignore[arg-type]
 
+
+
+def _served(description: str, media_type: str) -> dict[str, Any]:
+    return {
+        "200": {"description": description,
+                "content": {media_type: {"schema": {"type": "string"}}}},
+        "304": {"description": "not modified: the client's ETag (If-None-Match) is current"},
+    }
+
+
+_IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                  "schema": {"type": "string"}}
+_FEED_SCHEMA = {
+    "type": "object",
+    "required": ["institution", "page", "status", "alerts", "all_clear"],
+    "properties": {
+        "institution": {"type": "string"},
+        "page": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "all_clear", "none"]},
+        "alerts": {"type": "array", "items": {"type": "object"}},
+        "all_clear": {"type": ["object", "null"]},
+    },
+}
+
+# The public routes describe themselves in /openapi.json: no security, conditional GETs.
+OPENAPI_PATHS: dict[str, Any] = {
+    "/public": {"get": {"summary": "Redirects to /public/", "security": [],
+                        "responses": {"308": {"description": "to /public/"}}}},
+    "/public/": {"get": {
+        "summary": "The public alert page (HTML, English or Spanish), no sign-in",
+        "security": [],
+        "parameters": [{"name": "lang", "in": "query", "required": False,
+                        "schema": {"type": "string"}}, _IF_NONE_MATCH],
+        "responses": _served("the page", "text/html"),
+    }},
+    "/public/alerts.json": {
+        "get": {
+            "summary": "Active alerts and the latest all clear, public words only (ETag, CORS)",
+            "security": [],
+            "parameters": [_IF_NONE_MATCH],
+            "responses": {
+                "200": {"description": "the feed",
+                        "content": {"application/json": {"schema": _FEED_SCHEMA}}},
+                "304": {"description": "not modified: the client's ETag is current"},
+            },
+        },
+        "options": {"summary": "CORS preflight for the configured origins", "security": [],
+                    "responses": {"204": {"description": "allowed methods, when allowed"}}},
+    },
+    "/public/banner.js": {"get": {"summary": "The website banner script", "security": [],
+                                  "parameters": [_IF_NONE_MATCH],
+                                  "responses": _served("JavaScript", "text/javascript")}},
+    "/public/page.css": {"get": {"summary": "The public page's stylesheet", "security": [],
+                                 "parameters": [_IF_NONE_MATCH],
+                                 "responses": _served("CSS", "text/css")}},
+    "/public/demo.css": {"get": {"summary": "The demo page's stylesheet", "security": [],
+                                 "parameters": [_IF_NONE_MATCH],
+                                 "responses": _served("CSS", "text/css")}},
+    "/public/demo": {"get": {"summary": "A campus page carrying the banner", "security": [],
+                             "parameters": [_IF_NONE_MATCH],
+                             "responses": _served("HTML", "text/html")}},
+}
