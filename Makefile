@@ -17,6 +17,8 @@ tools:
 	  { echo "installing mosquitto"; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  { echo "installing postgresql"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+	@[ -x /usr/bin/chromium ] || \
+	  { echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 run: $(VENV)/.installed tools
 	$(VENV)/bin/clarion run

@@ -145,6 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             "\nClarion is running.\n"
             f"  API      {DEFAULT_URL}   (OpenAPI: {DEFAULT_URL}/openapi.json)\n"
+            f"  public   {DEFAULT_URL}/public/   (the public alert page, no sign-in)\n"
+            f"  feed     {DEFAULT_URL}/public/alerts.json\n"
+            f"  banner   {DEFAULT_URL}/public/demo   (a campus page with the website banner)\n"
             "  sandbox  http://127.0.0.1:8026/stats\n"
             f"  token    {token}\n\n"
             "Send a first alert:\n"

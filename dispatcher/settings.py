@@ -14,6 +14,7 @@ from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.drill_schedule import DrillSettings
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
+from dispatcher.public.settings import PublicSettings
 from segments.settings import DirectorySettings
 
 TOKEN_ENV = "CLARION_API_TOKEN"  # noqa: S105 - a variable name, not a token
@@ -191,6 +192,7 @@ class Settings(SettingsModel):
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     drills: DrillSettings = Field(default_factory=DrillSettings)
+    public: PublicSettings = Field(default_factory=PublicSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

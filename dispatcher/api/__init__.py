@@ -11,4 +11,5 @@ ROUTE_MODULES = (
     "dispatcher.api.devices",
     "dispatcher.api.approvals",
     "dispatcher.api.drills",
+    "dispatcher.public.routes",
 )

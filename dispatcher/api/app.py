@@ -157,8 +157,9 @@ def build_app(service: Service) -> web.Application:
         client_max_size=service.settings.service.max_body_bytes,
     )
     app[SERVICE] = service
-    for name in ROUTE_MODULES:
-        app.add_routes(import_module(name).routes)
+    modules = [import_module(name) for name in ROUTE_MODULES]
+    for module in modules:
+        app.add_routes(module.routes)
 
     async def lifecycle(app: web.Application) -> object:
         await service.start()
@@ -166,4 +167,9 @@ def build_app(service: Service) -> web.Application:
         await service.stop()
 
     app.cleanup_ctx.append(lifecycle)  # type: ignore[arg-type]
+    for module in modules:
+        # A module's own start and stop (`setup(app)`), run inside the service's lifetime.
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
     return app

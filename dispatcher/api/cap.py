@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from dispatcher.api.common import service_of
-from dispatcher.cap import CAP_MEDIA_TYPE, CapReference, cap_time, render_cap
+from dispatcher.cap import CAP_MEDIA_TYPE, CapReference, render_cap
 from dispatcher.cap_areas import areas_for_zones
 from dispatcher.domain import AlertState, ChannelKind
+from dispatcher.public.atom import ATOM_MEDIA_TYPE, atom_document
+from dispatcher.public.feed import PUBLIC_FEED
+from dispatcher.public.routes import conditional
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 
 routes = web.RouteTableDef()
 
-ATOM_NS = "http://www.w3.org/2005/Atom"
-ATOM_MEDIA_TYPE = "application/atom+xml"
 # Renderings whose text carries no channel prefix, best first, for template-only alerts.
 _PLAIN_TEXT_FROM = (ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.PA, ChannelKind.EMAIL)
 
@@ -58,7 +58,8 @@ async def cap_document(service: Service, record: AlertRecord) -> bytes:
         cancelled=cancelled,
         references=references,
         areas=areas_for_zones(record.zones, settings, record.exclude_zones),
-        web=settings.rendering.web or None,
+        # The "more information" link: the public alert page unless another is configured.
+        web=settings.rendering.web or settings.public.page(settings.service.base_url()),
         sender_name=settings.service.institution,
         texts=texts,
     )
@@ -79,41 +80,17 @@ async def get_alert_cap(request: web.Request) -> web.Response:
 @routes.get("/v1/feeds/cap")
 async def cap_feed(request: web.Request) -> web.Response:
     """Atom feed of the alerts active now, newest first, each linking to its CAP."""
+    feed = request.app.get(PUBLIC_FEED)
+    if feed is not None:
+        # From memory, like /public/alerts.json: pollers cost no query and get 304s.
+        feed.rebuild_if_expired()
+        atom = feed.snapshot.atom
+        if atom is not None:
+            return conditional(request, atom, {"Cache-Control": "private, no-cache"})
     service = service_of(request)
     settings = service.settings
-    base = settings.service.base_url()
     now_ms = service.clock.now_ms()
     records = await service.alerts.active(now_ms)
-    institution = settings.service.institution
-
-    feed = ET.Element("feed", {"xmlns": ATOM_NS})
-    _text(feed, "id", f"{base}/v1/feeds/cap")
-    _text(feed, "title", f"{institution} active alerts")
-    newest = max((r.created_at for r in records), default=now_ms)
-    _text(feed, "updated", cap_time(_moment(newest)))
-    ET.SubElement(feed, "link", {"rel": "self", "href": f"{base}/v1/feeds/cap",
-                                 "type": ATOM_MEDIA_TYPE})
-    author = ET.SubElement(feed, "author")
-    _text(author, "name", institution)
-    for record in records:
-        entry = ET.SubElement(feed, "entry")
-        _text(entry, "id", f"{base}/v1/alerts/{record.id}")
-        req = record.request
-        headline = req.headline or (req.text or "").split(". ")[0][:80] or record.kind.value
-        marker = {"drill": "[DRILL] ", "test": "[TEST] "}.get(record.mode.value, "")
-        _text(entry, "title", f"{marker}{headline}")
-        _text(entry, "published", cap_time(_moment(record.created_at)))
-        _text(entry, "updated", cap_time(_moment(record.created_at)))
-        if req.text:
-            _text(entry, "summary", req.text)
-        ET.SubElement(entry, "category", {"term": record.kind.value})
-        ET.SubElement(entry, "category", {"term": record.mode.value})
-        ET.SubElement(entry, "link", {"rel": "alternate", "type": CAP_MEDIA_TYPE,
-                                      "href": f"{base}/v1/alerts/{record.id}/cap"})
-    ET.indent(feed)
-    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True) + b"\n"
+    body = atom_document(records, base_url=settings.service.base_url(),
+                         institution=settings.service.institution, updated_ms=now_ms)
     return web.Response(body=body, content_type=ATOM_MEDIA_TYPE, charset="utf-8")
-
-
-def _text(parent: ET.Element, tag: str, text: str) -> None:
-    ET.SubElement(parent, tag).text = text

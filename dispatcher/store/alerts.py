@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -121,6 +122,16 @@ class AlertStore:
     def __init__(self, db: Database, audit: AuditLog) -> None:
         self._db = db
         self._audit = audit
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(alert_id)` after each committed create or cancel (the public
+        snapshot rebuilds on it); listeners must be quick and must not raise."""
+        self._listeners.append(listener)
+
+    def _changed(self, alert_id: str) -> None:
+        for listener in self._listeners:
+            listener(alert_id)
 
     async def create(
         self,
@@ -189,6 +200,7 @@ class AlertStore:
                 alert_id=alert_id,
                 detail=audit_detail,
             )
+        self._changed(alert_id)
         return alert_id, True
 
     async def get(self, alert_id: str) -> AlertRecord | None:
@@ -284,6 +296,7 @@ class AlertStore:
                 alert_id=alert_id,
                 detail={"reason": reason, "deliveries_stopped": stopped},
             )
+        self._changed(alert_id)
         return stopped
 
     async def update_clery(

@@ -1,0 +1,1 @@
+"""Where people look: the public alert page, its JSON feed and the website banner."""
