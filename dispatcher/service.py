@@ -10,6 +10,7 @@ import structlog
 from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
 from channels.registry import build_channels
+from channels.sms_twilio import default_callback_url
 from dispatcher.approval import ApprovalStore
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
@@ -126,8 +127,6 @@ class Service:
 
 def _with_callback_urls(settings: Settings) -> dict[str, dict[str, Any]]:
     """Channel sections, with provider callbacks pointed at this service unless configured."""
-    from channels.sms_twilio import default_callback_url
-
     sections = {name: dict(raw) for name, raw in settings.channels.items()}
     if "sms.twilio" in sections:
         sections["sms.twilio"].setdefault(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from dispatcher.domain import AlertKind
 from dispatcher.policy.names import NameFinder, Role
 from dispatcher.policy.rewrites import rewrite
-from dispatcher.policy.text import Span, fold, sentences
+from dispatcher.policy.text import Span, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
 _PERSON_CUE = re.compile(
@@ -612,7 +612,3 @@ def _side(body: str, index: int) -> str:
         return "suspect" if not _VICTIM_SIDE.search(body[index:]) else "victim"
     return "victim"
 
-
-def folded_places(places: Iterable[str]) -> frozenset[str]:
-    """Folded place names, for callers that compare words."""
-    return frozenset(fold(p) for p in places)
