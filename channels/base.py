@@ -50,16 +50,27 @@ class Channel(ABC):
         self.settings = settings
         rate = settings.rate_per_second
         self._limiter = AsyncLimiter(rate, 1.0) if rate > 0 else None
+        # Withdrawn alerts (id -> expiry): a batch claimed before the cancel never goes out.
+        self._withdrawn: dict[str, int] = {}
 
     # Optional hooks: a channel overrides the ones it needs.
     async def start(self, receipts: ReceiptSink, /) -> None:  # noqa: B027
         """Open connections or pools and listen for late receipts; called once at start."""
 
-    async def withdraw(self, alert: AlertContext, /) -> None:  # noqa: B027
+    async def take_down(self, alert: AlertContext, /) -> None:  # noqa: B027
         """The alert was cancelled or cleared: take down whatever still shows it."""
 
     async def close(self) -> None:  # noqa: B027
         """Release connections; called once at shutdown."""
+
+    @final
+    async def withdraw(self, alert: AlertContext, /) -> None:
+        """The alert was cancelled: send nothing more of it, and take down what shows it."""
+        now = alert.now_ms
+        for gone in [a for a, until in self._withdrawn.items() if until < now]:
+            del self._withdrawn[gone]
+        self._withdrawn[alert.alert_id] = max(alert.expires_ms, now)
+        await self.take_down(alert)
 
     @final
     async def send(self, batch: Batch, /) -> Sequence[Receipt]:
@@ -70,6 +81,10 @@ class Channel(ABC):
             units = min(self.cost(batch), self._limiter.max_rate)
             for _ in batch.deliveries:
                 await self._limiter.acquire(units)
+        if batch.alert.alert_id in self._withdrawn:
+            # Checked after the rate limit's wait, which a cancel may have come during.
+            return [Receipt(d.id, Outcome.FAILED, "not sent: the alert was cancelled")
+                    for d in batch.deliveries]
         started = time.perf_counter()
         receipts = await self.transmit(batch)
         if len(receipts) != len(batch.deliveries) or any(

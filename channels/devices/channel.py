@@ -39,7 +39,7 @@ class DeviceChannel(Channel):
         Delivery.address its zone."""
         return await self._bus.transmit(self.kind, batch)
 
-    async def withdraw(self, alert: AlertContext, /) -> None:
+    async def take_down(self, alert: AlertContext, /) -> None:
         """Clear the alert from the zones that show it and announce the cancel."""
         await self._bus.withdraw(alert)
 

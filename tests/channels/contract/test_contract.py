@@ -245,12 +245,6 @@ class TestCancellation:
         if harness.holds_display:
             assert await harness.showing("K-1") == {t.recipient for t in targets}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="finding: channels keep no record of a withdrawn alert, so a batch claimed "
-        "before the cancel and sent after withdraw() still reaches people, and device "
-        "channels retain it on the zone again until it expires",
-    )
     async def test_batch_sent_after_withdraw_shows_nothing(self, harness: ChannelHarness) -> None:
         """A batch in flight when the alert was cancelled brings nothing of it back."""
         first, late = harness.targets(2)
