@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "dispatcher.cap",
     "dispatcher.drills",
     "dispatcher.tokens",
+    "dispatcher.console.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -164,6 +164,10 @@ def build_app(service: Service) -> web.Application:
     app[SERVICE] = service
     for name in ROUTE_MODULES:
         app.add_routes(import_module(name).routes)
+    # The operator console: its own sign-in, sessions and CSRF, outside the bearer-token API.
+    from dispatcher.console.web import install as install_console
+
+    install_console(app, service)
 
     async def lifecycle(app: web.Application) -> object:
         await service.start()
