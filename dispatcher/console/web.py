@@ -553,14 +553,29 @@ async def compose_check(request: web.Request) -> web.Response:
     person = request[PERSON]
     if not person.caller.can_send:
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = ComposeForm.from_post(await request.post())
+    posted = await request.post()
+    form = ComposeForm.from_post(posted)
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
-    if (await request.post()).get("action") != "review" or not preview.sendable:
-        status = 200 if (await request.post()).get("action") != "review" else 422
+    if posted.get("action") != "review":
+        # "Use this template" or "Update the preview" without JavaScript: no errors yet.
+        context["errors"] = []
+        return _render(request, "compose.html", {"title": "Send an alert", **context})
+    if not preview.sendable:
+        context["errors"] = _errors_of(preview)
         return _render(request, "compose.html", {"title": "Send an alert", **context},
-                       status=status)
+                       status=422)
     return _render(request, "confirm.html", {"title": "Check and send", **context})
+
+
+def _errors_of(preview: Preview) -> list[FieldProblem]:
+    """The error summary: form problems, then each policy error, linked to the message."""
+    policy = [
+        FieldProblem("text-es" if v.get("field") == "translations.es.text" else "text",
+                     str(v["message"]))
+        for v in preview.blocking
+    ]
+    return [*preview.problems, *policy]
 
 
 @routes.post("/console/send")
@@ -575,6 +590,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     preview = await _preview(request, form)
     if preview.request is None or not preview.sendable:
         context = await _compose_context(request, form, preview)
+        context["errors"] = _errors_of(preview)
         return _render(request, "compose.html", {"title": "Send an alert", **context},
                        status=422)
     outcome = await actions.submit(service, preview.request, person.caller,

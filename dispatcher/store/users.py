@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,31 +158,36 @@ class ConsoleReads:
         self._db = db
 
     async def delivered_at(self, alert_id: str, fractions: tuple[float, ...]) -> dict[str, Any]:
-        """When each fraction of the alert's deliveries (all channels) was delivered.
+        """When each fraction of the alert's deliveries (all channels) had arrived.
 
-        `{"total", "delivered", "at": {"50": ms|None, ...}}`: the `updated_at` of the delivery
-        that brought the delivered count to that fraction of the total, None while short of it.
+        Suppressed deliveries are not counted; e-mail and push, which hear nothing back after
+        the provider accepts them, count once accepted. `{"total", "delivered", "at":
+        {"50": ms|None, ...}}`: the `updated_at` of the delivery that brought the count to
+        that fraction of the total, None while short of it.
         """
+        arrived = (
+            "(state = 'delivered' OR (state = 'accepted' AND channel IN ('email', 'push')))"
+        )
         total = int(
             await self._db.fetchval(
-                "SELECT COUNT(*) FROM deliveries WHERE alert_id = ?", (alert_id,)
+                "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND state <> 'suppressed'",
+                (alert_id,),
             ) or 0
         )
         delivered = int(
             await self._db.fetchval(
-                "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND state = 'delivered'",
-                (alert_id,),
+                f"SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND {arrived}", (alert_id,)
             ) or 0
         )
         at: dict[str, int | None] = {}
         for fraction in fractions:
-            needed = max(1, -(-int(total * fraction * 1000) // 1000))
+            needed = max(1, math.ceil(total * fraction))
             key = f"{fraction * 100:g}"
             if total == 0 or delivered < needed:
                 at[key] = None
                 continue
             at[key] = await self._db.fetchval(
-                "SELECT updated_at FROM deliveries WHERE alert_id = ? AND state = 'delivered'"
+                f"SELECT updated_at FROM deliveries WHERE alert_id = ? AND {arrived}"
                 " ORDER BY updated_at, id LIMIT 1 OFFSET ?",
                 (alert_id, needed - 1),
             )
