@@ -3,7 +3,10 @@ the audit entries, against a real store and a real HTTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -297,3 +300,41 @@ class TestCli:
         for argv in (["user", "add", "dana", "--role", "viewer"], ["user", "passwd", "dana"],
                      ["user", "disable", "dana"], ["user", "enable", "dana"], ["user", "list"]):
             assert callable(parser.parse_args(argv).func)
+
+
+class TestUserCommand:
+    """`clarion user` against a store named in a config file."""
+
+    def run(self, config: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - this interpreter running Clarion
+            [sys.executable, "-m", "dispatcher.cli", "user", *argv, "--config", str(config)],
+            input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        )
+
+    def test_add_passwd_disable(self, tmp_path: Path) -> None:
+        """A generated password is printed once and works; disabled users cannot sign in."""
+        config = tmp_path / "clarion.toml"
+        config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "c.db"}"\n')
+        added = self.run(config, "add", "pat", "--role", "viewer")
+        assert added.returncode == 0, added.stderr
+        password = added.stdout.split("password (shown once): ")[1].strip()
+        assert self.run(config, "add", "pat").returncode == 1
+        assert self.run(config, "add", "Bad Name").returncode == 2
+        short = self.run(config, "passwd", "pat", "--password-stdin", stdin="short\n")
+        assert short.returncode == 2 and "12 characters" in short.stderr
+        assert self.run(config, "disable", "pat").returncode == 0
+        listed = self.run(config, "list")
+        assert "pat\tviewer\t-\tdisabled" in listed.stdout
+
+        async def check() -> tuple[bool, bool]:
+            db = await open_database(f"sqlite:///{tmp_path / 'c.db'}")
+            try:
+                accounts = Accounts(UserStore(db), AuditLog(db), Clock())
+                disabled = isinstance(await accounts.sign_in("pat", password, "a"), SignedIn)
+                await accounts.users.set_disabled("pat", False, 0)
+                enabled = isinstance(await accounts.sign_in("pat", password, "a"), SignedIn)
+                return disabled, enabled
+            finally:
+                await db.close()
+
+        assert asyncio.run(check()) == (False, True)
