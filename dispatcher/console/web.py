@@ -543,7 +543,7 @@ async def compose_preview(request: web.Request) -> web.Response:
     form = ComposeForm.from_post(await request.post())
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
-    return _render(request, "_preview.html", context)
+    return _render(request, "_preview.html", {**context, "oob": True})
 
 
 @routes.post("/console/compose")

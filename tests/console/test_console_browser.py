@@ -126,12 +126,15 @@ class TestCompose:
         item = page.locator(".violation-item[data-rule='confidentiality.name']")
         await expect(item).to_contain_text("looks like the name of a person")
         await expect(page.locator("#preview-status")).to_contain_text("1 problem")
+        # Beside the message too, for a phone where the preview is further down.
+        await expect(page.locator("#inline-verdict")).to_contain_text("1 policy problem")
         # Dispatchers may not override: the override box is for administrators.
         await expect(page.locator("#override")).to_have_count(0)
         await shot(page, shots, "compose-violation")
         await page.get_by_label("Message in English").fill(FIXED)
         await expect(page.locator(".ok-line")).to_have_text("No problems found.")
         await expect(page.locator("#marked-en mark")).to_have_count(0)
+        await expect(page.locator("#inline-verdict")).to_contain_text("finds no problems")
         sms = page.locator(".rendering-sms [data-sms-note]")
         await expect(sms).to_contain_text(re.compile(r"\d segments?, GSM-7"))
 
