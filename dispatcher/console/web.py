@@ -110,6 +110,9 @@ def install(app: web.Application, service: Service) -> None:
     )
     env.filters["when"] = lambda ms: _when(app[CONSOLE].zone, ms)
     env.filters["number"] = lambda n: f"{int(n or 0):,}"
+    env.filters["zone_names"] = lambda ids: ", ".join(
+        service.audience.zones[z].name if z in service.audience.zones else z for z in ids
+    )
     env.globals.update(
         KIND_LABELS=KIND_LABELS, MODE_LABELS=MODE_LABELS, CHANNEL_LABELS=CHANNEL_LABELS,
         CSRF_FIELD=CSRF_FIELD, CSRF_HEADER=CSRF_HEADER, CUSTOM=CUSTOM,
