@@ -165,6 +165,35 @@ class TestCompose:
         assert await settled_total(page, not_equal=in_north) == everyone
 
 
+    async def test_template_fields_and_spanish(self, console: Console, page: Page) -> None:
+        """A template brings its fields; both languages are previewed."""
+        await sign_in(page, console, "dana")
+        await page.goto(console.url + "compose")
+        await page.get_by_label("Template (optional)").select_option("lockdown")
+        threat = page.get_by_label("Threat", exact=True)
+        await expect(threat).to_be_visible()
+        await threat.fill("Armed person reported")
+        await page.get_by_label("Location", exact=True).fill("the Student Union")
+        await page.get_by_label("Threat es").fill("Persona armada reportada")
+        await page.get_by_label("Location es").fill("el Centro Estudiantil")
+        await expect(page.locator("#marked-en")).to_contain_text(
+            "Armed person reported at the Student Union")
+        await expect(page.locator("#marked-es")).to_contain_text("Persona armada reportada")
+
+    async def test_expression_error_says_where(self, console: Console, page: Page) -> None:
+        """A custom audience that does not parse is named with its position."""
+        await sign_in(page, console, "dana")
+        await page.goto(console.url + "compose")
+        await page.get_by_label("Message in English").fill(GAS)
+        await settled_total(page)
+        await page.get_by_label("People matching an expression").check()
+        await page.get_by_label("Expression", exact=True).fill("role:student and (")
+        problems = page.locator(".preview-problems")
+        await expect(problems).to_contain_text("at character")
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator(".error-summary a[href='#expression']")).to_be_visible()
+
+
 class TestSendAndFollow:
     """One confirmation states the count and channels; progress reaches done live."""
 
