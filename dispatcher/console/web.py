@@ -193,7 +193,13 @@ def signed_in(handler: Handler) -> Handler:
                     "title": "This form has expired",
                     "message": "Go back, reload the page and try again.",
                 }, status=403)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return _render(request, "error.html", {
+                "title": "Page not found",
+                "message": "There is nothing at this address. It may have been mistyped.",
+            }, status=404)
 
     guarded.__doc__ = handler.__doc__
     return guarded

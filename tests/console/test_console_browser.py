@@ -229,6 +229,10 @@ class TestSendAndFollow:
         assert doc["channels"]["sms"]["delivered"] > 0
         await expect(page.get_by_text("Pat Chen, Chief of Police")).to_be_visible()
         await shot(page, shots, "follow-done")
+        html = await page.content()
+        rows = await console.run.service.db.fetchall("SELECT phone, email, push FROM people")
+        leaked = [v for r in rows for v in (r["phone"], r["email"], r["push"]) if v and v in html]
+        assert leaked == [], "contact data on the follow page"
 
 
 class TestDrillMode:
@@ -334,6 +338,43 @@ class TestCancelAndAllClear:
         actions = [e["action"] for e in await console.run.service.audit.entries(first)]
         assert "alert.cancelled" in actions
         await final_status(console, cleared)
+
+
+class TestOperatorsDay:
+    """Drills run now, the report downloads, a missing alert is a plain page."""
+
+    async def test_run_drill_now(self, console: Console, page: Page) -> None:
+        """The scheduled siren test runs at once, as the person, and its page is in drill mode."""
+        await sign_in(page, console, "drew")
+        await page.goto(console.url + "drills")
+        await expect(page.get_by_text("Monthly outdoor siren test")).to_be_visible()
+        await page.get_by_role("button", name="Run “monthly-siren-test” now").click()
+        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+        await expect(page.locator("body")).to_have_class(re.compile("drill-mode"))
+        record = await console.run.service.alerts.get(alert_id_of(page))
+        assert record is not None and record.mode.value == "test"
+        assert record.created_by == "drew"
+        await final_status(console, record.id)
+
+    async def test_report_downloads(self, console: Console, page: Page) -> None:
+        """The year's report comes as CSV and HTML files."""
+        await sign_in(page, console, "vic")
+        await page.goto(console.url + "reports")
+        link = page.get_by_role("link", name="Download the records (CSV)")
+        async with page.expect_download() as info:
+            await link.click()
+        download = await info.value
+        assert download.suggested_filename.endswith(".csv")
+        saved = await download.path()
+        text = await asyncio.to_thread(Path(saved).read_text, encoding="utf-8")
+        assert "," in text.splitlines()[0]
+
+    async def test_missing_alert(self, console: Console, page: Page) -> None:
+        """An unknown alert id answers 404 with a page, not JSON."""
+        await sign_in(page, console, "vic")
+        response = await page.goto(console.url + "alerts/0000")
+        assert response is not None and response.status == 404
+        await expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
 
 
 class TestRoles:
