@@ -7,6 +7,7 @@ state change (a hidden form field, or the `X-CSRF-Token` header htmx sends).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -194,8 +195,8 @@ class Accounts:
     ) -> UserRecord:
         """Create a user (raises UserExists) and audit who did (unless `actor` is None)."""
         now = self._clock.now_ms()
-        user = UserRecord(name, full_name, title, role.value, segments, hash_password(password),
-                          False, now, now)
+        hashed = await asyncio.to_thread(hash_password, password)
+        user = UserRecord(name, full_name, title, role.value, segments, hashed, False, now, now)
         await self.users.add(user)
         if actor is not None:
             await self._audit.record(at=now, actor=actor, action="console.user_added",
@@ -225,7 +226,10 @@ class Accounts:
                                      detail={"address": address})
             return SignInFailed(SignInRefusal.THROTTLED, wait)
         user = await self.users.get(name) if name else None
-        good = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+        # Argon2 takes tens of milliseconds of CPU on purpose: off the event loop.
+        good = await asyncio.to_thread(
+            verify_password, user.password_hash if user else _DUMMY_HASH, password
+        )
         if user is None or not good or user.disabled:
             self.throttle.failed(name, address)
             await self._audit.record(at=now, actor=name or "(blank)",

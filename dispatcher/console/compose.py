@@ -11,7 +11,7 @@ from typing import Any
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
-from dispatcher.auth import Caller
+from dispatcher.auth import Caller, scope_permits
 from dispatcher.cap import render_cap
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.intake import Rejected
@@ -300,6 +300,12 @@ async def build_preview(
         request = expand(request, settings.templates_dir())
     except TemplateError as exc:
         found.append(FieldProblem("template", str(exc)))
+        return Preview(form, None, tuple(found))
+    segments = settings.directory.segments
+    if not scope_permits(request.audience, caller.scopes, segments):
+        found.append(FieldProblem(
+            "segment", f"You may only send to: {', '.join(caller.scopes)} "
+            "(by name, or joined to other terms with 'and')"))
         return Preview(form, None, tuple(found))
     try:
         channels = service.intake.channels_for(request)

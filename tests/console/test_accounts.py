@@ -269,6 +269,23 @@ class TestOverHttp:
                                           allow_redirects=False)
         assert again.headers["Location"] == sent.headers["Location"]
 
+    async def test_scoped_user_is_told_before_sending(self, running: Running) -> None:
+        """A user scoped to one segment sees at once that "everyone" is not theirs to reach."""
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("ra", PASSWORD, role=Role.DISPATCHER,
+                                segments=("residents-north",), actor="tests")
+        csrf = await self.sign_in(running, "ra", PASSWORD)
+        form = {"kind": "emergency", "mode": "live", "channel": "email",
+                "text": "Water leak in North Hall. Avoid the basement until further notice."}
+        wide = await running.client.post("/console/compose/preview",
+                                         data={**form, "segment": "all"},
+                                         headers={"X-CSRF-Token": csrf})
+        assert "You may only send to: residents-north" in await wide.text()
+        own = await running.client.post("/console/compose/preview",
+                                        data={**form, "segment": "residents-north"},
+                                        headers={"X-CSRF-Token": csrf})
+        assert "Ready to send" in await own.text()
+
     async def test_headers(self, running: Running) -> None:
         """Every console page has the CSP and refuses framing; the API is left alone."""
         page = await running.client.get("/console/sign-in")
