@@ -26,7 +26,11 @@ from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.auth import Role
 from dispatcher.settings import Settings, config_dir, load_settings
+from tests.pg import pg_cluster, pg_url
 from tests.support import TOKEN, Running, start_service
+
+# The throwaway PostgreSQL server, for the accounts tests on that dialect.
+__all__ = ["pg_cluster", "pg_url"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

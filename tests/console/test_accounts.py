@@ -355,3 +355,26 @@ class TestUserCommand:
                 await db.close()
 
         assert asyncio.run(check()) == (False, True)
+
+
+class TestOnPostgres:
+    """The same users and sessions on PostgreSQL (the 0005 migration of that dialect)."""
+
+    async def test_users_and_sessions(self, pg_url: str) -> None:
+        """Add, sign in, find the session, disable: as on SQLite."""
+        database = await open_database(pg_url)
+        try:
+            accounts = Accounts(UserStore(database), AuditLog(database), Clock())
+            await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER,
+                                    segments=("responders",), actor="tests")
+            with pytest.raises(UserExists):
+                await accounts.add_user("dana", PASSWORD, role=Role.VIEWER, actor="tests")
+            signed = await accounts.sign_in("dana", PASSWORD, "127.0.0.1")
+            assert isinstance(signed, SignedIn)
+            person = await accounts.person(signed.token)
+            assert person is not None and person.caller.scopes == ("responders",)
+            assert await accounts.users.set_disabled("dana", True, Clock().now_ms())
+            assert await accounts.person(signed.token) is None
+            assert (await AuditLog(database).verify()).ok
+        finally:
+            await database.close()
