@@ -360,6 +360,18 @@ def _alert_text(record: AlertRecord) -> str:
     return record.request.text or ""
 
 
+@routes.get("/console/alerts/{id}/cap")
+@signed_in
+async def alert_cap(request: web.Request) -> web.Response:
+    """The alert's CAP 1.2 document, as the feed publishes it."""
+    from dispatcher.api.cap import cap_document
+
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    return web.Response(body=await cap_document(service, record),
+                        content_type="application/xml", charset="utf-8")
+
+
 @routes.get("/console/alerts/{id}/progress")
 @signed_in
 async def progress_fragment(request: web.Request) -> web.Response:

@@ -233,6 +233,8 @@ class TestSendAndFollow:
         rows = await console.run.service.db.fetchall("SELECT phone, email, push FROM people")
         leaked = [v for r in rows for v in (r["phone"], r["email"], r["push"]) if v and v in html]
         assert leaked == [], "contact data on the follow page"
+        cap = await page.request.get(console.url + f"alerts/{alert_id}/cap")
+        assert cap.status == 200 and b"<identifier>" + alert_id.encode() in await cap.body()
 
 
 class TestDrillMode:
@@ -356,9 +358,11 @@ class TestOperatorsDay:
         assert record.created_by == "drew"
         await final_status(console, record.id)
 
-    async def test_report_downloads(self, console: Console, page: Page) -> None:
+    async def test_report_downloads(self, console: Console, page: Page,
+                                    shots: Path) -> None:
         """The year's report comes as CSV and HTML files."""
         await sign_in(page, console, "vic")
+        await shot(page, shots, "home")
         await page.goto(console.url + "reports")
         link = page.get_by_role("link", name="Download the records (CSV)")
         async with page.expect_download() as info:
