@@ -290,11 +290,20 @@ async def home(request: web.Request) -> web.Response:
     service = _service(request)
     now = service.clock.now_ms()
     active = await service.alerts.active(now)
-    rows = [(a, await service.ledger.counts(a.id)) for a in active]
+    rows = [(a, reached(await service.ledger.counts(a.id))) for a in active]
     pending = await service.intake.approvals.pending(now, limit=20)
     return _render(request, "home.html", {
         "title": "Active alerts", "active": rows, "pending": pending,
     })
+
+
+def reached(counts: dict[str, dict[str, int]]) -> tuple[int, int]:
+    """Deliveries that arrived (e-mail and push once accepted), of those to make."""
+    done = sum(
+        c.get("delivered", 0) + (c.get("accepted", 0) if kind in ("email", "push") else 0)
+        for kind, c in counts.items()
+    )
+    return done, sum(c.get("total", 0) for c in counts.values())
 
 
 async def _alert(service: Service, alert_id: str) -> AlertRecord:
@@ -793,5 +802,5 @@ def role_label(role: str) -> str:
         Role.ADMIN.value: "administrator",
         Role.DISPATCHER.value: "dispatcher",
         Role.DRILL.value: "drills and tests only",
-        Role.VIEWER.value: "viewer (read only)",
+        Role.VIEWER.value: "viewer, read only",
     }.get(role, role)
