@@ -7,7 +7,7 @@ import asyncio
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -31,10 +31,11 @@ from dispatcher.console.accounts import (
 )
 from dispatcher.console.cli import register as register_cli
 from dispatcher.console.web import CONSOLE
+from dispatcher.settings import Settings
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.users import UserExists, UserStore
-from tests.support import Running
+from tests.support import Running, start_service
 
 PASSWORD = "correct-horse-battery"
 
@@ -303,6 +304,42 @@ class TestOverHttp:
             "name": "dana", "password": PASSWORD, "next": "https://evil.example/"},
             allow_redirects=False)
         assert resp.headers["Location"] == "/console/"
+
+
+class TestCookiesAndLimitOverHttp:
+    """Secure cookies behind https, and the sign-in limit as a person meets it."""
+
+    async def test_secure_cookie_when_public_url_is_https(
+        self, make_settings: Callable[..., Settings]
+    ) -> None:
+        """The session cookie is Secure when the service's public address is https."""
+        run = await start_service(make_settings(
+            service={"public_url": "https://alerts.example.edu"}))
+        try:
+            accounts = run.client.server.app[CONSOLE].accounts
+            await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+            resp = await run.client.post("/console/sign-in", data={
+                "name": "dana", "password": PASSWORD}, allow_redirects=False)
+            header = resp.headers["Set-Cookie"]
+            assert "Secure" in header and "HttpOnly" in header and "SameSite=Strict" in header
+        finally:
+            await run.client.close()
+
+    async def test_too_many_failures_answer_429(self, running: Running) -> None:
+        """After five wrong passwords the form says to wait, even for the right one."""
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+        for _ in range(5):
+            wrong = await running.client.post("/console/sign-in", data={
+                "name": "dana", "password": "wrong-password"})
+            assert wrong.status == 422
+        held = await running.client.post("/console/sign-in", data={
+            "name": "dana", "password": PASSWORD}, allow_redirects=False)
+        assert held.status == 429
+        assert "Too many failed sign-ins" in await held.text()
+        throttled = await running.service.db.fetchval(
+            "SELECT COUNT(*) FROM audit WHERE action = 'console.sign_in_throttled'")
+        assert throttled == 1
 
 
 class TestCli:
