@@ -165,6 +165,27 @@ class TestCompose:
         assert await settled_total(page, not_equal=in_north) == everyone
 
 
+    async def test_admin_overrides_with_a_reason(self, console: Console, page: Page) -> None:
+        """Only with a reason; the record keeps the overridden rule and the reason."""
+        await sign_in(page, console, "admin")
+        await compose(page, console, NAMING, zone="d-med")
+        await page.get_by_label("Send even though the policy finds problems").check()
+        await page.get_by_role("button", name="Check and send").click()
+        summary = page.locator(".error-summary a[href='#override-reason']")
+        await expect(summary).to_be_visible()
+        await page.get_by_label("Reason", exact=True).fill("The family asked us to name her")
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator("#confirm-question")).to_contain_text("Send to")
+        await expect(page.get_by_text("confidentiality.name overridden")).to_be_visible()
+        await page.get_by_role("button", name="Yes, send now").click()
+        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+        entries = await console.run.service.audit.entries(alert_id_of(page))
+        override = entries[0]["detail"]["override"]
+        assert entries[0]["actor"] == "admin"
+        assert override == {"rules": ["confidentiality.name"],
+                            "reason": "The family asked us to name her"}
+        await final_status(console, alert_id_of(page))
+
     async def test_template_fields_and_spanish(self, console: Console, page: Page) -> None:
         """A template brings its fields; both languages are previewed."""
         await sign_in(page, console, "dana")
