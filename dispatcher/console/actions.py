@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.approval import ApprovalRecord
 from dispatcher.auth import Caller, scope_permits
-from dispatcher.domain import AlertState, Mode
+from dispatcher.domain import AlertState, ChannelKind, Mode
 from dispatcher.intake import ApprovalRequired, Rejected
 from dispatcher.request import AlertRequest
 from dispatcher.scheduler import UnknownDrill
@@ -75,6 +76,16 @@ async def approve(service: Service, approval_id: str, caller: Caller) -> Sent | 
     return Sent(accepted.id)
 
 
+async def pending_approvals(service: Service, limit: int = 100) -> list[ApprovalRecord]:
+    """Held alerts still waiting, oldest first."""
+    return await service.intake.approvals.pending(service.clock.now_ms(), limit=limit)
+
+
+async def approval(service: Service, approval_id: str) -> ApprovalRecord | None:
+    """One held alert, whatever its state."""
+    return await service.intake.approvals.get(approval_id)
+
+
 async def reject(
     service: Service, approval_id: str, caller: Caller, reason: str
 ) -> Refused | None:
@@ -84,6 +95,14 @@ async def reject(
     except Rejected as exc:
         return _refused(exc)
     return None
+
+
+def channels_for(service: Service, request: AlertRequest) -> list[ChannelKind] | Refused:
+    """The channels intake would send the request on, or why it would not."""
+    try:
+        return service.intake.channels_for(request)
+    except Rejected as exc:
+        return _refused(exc)
 
 
 def may_act_on(service: Service, record: AlertRecord, caller: Caller) -> bool:

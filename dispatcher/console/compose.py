@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from dispatcher.auth import Caller, scope_permits
 from dispatcher.cap import render_cap
+from dispatcher.console import actions
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.intake import Rejected
 from dispatcher.policy import evaluate
 from dispatcher.policy.gsm import count as sms_count
 from dispatcher.rendering import Rendered, render_alert
@@ -307,10 +307,9 @@ async def build_preview(
             "segment", f"You may only send to: {', '.join(caller.scopes)} "
             "(by name, or joined to other terms with 'and')"))
         return Preview(form, None, tuple(found))
-    try:
-        channels = service.intake.channels_for(request)
-    except Rejected as exc:
-        found.extend(FieldProblem("channels", p["message"]) for p in exc.body.get("problems", []))
+    channels = actions.channels_for(service, request)
+    if isinstance(channels, actions.Refused):
+        found.extend(FieldProblem("channels", p["message"]) for p in channels.problems)
         return Preview(form, None, tuple(found))
     if not channels:
         found.append(FieldProblem("channels", "Choose at least one channel"))

@@ -291,7 +291,7 @@ async def home(request: web.Request) -> web.Response:
     now = service.clock.now_ms()
     active = await service.alerts.active(now)
     rows = [(a, reached(await service.ledger.counts(a.id))) for a in active]
-    pending = await service.intake.approvals.pending(now, limit=20)
+    pending = await actions.pending_approvals(service, limit=20)
     return _render(request, "home.html", {
         "title": "Active alerts", "active": rows, "pending": pending,
     })
@@ -653,7 +653,7 @@ def _problem_field(problem: dict[str, Any]) -> str:
 async def approvals(request: web.Request) -> web.Response:
     """Alerts waiting for a second person."""
     service = _service(request)
-    pending = await service.intake.approvals.pending(service.clock.now_ms(), limit=100)
+    pending = await actions.pending_approvals(service)
     return _render(request, "approvals.html", {"title": "Waiting for approval",
                                                "pending": pending})
 
@@ -663,7 +663,7 @@ async def approvals(request: web.Request) -> web.Response:
 async def approval(request: web.Request) -> web.Response:
     """One held alert: what it says, who asked, approve or reject."""
     service = _service(request)
-    record = await service.intake.approvals.get(request.match_info["id"])
+    record = await actions.approval(service, request.match_info["id"])
     if record is None:
         raise web.HTTPNotFound(text="no such approval request")
     person = request[PERSON]
