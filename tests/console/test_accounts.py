@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from channels.sandbox.server import Sandbox
 from dispatcher.auth import Role
 from dispatcher.clock import Clock
 from dispatcher.console.accounts import (
@@ -31,6 +32,7 @@ from dispatcher.console.accounts import (
 )
 from dispatcher.console.cli import register as register_cli
 from dispatcher.console.web import CONSOLE
+from dispatcher.domain import recipient_hash
 from dispatcher.settings import Settings
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
@@ -286,6 +288,28 @@ class TestOverHttp:
                                         data={**form, "segment": "residents-north"},
                                         headers={"X-CSRF-Token": csrf})
         assert "Ready to send" in await own.text()
+
+    async def test_failed_delivery_shown_masked(self, running: Running,
+                                                sandbox: Sandbox) -> None:
+        """A refused e-mail shows on the alert's page with its reason, never its address."""
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+        csrf = await self.sign_in(running, "dana", PASSWORD)
+        people = await running.service.db.fetchall(
+            "SELECT id, email FROM people WHERE email <> '' ORDER BY id LIMIT 1")
+        sandbox.smtp.sink.script(people[0]["email"], "550 5.1.1 mailbox unavailable")
+        sent = await running.client.post("/console/send", data={
+            "csrf": csrf, "kind": "emergency", "mode": "drill", "segment": "all",
+            "channel": "email", "key": "failing",
+            "text": "Drill: evacuate the Chemistry Building now by the nearest exit."},
+            allow_redirects=False)
+        assert sent.status == 303, await sent.text()
+        alert_id = sent.headers["Location"].rsplit("/", 1)[1]
+        await running.wait_state(alert_id)
+        page = await (await running.client.get(f"/console/alerts/{alert_id}")).text()
+        assert "mailbox unavailable" in page
+        assert recipient_hash(people[0]["id"]) in page
+        assert people[0]["email"] not in page
 
     async def test_headers(self, running: Running) -> None:
         """Every console page has the CSP and refuses framing; the API is left alone."""
