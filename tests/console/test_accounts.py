@@ -4,8 +4,9 @@ the audit entries, against a real store and a real HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import re
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest_asyncio
 
 from channels.sandbox.server import Sandbox
 from dispatcher.auth import Role
+from dispatcher.cli import main as cli_main
 from dispatcher.clock import Clock
 from dispatcher.console.accounts import (
     SESSION_COOKIE,
@@ -381,28 +383,33 @@ class TestCli:
 
 
 class TestUserCommand:
-    """`clarion user` against a store named in a config file."""
+    """`clarion user` against a store named in a config file (run in this process)."""
 
-    def run(self, config: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - this interpreter running Clarion
-            [sys.executable, "-m", "dispatcher.cli", "user", *argv, "--config", str(config)],
-            input=stdin, capture_output=True, text=True, timeout=60, check=False,
-        )
+    def run(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+            config: Path, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = cli_main(["user", *argv, "--config", str(config)])
+        out = capsys.readouterr()
+        return code, out.out, out.err
 
-    def test_add_passwd_disable(self, tmp_path: Path) -> None:
+    def test_add_passwd_disable(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
         """A generated password is printed once and works; disabled users cannot sign in."""
         config = tmp_path / "clarion.toml"
         config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "c.db"}"\n')
-        added = self.run(config, "add", "pat", "--role", "viewer")
-        assert added.returncode == 0, added.stderr
-        password = added.stdout.split("password (shown once): ")[1].strip()
-        assert self.run(config, "add", "pat").returncode == 1
-        assert self.run(config, "add", "Bad Name").returncode == 2
-        short = self.run(config, "passwd", "pat", "--password-stdin", stdin="short\n")
-        assert short.returncode == 2 and "12 characters" in short.stderr
-        assert self.run(config, "disable", "pat").returncode == 0
-        listed = self.run(config, "list")
-        assert "pat\tviewer\t-\tdisabled" in listed.stdout
+
+        def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+            return self.run(capsys, monkeypatch, config, *argv, stdin=stdin)
+
+        code, out, err = run("add", "pat", "--role", "viewer")
+        assert code == 0, err
+        password = out.split("password (shown once): ")[1].strip()
+        assert run("add", "pat")[0] == 1
+        assert run("add", "Bad Name")[0] == 2
+        code, _, err = run("passwd", "pat", "--password-stdin", stdin="short\n")
+        assert code == 2 and "12 characters" in err
+        assert run("disable", "pat")[0] == 0
+        assert "pat\tviewer\t-\tdisabled" in run("list")[1]
 
         async def check() -> tuple[bool, bool]:
             db = await open_database(f"sqlite:///{tmp_path / 'c.db'}")
@@ -416,6 +423,7 @@ class TestUserCommand:
                 await db.close()
 
         assert asyncio.run(check()) == (False, True)
+        logging.getLogger().handlers.clear()
 
 
 class TestOnPostgres:

@@ -481,6 +481,40 @@ class TestKeyboard:
         await final_status(console, record.id)
 
 
+class TestWithoutJavaScript:
+    """The whole flow works with JavaScript off: forms post, the follow page refreshes."""
+
+    async def test_send_without_javascript(self, console: Console, browser: Browser) -> None:
+        """Template by button, check, confirm, follow: plain HTML all the way."""
+        ctx = await browser.new_context(java_script_enabled=False)
+        try:
+            page = await ctx.new_page()
+            await sign_in(page, console, "dana")
+            await page.goto(console.url + "compose")
+            await page.get_by_label("Template (optional)").select_option("evacuate")
+            await page.get_by_role("button", name="Use this template").click()
+            fields = page.locator("input[name^='field.']")
+            assert await fields.count() > 0
+            for index in range(await fields.count()):
+                if not await fields.nth(index).input_value():
+                    await fields.nth(index).fill("the Chemistry Building")
+            await page.get_by_label("A drill (an exercise people take part in)").check()
+            await page.get_by_label("Central Campus (academic core)").check()
+            await page.get_by_role("button", name="Check and send").click()
+            await expect(page.locator("#confirm-question")).to_contain_text("Send to")
+            await expect(page.locator("#drill-banner")).to_be_visible()
+            await page.get_by_role("button", name="Yes, send now").click()
+            await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+            record = await console.run.service.alerts.get(alert_id_of(page))
+            assert record is not None and record.request.template == "evacuate"
+            assert record.zones == ("b",)
+            await final_status(console, record.id)
+            await page.reload()
+            await expect(page.locator("#alert-state")).to_have_text("done")
+        finally:
+            await ctx.close()
+
+
 class TestAccessibleAndSafe:
     """No WCAG 2.1 A/AA violations; strict headers; usable at phone width."""
 
