@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-heavy bench lint typecheck tools clean
+.PHONY: run test test-heavy bench lint typecheck tools clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ tools:
 	  { echo "installing mosquitto"; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  { echo "installing postgresql"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
-	@[ -x /usr/bin/chromium ] || \
-	  { echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || \
+	  { echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 run: $(VENV)/.installed tools
 	$(VENV)/bin/clarion run
@@ -34,6 +34,10 @@ test-heavy: $(VENV)/.installed tools
 BENCH_ARGS ?=
 bench: $(VENV)/.installed tools
 	$(PY) -m bench.fanout $(BENCH_ARGS)
+
+# The console's browser tests, saving their screenshots for the README.
+screenshots: $(VENV)/.installed tools
+	CLARION_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/console
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dispatcher channels segments tests bench

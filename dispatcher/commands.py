@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import uvloop
 from aiohttp import web
 
 from dispatcher.api.app import build_app
+from dispatcher.console.accounts import generate_password
+from dispatcher.console.web import FIRST_PASSWORD_ENV
 from dispatcher.observability import configure_logging
 from dispatcher.service import Service
 from dispatcher.settings import TOKEN_ENV, ConfigError, Settings, load_settings
@@ -122,19 +125,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     # SIGTERM (from a supervisor or `timeout`) must stop the children too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     token = os.environ.get(TOKEN_ENV) or f"demo-{os.urandom(9).hex()}"
-    env = {**os.environ, TOKEN_ENV: token}
+    # The console's first admin, if the store has no users yet, gets this password.
+    first_password = os.environ.get(FIRST_PASSWORD_ENV) or generate_password()
+    env = {**os.environ, TOKEN_ENV: token, FIRST_PASSWORD_ENV: first_password}
     exe = [sys.executable, "-m", "dispatcher.cli"]
     serve_cmd = [*exe, "serve", *(["--config", str(args.config)] if args.config else [])]
     # Both children are this interpreter running Clarion itself.
-    procs = [subprocess.Popen([*exe, "sandbox"], env=env)]  # noqa: S603
+    procs: list[subprocess.Popen[Any]] = [subprocess.Popen([*exe, "sandbox"], env=env)]  # noqa: S603
     try:
         if not _wait_http("http://127.0.0.1:8026/stats", 30):
             print("clarion: the sandbox did not start (is port 8026 free?)", file=sys.stderr)
             return 1
-        procs.append(subprocess.Popen(serve_cmd, env=env))  # noqa: S603
+        serve = subprocess.Popen(  # noqa: S603
+            serve_cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        procs.append(serve)
+        listening = threading.Event()
+        created: list[bool] = []
+        threading.Thread(
+            target=_relay, args=(serve, listening, created), daemon=True
+        ).start()
         if not _wait_http(f"{DEFAULT_URL}/healthz", 60):
             print("clarion: the service did not start (is port 8025 free?)", file=sys.stderr)
             return 1
+        listening.wait(5)
+        if created:
+            console_user = f"admin / {first_password}   (created now; shown once)"
+        else:
+            console_user = "your console users (`clarion user add NAME` to add one)"
         body = json.dumps(
             {
                 "kind": "emergency",
@@ -144,6 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         print(
             "\nClarion is running.\n"
+            f"  console  {DEFAULT_URL}/console/\n"
+            f"  sign in  {console_user}\n"
             f"  API      {DEFAULT_URL}   (OpenAPI: {DEFAULT_URL}/openapi.json)\n"
             f"  public   {DEFAULT_URL}/public/   (the public alert page, no sign-in)\n"
             f"  feed     {DEFAULT_URL}/public/alerts.json\n"
@@ -170,6 +190,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _relay(proc: subprocess.Popen[str], listening: threading.Event, created: list[bool]) -> None:
+    """Pass the service's output through; note its first console user and its address."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if line.startswith("Console user (created"):
+            created.append(True)
+        if line.startswith('{"clarion"'):
+            listening.set()
+    listening.set()
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

@@ -19,6 +19,7 @@ from dispatcher.auth import (
     first_use,
     retry_after,
 )
+from dispatcher.console.web import install as install_console
 from dispatcher.observability import redact_text
 from dispatcher.refusals import Forbidden, Refused
 from dispatcher.service import Service
@@ -160,6 +161,8 @@ def build_app(service: Service) -> web.Application:
     modules = [import_module(name) for name in ROUTE_MODULES]
     for module in modules:
         app.add_routes(module.routes)
+    # The operator console: its own sign-in, sessions and CSRF, outside the bearer-token API.
+    install_console(app, service)
 
     async def lifecycle(app: web.Application) -> object:
         await service.start()

@@ -1,0 +1,1 @@
+"""The operator console: people sign in and send, follow and clear alerts from a browser."""

@@ -1,0 +1,806 @@
+"""The operator console at /console/: server-rendered pages, enhanced by htmx where it helps.
+
+Signed-in people only (a session cookie, not the API's bearer tokens); every state change
+carries the session's CSRF token; every page is served with a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+import aiohttp_jinja2
+import jinja2
+import structlog
+from aiohttp import web
+
+from channels.devices import DeviceChannel
+from dispatcher.api.alerts import status_document
+from dispatcher.api.cap import cap_document
+from dispatcher.api.common import SERVICE
+from dispatcher.api.devices import device_list
+from dispatcher.api.drills import records_of
+from dispatcher.approval import ApprovalState
+from dispatcher.auth import Role
+from dispatcher.console import actions
+from dispatcher.console.accounts import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    SESSION_S,
+    Accounts,
+    Person,
+    SignedIn,
+    SignInRefusal,
+    csrf_ok,
+)
+from dispatcher.console.compose import (
+    CHANNEL_LABELS,
+    CUSTOM,
+    KIND_LABELS,
+    MODE_LABELS,
+    ComposeForm,
+    FieldProblem,
+    Preview,
+    build_preview,
+    field_id,
+    templates_for,
+)
+from dispatcher.console.zonemap import draw
+from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode, recipient_hash
+from dispatcher.drill_schedule import describe
+from dispatcher.observability import redact_text
+from dispatcher.places import campus_places
+from dispatcher.service import Service
+from dispatcher.store.alerts import AlertRecord
+from dispatcher.store.users import ConsoleReads, UserStore
+
+log = structlog.get_logger("clarion.console")
+
+PREFIX = "/console/"
+FIRST_PASSWORD_ENV = "CLARION_CONSOLE_PASSWORD"  # noqa: S105 - a variable name
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+PERCENTILES = (0.5, 0.9, 0.99)
+PROGRESS_STATES = ("queued", "accepted", "delivered", "failed", "suppressed")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Console:
+    """What the console keeps beside the service."""
+
+    accounts: Accounts
+    reads: ConsoleReads
+    places: frozenset[str]
+    secure_cookies: bool
+    zone: ZoneInfo
+
+
+CONSOLE: web.AppKey[Console] = web.AppKey("console")
+PERSON: web.RequestKey[Person] = web.RequestKey("person")
+
+
+def install(app: web.Application, service: Service) -> None:
+    """Add the console's routes, templates, static files and headers to the application."""
+    public_url = service.settings.service.public_url or ""
+    app[CONSOLE] = Console(
+        accounts=Accounts(UserStore(service.db), service.audit, service.clock),
+        reads=ConsoleReads(service.db),
+        places=campus_places(service.settings),
+        secure_cookies=public_url.startswith("https://"),
+        zone=ZoneInfo(service.settings.drills.timezone),
+    )
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["when"] = lambda ms: _when(app[CONSOLE].zone, ms)
+    env.filters["number"] = lambda n: f"{int(n or 0):,}"
+    env.filters["zone_names"] = lambda ids: ", ".join(
+        service.audience.zones[z].name if z in service.audience.zones else z for z in ids
+    )
+    env.globals.update(
+        KIND_LABELS=KIND_LABELS, MODE_LABELS=MODE_LABELS, CHANNEL_LABELS=CHANNEL_LABELS,
+        CSRF_FIELD=CSRF_FIELD, CSRF_HEADER=CSRF_HEADER, CUSTOM=CUSTOM,
+        institution=service.settings.service.institution, role_label=role_label,
+        static=lambda name: str(
+            app.router["console-static"].url_for(filename=name)
+        ),
+    )
+    app.router.add_static("/console/static/", HERE / "static", append_version=True,
+                          name="console-static")
+    app.add_routes(routes)
+    app.on_response_prepare.append(_headers)
+    app.on_startup.append(_first_admin)
+
+
+async def _first_admin(app: web.Application) -> None:
+    """With no users yet, create the admin user and print its password once."""
+    password = await app[CONSOLE].accounts.ensure_first_admin(os.environ.get(FIRST_PASSWORD_ENV))
+    if password is not None:
+        print(f"Console user (created, shown once): admin / {password}", flush=True)
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    if not request.path.startswith(PREFIX) and request.path != "/console":
+        return
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if not request.path.startswith("/console/static/"):
+        response.headers["Cache-Control"] = "no-store"
+
+
+def _when(zone: ZoneInfo, ms: int | None) -> str:
+    if ms is None:
+        return "not yet"
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+routes = web.RouteTableDef()
+
+
+def _service(request: web.Request) -> Service:
+    return request.app[SERVICE]
+
+
+def _console(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def _safe_next(raw: str | None) -> str:
+    """Only a path inside the console: never an open redirect."""
+    if not raw:
+        return PREFIX
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX):
+        return PREFIX
+    return raw
+
+
+def signed_in(handler: Handler) -> Handler:
+    """Pages for signed-in people; state changes also need the session's CSRF token."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        person = await _console(request).accounts.person(request.cookies.get(SESSION_COOKIE))
+        if person is None:
+            if request.headers.get("HX-Request"):
+                return web.Response(status=401, headers={"HX-Redirect": "/console/sign-in"})
+            target = quote(request.path_qs, safe="")
+            raise web.HTTPSeeOther(f"/console/sign-in?next={target}")
+        request[PERSON] = person
+        if request.method not in ("GET", "HEAD"):
+            form = await request.post()
+            presented = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
+            if not csrf_ok(person, presented if isinstance(presented, str) else None):
+                log.warning("console.csrf_refused", actor=person.user.name, path=request.path)
+                return _render(request, "error.html", {
+                    "title": "This form has expired",
+                    "message": "Go back, reload the page and try again.",
+                }, status=403)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return _render(request, "error.html", {
+                "title": "Page not found",
+                "message": "There is nothing at this address. It may have been mistyped.",
+            }, status=404)
+
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
+def _render(
+    request: web.Request, name: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    person = request.get(PERSON)
+    base: dict[str, Any] = {
+        "person": person,
+        "csrf": person.session.csrf if person else "",
+        "path": request.path,
+        "drill_mode": False,
+        "errors": [],
+    }
+    return aiohttp_jinja2.render_template(name, request, {**base, **context}, status=status)
+
+
+# -- signing in and out -------------------------------------------------------------------------
+
+
+@routes.get("/console")
+async def bare(request: web.Request) -> web.StreamResponse:
+    """The console's address without its slash."""
+    raise web.HTTPPermanentRedirect(PREFIX)
+
+
+@routes.get("/console/sign-in")
+async def sign_in_page(request: web.Request) -> web.Response:
+    """The sign-in form."""
+    return _render(request, "sign_in.html", {
+        "title": "Sign in", "name": "", "next": _safe_next(request.query.get("next")),
+    })
+
+
+@routes.post("/console/sign-in")
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    """Check the name and password, set the session cookie."""
+    form = await request.post()
+    name = str(form.get("name", "")).strip()
+    password = str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "")))
+    errors: list[FieldProblem] = []
+    if not name:
+        errors.append(FieldProblem("name", "Enter your user name"))
+    if not password:
+        errors.append(FieldProblem("password", "Enter your password"))
+    if not errors:
+        address = request.remote or "unknown"
+        outcome = await _console(request).accounts.sign_in(name, password, address)
+        if isinstance(outcome, SignedIn):
+            response = web.HTTPSeeOther(target)
+            response.set_cookie(
+                SESSION_COOKIE, outcome.token, max_age=SESSION_S, path=PREFIX, httponly=True,
+                samesite="Strict", secure=_console(request).secure_cookies,
+            )
+            log.info("console.signed_in", actor=outcome.user.name, role=outcome.user.role)
+            raise response
+        if outcome.refusal is SignInRefusal.THROTTLED:
+            minutes = max(1, round(outcome.wait_s / 60))
+            errors.append(FieldProblem(
+                "name", f"Too many failed sign-ins. Try again in {minutes} minutes."))
+        else:
+            errors.append(FieldProblem("password", "The user name or password is not right"))
+    return _render(request, "sign_in.html", {
+        "title": "Sign in", "name": name, "next": target, "errors": errors,
+    }, status=429 if any("Too many" in e.message for e in errors) else 422)
+
+
+@routes.post("/console/sign-out")
+@signed_in
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    await _console(request).accounts.sign_out(request[PERSON])
+    response = web.HTTPSeeOther("/console/sign-in")
+    response.del_cookie(SESSION_COOKIE, path=PREFIX)
+    raise response
+
+
+# -- alerts: the front page, following one, cancelling ------------------------------------------
+
+
+@routes.get("/console/")
+@signed_in
+async def home(request: web.Request) -> web.Response:
+    """Active alerts, and what waits for approval."""
+    service = _service(request)
+    now = service.clock.now_ms()
+    active = await service.alerts.active(now)
+    rows = [(a, reached(await service.ledger.counts(a.id))) for a in active]
+    pending = await actions.pending_approvals(service, limit=20)
+    return _render(request, "home.html", {
+        "title": "Active alerts", "active": rows, "pending": pending,
+    })
+
+
+def reached(counts: dict[str, dict[str, int]]) -> tuple[int, int]:
+    """Deliveries that arrived (e-mail and push once accepted), of those to make."""
+    done = sum(
+        c.get("delivered", 0) + (c.get("accepted", 0) if kind in ("email", "push") else 0)
+        for kind, c in counts.items()
+    )
+    return done, sum(c.get("total", 0) for c in counts.values())
+
+
+async def _alert(service: Service, alert_id: str) -> AlertRecord:
+    record = await service.alerts.get(alert_id)
+    if record is None:
+        raise web.HTTPNotFound(text="no such alert")
+    return record
+
+
+async def _progress(request: web.Request, record: AlertRecord) -> dict[str, Any]:
+    service = _service(request)
+    doc = await status_document(service, record)
+    timing = await _console(request).reads.delivered_at(record.id, PERCENTILES)
+    started = record.sending_at or record.created_at
+    timing["after_s"] = {
+        k: (round((v - started) / 1000, 1) if v is not None else None)
+        for k, v in timing["at"].items()
+    }
+    failures = [
+        {
+            "channel": r["channel"],
+            "recipient": recipient_hash(r["recipient"]),
+            "detail": redact_text(r["detail"]) if r["detail"] else "no reason given",
+            "attempts": r["attempts"],
+            "at": r["updated_at"],
+        }
+        for r in await _console(request).reads.failure_reasons(record.id)
+    ]
+    return {"doc": doc, "timing": timing, "failures": failures, "record": record,
+            "states": PROGRESS_STATES}
+
+
+@routes.get("/console/alerts/{id}")
+@signed_in
+async def follow(request: web.Request) -> web.Response:
+    """One alert: live progress per channel, failures, offline devices, and what to do next."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    progress = await _progress(request, record)
+    caller = request[PERSON].caller
+    notes = await records_of(service).notes(record.id)
+    trail = [
+        {"seq": r["seq"], "at": r["at"], "actor": r["actor"], "action": r["action"],
+         "detail": json.loads(r["detail"])}
+        for r in await _console(request).reads.audit_trail(record.id)
+    ]
+    return _render(request, "alert.html", {
+        "title": f"{KIND_LABELS[record.kind.value]} {record.id}",
+        "record": record, **progress,
+        "may_act": actions.may_act_on(service, record, caller),
+        "notes": notes, "trail": trail,
+        "drill_mode": record.mode is not Mode.LIVE,
+        "text": _alert_text(record),
+        "message": request.query.get("message", ""),
+    })
+
+
+def _alert_text(record: AlertRecord) -> str:
+    for kind in (ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.EMAIL, ChannelKind.SMS):
+        by_language = record.rendered.get(kind)
+        if by_language:
+            return next(iter(by_language.values())).text
+    return record.request.text or ""
+
+
+@routes.get("/console/alerts/{id}/cap")
+@signed_in
+async def alert_cap(request: web.Request) -> web.Response:
+    """The alert's CAP 1.2 document, as the feed publishes it."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    return web.Response(body=await cap_document(service, record),
+                        content_type="application/xml", charset="utf-8")
+
+
+@routes.get("/console/alerts/{id}/progress")
+@signed_in
+async def progress_fragment(request: web.Request) -> web.Response:
+    """The progress table alone (what the event stream and the refresh swap in)."""
+    record = await _alert(_service(request), request.match_info["id"])
+    return _render(request, "_progress.html", await _progress(request, record))
+
+
+@routes.get("/console/alerts/{id}/events")
+@signed_in
+async def progress_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the progress table as HTML whenever it changes, then `done`."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    env = aiohttp_jinja2.get_env(request.app)
+    template = env.get_template("_progress.html")
+    last = ""
+    idle = 0.0
+    while True:
+        current = await service.alerts.get(record.id)
+        if current is None:
+            break
+        context = await _progress(request, current)
+        html = template.render(**context, person=request[PERSON], csrf="")
+        if html != last:
+            data = "".join(f"data: {line}\n" for line in html.splitlines())
+            await response.write(f"event: progress\n{data}\n".encode())
+            last, idle = html, 0.0
+        elif idle >= 15:
+            await response.write(b": keep-alive\n\n")
+            idle = 0.0
+        if current.state is not AlertState.DISPATCHING:
+            final = current.state.value
+            await response.write(f"event: {final}\ndata: {final}\n\n".encode())
+            break
+        await asyncio.sleep(0.5)
+        idle += 0.5
+    await response.write_eof()
+    return response
+
+
+@routes.get("/console/alerts/{id}/cancel")
+@signed_in
+async def cancel_page(request: web.Request) -> web.Response:
+    """Ask once before cancelling."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    if not actions.may_act_on(service, record, request[PERSON].caller):
+        return _forbidden(request, "Your role may not cancel this alert.")
+    return _render(request, "cancel.html", {
+        "title": "Cancel this alert?", "record": record,
+        "drill_mode": record.mode is not Mode.LIVE, "text": _alert_text(record),
+    })
+
+
+@routes.post("/console/alerts/{id}/cancel")
+@signed_in
+async def cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel the alert: queued deliveries stop, devices take it down."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    form = await request.post()
+    outcome = await actions.cancel(
+        service, record, request[PERSON].caller, str(form.get("reason", "")).strip()
+    )
+    if isinstance(outcome, actions.Refused):
+        return _forbidden(request, outcome.message)
+    raise web.HTTPSeeOther(
+        f"/console/alerts/{record.id}?message=" + quote(f"Cancelled: {outcome} deliveries stopped")
+    )
+
+
+@routes.post("/console/alerts/{id}/notes")
+@signed_in
+async def add_note(request: web.Request) -> web.StreamResponse:
+    """Add a follow-up note to the alert's record."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    form = await request.post()
+    refused = await actions.add_note(
+        service, record, request[PERSON].caller, str(form.get("text", ""))
+    )
+    if refused is not None:
+        if refused.forbidden:
+            return _forbidden(request, refused.message)
+        raise web.HTTPSeeOther(f"/console/alerts/{record.id}?message=" + quote(refused.message))
+    raise web.HTTPSeeOther(f"/console/alerts/{record.id}?message=" + quote("Note added"))
+
+
+def _forbidden(request: web.Request, message: str) -> web.Response:
+    return _render(request, "error.html", {
+        "title": "You cannot do this", "message": message,
+    }, status=403)
+
+
+# -- compose and send ---------------------------------------------------------------------------
+
+
+def _may_override(service: Service, person: Person) -> bool:
+    return service.permissions.may_override(person.caller)
+
+
+def _default_form(service: Service, query: Any) -> ComposeForm:
+    kind = query.get("kind", AlertKind.EMERGENCY.value)
+    if kind not in KIND_LABELS:
+        kind = AlertKind.EMERGENCY.value
+    mode = query.get("mode", Mode.LIVE.value)
+    if mode not in MODE_LABELS:
+        mode = Mode.LIVE.value
+    channels = _defaults_for(service, kind)
+    form = ComposeForm(kind=kind, mode=mode, channels=channels)
+    references = query.get("references", "")
+    return ComposeForm(
+        kind=kind, mode=mode, channels=channels, references=references,
+        key=form.key,
+    )
+
+
+def _defaults_for(service: Service, kind: str) -> tuple[str, ...]:
+    wanted = service.settings.dispatch.default_channels.get(AlertKind(kind), list(ChannelKind))
+    return tuple(c.value for c in wanted if c in service.engine.channels)
+
+
+async def _compose_context(
+    request: web.Request, form: ComposeForm, preview: Preview | None
+) -> dict[str, Any]:
+    service = _service(request)
+    person = request[PERSON]
+    chosen_template = next(
+        (t for t in templates_for(service) if t.name == form.template), None
+    )
+    template_fields: list[tuple[str, str]] = []
+    if chosen_template is not None:
+        for name, hint in chosen_template.fields.items():
+            template_fields.append((name, hint))
+            if f"{name}_es" in chosen_template.sample:
+                template_fields.append((f"{name}_es", f"{name} in Spanish"))
+    references = await service.alerts.get(form.references) if form.references else None
+    return {
+        "form": form,
+        "preview": preview,
+        "templates": templates_for(service),
+        "template_fields": template_fields,
+        "segments": sorted(service.settings.directory.segments),
+        "zones": draw(service.audience.zones, form.zones),
+        "zone_list": sorted(service.audience.zones.values(), key=lambda z: z.id),
+        "configured": [c.value for c in ChannelKind if c in service.engine.channels],
+        "may_override": _may_override(service, person),
+        "may_send_live": person.caller.can_send_live,
+        "drill_mode": form.is_drill,
+        "references": references,
+        "errors": list(preview.problems) if preview else [],
+    }
+
+
+@routes.get("/console/compose")
+@signed_in
+async def compose_page(request: web.Request) -> web.Response:
+    """The compose form, empty (or set up to update or clear an alert)."""
+    service = _service(request)
+    person = request[PERSON]
+    if not person.caller.can_send:
+        return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
+    form = _default_form(service, request.query)
+    if not person.caller.can_send_live and form.mode == Mode.LIVE.value:
+        form = ComposeForm(kind=form.kind, mode=Mode.DRILL.value, channels=form.channels,
+                           references=form.references, key=form.key)
+    context = await _compose_context(request, form, None)
+    return _render(request, "compose.html", {"title": "Send an alert", **context})
+
+
+async def _preview(request: web.Request, form: ComposeForm) -> Preview:
+    service = _service(request)
+    person = request[PERSON]
+    return await build_preview(
+        service, form, person.caller, may_override=_may_override(service, person),
+        places=_console(request).places,
+    )
+
+
+@routes.post("/console/compose/preview")
+@signed_in
+async def compose_preview(request: web.Request) -> web.Response:
+    """The preview panel alone, for htmx as the dispatcher types."""
+    form = ComposeForm.from_post(await request.post())
+    preview = await _preview(request, form)
+    context = await _compose_context(request, form, preview)
+    return _render(request, "_preview.html", {**context, "oob": True})
+
+
+@routes.post("/console/compose")
+@signed_in
+async def compose_check(request: web.Request) -> web.Response:
+    """Check the form: back with errors, or on to the one confirmation."""
+    person = request[PERSON]
+    if not person.caller.can_send:
+        return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
+    posted = await request.post()
+    form = ComposeForm.from_post(posted)
+    preview = await _preview(request, form)
+    context = await _compose_context(request, form, preview)
+    if posted.get("action") != "review":
+        # "Use this template" or "Update the preview" without JavaScript: no errors yet.
+        context["errors"] = []
+        return _render(request, "compose.html", {"title": "Send an alert", **context})
+    if not preview.sendable:
+        context["errors"] = _errors_of(preview)
+        return _render(request, "compose.html", {"title": "Send an alert", **context},
+                       status=422)
+    return _render(request, "confirm.html", {"title": "Check and send", **context})
+
+
+def _errors_of(preview: Preview) -> list[FieldProblem]:
+    """The error summary: form problems, then each policy error, linked to the message."""
+    policy = [
+        FieldProblem("text-es" if v.get("field") == "translations.es.text" else "text",
+                     str(v["message"]))
+        for v in preview.blocking
+    ]
+    return [*preview.problems, *policy]
+
+
+@routes.post("/console/send")
+@signed_in
+async def send(request: web.Request) -> web.StreamResponse:
+    """Send the confirmed alert as the signed-in person."""
+    service = _service(request)
+    person = request[PERSON]
+    if not person.caller.can_send:
+        return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
+    form = ComposeForm.from_post(await request.post())
+    preview = await _preview(request, form)
+    if preview.request is None or not preview.sendable:
+        context = await _compose_context(request, form, preview)
+        context["errors"] = _errors_of(preview)
+        return _render(request, "compose.html", {"title": "Send an alert", **context},
+                       status=422)
+    outcome = await actions.submit(service, preview.request, person.caller,
+                                   key=f"console:{person.user.name}:{form.key}")
+    if isinstance(outcome, actions.Sent):
+        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
+    if isinstance(outcome, actions.Held):
+        raise web.HTTPSeeOther(f"/console/approvals/{outcome.approval_id}")
+    if outcome.forbidden:
+        return _forbidden(request, outcome.message)
+    problems = [FieldProblem("text", v["message"]) for v in outcome.violations] + [
+        FieldProblem(_problem_field(p), p.get("message", "")) for p in outcome.problems
+    ] or [FieldProblem("text", outcome.message)]
+    context = await _compose_context(request, form, preview)
+    context["errors"] = problems
+    return _render(request, "compose.html", {"title": "Send an alert", **context}, status=422)
+
+
+def _problem_field(problem: dict[str, Any]) -> str:
+    return field_id(str(problem.get("field", "text")))
+
+
+# -- approvals ----------------------------------------------------------------------------------
+
+
+@routes.get("/console/approvals")
+@signed_in
+async def approvals(request: web.Request) -> web.Response:
+    """Alerts waiting for a second person."""
+    service = _service(request)
+    pending = await actions.pending_approvals(service)
+    return _render(request, "approvals.html", {"title": "Waiting for approval",
+                                               "pending": pending})
+
+
+@routes.get("/console/approvals/{id}")
+@signed_in
+async def approval(request: web.Request) -> web.Response:
+    """One held alert: what it says, who asked, approve or reject."""
+    service = _service(request)
+    record = await actions.approval(service, request.match_info["id"])
+    if record is None:
+        raise web.HTTPNotFound(text="no such approval request")
+    person = request[PERSON]
+    state = record.state_at(service.clock.now_ms())
+    approver_roles = service.settings.auth.approval.approver_roles
+    return _render(request, "approval.html", {
+        "title": "Approve this alert?", "record": record, "state": state.value,
+        "pending": state is ApprovalState.PENDING,
+        "may_approve": person.caller.role.value in approver_roles
+        and person.user.name != record.requested_by,
+        "is_requester": person.user.name == record.requested_by,
+        "drill_mode": record.request.mode is not Mode.LIVE,
+        "message": request.query.get("message", ""),
+    })
+
+
+@routes.post("/console/approvals/{id}/approve")
+@signed_in
+async def approve(request: web.Request) -> web.StreamResponse:
+    """Approve as the second person: the alert goes out."""
+    outcome = await actions.approve(_service(request), request.match_info["id"],
+                                    request[PERSON].caller)
+    if isinstance(outcome, actions.Sent):
+        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
+    return _forbidden(request, outcome.message)
+
+
+@routes.post("/console/approvals/{id}/reject")
+@signed_in
+async def reject(request: web.Request) -> web.StreamResponse:
+    """Refuse (or withdraw) a held alert."""
+    form = await request.post()
+    refused = await actions.reject(_service(request), request.match_info["id"],
+                                   request[PERSON].caller, str(form.get("reason", "")).strip())
+    if refused is not None:
+        return _forbidden(request, refused.message)
+    raise web.HTTPSeeOther(
+        f"/console/approvals/{request.match_info['id']}?message=" + quote("Rejected")
+    )
+
+
+# -- devices, drills, history, reports ----------------------------------------------------------
+
+
+@routes.get("/console/devices")
+@signed_in
+async def devices(request: web.Request) -> web.Response:
+    """Sirens, signs and speakers, and whether they are online."""
+    service = _service(request)
+    items = await device_list(service)
+    connected = any(isinstance(c, DeviceChannel) for c in service.channels.values())
+    return _render(request, "devices.html", {"title": "Devices", "devices": items,
+                                             "connected": connected})
+
+
+@routes.get("/console/drills")
+@signed_in
+async def drills(request: web.Request) -> web.Response:
+    """Scheduled drills with their next times."""
+    service = _service(request)
+    scheduler = service.scheduler
+    items = []
+    for name in scheduler.settings.schedule:
+        doc = describe(scheduler.settings, name, service.clock.now_ms())
+        doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, 5)]
+        items.append(doc)
+    return _render(request, "drills.html", {
+        "title": "Drills", "drills": items, "may_run": request[PERSON].caller.can_send,
+        "timezone": scheduler.settings.timezone,
+        "message": request.query.get("message", ""),
+    })
+
+
+@routes.post("/console/drills/{name}/run")
+@signed_in
+async def run_drill(request: web.Request) -> web.StreamResponse:
+    """Fire a drill now."""
+    outcome = await actions.run_drill(_service(request), request.match_info["name"],
+                                      request[PERSON].caller)
+    if isinstance(outcome, actions.Sent):
+        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
+    if isinstance(outcome, actions.Held):
+        raise web.HTTPSeeOther(f"/console/approvals/{outcome.approval_id}")
+    if outcome.forbidden:
+        return _forbidden(request, outcome.message)
+    raise web.HTTPSeeOther("/console/drills?message=" + quote(outcome.message))
+
+
+@routes.get("/console/history")
+@signed_in
+async def history(request: web.Request) -> web.Response:
+    """Every alert, newest first."""
+    service = _service(request)
+    ids = await _console(request).reads.recent_alert_ids(200)
+    records = [r for r in [await service.alerts.get(i) for i in ids] if r is not None]
+    return _render(request, "history.html", {"title": "Alert history", "records": records})
+
+
+@routes.get("/console/reports")
+@signed_in
+async def reports(request: web.Request) -> web.Response:
+    """The Clery report: pick a year, read it or download it."""
+    service = _service(request)
+    this_year = datetime.now(_console(request).zone).year
+    try:
+        year = int(request.query.get("year", this_year))
+    except ValueError:
+        year = this_year
+    year = min(max(year, 1990), 9999)
+    report = await records_of(service).report(year, now_ms=service.clock.now_ms())
+    return _render(request, "reports.html", {
+        "title": f"Clery report {year}", "year": year, "summary": report.summary(),
+        "years": list(range(this_year, this_year - 8, -1)),
+    })
+
+
+@routes.get("/console/reports/clery-{year:\\d{4}}.{fmt:(csv|html)}")
+@signed_in
+async def report_download(request: web.Request) -> web.Response:
+    """The year's Clery report as a CSV or HTML file."""
+    service = _service(request)
+    year = int(request.match_info["year"])
+    report = await records_of(service).report(year, now_ms=service.clock.now_ms())
+    if request.match_info["fmt"] == "csv":
+        return web.Response(
+            text=report.to_csv(), content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="clery-{year}.csv"'},
+        )
+    return web.Response(
+        text=report.to_html(), content_type="text/html",
+        headers={"Content-Disposition": f'attachment; filename="clery-{year}.html"'},
+    )
+
+
+def role_label(role: str) -> str:
+    """A role in plain words."""
+    return {
+        Role.ADMIN.value: "administrator",
+        Role.DISPATCHER.value: "dispatcher",
+        Role.DRILL.value: "drills and tests only",
+        Role.VIEWER.value: "viewer, read only",
+    }.get(role, role)
