@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from dispatcher.api.common import SERVICE, caller_of, read_json
+from dispatcher.api.common import SERVICE, caller_of, error, read_json
 from dispatcher.auth import Caller
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.requests import (
@@ -132,8 +132,7 @@ async def get_incident(request: web.Request) -> web.Response:
     incident_id = request.match_info["id"]
     recorded = await registry.get(incident_id)
     if recorded is None:
-        raise web.HTTPNotFound(text=f'{{"error": "no incident {incident_id}"}}',
-                               content_type="application/json")
+        return error(404, f"no incident {incident_id}")
     doc = registry.document(recorded)
     doc["disposition_history"] = [
         c.as_json() for c in await registry.store.history(incident_id)
@@ -253,63 +252,74 @@ _ID = {"name": "id", "in": "path", "required": True,
 _JSON = {"application/json": {"schema": _OBJECT}}
 _BODY = {"required": True, "content": _JSON}
 
+_ERRORS = {
+    "401": _error("missing or unknown bearer token, or a bad signature"),
+    "403": _error("the role may not do this"),
+    "404": _error("no such incident"),
+    "409": _error("contradicts what is stored (already held, decided, or not needed)"),
+    "413": _error("body too large"),
+    "422": _error("invalid request, or its text names a person (located violations)"),
+    "429": _error("too many requests with this token"),
+}
+
+
+def _op(summary: str, ok: str, description: str, *, path_id: bool = False,
+        body: bool = False, query: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary, "security": _SECURED,
+        "responses": {ok: {"description": description, "content": _JSON}, **_ERRORS},
+    }
+    parameters = ([_ID] if path_id else []) + (query or [])
+    if parameters:
+        op["parameters"] = parameters
+    if body:
+        op["requestBody"] = _BODY
+    return op
+
+
+def _query(name: str, low: int, high: int) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": low, "maximum": high}}
+
+
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/incidents": {
-        "post": {"summary": "Record a reported crime", "security": _SECURED,
-                 "requestBody": _BODY,
-                 "responses": {"201": {"description": "the incident", "content": _JSON},
-                               "403": _error("the role may not record incidents"),
-                               "422": _error("invalid, or its text names a person")}},
-        "get": {"summary": "Recent incidents, late entries and overdue decisions",
-                "security": _SECURED,
-                "responses": {"200": {"description": "the incidents", "content": _JSON}}},
+        "post": _op("Record a reported crime", "201", "the incident", body=True),
+        "get": _op("Recent incidents, late entries and overdue decisions", "200",
+                   "the incidents", query=[_query("days", 1, MAX_DAYS)]),
     },
     "/v1/incidents/{id}": {
-        "get": {"summary": "One incident; ?include=private for allowed roles (audited)",
-                "security": _SECURED, "parameters": [_ID],
-                "responses": {"200": {"description": "the incident", "content": _JSON},
-                              "403": _error("the role may not read private details"),
-                              "404": _error("no such incident")}},
-        "patch": {"summary": "Change the disposition (kept as history)",
-                  "security": _SECURED, "parameters": [_ID], "requestBody": _BODY,
-                  "responses": {"200": {"description": "the incident", "content": _JSON},
-                                "404": _error("no such incident")}},
+        "get": _op("One incident; ?include=private for allowed roles (audited)", "200",
+                   "the incident", path_id=True,
+                   query=[{"name": "include", "in": "query", "required": False,
+                           "schema": {"type": "string", "enum": ["private"]}}]),
+        "patch": _op("Change the disposition (kept as history)", "200", "the incident",
+                     path_id=True, body=True),
     },
-    "/v1/incidents/{id}/hold": {"post": {
-        "summary": "Hold an entry back from the public log", "security": _SECURED,
-        "parameters": [_ID], "requestBody": _BODY,
-        "responses": {"200": {"description": "the incident", "content": _JSON},
-                      "409": _error("already held back")}}},
-    "/v1/incidents/{id}/release": {"post": {
-        "summary": "Release a held entry to the public log", "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {"200": {"description": "the incident", "content": _JSON},
-                      "409": _error("not held back")}}},
-    "/v1/incidents/{id}/decision": {"post": {
-        "summary": "Close the timely-warning decision", "security": _SECURED,
-        "parameters": [_ID], "requestBody": _BODY,
-        "responses": {"200": {"description": "the decision and, for a warning, the alert "
-                                             "request to POST to /v1/alerts", "content": _JSON},
-                      "403": _error("the role may not decide"),
-                      "409": _error("already decided, or no decision needed")}}},
-    "/v1/crime-statistics": {"get": {
-        "summary": "Annual Security Report statistics for three calendar years",
-        "security": _SECURED,
-        "responses": {"200": {"description": "counts and requests to local police",
-                              "content": _JSON}}}},
-    "/v1/crime-statistics/requests": {"post": {
-        "summary": "Record a request to local law enforcement for its statistics",
-        "security": _SECURED, "requestBody": _BODY,
-        "responses": {"201": {"description": "the year's requests", "content": _JSON}}}},
+    "/v1/incidents/{id}/hold": {"post": _op(
+        "Hold an entry back from the public log", "200", "the incident", path_id=True,
+        body=True)},
+    "/v1/incidents/{id}/release": {"post": _op(
+        "Release a held entry to the public log", "200", "the incident", path_id=True)},
+    "/v1/incidents/{id}/decision": {"post": _op(
+        "Close the timely-warning decision", "200",
+        "the decision and, for a warning, the alert request to POST to /v1/alerts",
+        path_id=True, body=True)},
+    "/v1/crime-statistics": {"get": _op(
+        "Annual Security Report statistics for three calendar years", "200",
+        "counts and requests to local police", query=[_query("year", 1990, 9999)])},
+    "/v1/crime-statistics/requests": {"post": _op(
+        "Record a request to local law enforcement for its statistics", "201",
+        "the year's requests", body=True)},
     "/public/crime-log": {"get": {
         "summary": "The daily crime log (no sign-in)",
         "parameters": [
             {"name": "format", "in": "query", "required": False,
              "schema": {"type": "string", "enum": list(FORMATS), "default": "html"}},
-            {"name": "page", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}}],
+            _query("page", 1, MAX_PAGE)],
         "responses": {"200": {"description": "the log", "content": {
             "text/html": {"schema": {"type": "string"}},
             "text/csv": {"schema": {"type": "string"}},
-            "application/json": {"schema": _OBJECT}}}}}},
+            "application/json": {"schema": _OBJECT}}},
+            "422": _error("invalid format or page")}}},
 }

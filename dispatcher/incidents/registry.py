@@ -68,7 +68,7 @@ class IncidentRegistry:
         self.store = store
         self.clock = clock
         self.zone = ZoneInfo(self.config.timezone or settings.drills.timezone)
-        self.seal = PrivateSeal.from_settings(self.config)
+        self.seal = PrivateSeal.from_settings(self.config, settings.store.url)
         self._places = campus_places(settings)
         self._holidays = frozenset(self.config.holidays)
 

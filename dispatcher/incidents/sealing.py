@@ -27,12 +27,12 @@ class PrivateSeal:
         self._fernet = Fernet(key)
 
     @classmethod
-    def from_settings(cls, settings: IncidentSettings) -> PrivateSeal:
+    def from_settings(cls, settings: IncidentSettings, store_url: str) -> PrivateSeal:
         """The configured key, or the generated one (made on first start, kept in a file)."""
         configured = reveal(settings.key)
         if configured:
             return cls(configured.encode())
-        return cls(generated_key(settings.generated_key_path))
+        return cls(generated_key(settings.generated_key_path or default_key_path(store_url)))
 
     def seal(self, details: PrivateDetails) -> str:
         """The details as a Fernet token."""
@@ -46,6 +46,13 @@ class PrivateSeal:
         except InvalidToken:
             raise SealError("sealed with another key, or changed after sealing") from None
         return PrivateDetails(victim=raw.get("victim", {}), reporter=raw.get("reporter", {}))
+
+
+def default_key_path(store_url: str) -> Path:
+    """Beside the SQLite file (so a store and its key travel together), else ./var."""
+    if store_url.startswith("sqlite:///"):
+        return Path(store_url.removeprefix("sqlite:///")).parent / "incidents.key"
+    return Path("var") / "incidents.key"
 
 
 def generated_key(path: Path) -> bytes:

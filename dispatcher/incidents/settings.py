@@ -21,10 +21,10 @@ class IncidentSettings(SettingsModel):
         description="Fernet key sealing victim and reporter details (also key_file, key_env); "
         "when unset, one is generated into generated_key_path on first start",
     )
-    generated_key_path: Path = Field(
-        default=Path("var/incidents.key"),
-        description="where the generated key is kept (relative to the working directory); "
-        "several nodes on PostgreSQL must share one configured key instead",
+    generated_key_path: Path | None = Field(
+        default=None,
+        description="where the generated key is kept; default beside the SQLite store "
+        "(./var/incidents.key for PostgreSQL, where several nodes must share a configured key)",
     )
     private_roles: list[str] = Field(
         default_factory=lambda: ["admin"],

@@ -358,3 +358,45 @@ class TestStatistics:
         html = await (await desk.client.get("/v1/reports/clery?year=2026&format=html",
                                             headers=AUTH)).text()
         assert "City Police Department" in html and "intimidation/race" in html
+
+
+def printed(out: str) -> Any:
+    """The JSON document a command printed last (service logs share stdout in tests)."""
+    import json
+
+    lines = out.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    end = max(i for i, line in enumerate(lines) if line == "}")
+    return json.loads("\n".join(lines[start:end + 1]))
+
+
+class TestCommandLine:
+    """`clarion incident ...` against a running service."""
+
+    async def test_add_decide_and_send(
+        self, desk: Desk, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Add a burglary, decide to warn with --send: the alert is linked to the incident."""
+        import asyncio
+
+        from dispatcher.cli import main
+
+        url = str(desk.client.make_url("/"))
+        token = ["--url", url, "--token", AUTH["Authorization"].removeprefix("Bearer ")]
+        code = await asyncio.to_thread(main, [
+            "incident", "add", "--reported-at", local(2026, 11, 25, 8).isoformat(),
+            "--location", "the Science Building", "--geography", "on_campus",
+            "--category", "burglary", "--nature", "Burglary of an office", *token])
+        assert code == 0
+        incident = printed(capsys.readouterr().out)
+        code = await asyncio.to_thread(main, [
+            "incident", "decide", incident["id"], "--warn", "--reasons",
+            "Several offices entered; a continuing threat", "--send", *token])
+        out = printed(capsys.readouterr().out)
+        assert code == 0, out
+        shown = await (await desk.client.get(f"/v1/incidents/{incident['id']}",
+                                             headers=AUTH)).json()
+        assert shown["alerts"] == [out["alert"]["id"]]
+        code = await asyncio.to_thread(main, ["incident", "show", "inc_missing", *token])
+        assert code == 1
+        capsys.readouterr()
