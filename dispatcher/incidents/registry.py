@@ -93,7 +93,7 @@ class IncidentRegistry:
         return int(moment.timestamp() * 1000)
 
     async def record(
-        self, body: Any, caller: Caller, *, entered_at: int | None = None
+        self, body: Any, caller: Caller, *, entered_at: int | None = None, audited: bool = True
     ) -> Recorded:
         """Validate, check the public text, seal the private details and store the incident."""
         try:
@@ -130,7 +130,8 @@ class IncidentRegistry:
         )
         decision = needs_decision(incident.category, incident.bias, incident.geography)
         await self.store.insert(
-            incident, None if details.empty else self.seal.seal(details), decision=decision
+            incident, None if details.empty else self.seal.seal(details), decision=decision,
+            audited=audited,
         )
         log.info("incident.recorded", incident=incident.id, decision_opened=decision,
                  geography=incident.geography.value)
@@ -313,10 +314,13 @@ class IncidentRegistry:
             if before is not None:
                 item["occurred_from"] = (reported - timedelta(hours=float(before))).isoformat()
             entered = reported + timedelta(hours=float(item.pop("entered_after_hours", 1)))
-            recorded = await self.record(item, caller,
+            # Example data, not anybody's decision: kept out of the audit log.
+            recorded = await self.record(item, caller, audited=False,
                                          entered_at=min(now, int(entered.timestamp() * 1000)))
             if later is not None:
-                await self.set_disposition(recorded.incident.id, Disposition(later), caller)
+                await self.store.set_disposition(recorded.incident.id, Disposition(later),
+                                                 actor=caller.name, at=now, note="",
+                                                 audited=False)
         log.info("incidents.example_loaded", incidents=len(examples))
         return len(examples)
 

@@ -88,7 +88,7 @@ class IncidentStore:
         self.audit = audit
 
     async def insert(
-        self, incident: Incident, sealed: str | None, *, decision: bool
+        self, incident: Incident, sealed: str | None, *, decision: bool, audited: bool = True
     ) -> None:
         """Store a new incident, its first disposition and (when due) its open decision."""
         i = incident
@@ -108,9 +108,10 @@ class IncidentStore:
                     "INSERT INTO incident_decisions (incident_id, opened_at) VALUES (?, ?)",
                     (i.id, i.entered_at),
                 )
-            await self.audit.append(tx, at=i.entered_at, actor=i.created_by,
-                                    action="incident.created",
-                                    detail={"incident": i.id, "decision_opened": decision})
+            if audited:
+                await self.audit.append(tx, at=i.entered_at, actor=i.created_by,
+                                        action="incident.created",
+                                        detail={"incident": i.id, "decision_opened": decision})
 
     async def count(self) -> int:
         """How many incidents the store holds."""
@@ -167,16 +168,18 @@ class IncidentStore:
         return out
 
     async def set_disposition(
-        self, incident_id: str, disposition: Disposition, *, actor: str, at: int, note: str
+        self, incident_id: str, disposition: Disposition, *, actor: str, at: int, note: str,
+        audited: bool = True,
     ) -> None:
         """Change the disposition, keeping the change in its history."""
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE incidents SET disposition = ? WHERE id = ?",
                              (disposition.value, incident_id))
             await self._disposition(tx, incident_id, at, actor, disposition, note)
-            await self.audit.append(tx, at=at, actor=actor, action="incident.disposition",
-                                    detail={"incident": incident_id,
-                                            "disposition": disposition.value})
+            if audited:
+                await self.audit.append(tx, at=at, actor=actor, action="incident.disposition",
+                                        detail={"incident": incident_id,
+                                                "disposition": disposition.value})
 
     async def _disposition(
         self, tx: Session, incident_id: str, at: int, actor: str, disposition: Disposition,

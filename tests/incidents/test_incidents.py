@@ -400,3 +400,32 @@ class TestCommandLine:
         code = await asyncio.to_thread(main, ["incident", "show", "inc_missing", *token])
         assert code == 1
         capsys.readouterr()
+
+
+class TestExample:
+    """`make run`'s example incidents and the generated key."""
+
+    async def test_example_seeded_into_an_empty_store_once(
+        self, make_settings: SettingsFactory, tmp_path: Path
+    ) -> None:
+        """Five examples, a key beside the SQLite file, no audit entries, not seeded twice."""
+        settings = make_settings(incidents={"timezone": "America/New_York"})
+        for _ in range(2):
+            service = await Service.open(settings)
+            client = TestClient(TestServer(build_app(service), host="127.0.0.1"))
+            await client.start_server()
+            try:
+                log = await (await client.get("/public/crime-log?format=json")).json()
+                html = await (await client.get("/public/crime-log")).text()
+            finally:
+                await client.close()
+            assert len(log["entries"]) == 5
+            assert "Example Victim" not in html and "reporter@example.edu" not in html
+        assert (tmp_path / "incidents.key").is_file()
+        service = await Service.open(settings)
+        try:
+            audited = await service.db.fetchval(
+                "SELECT COUNT(*) FROM audit WHERE action LIKE 'incident.%'")
+            assert audited == 0
+        finally:
+            await service.db.close()
