@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,20 +152,6 @@ class IncidentStore:
             detail={"incident": incident_id, "role": role},
         )
 
-    async def audit_entries(self, incident_id: str) -> list[dict[str, Any]]:
-        """Audit entries about one incident, oldest first."""
-        rows = await self.db.fetchall(
-            "SELECT seq, at, actor, action, detail FROM audit WHERE action LIKE 'incident.%'"
-            " ORDER BY seq"
-        )
-        out = []
-        for r in rows:
-            detail = json.loads(r["detail"])
-            if detail.get("incident") == incident_id:
-                out.append({"seq": r["seq"], "at": r["at"], "actor": r["actor"],
-                            "action": r["action"], "detail": detail})
-        return out
-
     async def set_disposition(
         self, incident_id: str, disposition: Disposition, *, actor: str, at: int, note: str,
         audited: bool = True,
@@ -257,15 +242,16 @@ class IncidentStore:
             return bool(changed)
 
     async def link_alert(self, incident_id: str, alert_id: str, *, actor: str, at: int) -> None:
-        """Link an alert sent about the incident."""
+        """Link an alert sent about the incident (once: a replayed request links nothing)."""
         async with self.db.transaction() as tx:
-            await tx.execute(
+            added = await tx.execute(
                 "INSERT INTO incident_alerts (incident_id, alert_id, linked_at, linked_by)"
-                " VALUES (?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (incident_id, alert_id, at, actor),
             )
-            await self.audit.append(tx, at=at, actor=actor, action="incident.alert_linked",
-                                    alert_id=alert_id, detail={"incident": incident_id})
+            if added:
+                await self.audit.append(tx, at=at, actor=actor, action="incident.alert_linked",
+                                        alert_id=alert_id, detail={"incident": incident_id})
 
     async def alerts(self, incident_id: str) -> list[str]:
         """Ids of the alerts sent about an incident, oldest first."""

@@ -274,9 +274,12 @@ class TestDecision:
         verdict = lint_one(draft, desk.service.settings)
         assert verdict["ok"], verdict["violations"]
         assert "Quillfeather" not in str(draft)
-        sent = await desk.client.post("/v1/alerts", json=draft, headers=DISPATCHER)
+        once = {**DISPATCHER, "Idempotency-Key": "warning-1"}
+        sent = await desk.client.post("/v1/alerts", json=draft, headers=once)
         assert sent.status == 202, await sent.text()
         alert_id = (await sent.json())["id"]
+        replay = await desk.client.post("/v1/alerts", json=draft, headers=once)
+        assert (await replay.json())["id"] == alert_id
         shown = await (await desk.client.get(f"/v1/incidents/{incident['id']}",
                                              headers=AUTH)).json()
         assert shown["alerts"] == [alert_id]
@@ -296,6 +299,39 @@ class TestDecision:
             "kind": "timely_warning", "template": "robbery", "incident": "inc_missing",
             "fields": {"date": "Monday", "time": "9 PM", "location": "Lot C"}}, headers=AUTH)
         assert unknown.status == 422
+
+
+async def test_warning_held_for_approval_is_linked_once_approved(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """A warning held for a second person is linked to its incident when approved."""
+    settings = _settings(make_settings, tmp_path, None)
+    approval = settings.auth.approval.model_copy(update={"enabled": True, "min_audience": 1})
+    settings = settings.model_copy(update={"auth": settings.auth.model_copy(
+        update={"approval": approval})})
+    service = await Service.open(settings, clock=MovableClock(local(2026, 11, 25, 15)))
+    client = TestClient(TestServer(build_app(service), host="127.0.0.1"))
+    await client.start_server()
+    desk = Desk(service, client, MovableClock())
+    try:
+        incident = await desk.added(category="burglary", nature="Burglary of an office",
+                                    location="the Science Building")
+        resp = await client.post(f"/v1/incidents/{incident['id']}/decision", headers=AUTH,
+                                 json={"warn": True, "reasons": "Offices entered overnight"})
+        draft = (await resp.json())["alert_request"]
+        held = await client.post("/v1/alerts", json=draft, headers=AUTH)
+        assert held.status == 202
+        held_doc = await held.json()
+        assert held_doc["approval_required"] is True
+        shown = await (await client.get(f"/v1/incidents/{incident['id']}", headers=AUTH)).json()
+        assert shown["alerts"] == []
+        approved = await client.post(f"/v1/approvals/{held_doc['id']}/approve",
+                                     headers=DISPATCHER)
+        assert approved.status == 202, await approved.text()
+        shown = await (await client.get(f"/v1/incidents/{incident['id']}", headers=AUTH)).json()
+        assert shown["alerts"] == [(await approved.json())["id"]]
+    finally:
+        await client.close()
 
 
 GEOGRAPHIES = ("on_campus", "on_campus_housing", "noncampus", "public_property", "none")
