@@ -66,6 +66,11 @@ def entry_of(incident: Incident, zone: ZoneInfo) -> CrimeLogEntry:
     )
 
 
+def _cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 @dataclass(frozen=True, slots=True)
 class CrimeLogPage:
     """One page of the public log: the entries of a span of days, newest first."""
@@ -95,7 +100,7 @@ class CrimeLogPage:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(COLUMNS)
         for e in self.entries:
-            writer.writerow([getattr(e, c) for c in COLUMNS])
+            writer.writerow([_cell(getattr(e, c)) for c in COLUMNS])
         return out.getvalue()
 
     def to_html(self) -> str:
