@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "dispatcher.drills",
     "dispatcher.tokens",
     "dispatcher.console.cli",
+    "dispatcher.incidents.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -90,6 +90,10 @@ class AlertRequest(_Strict):
     override: Override | None = None
     drill: DrillRecord | None = None
     delay_reason: str | None = Field(default=None, max_length=2000)
+    incident: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="the incident (crime log) a timely warning is about; the alert is linked",
+    )
 
     @field_validator("translations")
     @classmethod

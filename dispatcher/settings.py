@@ -13,6 +13,7 @@ from channels.registry import validate_channel_settings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.drill_schedule import DrillSettings
+from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from dispatcher.public.settings import PublicSettings
 from segments.settings import DirectorySettings
@@ -193,6 +194,7 @@ class Settings(SettingsModel):
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     drills: DrillSettings = Field(default_factory=DrillSettings)
     public: PublicSettings = Field(default_factory=PublicSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

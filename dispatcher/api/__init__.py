@@ -11,5 +11,6 @@ ROUTE_MODULES = (
     "dispatcher.api.devices",
     "dispatcher.api.approvals",
     "dispatcher.api.drills",
+    "dispatcher.api.incidents",
     "dispatcher.public.routes",
 )

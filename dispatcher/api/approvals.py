@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, read_json, service_of
+from dispatcher.api.incidents import link_requested_incident
 from dispatcher.approval import ApprovalStore
 
 routes = web.RouteTableDef()
@@ -52,6 +53,9 @@ async def approve(request: web.Request) -> web.Response:
     approval_id = request.match_info["id"]
     _store(request)
     accepted = await service.intake.approve(approval_id, caller_of(request))
+    held = await _store(request).get(approval_id)
+    if held is not None:
+        await link_requested_incident(request, held.request, accepted.id)
     return web.json_response(
         {
             "id": accepted.id,

@@ -9,7 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, held_response, read_json, service_of
+from dispatcher.api.incidents import incident_report_section
 from dispatcher.drill_schedule import UnknownDrill, describe
+from dispatcher.incidents.statistics import section_html
 from dispatcher.records import CleryRecords, note_text
 from dispatcher.service import Service
 
@@ -145,9 +147,11 @@ async def clery_report(request: web.Request) -> web.Response:
             text=report.to_csv(), content_type="text/csv", charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
+    crimes = await incident_report_section(request, year)
     if fmt == "html":
-        return web.Response(text=report.to_html(), content_type="text/html", charset="utf-8")
-    return web.json_response(report.to_json())
+        html = report.to_html().replace("</body>", section_html(crimes) + "</body>", 1)
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+    return web.json_response({**report.to_json(), **crimes})
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -1,0 +1,325 @@
+"""Incident routes: record, read, disposition, hold back, decide; the public daily crime log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from dispatcher.api.common import SERVICE, caller_of, error, read_json
+from dispatcher.auth import Caller
+from dispatcher.incidents.registry import IncidentRegistry
+from dispatcher.incidents.requests import (
+    DecisionInput,
+    DispositionInput,
+    HoldInput,
+    StatisticsRequestInput,
+)
+from dispatcher.refusals import Forbidden, Invalid, Problem
+from dispatcher.request import AlertRequest, problems
+from dispatcher.store.incidents import IncidentStore
+
+routes = web.RouteTableDef()
+
+INCIDENTS: web.AppKey[IncidentRegistry] = web.AppKey("incidents")
+FORMATS = ("html", "csv", "json")
+MAX_PAGE = 1000
+MAX_DAYS = 3660
+# The public page: no scripts, nothing from elsewhere, not framed.
+_Model = TypeVar("_Model", bound=BaseModel)
+CRIME_LOG_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
+def setup(app: web.Application) -> None:
+    """Build the registry once the service is up, and seed the example incidents."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        service = app[SERVICE]
+        registry = IncidentRegistry(
+            service.settings, IncidentStore(service.db, service.audit), service.clock
+        )
+        await registry.seed_example()
+        app[INCIDENTS] = registry
+        yield
+
+    app.cleanup_ctx.append(lifecycle)
+
+
+def registry_of(request: web.Request) -> IncidentRegistry:
+    """The running service's incident registry."""
+    return request.app[INCIDENTS]
+
+
+def _writer(request: web.Request) -> Caller:
+    caller = caller_of(request)
+    if not caller.can_send_live:
+        raise Forbidden(f"role {caller.role.value} may not record or change incidents")
+    return caller
+
+
+async def _body(request: web.Request, model: type[_Model]) -> _Model:
+    try:
+        return model.model_validate(await read_json(request))
+    except ValidationError as exc:
+        raise Invalid([Problem(p["field"], p["message"]) for p in problems(exc)]) from None
+
+
+async def link_requested_incident(
+    request: web.Request, alert: AlertRequest, alert_id: str | None
+) -> None:
+    """For `POST /v1/alerts`: check the `incident` an alert names, then link the stored alert.
+
+    Called with no id before intake (refusing an unknown incident) and with the id after.
+    """
+    if alert.incident is None:
+        return
+    registry = request.app[INCIDENTS]
+    if alert_id is None:
+        if await registry.store.get(alert.incident) is None:
+            raise Invalid.one("incident", f"no incident {alert.incident}")
+        return
+    await registry.link_alert(alert.incident, alert_id, caller_of(request))
+
+
+async def incident_report_section(request: web.Request, year: int) -> dict[str, Any]:
+    """For the yearly Clery report: crime statistics and requests to local police."""
+    return await request.app[INCIDENTS].report_section(year)
+
+
+@routes.post("/v1/incidents")
+async def create_incident(request: web.Request) -> web.Response:
+    """Record a reported crime; 422 with located violations when its text names a person."""
+    caller = _writer(request)
+    registry = registry_of(request)
+    recorded = await registry.record(await read_json(request), caller)
+    return web.json_response(registry.document(recorded), status=201)
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Invalid.one(name, f"a whole number from {low} to {high}")
+    return value
+
+
+@routes.get("/v1/incidents")
+async def list_incidents(request: web.Request) -> web.Response:
+    """Incidents of the last `days` (default 60), held ones too, and overdue decisions."""
+    registry = registry_of(request)
+    days = _int(request, "days", registry.config.public_days, 1, MAX_DAYS)
+    items = [registry.document(r) for r in await registry.listing(days)]
+    overdue = [d.incident_id for d in await registry.overdue()]
+    return web.json_response({
+        "items": items,
+        "overdue_decisions": overdue,
+        "late_entries": [i["id"] for i in items if i["late_entry"]],
+    })
+
+
+@routes.get("/v1/incidents/{id}")
+async def get_incident(request: web.Request) -> web.Response:
+    """One incident with its history and alerts; `?include=private` for allowed roles."""
+    registry = registry_of(request)
+    incident_id = request.match_info["id"]
+    recorded = await registry.get(incident_id)
+    if recorded is None:
+        return error(404, f"no incident {incident_id}")
+    doc = registry.document(recorded)
+    doc["disposition_history"] = [
+        c.as_json() for c in await registry.store.history(incident_id)
+    ]
+    doc["alerts"] = await registry.store.alerts(incident_id)
+    if request.query.get("include") == "private":
+        doc["private"] = (await registry.private(incident_id, caller_of(request))).as_json()
+    return web.json_response(doc)
+
+
+@routes.patch("/v1/incidents/{id}")
+async def change_disposition(request: web.Request) -> web.Response:
+    """Change the disposition; the history keeps every earlier one."""
+    caller = _writer(request)
+    registry = registry_of(request)
+    body = await _body(request, DispositionInput)
+    incident_id = request.match_info["id"]
+    await registry.set_disposition(incident_id, body.disposition, caller, body.note)
+    recorded = await registry.get(incident_id)
+    assert recorded is not None
+    doc = registry.document(recorded)
+    doc["disposition_history"] = [c.as_json() for c in await registry.store.history(incident_id)]
+    return web.json_response(doc)
+
+
+@routes.post("/v1/incidents/{id}/hold")
+async def hold_incident(request: web.Request) -> web.Response:
+    """Hold the entry back from the public log, with the reason on file."""
+    caller = _writer(request)
+    registry = registry_of(request)
+    body = await _body(request, HoldInput)
+    await registry.hold(request.match_info["id"], body.reason, caller)
+    recorded = await registry.get(request.match_info["id"])
+    assert recorded is not None
+    return web.json_response(registry.document(recorded))
+
+
+@routes.post("/v1/incidents/{id}/release")
+async def release_incident(request: web.Request) -> web.Response:
+    """Release a held entry to the public log."""
+    caller = _writer(request)
+    registry = registry_of(request)
+    await registry.release(request.match_info["id"], caller)
+    recorded = await registry.get(request.match_info["id"])
+    assert recorded is not None
+    return web.json_response(registry.document(recorded))
+
+
+@routes.post("/v1/incidents/{id}/decision")
+async def decide(request: web.Request) -> web.Response:
+    """Close the timely-warning decision; a warning returns the alert request to send."""
+    registry = registry_of(request)
+    body = await _body(request, DecisionInput)
+    incident_id = request.match_info["id"]
+    draft = await registry.decide(incident_id, warn=body.warn, reasons=body.reasons,
+                                  caller=caller_of(request))
+    recorded = await registry.get(incident_id)
+    assert recorded is not None
+    return web.json_response({"decision": registry.document(recorded)["decision"],
+                              "alert_request": draft})
+
+
+@routes.get("/v1/crime-statistics")
+async def crime_statistics(request: web.Request) -> web.Response:
+    """Counts for the Annual Security Report: `year` and the two before it."""
+    registry = registry_of(request)
+    this_year = datetime.fromtimestamp(registry.clock.now_ms() / 1000, tz=registry.zone).year
+    year = _int(request, "year", this_year, 1990, 9999)
+    return web.json_response(await registry.report_section(year))
+
+
+@routes.post("/v1/crime-statistics/requests")
+async def add_statistics_request(request: web.Request) -> web.Response:
+    """Record a year's request to local law enforcement for its crime statistics."""
+    caller = _writer(request)
+    registry = registry_of(request)
+    body = await _body(request, StatisticsRequestInput)
+    await registry.store.add_statistics_request(
+        year=body.year, requested_on=body.requested_on.isoformat(), agency=body.agency,
+        response=body.response, actor=caller.name, at=registry.clock.now_ms(),
+    )
+    return web.json_response(
+        {"items": [r.as_json() for r in await registry.store.statistics_requests((body.year,))]},
+        status=201,
+    )
+
+
+@routes.get("/public/crime-log")
+async def public_crime_log(request: web.Request) -> web.Response:
+    """The daily crime log, no sign-in: HTML, `?format=csv` or `json`; `?page=2` is older."""
+    registry = registry_of(request)
+    fmt = request.query.get("format", "html")
+    if fmt not in FORMATS:
+        raise Invalid.one("format", f"one of {', '.join(FORMATS)}")
+    page = await registry.public_page(_int(request, "page", 1, 1, MAX_PAGE))
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": CRIME_LOG_CSP}
+    if fmt == "csv":
+        headers["Content-Disposition"] = 'attachment; filename="crime-log.csv"'
+        return web.Response(text=page.to_csv(), content_type="text/csv", charset="utf-8",
+                            headers=headers)
+    if fmt == "json":
+        return web.json_response(page.as_json(), headers=headers)
+    return web.Response(text=page.to_html(), content_type="text/html", charset="utf-8",
+                        headers=headers)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+_OBJECT = {"type": "object"}
+_ID = {"name": "id", "in": "path", "required": True,
+       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+_JSON = {"application/json": {"schema": _OBJECT}}
+_BODY = {"required": True, "content": _JSON}
+
+_ERRORS = {
+    "401": _error("missing or unknown bearer token, or a bad signature"),
+    "403": _error("the role may not do this"),
+    "404": _error("no such incident"),
+    "409": _error("contradicts what is stored (already held, decided, or not needed)"),
+    "413": _error("body too large"),
+    "422": _error("invalid request, or its text names a person (located violations)"),
+    "429": _error("too many requests with this token"),
+}
+
+
+def _op(summary: str, ok: str, description: str, *, path_id: bool = False,
+        body: bool = False, query: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary, "security": _SECURED,
+        "responses": {ok: {"description": description, "content": _JSON}, **_ERRORS},
+    }
+    parameters = ([_ID] if path_id else []) + (query or [])
+    if parameters:
+        op["parameters"] = parameters
+    if body:
+        op["requestBody"] = _BODY
+    return op
+
+
+def _query(name: str, low: int, high: int) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": low, "maximum": high}}
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/incidents": {
+        "post": _op("Record a reported crime", "201", "the incident", body=True),
+        "get": _op("Recent incidents, late entries and overdue decisions", "200",
+                   "the incidents", query=[_query("days", 1, MAX_DAYS)]),
+    },
+    "/v1/incidents/{id}": {
+        "get": _op("One incident; ?include=private for allowed roles (audited)", "200",
+                   "the incident", path_id=True,
+                   query=[{"name": "include", "in": "query", "required": False,
+                           "schema": {"type": "string", "enum": ["private"]}}]),
+        "patch": _op("Change the disposition (kept as history)", "200", "the incident",
+                     path_id=True, body=True),
+    },
+    "/v1/incidents/{id}/hold": {"post": _op(
+        "Hold an entry back from the public log", "200", "the incident", path_id=True,
+        body=True)},
+    "/v1/incidents/{id}/release": {"post": _op(
+        "Release a held entry to the public log", "200", "the incident", path_id=True)},
+    "/v1/incidents/{id}/decision": {"post": _op(
+        "Close the timely-warning decision", "200",
+        "the decision and, for a warning, the alert request to POST to /v1/alerts",
+        path_id=True, body=True)},
+    "/v1/crime-statistics": {"get": _op(
+        "Annual Security Report statistics for three calendar years", "200",
+        "counts and requests to local police", query=[_query("year", 1990, 9999)])},
+    "/v1/crime-statistics/requests": {"post": _op(
+        "Record a request to local law enforcement for its statistics", "201",
+        "the year's requests", body=True)},
+    "/public/crime-log": {"get": {
+        "summary": "The daily crime log (no sign-in)",
+        "parameters": [
+            {"name": "format", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": list(FORMATS), "default": "html"}},
+            _query("page", 1, MAX_PAGE)],
+        "responses": {"200": {"description": "the log", "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": _OBJECT}}},
+            "422": _error("invalid format or page")}}},
+}

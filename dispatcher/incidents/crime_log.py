@@ -1,0 +1,131 @@
+"""The daily crime log: one public entry per reported crime, as HTML, CSV or JSON.
+
+Only the log's own fields leave here: never victim or reporter details, the Clery category or
+why an entry was held.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dispatcher.incidents.model import Incident
+
+COLUMNS = ("case", "date_reported", "time_reported", "nature", "occurred", "location",
+           "disposition")
+HEADINGS = ("Case", "Date reported", "Time reported", "Nature", "Date and time occurred",
+            "General location", "Disposition")
+
+
+@dataclass(frozen=True, slots=True)
+class CrimeLogEntry:
+    """One line of the public log."""
+
+    case: str
+    date_reported: str
+    time_reported: str
+    nature: str
+    occurred: str
+    location: str
+    disposition: str
+
+    def as_json(self) -> dict[str, str]:
+        """The entry's public fields."""
+        return {c: getattr(self, c) for c in COLUMNS}
+
+
+def _stamp(ms: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=zone)
+
+
+def _occurred(incident: Incident, zone: ZoneInfo) -> str:
+    if incident.occurred_from is None:
+        return "unknown"
+    start = _stamp(incident.occurred_from, zone).strftime("%Y-%m-%d %H:%M")
+    if incident.occurred_to is None or incident.occurred_to == incident.occurred_from:
+        return start
+    return f"{start} to {_stamp(incident.occurred_to, zone).strftime('%Y-%m-%d %H:%M')}"
+
+
+def entry_of(incident: Incident, zone: ZoneInfo) -> CrimeLogEntry:
+    """The public entry for an incident."""
+    reported = _stamp(incident.reported_at, zone)
+    return CrimeLogEntry(
+        case=incident.id,
+        date_reported=reported.strftime("%Y-%m-%d"),
+        time_reported=reported.strftime("%H:%M"),
+        nature=incident.nature,
+        occurred=_occurred(incident, zone),
+        location=incident.location,
+        disposition=incident.disposition.value.replace("_", " "),
+    )
+
+
+def _cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@dataclass(frozen=True, slots=True)
+class CrimeLogPage:
+    """One page of the public log: the entries of a span of days, newest first."""
+
+    institution: str
+    first_day: str
+    last_day: str
+    page: int
+    has_older: bool
+    entries: tuple[CrimeLogEntry, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """The page as `?format=json` serves it."""
+        return {
+            "institution": self.institution,
+            "from": self.first_day,
+            "to": self.last_day,
+            "page": self.page,
+            "older": f"/public/crime-log?format=json&page={self.page + 1}"
+            if self.has_older else None,
+            "entries": [e.as_json() for e in self.entries],
+        }
+
+    def to_csv(self) -> str:
+        """The page as `?format=csv` serves it."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(COLUMNS)
+        for e in self.entries:
+            writer.writerow([_cell(getattr(e, c)) for c in COLUMNS])
+        return out.getvalue()
+
+    def to_html(self) -> str:
+        """The page as people read it: a plain, accessible table."""
+        head = "".join(f'<th scope="col">{h}</th>' for h in HEADINGS)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{escape(getattr(e, c))}</td>" for c in COLUMNS) + "</tr>"
+            for e in self.entries
+        ) or f'<tr><td colspan="{len(COLUMNS)}">No crimes were reported in these days.</td></tr>'
+        older = (
+            f'<p><a href="/public/crime-log?page={self.page + 1}">Older entries</a></p>'
+            if self.has_older else ""
+        )
+        newer = (
+            f'<p><a href="/public/crime-log?page={self.page - 1}">Newer entries</a></p>'
+            if self.page > 1 else ""
+        )
+        title = f"Daily crime log: {escape(self.institution)}"
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{title}</title></head><body><main>"
+            f"<h1>{title}</h1>"
+            f"<p>Crimes reported from {self.first_day} to {self.last_day}, newest first. "
+            'Also as <a href="?format=csv">CSV</a> and <a href="?format=json">JSON</a>.</p>'
+            f"<table><caption>Reported crimes</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>{newer}{older}</main></body></html>"
+        )

@@ -1,0 +1,286 @@
+"""The incident tables: every SQL statement the incidents package runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dispatcher.incidents.model import (
+    Bias,
+    Category,
+    Decision,
+    Disposition,
+    DispositionChange,
+    Geography,
+    Incident,
+    Source,
+)
+from dispatcher.store.audit import AuditLog
+from dispatcher.store.database import Database, Row, Session
+
+_COLUMNS = (
+    "id, reported_at, occurred_from, occurred_to, entered_at, location, geography, category,"
+    " bias, nature, disposition, source, created_by, held_reason, held_at, held_by,"
+    " released_at, released_by, private_sealed IS NOT NULL AS has_private"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsRequest:
+    """One year's request to a local law enforcement agency for its crime statistics."""
+
+    id: int
+    year: int
+    requested_on: str
+    agency: str
+    response: str
+    recorded_at: int
+    recorded_by: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The request as the API and the report show it."""
+        return {"id": self.id, "year": self.year, "requested_on": self.requested_on,
+                "agency": self.agency, "response": self.response,
+                "recorded_at": self.recorded_at, "recorded_by": self.recorded_by}
+
+
+def _incident(row: Row) -> Incident:
+    return Incident(
+        id=row["id"],
+        reported_at=row["reported_at"],
+        occurred_from=row["occurred_from"],
+        occurred_to=row["occurred_to"],
+        entered_at=row["entered_at"],
+        location=row["location"],
+        geography=Geography(row["geography"]),
+        category=None if row["category"] is None else Category(row["category"]),
+        bias=None if row["bias"] is None else Bias(row["bias"]),
+        nature=row["nature"],
+        disposition=Disposition(row["disposition"]),
+        source=Source(row["source"]),
+        created_by=row["created_by"],
+        held_reason=row["held_reason"],
+        held_at=row["held_at"],
+        held_by=row["held_by"],
+        released_at=row["released_at"],
+        released_by=row["released_by"],
+        has_private=bool(row["has_private"]),
+    )
+
+
+def _decision(row: Row) -> Decision:
+    return Decision(
+        incident_id=row["incident_id"],
+        opened_at=row["opened_at"],
+        decided_at=row["decided_at"],
+        decided_by=row["decided_by"],
+        warn=None if row["warn"] is None else bool(row["warn"]),
+        reasons=row["reasons"],
+    )
+
+
+class IncidentStore:
+    """Incidents, their history and decisions, over either database."""
+
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self.db = db
+        self.audit = audit
+
+    async def insert(
+        self, incident: Incident, sealed: str | None, *, decision: bool, audited: bool = True
+    ) -> None:
+        """Store a new incident, its first disposition and (when due) its open decision."""
+        i = incident
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO incidents (id, reported_at, occurred_from, occurred_to, entered_at,"
+                " location, geography, category, bias, nature, disposition, source, created_by,"
+                " private_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (i.id, i.reported_at, i.occurred_from, i.occurred_to, i.entered_at, i.location,
+                 i.geography.value, None if i.category is None else i.category.value,
+                 None if i.bias is None else i.bias.value, i.nature, i.disposition.value,
+                 i.source.value, i.created_by, sealed),
+            )
+            await self._disposition(tx, i.id, i.entered_at, i.created_by, i.disposition, "")
+            if decision:
+                await tx.execute(
+                    "INSERT INTO incident_decisions (incident_id, opened_at) VALUES (?, ?)",
+                    (i.id, i.entered_at),
+                )
+            if audited:
+                await self.audit.append(tx, at=i.entered_at, actor=i.created_by,
+                                        action="incident.created",
+                                        detail={"incident": i.id, "decision_opened": decision})
+
+    async def count(self) -> int:
+        """How many incidents the store holds."""
+        return int(await self.db.fetchval("SELECT COUNT(*) FROM incidents") or 0)
+
+    async def get(self, incident_id: str) -> Incident | None:
+        """One incident, without its private details."""
+        row = await self.db.fetchone(
+            f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        )
+        return None if row is None else _incident(row)
+
+    async def between(
+        self, start_ms: int, end_ms: int, *, public: bool = False, limit: int = 10000
+    ) -> list[Incident]:
+        """Incidents reported in [start, end), newest first; `public` leaves out held ones."""
+        held = " AND (held_at IS NULL OR released_at IS NOT NULL)" if public else ""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM incidents WHERE reported_at >= ? AND reported_at < ?"
+            f"{held} ORDER BY reported_at DESC, id DESC LIMIT ?",
+            (start_ms, end_ms, limit),
+        )
+        return [_incident(r) for r in rows]
+
+    async def sealed(self, incident_id: str) -> str | None:
+        """The sealed private details of one incident."""
+        value = await self.db.fetchval(
+            "SELECT private_sealed FROM incidents WHERE id = ?", (incident_id,)
+        )
+        return None if value is None else str(value)
+
+    async def audit_private(
+        self, incident_id: str, *, actor: str, at: int, allowed: bool, role: str
+    ) -> None:
+        """Record a read of (or a refused attempt at) an incident's private details."""
+        await self.audit.record(
+            at=at, actor=actor,
+            action="incident.private_read" if allowed else "incident.private_refused",
+            detail={"incident": incident_id, "role": role},
+        )
+
+    async def set_disposition(
+        self, incident_id: str, disposition: Disposition, *, actor: str, at: int, note: str,
+        audited: bool = True,
+    ) -> None:
+        """Change the disposition, keeping the change in its history."""
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE incidents SET disposition = ? WHERE id = ?",
+                             (disposition.value, incident_id))
+            await self._disposition(tx, incident_id, at, actor, disposition, note)
+            if audited:
+                await self.audit.append(tx, at=at, actor=actor, action="incident.disposition",
+                                        detail={"incident": incident_id,
+                                                "disposition": disposition.value})
+
+    async def _disposition(
+        self, tx: Session, incident_id: str, at: int, actor: str, disposition: Disposition,
+        note: str,
+    ) -> None:
+        await tx.execute(
+            "INSERT INTO incident_dispositions (incident_id, at, actor, disposition, note)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (incident_id, at, actor, disposition.value, note),
+        )
+
+    async def history(self, incident_id: str) -> list[DispositionChange]:
+        """Every disposition the incident had, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT at, actor, disposition, note FROM incident_dispositions"
+            " WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        return [DispositionChange(r["at"], r["actor"], Disposition(r["disposition"]), r["note"])
+                for r in rows]
+
+    async def hold(self, incident_id: str, *, reason: str, actor: str, at: int) -> None:
+        """Hold the entry back from the public log, with the reason on file."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE incidents SET held_reason = ?, held_at = ?, held_by = ?,"
+                " released_at = NULL, released_by = NULL WHERE id = ?",
+                (reason, at, actor, incident_id),
+            )
+            await self.audit.append(tx, at=at, actor=actor, action="incident.held",
+                                    detail={"incident": incident_id, "reason": reason})
+
+    async def release(self, incident_id: str, *, actor: str, at: int) -> None:
+        """Release a held entry to the public log."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE incidents SET released_at = ?, released_by = ? WHERE id = ?",
+                (at, actor, incident_id),
+            )
+            await self.audit.append(tx, at=at, actor=actor, action="incident.released",
+                                    detail={"incident": incident_id})
+
+    async def decision(self, incident_id: str) -> Decision | None:
+        """The incident's timely-warning decision, if it needs one."""
+        row = await self.db.fetchone(
+            "SELECT incident_id, opened_at, decided_at, decided_by, warn, reasons"
+            " FROM incident_decisions WHERE incident_id = ?",
+            (incident_id,),
+        )
+        return None if row is None else _decision(row)
+
+    async def open_decisions(self, opened_before: int) -> list[Decision]:
+        """Undecided decisions opened before a moment, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT incident_id, opened_at, decided_at, decided_by, warn, reasons"
+            " FROM incident_decisions WHERE decided_at IS NULL AND opened_at < ?"
+            " ORDER BY opened_at",
+            (opened_before,),
+        )
+        return [_decision(r) for r in rows]
+
+    async def decide(
+        self, incident_id: str, *, warn: bool, reasons: str, actor: str, at: int
+    ) -> bool:
+        """Close an open decision; False when it was already closed."""
+        async with self.db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE incident_decisions SET decided_at = ?, decided_by = ?, warn = ?,"
+                " reasons = ? WHERE incident_id = ? AND decided_at IS NULL",
+                (at, actor, warn, reasons, incident_id),
+            )
+            if changed:
+                await self.audit.append(tx, at=at, actor=actor, action="incident.decided",
+                                        detail={"incident": incident_id, "warn": warn})
+            return bool(changed)
+
+    async def link_alert(self, incident_id: str, alert_id: str, *, actor: str, at: int) -> None:
+        """Link an alert sent about the incident (once: a replayed request links nothing)."""
+        async with self.db.transaction() as tx:
+            added = await tx.execute(
+                "INSERT INTO incident_alerts (incident_id, alert_id, linked_at, linked_by)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (incident_id, alert_id, at, actor),
+            )
+            if added:
+                await self.audit.append(tx, at=at, actor=actor, action="incident.alert_linked",
+                                        alert_id=alert_id, detail={"incident": incident_id})
+
+    async def alerts(self, incident_id: str) -> list[str]:
+        """Ids of the alerts sent about an incident, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT alert_id FROM incident_alerts WHERE incident_id = ? ORDER BY linked_at",
+            (incident_id,),
+        )
+        return [r["alert_id"] for r in rows]
+
+    async def add_statistics_request(
+        self, *, year: int, requested_on: str, agency: str, response: str, actor: str, at: int
+    ) -> None:
+        """Record a request to local law enforcement for a year's statistics."""
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO statistics_requests (year, requested_on, agency, response,"
+                " recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?, ?)",
+                (year, requested_on, agency, response, at, actor),
+            )
+            await self.audit.append(tx, at=at, actor=actor, action="incident.statistics_request",
+                                    detail={"year": year, "agency": agency})
+
+    async def statistics_requests(self, years: tuple[int, ...]) -> list[StatisticsRequest]:
+        """The requests recorded for some years, by year then order recorded."""
+        marks = ", ".join("?" for _ in years)
+        rows = await self.db.fetchall(
+            "SELECT id, year, requested_on, agency, response, recorded_at, recorded_by"
+            f" FROM statistics_requests WHERE year IN ({marks}) ORDER BY year, id",
+            years,
+        )
+        return [StatisticsRequest(r["id"], r["year"], r["requested_on"], r["agency"],
+                                  r["response"], r["recorded_at"], r["recorded_by"]) for r in rows]
