@@ -328,7 +328,8 @@ class IncidentRegistry:
         """Counts for `year` and the two calendar years before it."""
         years = tuple(range(year - YEARS_REPORTED + 1, year + 1))
         start = self._day_ms(date(years[0], 1, 1))
-        end = self._day_ms(date(year + 1, 1, 1))
+        # The day after 31 December (date(10000, 1, 1) does not exist).
+        end = self._day_ms(date(year, 12, 31)) + 86_400_000
         incidents = await self.store.between(start, end, limit=10_000_000)
         return count(incidents, years, self.zone)
 

@@ -347,6 +347,12 @@ SECTION = {"robbery": "criminal_offenses", "burglary": "criminal_offenses",
 class TestStatistics:
     """Three calendar years of counts, checked against a count made here."""
 
+    async def test_the_last_year_the_api_allows(self, desk: Desk) -> None:
+        """Year 9999 is answered (its year ends without a 1 January after it)."""
+        resp = await desk.client.get("/v1/crime-statistics?year=9999", headers=AUTH)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["crime_statistics"]["years"] == [9997, 9998, 9999]
+
     async def test_three_years_against_an_independent_count(self, desk: Desk) -> None:
         """Per category and geography; unfounded apart; the year before the three left out."""
         rng = random.Random(7)
