@@ -59,6 +59,16 @@ class AlertRecord:
     clery: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ContentVersion:
+    """One version of an alert's content: the request as it was sent, and who wrote it."""
+
+    version: int
+    created_at: int
+    created_by: str
+    request: dict[str, Any]
+
+
 def rendered_to_json(rendered: Rendered) -> str:
     """Serialize per-channel, per-language renderings."""
     return json.dumps(
@@ -208,7 +218,7 @@ class AlertStore:
         row = await self._db.fetchone(f"SELECT {_COLUMNS}{_FROM} WHERE a.id = ?", (alert_id,))
         return None if row is None else _record(row)
 
-    async def versions(self, alert_id: str) -> list[dict[str, Any]]:
+    async def versions(self, alert_id: str) -> list[ContentVersion]:
         """Every content version of an alert, oldest first."""
         rows = await self._db.fetchall(
             "SELECT version, created_at, created_by, request FROM alert_versions"
@@ -216,12 +226,9 @@ class AlertStore:
             (alert_id,),
         )
         return [
-            {
-                "version": r["version"],
-                "created_at": r["created_at"],
-                "created_by": r["created_by"],
-                "request": json.loads(r["request"]),
-            }
+            ContentVersion(
+                int(r["version"]), int(r["created_at"]), r["created_by"], json.loads(r["request"])
+            )
             for r in rows
         ]
 
@@ -298,23 +305,3 @@ class AlertStore:
             )
         self._changed(alert_id)
         return stopped
-
-    async def update_clery(
-        self, alert_id: str, patch: dict[str, Any], *, actor: str, now_ms: int
-    ) -> None:
-        """Merge fields into the alert's Clery record, audited."""
-        async with self._db.transaction() as tx:
-            raw = await tx.fetchval("SELECT clery FROM alerts WHERE id = ?", (alert_id,))
-            record = json.loads(raw or "{}")
-            record.update(patch)
-            await tx.execute(
-                "UPDATE alerts SET clery = ? WHERE id = ?", (json.dumps(record), alert_id)
-            )
-            await self._audit.append(
-                tx,
-                at=now_ms,
-                actor=actor,
-                action="alert.record_updated",
-                alert_id=alert_id,
-                detail=patch,
-            )

@@ -472,13 +472,6 @@ class DeliveryLedger:
             )
         return out
 
-    async def alerts_with_open_deliveries(self) -> list[str]:
-        """Alerts that still have deliveries to hand over."""
-        rows = await self._db.fetchall(
-            "SELECT DISTINCT alert_id FROM deliveries WHERE state IN ('queued', 'sending')"
-        )
-        return [r["alert_id"] for r in rows]
-
 
 _RANK = {
     DeliveryState.QUEUED: 0,

@@ -56,7 +56,7 @@ class TestEndToEnd:
         assert entries[0]["actor"] == "admin-token"
         assert entries[0]["detail"]["channels"] == ["email"]
         versions = await running.service.alerts.versions(alert_id)
-        assert versions[0]["request"]["text"] == FIRE["text"]
+        assert versions[0].request["text"] == FIRE["text"]
 
     async def test_deliveries_are_paged_and_masked(self, running: Running) -> None:
         """The deliveries listing pages by cursor and never shows an address."""

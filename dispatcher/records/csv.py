@@ -1,0 +1,105 @@
+"""The report as CSV: one row per alert, then the drills that did not run and the warnings."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from dispatcher.domain import Mode
+from dispatcher.records.model import CleryRecord, in_channel_order, iso, local_date
+
+if TYPE_CHECKING:
+    from dispatcher.records.report import CleryReport
+
+
+CSV_COLUMNS = (
+    "record", "alert_id", "category", "kind", "mode", "state", "created_at",
+    "confirmed_by_name", "confirmed_by_title", "confirmed_at",
+    "audience_and_content_chosen_by", "approved_by", "sending_began_at",
+    "confirmation_to_sending_s", "delay_reason", "content_versions", "content",
+    "audience", "zones", "audience_total", "audience_by_channel", "delivery_results",
+    "references", "drill_description", "drill_date", "drill_start", "drill_end",
+    "announced", "procedures_publicized", "qualifying_test", "scheduled_drill",
+    "scheduled_for", "follow_up_notes", "message",
+)
+
+
+def _csv_row(r: CleryRecord, zone: ZoneInfo, modes: Sequence[Mode]) -> list[str]:
+    def yes(value: bool | None) -> str:
+        return "" if value is None else ("yes" if value else "no")
+
+    test = r.is_test
+    values = {
+        "record": "alert",
+        "alert_id": r.alert_id,
+        "category": r.category.value,
+        "kind": r.kind.value,
+        "mode": r.mode.value,
+        "state": r.state.value,
+        "created_at": iso(r.created_at, zone) or "",
+        "confirmed_by_name": r.confirmed_by_name or "",
+        "confirmed_by_title": r.confirmed_by_title or "",
+        "confirmed_at": iso(r.confirmed_at, zone) or "",
+        "audience_and_content_chosen_by": r.chosen_by,
+        "approved_by": r.approved_by or "",
+        "sending_began_at": iso(r.sending_at, zone) or "",
+        "confirmation_to_sending_s": _num(r.confirmation_to_sending_s),
+        "delay_reason": r.delay_reason or "",
+        "content_versions": str(len(r.versions)),
+        "content": " || ".join(
+            f"v{v.version} {iso(v.created_at, zone)} by {v.created_by}: {v.summary}"
+            for v in r.versions
+        ),
+        "audience": r.audience,
+        "zones": " ".join(r.zones),
+        "audience_total": str(r.audience_counts.get("total", "")),
+        "audience_by_channel": _pairs(r.audience_counts.get("by_channel") or {}),
+        "delivery_results": "; ".join(
+            f"{ch}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            for ch, counts in in_channel_order(r.deliveries)
+        ),
+        "references": r.references_id or "",
+        "drill_description": (r.drill_description or "") if test else "",
+        "drill_date": local_date(r.started_at, zone) if test else "",
+        "drill_start": (iso(r.started_at, zone) or "") if test else "",
+        "drill_end": (iso(r.done_at, zone) or "") if test else "",
+        "announced": yes(r.announced) if test else "",
+        "procedures_publicized": yes(r.procedures_publicized) if test else "",
+        "qualifying_test": yes(r.qualifies(modes)) if test else "",
+        "scheduled_drill": r.scheduled_drill or "",
+        "scheduled_for": iso(r.scheduled_for, zone) or "",
+        "follow_up_notes": " || ".join(
+            f"{iso(n.at, zone)} {n.author}: {n.text}" for n in r.notes
+        ),
+        "message": "",
+    }
+    return [values[c] for c in CSV_COLUMNS]
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _pairs(mapping: dict[str, Any]) -> str:
+    return "; ".join(f"{k} {v}" for k, v in mapping.items())
+
+
+def report_csv(report: CleryReport) -> str:
+    """One row per alert, then the scheduled drills that did not run and the warnings."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in report.records:
+        writer.writerow(_csv_row(r, report.zone, report.qualifying_modes))
+    blank = dict.fromkeys(CSV_COLUMNS, "")
+    for u in report.unrun:
+        writer.writerow({**blank, "record": "scheduled_drill_not_run", "scheduled_drill":
+                         u.drill, "scheduled_for": iso(u.scheduled_for, report.zone),
+                         "state": u.status, "message": u.detail}.values())
+    for w in report.warnings:
+        writer.writerow({**blank, "record": "warning", "alert_id": w.alert_id or "",
+                         "category": w.code, "message": w.message}.values())
+    return out.getvalue()
