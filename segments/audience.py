@@ -24,10 +24,19 @@ from typing import Any
 import structlog
 
 from dispatcher.domain import AlertKind, ChannelKind
-from dispatcher.store.database import Database, Row
+from dispatcher.store.audience import (
+    PERSON_TERM_COLUMNS,
+    AudienceStore,
+    DeviceLocation,
+    PeopleFilter,
+    PersonContact,
+    people_filter,
+)
+from dispatcher.store.database import Database
+from dispatcher.store.directory import DirectoryStore
 from segments.directory import DEVICE_CLASSES, GROUP, DirectoryImporter, ImportReport
 from segments.expression import And, AudienceError, Everyone, Node, Not, Or, Term, parse, terms
-from segments.preferences import ADDRESS_COLUMN, ChannelPolicy
+from segments.preferences import ChannelPolicy
 from segments.settings import DirectorySettings
 from segments.zones import CampusMap, Zone
 
@@ -38,11 +47,8 @@ log = structlog.get_logger("clarion.audience")
 # People read for the first page of a plan; later pages grow to the caller's chunk.
 FIRST_PAGE = 250
 DEVICE_ROLE = "device"
-# Terms matched against a column of the people table.
-PERSON_COLUMNS = {"role": "role", "building": "building", "campus": "campus",
-                  "language": "language", "id": "id"}
 DEVICE_KEYS = frozenset({"id", "class", "building", "zone"})
-BUILT_IN_KEYS = frozenset(PERSON_COLUMNS) | DEVICE_KEYS | {GROUP}
+BUILT_IN_KEYS = frozenset(PERSON_TERM_COLUMNS) | DEVICE_KEYS | {GROUP}
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 
@@ -60,11 +66,10 @@ class PlannedDelivery:
 
 @dataclass(frozen=True, slots=True)
 class _Query:
-    """A checked audience: the expression with its zones, and its SQL over people."""
+    """A checked audience: the expression with its zones, and its condition over people."""
 
     node: Node
-    where: str
-    params: tuple[Any, ...]
+    people: PeopleFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class AudienceResolver:
 
     def __init__(self, db: Database, settings: DirectorySettings, base_dir: Path) -> None:
         self._db = db
+        self._store = AudienceStore(db)
         self._settings = settings
         self._base = base_dir
         self._campus: CampusMap | None = None
@@ -151,16 +157,16 @@ class AudienceResolver:
         async for people in self._people(query, chunk):
             by_channel: dict[ChannelKind, list[PlannedDelivery]] = {c: [] for c in policy.channels}
             for person in people:
-                language = person["language"] or self._settings.default_language
+                language = person.language or self._settings.default_language
                 if fallback and language not in languages:
                     language = fallback
                 for channel, reason in policy.choose(
-                    person["role"], person["channels"], person["opt_out"],
-                    person["quiet_hours"], _reachable(person),
+                    person.role, person.channels, person.opt_out, person.quiet_hours,
+                    person.reachable,
                 ):
                     by_channel[channel].append(PlannedDelivery(
-                        channel, person["id"], person[ADDRESS_COLUMN[channel]], language,
-                        person["role"], reason,
+                        channel, person.id, person.address(channel), language, person.role,
+                        reason,
                     ))
             planned = [p for c in policy.channels for p in by_channel[c]]
             for start in range(0, len(planned), chunk):
@@ -194,26 +200,13 @@ class AudienceResolver:
         policy = ChannelPolicy(self._settings, kind, ordered, now_ms)
         if policy.channels:
             # Preferences come in few combinations: decide once per combination, not per person.
-            flags = ", ".join(
-                f"CASE WHEN {ADDRESS_COLUMN[c]} <> '' THEN 1 ELSE 0 END AS has_{c.value}"
-                for c in policy.channels
-            )
-            # The WHERE clause is compiled from the parsed expression: values are parameters.
-            rows = await self._db.fetchall(
-                f"SELECT role, channels, opt_out, quiet_hours, {flags}, COUNT(*) AS n"
-                f" FROM people p WHERE {query.where}"
-                f" GROUP BY {', '.join(str(i) for i in range(1, 5 + len(policy.channels)))}",
-                query.params,
-            )
-            for row in rows:
-                reachable = frozenset(c for c in policy.channels if row[f"has_{c.value}"])
-                n = int(row["n"])
-                by_role[row["role"]] += n
+            for group in await self._store.preference_groups(query.people, policy.channels):
+                by_role[group.role] += group.count
                 for channel, reason in policy.choose(
-                    row["role"], row["channels"], row["opt_out"], row["quiet_hours"], reachable
+                    group.role, group.channels, group.opt_out, group.quiet_hours, group.reachable
                 ):
                     if reason is None:
-                        by_channel[channel.value] += n
+                        by_channel[channel.value] += group.count
         return {
             "total": sum(by_role.values()),
             "by_role": dict(sorted(by_role.items())),
@@ -225,12 +218,13 @@ class AudienceResolver:
         if not self._settings.import_on_start:
             return
         importer = DirectoryImporter(self._db, self._settings, self.campus)
+        directory = DirectoryStore(self._db)
         reports: list[ImportReport] = []
         people = resolve_path(self._base, self._settings.people)
-        if people.is_file() and await self._db.fetchone("SELECT id FROM people LIMIT 1") is None:
+        if people.is_file() and not await directory.has_people():
             reports.append(await importer.import_people(people))
         devices = resolve_path(self._base, self._settings.devices)
-        if devices.is_file() and await self._db.fetchone("SELECT id FROM devices LIMIT 1") is None:
+        if devices.is_file() and not await directory.has_devices():
             reports.append(await importer.import_devices(devices))
         for report in reports:
             log.info(
@@ -257,9 +251,7 @@ class AudienceResolver:
         if exclude:
             parts.append(Not(Or(tuple(Term("zone", z, 0, "exclude_zones") for z in exclude))))
         full = parts[0] if len(parts) == 1 else And(tuple(parts))
-        params: list[Any] = []
-        where = self._people_sql(full, params)
-        return _Query(full, where, tuple(params))
+        return _Query(full, people_filter(full, lambda zone: self.campus.buildings_in([zone])))
 
     def _zone_id(self, raw: str, field: str) -> str:
         zone = raw.strip().lower()
@@ -285,18 +277,15 @@ class AudienceResolver:
                     term.position,
                 )
         elif key == "role":
-            if value not in self._settings.roles and not await self._exists(
-                "SELECT id FROM people WHERE role = ? LIMIT 1", value
-            ):
+            if value not in self._settings.roles and not await self._store.role_in_use(value):
                 raise AudienceError(
                     f"unknown role {value!r} {term.where()} "
                     f"(roles: {', '.join(await self._roles())})",
                     term.position,
                 )
         elif key == "building":
-            if value not in self.campus.buildings and not (
-                await self._exists("SELECT id FROM people WHERE building = ? LIMIT 1", value)
-                or await self._exists("SELECT id FROM devices WHERE building = ? LIMIT 1", value)
+            if value not in self.campus.buildings and not await self._store.building_in_use(
+                value
             ):
                 raise AudienceError(
                     f"unknown building {value!r} {term.where()}", term.position
@@ -307,9 +296,7 @@ class AudienceResolver:
                     f"language {value!r} {term.where()} is not a code such as en or es",
                     term.position,
                 )
-        elif key not in BUILT_IN_KEYS and not await self._exists(
-            "SELECT person_id FROM person_attributes WHERE name = ? LIMIT 1", key
-        ):
+        elif key not in BUILT_IN_KEYS and not await self._store.attribute_in_use(key):
             # An unknown key would select no one, and under `not` everyone: refuse it.
             known = sorted(BUILT_IN_KEYS | set(await self._attribute_names()))
             raise AudienceError(
@@ -317,42 +304,11 @@ class AudienceResolver:
                 term.position,
             )
 
-    async def _exists(self, sql: str, value: str) -> bool:
-        return await self._db.fetchone(sql, (value,)) is not None
-
     async def _roles(self) -> list[str]:
-        rows = await self._db.fetchall("SELECT DISTINCT role FROM people")
-        return sorted(set(self._settings.roles) | {r["role"] for r in rows})
+        return sorted(set(self._settings.roles) | set(await self._store.roles()))
 
     async def _attribute_names(self) -> list[str]:
-        rows = await self._db.fetchall("SELECT DISTINCT name FROM person_attributes")
-        return [r["name"] for r in rows if r["name"] != GROUP]
-
-    def _people_sql(self, node: Node, params: list[Any]) -> str:
-        if isinstance(node, Everyone):
-            return "1 = 1"
-        if isinstance(node, Not):
-            return f"NOT ({self._people_sql(node.inner, params)})"
-        if isinstance(node, (And, Or)):
-            joiner = " AND " if isinstance(node, And) else " OR "
-            return "(" + joiner.join(self._people_sql(p, params) for p in node.parts) + ")"
-        key, value = node.key, node.value
-        if key in PERSON_COLUMNS:
-            params.append(value)
-            return f"p.{PERSON_COLUMNS[key]} = ?"
-        if key == "zone":
-            buildings = self.campus.buildings_in([value])
-            if not buildings:
-                return "1 = 0"
-            params.extend(buildings)
-            return f"p.building IN ({', '.join('?' * len(buildings))})"
-        if key == "class":
-            return "1 = 0"
-        params.extend((key, value))
-        return (
-            "EXISTS (SELECT 1 FROM person_attributes a"
-            " WHERE a.name = ? AND a.value = ? AND a.person_id = p.id)"
-        )
+        return [n for n in await self._store.attribute_names() if n != GROUP]
 
     def _device_matches(self, node: Node, device: _Device) -> bool:
         if isinstance(node, Everyone):
@@ -378,43 +334,30 @@ class AudienceResolver:
     ) -> AsyncIterator[list[_Device]]:
         after = ""
         while True:
-            rows = await self._db.fetchall(
-                "SELECT id, class, zone, building, lat, lon FROM devices"
-                " WHERE class = ? AND id > ? ORDER BY id LIMIT ?",
-                (channel.value, after, page),
-            )
+            rows = await self._store.devices_page(channel.value, after=after, limit=page)
             if not rows:
                 return
-            after = rows[-1]["id"]
+            after = rows[-1].id
             matched = [
                 d for d in (self._device(r) for r in rows) if self._device_matches(query.node, d)
             ]
             if matched:
                 yield matched
 
-    def _device(self, row: Row) -> _Device:
+    def _device(self, row: DeviceLocation) -> _Device:
         # The zone column is where the device listens; its coordinates place it in any
         # other zone that covers it (a subzone, the whole campus).
-        zones = {row["zone"], *self.campus.zones_at(row["lat"], row["lon"])}
-        return _Device(row["id"], row["class"], row["zone"], row["building"], frozenset(zones))
+        zones = {row.zone, *self.campus.zones_at(row.lat, row.lon)}
+        return _Device(row.id, row.device_class, row.zone, row.building, frozenset(zones))
 
-    async def _people(self, query: _Query, page: int) -> AsyncIterator[list[Row]]:
+    async def _people(self, query: _Query, page: int) -> AsyncIterator[list[PersonContact]]:
         # Small pages first, so the first messages leave at once; then whole chunks, so a
         # large campus is enqueued in a few transactions.
         after, size = "", min(page, FIRST_PAGE)
         while True:
-            rows = await self._db.fetchall(
-                "SELECT id, email, phone, push, role, language, channels, opt_out,"
-                f" quiet_hours FROM people p WHERE p.id > ? AND {query.where}"
-                " ORDER BY p.id LIMIT ?",
-                (after, *query.params, size),
-            )
+            rows = await self._store.people_page(query.people, after=after, limit=size)
             if not rows:
                 return
-            after = rows[-1]["id"]
+            after = rows[-1].id
             size = min(page, size * 4)
             yield rows
-
-
-def _reachable(person: Row) -> frozenset[ChannelKind]:
-    return frozenset(c for c, column in ADDRESS_COLUMN.items() if person[column])

@@ -15,6 +15,7 @@ from dispatcher.domain import AlertKind, ChannelKind
 from dispatcher.observability import configure_logging
 from dispatcher.settings import ConfigError, Settings, load_settings
 from dispatcher.store.database import open_database
+from dispatcher.store.directory import DirectoryStore
 from segments.audience import AudienceResolver, load_campus
 from segments.directory import DirectoryFileError, DirectoryImporter, ImportReport, ProgressFn
 from segments.expression import AudienceError
@@ -229,10 +230,8 @@ async def _count(
 ) -> dict[str, Any]:
     db = await open_database(settings.store.url)
     try:
-        if (
-            await db.fetchone("SELECT id FROM people LIMIT 1") is None
-            and await db.fetchone("SELECT id FROM devices LIMIT 1") is None
-        ):
+        directory = DirectoryStore(db)
+        if not await directory.has_people() and not await directory.has_devices():
             print(
                 "clarion: the directory is empty; import it with `clarion directory import`"
                 " (or start `clarion serve`, which loads the configured campus)",
