@@ -30,6 +30,7 @@ from enum import StrEnum
 from dispatcher.credentials import reveal
 from dispatcher.settings import AuthSettings
 from dispatcher.store.database import Database
+from dispatcher.store.signatures import SeenSignatures
 from segments.expression import And, AudienceError, Node, Term, parse
 
 TIMESTAMP_HEADER = "X-Clarion-Timestamp"
@@ -148,13 +149,7 @@ async def first_use(db: Database, digest: str, *, now_ms: int, keep_ms: int) -> 
     too. A signature stays valid while its timestamp is within the window of some node's
     clock, so it is kept for two windows.
     """
-    await db.execute("DELETE FROM request_signatures WHERE expires_at < ?", (now_ms,))
-    added = await db.execute(
-        "INSERT INTO request_signatures (digest, expires_at) VALUES (?, ?)"
-        " ON CONFLICT (digest) DO NOTHING",
-        (digest, now_ms + keep_ms),
-    )
-    return added == 1
+    return await SeenSignatures(db).first_use(digest, now_ms=now_ms, keep_ms=keep_ms)
 
 
 class RateLimiter:
