@@ -24,6 +24,7 @@ from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
+from dispatcher.store.directory import DirectoryStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from segments.audience import AudienceResolver
 
@@ -53,6 +54,7 @@ class Service:
         self.ledger = DeliveryLedger(
             db, RetryPolicy(dispatch.retry_base_s, dispatch.retry_max_s), random.Random()
         )
+        self.directory = DirectoryStore(db)
         self.audience = AudienceResolver(db, settings.directory, settings.base_dir)
         # One MQTT connection per distinct broker settings, shared by the device channels.
         self.device_buses = DeviceBuses(self.clock)
@@ -113,9 +115,9 @@ class Service:
         buses = {id(c.bus): c.bus for c in self.channels.values() if isinstance(c, DeviceChannel)}
         if not buses:
             return
-        rows = await self.db.fetchall("SELECT id, class, zone FROM devices")
+        devices = await self.directory.devices()
         for bus in buses.values():
-            bus.register_devices((r["id"], r["class"], r["zone"]) for r in rows)
+            bus.register_devices((d.id, d.device_class, d.zone) for d in devices)
 
     async def stop(self) -> None:
         """Stop the drill scheduler, drain the engine and close the store."""

@@ -10,6 +10,7 @@ from channels.devices import Availability, DeviceChannel, DevicePresence
 from dispatcher.api.common import error, service_of
 from dispatcher.domain import DEVICE_KINDS
 from dispatcher.service import Service
+from dispatcher.store.directory import DirectoryStore
 
 routes = web.RouteTableDef()
 
@@ -31,20 +32,17 @@ def presence_of(service: Service) -> dict[str, DevicePresence]:
 async def device_list(service: Service) -> list[dict[str, Any]]:
     """The directory's devices joined with their presence, then any device heard but unlisted."""
     heard = presence_of(service)
-    rows = await service.db.fetchall(
-        "SELECT id, class, zone, building, name FROM devices ORDER BY id"
-    )
     out = []
-    for row in rows:
-        presence = heard.pop(row["id"], None)
+    for device in await DirectoryStore(service.db).devices():
+        presence = heard.pop(device.id, None)
         # Never heard from: offline, with no last-seen time.
         item: dict[str, Any] = (
             presence.as_json() if presence is not None
             else {"state": Availability.OFFLINE.value, "last_seen": None, "last_seen_ms": None}
         )
         item.update(
-            {"id": row["id"], "class": str(row["class"]), "zone": row["zone"],
-             "building": row["building"], "name": row["name"], "in_directory": True}
+            {"id": device.id, "class": device.device_class, "zone": device.zone,
+             "building": device.building, "name": device.name, "in_directory": True}
         )
         out.append(item)
     for presence in sorted(heard.values(), key=lambda p: p.device_id):

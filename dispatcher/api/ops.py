@@ -16,7 +16,7 @@ async def healthz(request: web.Request) -> web.Response:
     """Alive and able to read the store."""
     service = service_of(request)
     try:
-        await service.db.fetchval("SELECT 1")
+        await service.db.ping()
     except Exception as exc:
         return web.json_response({"ok": False, "store": type(exc).__name__}, status=503)
     return web.json_response(

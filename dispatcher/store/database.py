@@ -64,6 +64,10 @@ class Database(Session):
 
     dialect: str
 
+    async def ping(self) -> None:
+        """Raise unless the store answers a query."""
+        await self.fetchval("SELECT 1")
+
     @abstractmethod
     def transaction(self) -> Any:
         """`async with db.transaction() as tx:` runs statements atomically."""
