@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import MAXYEAR, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -51,9 +51,13 @@ def _summary(request: dict[str, Any]) -> str:
 
 def year_bounds(year: int, zone: ZoneInfo) -> tuple[int, int]:
     """The calendar year in the institution's time zone, as [start, end) in ms."""
-    start = datetime(year, 1, 1, tzinfo=zone)
+    start = int(datetime(year, 1, 1, tzinfo=zone).timestamp() * 1000)
+    if year == MAXYEAR:
+        # 10000-01-01 is past what datetime holds: the year ends a day after 31 December.
+        last = datetime(year, 12, 31, tzinfo=zone)
+        return start, int(last.timestamp() * 1000) + 86_400_000
     end = datetime(year + 1, 1, 1, tzinfo=zone)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    return start, int(end.timestamp() * 1000)
 
 
 class DrillCalendar(Protocol):

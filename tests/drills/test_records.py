@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from structlog.testing import capture_logs
@@ -17,7 +18,7 @@ from structlog.testing import capture_logs
 from dispatcher import cli
 from dispatcher.auth import token_sha256
 from dispatcher.clock import Clock
-from dispatcher.records import CSV_COLUMNS, purge
+from dispatcher.records import CSV_COLUMNS, purge, year_bounds
 from dispatcher.store.audit import AuditLog
 from tests.conftest import SettingsFactory
 from tests.drills.conftest import DRILL_TEXT, SMALL_AUDIENCE, start_at
@@ -350,3 +351,15 @@ class TestDrillCommands:
         assert mode == "test"
         assert await clarion("drill", "run", "nope", "--url", url, "--token", token,
                              "--no-wait") == 1
+
+
+class TestYearBounds:
+    """The calendar year in the institution's zone, up to the last year the API accepts."""
+
+    def test_the_last_year_ends_after_its_31_december(self) -> None:
+        """Year 9999 has no following 1 January in datetime; its bounds still span the year."""
+        zone = ZoneInfo("America/New_York")
+        start, end = year_bounds(9999, zone)
+        assert end - start == 365 * 86_400_000
+        assert datetime.fromtimestamp(start / 1000, tz=zone).timetuple()[:3] == (9999, 1, 1)
+        assert year_bounds(2026, zone)[1] == year_bounds(2027, zone)[0]
