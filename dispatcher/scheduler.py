@@ -22,7 +22,6 @@ import asyncio
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,20 @@ from dispatcher.drill_schedule import (
 from dispatcher.intake import Held, Intake
 from dispatcher.refusals import Refused
 from dispatcher.store.alerts import IdempotencyConflict
-from dispatcher.store.database import Database, Row
+from dispatcher.store.database import Database
+from dispatcher.store.drill_runs import DrillRun, DrillRunStore, RunSource, RunStatus
 from dispatcher.templates import TemplateError, expand
+
+__all__ = [
+    "SCHEDULER_NAME",
+    "DrillRun",
+    "DrillScheduler",
+    "ManualRun",
+    "RunSource",
+    "RunStatus",
+    "idempotency_key",
+    "recent_runs",
+]
 
 log = structlog.get_logger("clarion.scheduler")
 
@@ -52,95 +63,9 @@ SCHEDULER_NAME = "scheduler"
 MANUAL_ATTEMPTS = 5
 
 
-class RunStatus(StrEnum):
-    """Where one occurrence of a drill stands."""
-
-    PENDING = "pending"
-    MISSED = "missed"
-    FIRED = "fired"
-    FIRED_LATE = "fired_late"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-    HELD = "held"
-
-    @property
-    def open(self) -> bool:
-        """Claimed, and its outcome not recorded yet."""
-        return self in (RunStatus.PENDING, RunStatus.MISSED)
-
-
-class RunSource(StrEnum):
-    """Why an occurrence exists: the schedule, or someone asking for a run now."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-
-
-@dataclass(frozen=True, slots=True)
-class DrillRun:
-    """One occurrence of a drill as recorded in `drill_runs`."""
-
-    id: int
-    drill: str
-    scheduled_for: int
-    source: RunSource
-    status: RunStatus
-    missed: bool
-    claimed_at: int
-    fired_at: int | None
-    alert_id: str | None
-    detail: str
-
-    def as_json(self) -> dict[str, Any]:
-        """The run as the API and the CLI show it."""
-        return {
-            "id": self.id,
-            "drill": self.drill,
-            "scheduled_for": iso(self.scheduled_for),
-            "scheduled_for_ms": self.scheduled_for,
-            "source": self.source.value,
-            "status": self.status.value,
-            "missed": self.missed,
-            "fired_at": iso(self.fired_at) if self.fired_at is not None else None,
-            "alert_id": self.alert_id,
-            "detail": self.detail,
-        }
-
-
-_RUN_COLUMNS = (
-    "id, drill_name, scheduled_for, source, status, missed, claimed_at, fired_at, alert_id, detail"
-)
-
-
 async def recent_runs(db: Database, name: str | None = None, limit: int = 10) -> list[DrillRun]:
     """Recent runs in a store, newest first: of one drill, or of all."""
-    if name is None:
-        rows = await db.fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM drill_runs ORDER BY scheduled_for DESC LIMIT ?",
-            (limit,),
-        )
-    else:
-        rows = await db.fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM drill_runs WHERE drill_name = ?"
-            " ORDER BY scheduled_for DESC LIMIT ?",
-            (name, limit),
-        )
-    return [_run(r) for r in rows]
-
-
-def _run(row: Row) -> DrillRun:
-    return DrillRun(
-        id=int(row["id"]),
-        drill=row["drill_name"],
-        scheduled_for=int(row["scheduled_for"]),
-        source=RunSource(row["source"]),
-        status=RunStatus(row["status"]),
-        missed=bool(row["missed"]),
-        claimed_at=int(row["claimed_at"]),
-        fired_at=row["fired_at"],
-        alert_id=row["alert_id"],
-        detail=row["detail"],
-    )
+    return await DrillRunStore(db).recent(name, limit)
 
 
 def idempotency_key(name: str, scheduled_for: int) -> str:
@@ -170,7 +95,7 @@ class DrillScheduler:
         templates_dir: Path | None = None,
     ) -> None:
         self.settings = drill_settings(settings)
-        self._db = db
+        self._runs = DrillRunStore(db)
         self._intake = intake
         self._clock = clock
         self._single_node = single_node
@@ -195,7 +120,7 @@ class DrillScheduler:
 
     async def runs(self, name: str | None = None, limit: int = 10) -> list[DrillRun]:
         """Recent runs, newest first: of one drill, or of all."""
-        return await recent_runs(self._db, name, limit)
+        return await self._runs.recent(name, limit)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -325,25 +250,20 @@ class DrillScheduler:
         run_id = await self._claim(name, slot, RunSource.SCHEDULE, RunStatus.SKIPPED, True, now)
         if run_id is None:
             return None
-        await self._db.execute("UPDATE drill_runs SET detail = ? WHERE id = ?", (reason, run_id))
+        await self._runs.set_detail(run_id, reason)
         log.warning("drill.missed", drill=name, scheduled_for=iso(slot),
                     late_s=(now - slot) // 1000, action="skip")
         log.warning("drill.skipped", drill=name, scheduled_for=iso(slot), reason=reason)
-        return await self._get(run_id)
+        return await self._runs.get(run_id)
 
     async def _claim(
         self, name: str, slot: int, source: RunSource, status: RunStatus, missed: bool, now: int
     ) -> int | None:
         """Insert the occurrence's row; None when another process (or run) has it."""
-        lease = now + int(self.settings.lease_s * 1000)
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
-                "INSERT INTO drill_runs (drill_name, scheduled_for, source, status, missed,"
-                " claimed_by, claimed_at, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (drill_name, scheduled_for) DO NOTHING RETURNING id",
-                (name, slot, source.value, status.value, int(missed), self.owner, now, lease),
-            )
-        return int(rows[0]["id"]) if rows else None
+        return await self._runs.claim(
+            name, slot, source=source, status=status, missed=missed, owner=self.owner,
+            now_ms=now, lease_until=now + int(self.settings.lease_s * 1000),
+        )
 
     async def _submit(
         self,
@@ -379,10 +299,8 @@ class DrillScheduler:
                 status = RunStatus.FIRED_LATE if missed else RunStatus.FIRED
                 detail = "" if accepted.created else "already sent before an interruption"
         now = self._clock.now_ms()
-        await self._db.execute(
-            "UPDATE drill_runs SET status = ?, alert_id = ?, fired_at = ?, detail = ?"
-            " WHERE id = ?",
-            (status.value, alert_id, now if alert_id else None, detail, run_id),
+        await self._runs.record_outcome(
+            run_id, status, alert_id=alert_id, fired_at=now if alert_id else None, detail=detail
         )
         event = {
             RunStatus.FIRED: "drill.fired",
@@ -393,7 +311,7 @@ class DrillScheduler:
         emit = log.error if status is RunStatus.FAILED else log.info
         emit(event, drill=name, scheduled_for=iso(slot), alert_id=alert_id, actor=caller.name,
              detail=detail or None)
-        run = await self._get(run_id)
+        run = await self._runs.get(run_id)
         return run, outcome
 
     async def _take_over(self, now: int) -> list[DrillRun]:
@@ -402,16 +320,11 @@ class DrillScheduler:
         # On a store only this process uses, every open claim at start is a dead process's.
         expired_before = 2**62 if (self._single_node and self._fresh) else now
         self._fresh = False
-        async with self._db.transaction() as tx:
-            rows = await tx.fetchall(
-                "UPDATE drill_runs SET claimed_by = ?, lease_until = ?"
-                " WHERE status IN (?, ?) AND lease_until < ?"
-                f" RETURNING {_RUN_COLUMNS}",
-                (self.owner, until, RunStatus.PENDING.value, RunStatus.MISSED.value,
-                 expired_before),
-            )
+        taken_over = await self._runs.take_over(
+            owner=self.owner, lease_until=until, expired_before=expired_before
+        )
         runs: list[DrillRun] = []
-        for taken in (_run(r) for r in rows):
+        for taken in taken_over:
             log.warning("drill.run_taken_over", drill=taken.drill,
                         scheduled_for=iso(taken.scheduled_for), source=taken.source.value)
             runs.append(await self._finish_taken(taken, now))
@@ -419,9 +332,7 @@ class DrillScheduler:
 
     async def _finish_taken(self, taken: DrillRun, now: int) -> DrillRun:
         key = idempotency_key(taken.drill, taken.scheduled_for)
-        existing = await self._db.fetchval(
-            "SELECT id FROM alerts WHERE idempotency_key = ?", (key,)
-        )
+        existing = await self._runs.alert_made_with(key)
         drill = self.settings.schedule.get(taken.drill)
         if existing is not None:
             status = RunStatus.FIRED_LATE if taken.missed else RunStatus.FIRED
@@ -449,26 +360,16 @@ class DrillScheduler:
     async def _settle(
         self, run: DrillRun, status: RunStatus, alert_id: str | None, detail: str
     ) -> DrillRun:
-        await self._db.execute(
-            "UPDATE drill_runs SET status = ?, alert_id = ?, detail = ?,"
-            " fired_at = COALESCE(fired_at, ?) WHERE id = ?",
-            (status.value, alert_id, detail,
-             self._clock.now_ms() if alert_id else None, run.id),
+        await self._runs.settle(
+            run.id, status, alert_id=alert_id, detail=detail,
+            fired_at=self._clock.now_ms() if alert_id else None,
         )
-        return await self._get(run.id)
-
-    async def _get(self, run_id: int) -> DrillRun:
-        row = await self._db.fetchone(
-            f"SELECT {_RUN_COLUMNS} FROM drill_runs WHERE id = ?", (run_id,)
-        )
-        assert row is not None
-        return _run(row)
+        return await self._runs.get(run.id)
 
     # -- how far the schedule was looked at ----------------------------------------------------
 
     async def _load_watermarks(self) -> None:
-        rows = await self._db.fetchall("SELECT drill_name, checked_until FROM drill_schedule")
-        stored = {r["drill_name"]: int(r["checked_until"]) for r in rows}
+        stored = await self._runs.watermarks()
         now = self._clock.now_ms()
         for name in self.settings.schedule:
             if name in stored:
@@ -481,12 +382,7 @@ class DrillScheduler:
     async def _advance(self, name: str, now: int) -> None:
         """Everything up to `now` has been looked at (never moves back: clocks differ)."""
         self._watermarks[name] = max(self._watermarks.get(name, now), now)
-        await self._db.execute(
-            "INSERT INTO drill_schedule (drill_name, checked_until) VALUES (?, ?)"
-            " ON CONFLICT (drill_name) DO UPDATE SET checked_until = excluded.checked_until"
-            " WHERE excluded.checked_until > drill_schedule.checked_until",
-            (name, self._watermarks[name]),
-        )
+        await self._runs.advance(name, self._watermarks[name])
 
     def _check_templates(self) -> None:
         """Say at start, not at the first occurrence, when a drill names a missing template."""
