@@ -11,7 +11,6 @@ from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
 from channels.registry import build_channels
 from channels.sms_twilio import default_callback_url
-from dispatcher.approval import ApprovalStore
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
@@ -22,6 +21,7 @@ from dispatcher.permissions import Permissions
 from dispatcher.scheduler import DrillScheduler
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
+from dispatcher.store.approvals import ApprovalStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
