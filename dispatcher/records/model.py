@@ -238,7 +238,6 @@ class Unrun:
     detail: str
 
 
-
 def iso(ms: int | None, zone: ZoneInfo) -> str | None:
     """A time in ms as ISO 8601 in the zone, to the second; None stays None."""
     if ms is None:
