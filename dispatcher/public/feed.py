@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import web
 
-from dispatcher.domain import AlertKind, AlertState
 from dispatcher.public.atom import atom_document
 from dispatcher.public.page import LANGUAGES, render_page
 from dispatcher.public.snapshot import (
@@ -25,7 +24,6 @@ from dispatcher.public.snapshot import (
     Snapshot,
     build_snapshot,
     select,
-    supersession_rows,
 )
 
 if TYPE_CHECKING:
@@ -96,12 +94,8 @@ class PublicFeed:
         records = await self._service.alerts.active(now)
         oldest = min((r.created_at for r in records), default=now)
         # Updates and all clears that replace or end the alerts read above: made after them.
-        rows = await self._service.db.fetchall(
-            "SELECT id, references_id, kind, mode, created_at FROM alerts"
-            " WHERE state != ? AND created_at >= ? AND (references_id IS NOT NULL OR kind = ?)",
-            (AlertState.CANCELLED.value, oldest, AlertKind.ALL_CLEAR.value),
-        )
-        state = select(records, supersession_rows(rows), now)
+        links = await self._service.alerts.supersessions_since(oldest)
+        state = select(records, links, now)
         previous = self._snapshot
         snapshot = self._render(state, records, now)
         if snapshot.feed.etag != previous.feed.etag:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from dispatcher.cap import assess
 from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode
 from dispatcher.rendering import derive_headline
-from dispatcher.store.alerts import AlertRecord
+from dispatcher.store.alerts import AlertRecord, Supersession
 
 JSON_MEDIA_TYPE = "application/json"
 # Renderings whose text carries no channel prefix, best first, for template-only alerts.
@@ -61,17 +61,6 @@ class PublicAlert:
     def text_in(self, language: str) -> PublicText:
         """The words in a language, else in the alert's own language."""
         return self.texts.get(language) or self.texts[self.language]
-
-
-@dataclass(frozen=True, slots=True)
-class Supersession:
-    """A stored alert that replaces or clears others: an update, or an all clear."""
-
-    id: str
-    references_id: str | None
-    kind: AlertKind
-    mode: Mode
-    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,12 +244,3 @@ def build_snapshot(
         pages={lang: Representation.of(body, "text/html") for lang, body in (pages or {}).items()},
         atom=Representation.of(atom, "application/atom+xml") if atom is not None else None,
     )
-
-
-def supersession_rows(rows: Sequence[Any]) -> list[Supersession]:
-    """Supersessions from `id, references_id, kind, mode, created_at` rows."""
-    return [
-        Supersession(r["id"], r["references_id"], AlertKind(r["kind"]), Mode(r["mode"]),
-                     r["created_at"])
-        for r in rows
-    ]

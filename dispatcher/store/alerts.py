@@ -69,6 +69,17 @@ class ContentVersion:
     request: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Supersession:
+    """A stored alert that replaces or clears others: an update, or an all clear."""
+
+    id: str
+    references_id: str | None
+    kind: AlertKind
+    mode: Mode
+    created_at: int
+
+
 def rendered_to_json(rendered: Rendered) -> str:
     """Serialize per-channel, per-language renderings."""
     return json.dumps(
@@ -256,6 +267,19 @@ class AlertStore:
             (start_ms, end_ms),
         )
         return [_record(r) for r in rows]
+
+    async def supersessions_since(self, since_ms: int) -> list[Supersession]:
+        """Updates and all clears stored from `since_ms` on that were not cancelled."""
+        rows = await self._db.fetchall(
+            "SELECT id, references_id, kind, mode, created_at FROM alerts"
+            " WHERE state != ? AND created_at >= ? AND (references_id IS NOT NULL OR kind = ?)",
+            (AlertState.CANCELLED.value, since_ms, AlertKind.ALL_CLEAR.value),
+        )
+        return [
+            Supersession(r["id"], r["references_id"], AlertKind(r["kind"]), Mode(r["mode"]),
+                         int(r["created_at"]))
+            for r in rows
+        ]
 
     async def mark_sending(self, alert_id: str, now_ms: int) -> None:
         """Record when sending began (the first time only)."""
