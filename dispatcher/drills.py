@@ -25,7 +25,7 @@ from dispatcher.clock import Clock
 from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
 from dispatcher.drill_schedule import describe
 from dispatcher.observability import configure_logging
-from dispatcher.records import CleryRecords, CleryReport, purge
+from dispatcher.records import CleryRecords, CleryReport, purge, render_html, report_csv
 from dispatcher.scheduler import DrillRun, recent_runs
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
@@ -164,11 +164,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         fmt = suffix if suffix in ("csv", "html", "json") else "csv"
     report = asyncio.run(_report(settings, args.year))
     if fmt == "html":
-        text = report.to_html()
+        text = render_html(report)
     elif fmt == "json":
         text = json.dumps(report.to_json(), indent=2)
     else:
-        text = report.to_csv()
+        text = report_csv(report)
     if args.out is None:
         sys.stdout.write(text)
     else:

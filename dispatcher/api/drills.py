@@ -12,7 +12,7 @@ from dispatcher.api.common import caller_of, error, held_response, read_json, se
 from dispatcher.api.incidents import incident_report_section
 from dispatcher.drill_schedule import UnknownDrill, describe
 from dispatcher.incidents.statistics import section_html
-from dispatcher.records import CleryRecords, note_text
+from dispatcher.records import CleryRecords, note_text, render_html, report_csv
 from dispatcher.service import Service
 
 routes = web.RouteTableDef()
@@ -144,12 +144,12 @@ async def clery_report(request: web.Request) -> web.Response:
     filename = f"clery-{year}.{fmt}"
     if fmt == "csv":
         return web.Response(
-            text=report.to_csv(), content_type="text/csv", charset="utf-8",
+            text=report_csv(report), content_type="text/csv", charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
     crimes = await incident_report_section(request, year)
     if fmt == "html":
-        html = report.to_html().replace("</body>", section_html(crimes) + "</body>", 1)
+        html = render_html(report).replace("</body>", section_html(crimes) + "</body>", 1)
         return web.Response(text=html, content_type="text/html", charset="utf-8")
     return web.json_response({**report.to_json(), **crimes})
 

@@ -1,7 +1,7 @@
 """Clery records: every alert's decisions on file, the yearly report, follow-up notes, retention.
 
-`model` holds the records as values, `build` assembles them from the store, `report` is the
-calendar year's report, written out by `csv` and `html` (with its SVG chart), and `retention`
+`model` holds the records and the calendar year's report as values, `build` assembles them
+from the store, `csv` and `html` (with its SVG chart) write the report out, and `retention`
 purges what is past `store.retention_days`. The SQL they need lives in `dispatcher.store`.
 """
 
@@ -14,6 +14,7 @@ from dispatcher.records.model import (
     MAX_NOTE,
     Category,
     CleryRecord,
+    CleryReport,
     Note,
     Point,
     ReportWarning,
@@ -23,7 +24,6 @@ from dispatcher.records.model import (
     category_of,
     note_text,
 )
-from dispatcher.records.report import CleryReport
 from dispatcher.records.retention import PURGE_ACTOR, PurgeResult, purge
 
 __all__ = [

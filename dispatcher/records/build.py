@@ -15,6 +15,7 @@ from dispatcher.domain import Mode
 from dispatcher.records.model import (
     Category,
     CleryRecord,
+    CleryReport,
     Note,
     Point,
     ReportWarning,
@@ -24,7 +25,6 @@ from dispatcher.records.model import (
     category_of,
     in_channel_order,
 )
-from dispatcher.records.report import CleryReport
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database

@@ -5,15 +5,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dispatcher.domain import Mode
-from dispatcher.records.model import CleryRecord, in_channel_order, iso, local_date
-
-if TYPE_CHECKING:
-    from dispatcher.records.report import CleryReport
-
+from dispatcher.records.model import CleryRecord, CleryReport, in_channel_order, iso, local_date
 
 CSV_COLUMNS = (
     "record", "alert_id", "category", "kind", "mode", "state", "created_at",

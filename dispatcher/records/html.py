@@ -6,14 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dispatcher.domain import Mode
-from dispatcher.records.model import Category, CleryRecord, Point, in_channel_order, local_date
-
-if TYPE_CHECKING:
-    from dispatcher.records.report import CleryReport
+from dispatcher.records.model import (
+    Category,
+    CleryRecord,
+    CleryReport,
+    Point,
+    in_channel_order,
+    local_date,
+)
 
 CHANNEL_COLORS = {
     "siren": "#b3261e",

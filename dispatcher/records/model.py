@@ -1,5 +1,5 @@
 """The Clery records as values: what is kept about each alert, test or drill, and the year's
-report of them.
+report of them (written out by `csv` and `html`).
 
 A record is assembled (in `build`) from what the store already keeps: the alert row (who
 chose the audience and content, when sending began and ended), its `clery` document (who
@@ -236,6 +236,53 @@ class Unrun:
     scheduled_for: int
     status: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CleryReport:
+    """The calendar year's notifications and tests, ready for the Annual Security Report."""
+
+    year: int
+    institution: str
+    zone: ZoneInfo
+    generated_at: int
+    records: tuple[CleryRecord, ...]
+    unrun: tuple[Unrun, ...]
+    warnings: tuple[ReportWarning, ...]
+    qualifying_modes: tuple[Mode, ...]
+
+    def of(self, category: Category) -> list[CleryRecord]:
+        """The records of one category, oldest first."""
+        return [r for r in self.records if r.category is category]
+
+    def summary(self) -> dict[str, int]:
+        """Counts per category and of qualifying tests."""
+        tests = [r for r in self.records if r.qualifies(self.qualifying_modes)]
+        return {
+            **{c.value: len(self.of(c)) for c in Category},
+            "qualifying_tests": len(tests),
+            "tests_with_procedures_publicized": sum(bool(r.procedures_publicized)
+                                                    for r in tests),
+            "scheduled_drills_not_run": len(self.unrun),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON document."""
+        return {
+            "year": self.year,
+            "institution": self.institution,
+            "timezone": self.zone.key,
+            "generated_at": iso(self.generated_at, self.zone),
+            "summary": self.summary(),
+            "warnings": [w.as_json() for w in self.warnings],
+            "records": [r.as_json(self.zone) for r in self.records],
+            "scheduled_drills_not_run": [
+                {"drill": u.drill, "scheduled_for": iso(u.scheduled_for, self.zone),
+                 "status": u.status, "detail": u.detail}
+                for u in self.unrun
+            ],
+        }
+
 
 
 def iso(ms: int | None, zone: ZoneInfo) -> str | None:
