@@ -59,6 +59,7 @@ from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode, recipien
 from dispatcher.drill_schedule import describe
 from dispatcher.observability import redact_text
 from dispatcher.places import campus_places
+from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.users import ConsoleReads, UserStore
@@ -787,11 +788,11 @@ async def report_download(request: web.Request) -> web.Response:
     report = await records_of(service).report(year, now_ms=service.clock.now_ms())
     if request.match_info["fmt"] == "csv":
         return web.Response(
-            text=report.to_csv(), content_type="text/csv",
+            text=report_csv(report), content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="clery-{year}.csv"'},
         )
     return web.Response(
-        text=report.to_html(), content_type="text/html",
+        text=render_html(report), content_type="text/html",
         headers={"Content-Disposition": f'attachment; filename="clery-{year}.html"'},
     )
 
