@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
     )
     send.add_argument("--mode", default="live", choices=["live", "drill", "test"])
     send.add_argument("--audience", default="all")
-    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa")
+    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa,desktop")
     send.add_argument("--no-wait", action="store_true", help="return after the 202")
     _client_args(send)
     send.set_defaults(func=cmd_send)

@@ -47,11 +47,12 @@ DELAY_WARNING_S = 300
 TIMELINE_BUCKETS = 60
 MAX_NOTE = 4000
 REACHED = ("accepted", "delivered")
-CHANNEL_ORDER = ("siren", "signage", "pa", "sms", "push", "email")
+CHANNEL_ORDER = ("siren", "signage", "pa", "desktop", "sms", "push", "email")
 CHANNEL_COLORS = {
     "siren": "#b3261e",
     "signage": "#7b5800",
     "pa": "#6a3d9a",
+    "desktop": "#8a4b08",
     "sms": "#1f6feb",
     "push": "#0f7b6c",
     "email": "#5f6368",
