@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "dispatcher.cap_cli",
     "dispatcher.drills",
     "dispatcher.tokens",
+    "dispatcher.desktop_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
