@@ -80,13 +80,17 @@ def pop_up_from(payload: bytes, now_ms: int) -> PopUp | None:
     banner = str(section.get("banner") or "")
     if drill and not banner:
         banner = TEST_BANNER if data.get("status") == "Test" else DRILL_BANNER
+    title = str(section.get("title") or data.get("headline") or "")
+    if banner and title.startswith(banner):
+        # The banner has a strip of its own above and below; the heading need not repeat it.
+        title = title[len(banner):].lstrip(" :-")
     references = data.get("references")
     return PopUp(
         alert_id=alert_id,
         kind=kind,
         drill=drill,
         window=window,
-        title=str(section.get("title") or data.get("headline") or ""),
+        title=title,
         text=str(section.get("text") or data.get("text") or ""),
         instruction=str(section.get("instruction") or data.get("instruction") or ""),
         description=str(section.get("description") or data.get("description") or ""),
@@ -113,9 +117,16 @@ class AlertBoard:
         if popup is None:
             return Change()
         if popup.alert_id in self.sent:
-            # Seen before (a reconnect, a restart of the broker): never shown again, but its
-            # acks are repeated, in case they were lost with the connection.
-            return Change(acks=tuple((popup.alert_id, s) for s in self.sent[popup.alert_id]))
+            # Seen before (a reconnect, a restart of the broker): its acks are repeated, in
+            # case they were lost with the connection. It is shown again only when it went
+            # away unacknowledged and is back: it is still the zone's alert.
+            repeat = tuple((popup.alert_id, s) for s in self.sent[popup.alert_id])
+            back = (AckState.ACKNOWLEDGED not in self.sent[popup.alert_id]
+                    and (self.showing is None or self.showing.alert_id != popup.alert_id))
+            if not back:
+                return Change(acks=repeat)
+            self.showing = popup
+            return Change(show=popup, acks=repeat)
         self.showing = popup
         return Change(show=popup, acks=(self._ack(popup.alert_id, AckState.RECEIVED),))
 

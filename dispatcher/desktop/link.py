@@ -11,6 +11,7 @@ import contextlib
 import json
 import queue
 import random
+import secrets
 import ssl
 import threading
 import time
@@ -29,6 +30,9 @@ log = structlog.get_logger("clarion.desktop")
 
 ONLINE = b"online"
 OFFLINE = b"offline"
+# After a reconnect the dispatcher may take a moment to put back what a restarted broker lost:
+# a zone found empty is believed only after this long.
+EMPTY_ZONE_GRACE_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +73,18 @@ class AlertLink:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._session = 0
+        self._heard_active = False
 
     @property
     def availability_topic(self) -> str:
         """This desktop's retained presence."""
         return self.topics.availability(DEVICE_CLASS, self.options.device_id)
+
+    @property
+    def sync_topic(self) -> str:
+        """Its own marker topic: what comes back after the retained alert, if any."""
+        return f"{self.topics.prefix}/device/{DEVICE_CLASS}/{self.options.device_id}/sync"
 
     @property
     def ack_topic(self) -> str:
@@ -135,13 +146,19 @@ class AlertLink:
                     await client.subscribe([
                         (self.topics.active(o.zone), SubscribeOptions(qos=1)),
                         (self.topics.event, SubscribeOptions(qos=1)),
+                        (self.sync_topic, SubscribeOptions(qos=1)),
                     ])
+                    # The broker sends a retained alert before anything published after the
+                    # subscribe: a marker that comes back first means the zone holds none
+                    # (it was withdrawn while we were away, its cancel event missed).
+                    marker = secrets.token_hex(8).encode()
+                    await client.publish(self.sync_topic, marker, qos=1)
                     delay = o.reconnect_min_s
                     self.inbox.put(Connected(True))
                     log.info("desktop.connected", host=o.host, port=o.port, zone=o.zone,
                              device_id=o.device_id)
                     try:
-                        await self._serve(client, wake)
+                        await self._serve(client, wake, marker)
                     except asyncio.CancelledError:
                         # Stopping: say offline ourselves; a clean disconnect sends no Will.
                         with contextlib.suppress(aiomqtt.MqttError):
@@ -155,8 +172,8 @@ class AlertLink:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, o.reconnect_max_s)
 
-    async def _serve(self, client: aiomqtt.Client, wake: asyncio.Event) -> None:
-        reader = asyncio.create_task(self._read(client))
+    async def _serve(self, client: aiomqtt.Client, wake: asyncio.Event, marker: bytes) -> None:
+        reader = asyncio.create_task(self._read(client, marker))
         writer = asyncio.create_task(self._write(client, wake))
         try:
             done, _ = await asyncio.wait([reader, writer], return_when=asyncio.FIRST_EXCEPTION)
@@ -168,15 +185,26 @@ class AlertLink:
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await task
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    async def _read(self, client: aiomqtt.Client, marker: bytes) -> None:
         active = self.topics.active(self.options.zone)
+        self._session += 1
+        self._heard_active = False
         async for message in client.messages:
             raw = message.payload
             payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
-            if message.topic.value == active:
+            topic = message.topic.value
+            if topic == active:
+                self._heard_active = True
                 self.inbox.put(ActiveAlert(payload))
-            elif message.topic.value == self.topics.event:
+            elif topic == self.topics.event:
                 self.inbox.put(AlertEvent(payload))
+            elif topic == self.sync_topic and payload == marker and not self._heard_active:
+                asyncio.get_running_loop().call_later(
+                    EMPTY_ZONE_GRACE_S, self._empty_if_still_silent, self._session)
+
+    def _empty_if_still_silent(self, session: int) -> None:
+        if session == self._session and not self._heard_active:
+            self.inbox.put(ActiveAlert(b""))
 
     async def _write(self, client: aiomqtt.Client, wake: asyncio.Event) -> None:
         while True:

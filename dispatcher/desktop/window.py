@@ -26,11 +26,20 @@ NOTICE_SIZE = (620, 300)
 _LIVE_BG, _LIVE_FG = "#b3261e", "#ffffff"
 _DRILL_BG, _DRILL_FG = "#ffd400", "#000000"
 _CLEAR_BG, _CLEAR_FG = "#0f7b3c", "#ffffff"
+_KIND_WORDS = {"emergency": "EMERGENCY ALERT", "timely_warning": "TIMELY WARNING",
+               "advisory": "ADVISORY", "all_clear": "ALL CLEAR"}
 
 
 def connection_word(up: bool) -> str:
     """How the window titles say whether the client hears the broker."""
     return "connected" if up else "not connected"
+
+
+def kind_word(popup: PopUp) -> str:
+    """What the window calls the alert: EMERGENCY ALERT, TIMELY WARNING, ALL CLEAR..."""
+    if popup.window is Window.NOTICE:
+        return "ALL CLEAR"
+    return _KIND_WORDS.get(popup.kind, "ALERT")
 
 
 class DesktopApp:
@@ -128,6 +137,9 @@ class DesktopApp:
         if popup.banner:
             tk.Label(win, text=popup.banner, bg="#000000", fg=_DRILL_BG,
                      font=("TkDefaultFont", normal, "bold"), pady=6).pack(fill="x")
+        else:
+            tk.Label(win, text=kind_word(popup), bg=fg, fg=bg,
+                     font=("TkDefaultFont", normal, "bold"), pady=6).pack(fill="x")
         heading = popup.title or ("ALL CLEAR" if popup.window is Window.NOTICE else "ALERT")
         tk.Label(win, text=heading, bg=bg, fg=fg, wraplength=wrap, justify="center",
                  font=("TkDefaultFont", big, "bold")).pack(pady=(12, 8))
@@ -204,6 +216,5 @@ class DesktopApp:
         ))
         if self.popup is not None and self.shown is not None:
             shown = self.shown
-            what = shown.banner if shown.drill else (
-                "ALL CLEAR" if shown.window is Window.NOTICE else "EMERGENCY ALERT")
+            what = shown.banner if shown.drill else kind_word(shown)
             self.popup.title(f"{what}: {shown.title} - Clarion ({word})")

@@ -86,6 +86,14 @@ class TestBoard:
         assert [s for _, s in again.acks] == [
             AckState.RECEIVED, AckState.DISPLAYED, AckState.ACKNOWLEDGED]
 
+    def test_back_after_a_withdrawal_unacknowledged_shows_again(self) -> None:
+        """Cleared while unacknowledged and back on the zone: shown again, acks repeated."""
+        board = AlertBoard("a")
+        board.on_active(active(), now_ms())
+        board.on_active(b"", now_ms())
+        back = board.on_active(active(), now_ms())
+        assert back.show is not None and back.acks == (("A1", AckState.RECEIVED),)
+
     def test_empty_retained_clears(self) -> None:
         """The zone's retained alert deleted: the pop-up goes."""
         board = AlertBoard("a")
