@@ -153,6 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "Send a first alert:\n"
             f"  curl -s -X POST {DEFAULT_URL}/v1/alerts -H 'Authorization: Bearer {token}' \\\n"
             f"       -H 'Content-Type: application/json' -d '{body}'\n\n"
+            "Start a desktop pop-up client (the example campus's desktop in zone a):\n"
+            f"  {sys.executable} -m dispatcher.cli desktop --zone a --device-id desk-north-hall\n"
+            "  (or `.venv/bin/clarion desktop ...`; it needs a display and Tkinter)\n\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )
