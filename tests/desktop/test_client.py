@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,21 @@ async def post(run: Running, **body: Any) -> str:
     return alert_id
 
 
+async def state_of(run: Running, device_id: str) -> str | None:
+    """The device's presence as `GET /v1/devices` reports it."""
+    resp = await run.client.get("/v1/devices", params={"class": "desktop"}, headers=AUTH)
+    doc = await resp.json()
+    found = [d["state"] for d in doc["devices"] if d["id"] == device_id]
+    return found[0] if found else None
+
+
+async def until_async(read: Callable[[], Awaitable[Any]], wanted: Any) -> None:
+    """Wait until await read() equals wanted."""
+    async with asyncio.timeout(15):
+        while await read() != wanted:
+            await asyncio.sleep(0.1)
+
+
 async def acks_of(run: Running, alert_id: str) -> set[str]:
     """The ack states the store holds for the alert's desktop deliveries."""
     rows = await run.service.db.fetchall(
@@ -298,7 +313,10 @@ class TestDesktopClient:
     async def test_catches_up_after_a_restart(self, desktop_setup: Setup) -> None:
         """An alert sent while the client was closed is shown when it starts again."""
         run, _, display, client = desktop_setup
+        assert await state_of(run, DEVICE) == "online"
         assert client.stop() == 0
+        # Closed cleanly it said offline itself (retained), as its Last Will would on a crash.
+        await until_async(lambda: state_of(run, DEVICE), "offline")
         alert_id = await post(
             run, kind="emergency", headline="Shelter in place at North Hall",
             text="Chemical spill near North Hall. Shelter in place and close the windows.",
@@ -307,3 +325,4 @@ class TestDesktopClient:
         client.start()
         await until(lambda: display.titled("EMERGENCY ALERT: Shelter in place at North Hall"))
         await wait_acks(run, alert_id, "received", "displayed")
+        await until_async(lambda: state_of(run, DEVICE), "online")
