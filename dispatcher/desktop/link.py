@@ -169,6 +169,11 @@ class AlertLink:
                 self.inbox.put(Connected(False))
                 log.warning("desktop.disconnected", host=o.host, port=o.port, error=str(exc),
                             retry_in_s=round(delay, 2))
+            except Exception as exc:
+                # A fault of ours must not leave the desk deaf for good: log it and reconnect.
+                self.inbox.put(Connected(False))
+                log.error("desktop.link_fault", error=type(exc).__name__, detail=str(exc),
+                          retry_in_s=round(delay, 2))
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, o.reconnect_max_s)
 
