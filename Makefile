@@ -19,6 +19,11 @@ tools:
 	  { echo "installing postgresql"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || \
 	  { echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@# The desktop pop-up's tests: a virtual display, window listing, a key press, screenshots.
+	@{ command -v Xvfb && command -v xwininfo && command -v xwd && command -v xdotool && \
+	   [ -x /usr/bin/convert ]; } >/dev/null 2>&1 || \
+	  { echo "installing xvfb, x11-utils, x11-apps, xdotool, imagemagick"; apt-get update -qq && \
+	    apt-get install -y -qq xvfb x11-utils x11-apps xdotool imagemagick >/dev/null; }
 
 run: $(VENV)/.installed tools
 	$(VENV)/bin/clarion run

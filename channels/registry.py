@@ -21,6 +21,7 @@ CHANNELS: dict[str, str] = {
     "siren.mqtt": "channels.devices:SirenChannel",
     "signage.mqtt": "channels.devices:SignageChannel",
     "pa.mqtt": "channels.devices:PaChannel",
+    "desktop.mqtt": "channels.devices:DesktopChannel",
 }
 
 

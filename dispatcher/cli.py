@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "dispatcher.tokens",
     "dispatcher.console.cli",
     "dispatcher.incidents.cli",
+    "dispatcher.desktop_cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
     )
     send.add_argument("--mode", default="live", choices=["live", "drill", "test"])
     send.add_argument("--audience", default="all")
-    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa")
+    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa,desktop")
     send.add_argument("--no-wait", action="store_true", help="return after the 202")
     _client_args(send)
     send.set_defaults(func=cmd_send)
@@ -173,6 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "Send a first alert:\n"
             f"  curl -s -X POST {DEFAULT_URL}/v1/alerts -H 'Authorization: Bearer {token}' \\\n"
             f"       -H 'Content-Type: application/json' -d '{body}'\n\n"
+            "Start a desktop pop-up client (the example campus's desktop in zone a):\n"
+            f"  {sys.executable} -m dispatcher.cli desktop --zone a --device-id desk-north-hall\n"
+            "  (or `.venv/bin/clarion desktop ...`; it needs a display and Tkinter)\n\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -30,6 +30,7 @@ class ChannelKind(StrEnum):
     SIREN = "siren"
     SIGNAGE = "signage"
     PA = "pa"
+    DESKTOP = "desktop"
     SMS = "sms"
     PUSH = "push"
     EMAIL = "email"
@@ -45,11 +46,14 @@ class ChannelKind(StrEnum):
         return _URGENCY[self]
 
 
-DEVICE_KINDS = frozenset({ChannelKind.SIREN, ChannelKind.SIGNAGE, ChannelKind.PA})
+DEVICE_KINDS = frozenset(
+    {ChannelKind.SIREN, ChannelKind.SIGNAGE, ChannelKind.PA, ChannelKind.DESKTOP}
+)
 _URGENCY = {
     ChannelKind.SIREN: 0,
     ChannelKind.SIGNAGE: 0,
     ChannelKind.PA: 0,
+    ChannelKind.DESKTOP: 0,
     ChannelKind.SMS: 1,
     ChannelKind.PUSH: 1,
     ChannelKind.EMAIL: 2,

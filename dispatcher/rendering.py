@@ -151,6 +151,8 @@ def render(
         return _signage(request, p, language, settings, limits, texts)
     if channel is ChannelKind.PA:
         return _pa(request, p, language, settings, texts)
+    if channel is ChannelKind.DESKTOP:
+        return _desktop(request, p, language, settings, limits)
     # Sirens show nothing; their message is the headline for logs and the device payload.
     title = _title(p.headline_given, mark, p.headline, limits.signage_headline_max)
     return Message(text=title, title=title)
@@ -243,6 +245,23 @@ def _signage(
     if banner:
         lines.append(banner)
     return Message(text="\n".join(lines), title=headline, body=longer)
+
+
+def _desktop(
+    request: AlertRequest,
+    p: Parts,
+    language: str,
+    settings: RenderingSettings,
+    limits: PolicySettings,
+) -> Message:
+    # A pop-up has room for the whole text; the banner leads the title, as on a sign.
+    banner = ""
+    if request.mode is Mode.DRILL:
+        banner = settings.word(language, "signage_drill_banner")
+    elif request.mode is Mode.TEST:
+        banner = settings.word(language, "signage_test_banner")
+    headline = _title(p.headline_given, banner, p.headline, limits.signage_headline_max)
+    return Message(text=p.text, title=headline, body=p.description)
 
 
 _SPOKEN = (

@@ -273,7 +273,8 @@ class AudienceResolver:
         elif key == "class":
             if value not in {c.value for c in DEVICE_CLASSES}:
                 raise AudienceError(
-                    f"unknown device class {value!r} {term.where()} (siren, signage or pa)",
+                    f"unknown device class {value!r} {term.where()} "
+                    "(siren, signage, pa or desktop)",
                     term.position,
                 )
         elif key == "role":

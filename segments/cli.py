@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
         "--channels",
         nargs="+",
         metavar="CHANNEL",
-        help="channels (sms email push siren signage pa; default: the kind's channels)",
+        help="channels (sms email push siren signage pa desktop; default: the kind's channels)",
     )
     count.add_argument(
         "--json", action="store_true", help='print {"total", "by_role", "by_channel"}'

@@ -33,7 +33,7 @@ PERSON_COLUMNS = (
     "language", "groups", "channels", "opt_out", "quiet_hours",
 )
 DEVICE_COLUMNS = ("id", "class", "zone", "building", "lat", "lon", "topic", "name")
-DEVICE_CLASSES = (ChannelKind.SIREN, ChannelKind.SIGNAGE, ChannelKind.PA)
+DEVICE_CLASSES = (ChannelKind.SIREN, ChannelKind.SIGNAGE, ChannelKind.PA, ChannelKind.DESKTOP)
 # Names a segment term gives its own meaning: an imported column cannot take them over.
 RESERVED_ATTRIBUTES = frozenset({"zone", "class", "group"}) | KEYWORDS
 GROUP = "group"
@@ -434,7 +434,7 @@ class DeviceRules:
             raise RowError("id must be 1-100 characters without spaces")
         device_class = raw.get("class", "").strip().lower()
         if device_class not in {c.value for c in DEVICE_CLASSES}:
-            raise RowError(f"class {device_class!r} is not siren, signage or pa")
+            raise RowError(f"class {device_class!r} is not siren, signage, pa or desktop")
         building = _value(raw.get("building", ""), "building")
         lat_text, lon_text = raw.get("lat", "").strip(), raw.get("lon", "").strip()
         lat = parse_coordinate(lat_text, -90, 90) if lat_text else None

@@ -77,7 +77,8 @@ class Stack:
         self.run = run
 
 
-ALL_CHANNELS = ("email.smtp", "sms.twilio", "push.apprise", "siren.mqtt", "signage.mqtt", "pa.mqtt")
+DEVICE_CHANNELS = ("siren.mqtt", "signage.mqtt", "pa.mqtt", "desktop.mqtt")
+ALL_CHANNELS = ("email.smtp", "sms.twilio", "push.apprise", *DEVICE_CHANNELS)
 
 
 @pytest_asyncio.fixture
@@ -119,7 +120,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             "senders": [{"number": "22395", "type": "short_code", "rate_per_second": 5000}],
         }
     )
-    for name in ("siren.mqtt", "signage.mqtt", "pa.mqtt"):
+    for name in DEVICE_CHANNELS:
         raw["channels"][name].update(mqtt)
     raw["channels"] = {k: v for k, v in raw["channels"].items() if k in ALL_CHANNELS}
     port = free_port()

@@ -8,6 +8,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("dispatcher", "channels", "segments")
+# Modules that may import ours inside a function, and why.
+NESTED_ALLOWED = {
+    "dispatcher.desktop_cli": "the pop-up needs Tk, which every other command runs without",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -133,4 +137,7 @@ class TestImports:
 
     def test_no_import_inside_code(self) -> None:
         """Our modules import each other at the top, never inside a function to dodge a loop."""
-        assert graph()[1] == []
+        nested = graph()[1]
+        assert [n for n in nested if n[0] not in NESTED_ALLOWED] == []
+        # Each exception is still needed, or it goes.
+        assert {n[0] for n in nested} == set(NESTED_ALLOWED)

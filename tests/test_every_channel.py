@@ -12,7 +12,7 @@ from tests.conftest import Stack
 from tests.support import AUTH
 
 XSD = Path(__file__).parent / "data" / "CAP-v1.2.xsd"
-EVERY = ["sms", "email", "push", "siren", "signage", "pa"]
+EVERY = ["sms", "email", "push", "siren", "signage", "pa", "desktop"]
 
 
 async def settled(stack: Stack, alert_id: str, *, timeout: float = 60) -> dict[str, Any]:
@@ -23,7 +23,7 @@ async def settled(stack: Stack, alert_id: str, *, timeout: float = 60) -> dict[s
             chans = doc["channels"]
             final = all(
                 chans[k]["delivered"] + chans[k]["failed"] == chans[k]["total"]
-                for k in ("sms", "siren", "signage", "pa")
+                for k in ("sms", "siren", "signage", "pa", "desktop")
             )
             if final:
                 return doc
@@ -34,9 +34,9 @@ class TestEveryChannel:
     """The mission in one test: every person and device, once each, with receipts."""
 
     async def test_alert_reaches_everyone_everywhere(self, stack: Stack) -> None:
-        """Sandbox counts match the service's counts on all six channels; CAP validates.
+        """Sandbox counts match the service's counts on all seven channels; CAP validates.
 
-        The alert goes to zone a: its people and its siren, sign and speaker.
+        The alert goes to zone a: its people and its siren, sign, speaker and desktop.
         """
         resp = await stack.run.post_alert(
             {
@@ -78,4 +78,4 @@ class TestEveryChannel:
             (alert_id,),
         )
         first = {r["channel"]: r["first"] for r in rows}
-        assert max(first[k] for k in ("siren", "signage", "pa")) <= first["email"]
+        assert max(first[k] for k in ("siren", "signage", "pa", "desktop")) <= first["email"]

@@ -1,6 +1,7 @@
-"""Sirens, signage and PA speakers over MQTT: the active alert retained per zone, acks, presence.
+"""Sirens, signage, PA speakers and desktop pop-ups over MQTT: the active alert retained per
+zone, acks, presence.
 
-The three channels share one `DeviceBus` (one MQTT 5 connection) when their connection
+The four channels share one `DeviceBus` (one MQTT 5 connection) when their connection
 settings agree; the composition root makes the buses (`DeviceBuses`). Topics (prefix default
 `clarion/v1`):
 
@@ -13,7 +14,7 @@ settings agree; the composition root makes the buses (`DeviceBuses`). Topics (pr
 The parts, one job each: `topics` (the tree), `payload` (what devices are sent), `session`
 (the connection), `zones` (what each retained topic shows), `events` (the event stream),
 `acks` (acks and their timeouts), `presence` (devices and availability), `bus` (the parts on
-one connection), `channel` (the three channels) and `buses` (one bus per connection).
+one connection), `channel` (the four channels) and `buses` (one bus per connection).
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ from __future__ import annotations
 from channels.devices.acks import ACK_BURST, AckState, AckTracker
 from channels.devices.bus import DeviceBus
 from channels.devices.buses import DeviceBuses
-from channels.devices.channel import DeviceChannel, PaChannel, SignageChannel, SirenChannel
+from channels.devices.channel import (
+    DesktopChannel,
+    DeviceChannel,
+    PaChannel,
+    SignageChannel,
+    SirenChannel,
+)
 from channels.devices.payload import (
     PATTERN_ALERT,
     PATTERN_ATTACK,
     PATTERN_CANCEL,
     PATTERN_TEST,
+    WINDOW_FULL_SCREEN,
+    WINDOW_MARKED,
     class_section,
     common_payload,
     siren_pattern,
@@ -42,9 +51,12 @@ __all__ = [
     "PATTERN_ATTACK",
     "PATTERN_CANCEL",
     "PATTERN_TEST",
+    "WINDOW_FULL_SCREEN",
+    "WINDOW_MARKED",
     "AckState",
     "AckTracker",
     "Availability",
+    "DesktopChannel",
     "DeviceBus",
     "DeviceBuses",
     "DeviceChannel",

@@ -28,6 +28,8 @@ class AckState(StrEnum):
     RECEIVED = "received"
     DISPLAYED = "displayed"
     SOUNDED = "sounded"
+    # A person pressed the button on a desktop pop-up: the furthest a device can say.
+    ACKNOWLEDGED = "acknowledged"
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""The device channels: sirens, signage and PA speakers, each a class of devices on a bus."""
+"""The device channels: sirens, signage, PA speakers and desktop pop-ups, each a class of
+devices on a bus."""
 
 from __future__ import annotations
 
@@ -75,3 +76,11 @@ class PaChannel(DeviceChannel):
 
     name = "pa.mqtt"
     kind = ChannelKind.PA
+
+
+class DesktopChannel(DeviceChannel):
+    """Desktop pop-up clients (`clarion desktop`): a full-screen window for a live alert, a
+    marked smaller one for a drill, acknowledged by a person."""
+
+    name = "desktop.mqtt"
+    kind = ChannelKind.DESKTOP

@@ -17,6 +17,11 @@ PATTERN_CANCEL = "cancel"
 _ATTACK_WORDS = ("shooter", "gunman", "gunfire", "shots fired", "armed", "attack", "lockdown",
                  "lock down", "intruder", "hostage")
 
+# How a desktop pop-up shows an alert: over everything for a live one, a marked smaller window
+# for a drill or test, so nobody takes an exercise for the real thing.
+WINDOW_FULL_SCREEN = "full_screen"
+WINDOW_MARKED = "marked"
+
 # How long a cancel stays on the event stream at least, for devices that reconnect late.
 CANCEL_EVENT_MIN_MS = 3_600_000
 
@@ -109,6 +114,19 @@ def class_section(
             "text": message.text,
             "instruction": alert.cap.instruction,
             "banner": banner,
+        }
+    if kind is ChannelKind.DESKTOP:
+        banner = ""
+        if alert.drill:
+            banner = settings.test_banner if alert.mode is Mode.TEST else settings.drill_banner
+        return {
+            "title": message.title or alert.cap.headline,
+            "text": message.text,
+            "instruction": alert.cap.instruction,
+            "description": alert.cap.description,
+            "banner": banner,
+            "window": WINDOW_MARKED if alert.drill else WINDOW_FULL_SCREEN,
+            "ack_required": True,
         }
     # The renderer's PA speech already carries the drill preamble in the alert's language;
     # any other text gets ours, so no speaker ever announces a drill as real.

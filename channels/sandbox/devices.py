@@ -1,8 +1,10 @@
-"""Simulated sirens, signs and PA speakers on a real MQTT broker: they show, sound, speak and ack.
+"""Simulated sirens, signs, PA speakers and desktop pop-ups on a real MQTT broker: they show,
+sound, speak and ack.
 
 Each device keeps its own MQTT 5 connection with a retained `online` and a Last Will `offline`,
 subscribes to its zone's active-alert topic, de-duplicates by alert id, treats every drill as
-a drill (a siren plays the test pattern), and acks `received` then `displayed` or `sounded`.
+a drill (a siren plays the test pattern), and acks `received` then `displayed` or `sounded`;
+a desktop pop-up then acks `acknowledged`, as if its person pressed the button.
 A share of devices stays silent (never acks) and a share stays offline, as in the field.
 """
 
@@ -39,8 +41,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("clarion.sandbox.devices")
 
-DEVICE_CLASSES = ("siren", "signage", "pa")
-_FINAL_ACK = {"siren": AckState.SOUNDED, "signage": AckState.DISPLAYED, "pa": AckState.SOUNDED}
+DEVICE_CLASSES = ("siren", "signage", "pa", "desktop")
+_ACKS = {
+    "siren": (AckState.RECEIVED, AckState.SOUNDED),
+    "signage": (AckState.RECEIVED, AckState.DISPLAYED),
+    "pa": (AckState.RECEIVED, AckState.SOUNDED),
+    "desktop": (AckState.RECEIVED, AckState.DISPLAYED, AckState.ACKNOWLEDGED),
+}
 
 
 class Behaviour(StrEnum):
@@ -238,7 +245,7 @@ class SimulatedDevice:
             )
         if self.behaviour is Behaviour.SILENT:
             return
-        for state in (AckState.RECEIVED, _FINAL_ACK[self.spec.device_class]):
+        for state in _ACKS[self.spec.device_class]:
             handled.acked.append(state.value)
             await self._ack(client, alert_id, state.value)
 
@@ -252,7 +259,7 @@ class SimulatedDevice:
                 # A drill never sounds as real, whatever the payload says.
                 pattern = PATTERN_TEST
             return Handled(alert_id, drill, f"sound:{pattern}", pattern)
-        if self.spec.device_class == "signage":
+        if self.spec.device_class in ("signage", "desktop"):
             title = str(section.get("title") or data.get("headline") or "")
             text = str(section.get("text") or data.get("text") or "")
             banner = str(section.get("banner") or ("DRILL" if drill else ""))

@@ -58,7 +58,7 @@ async def list_devices(request: web.Request) -> web.Response:
     wanted = {k: request.query.get(k) for k in ("class", "zone", "state")}
     if wanted["class"] is not None and wanted["class"] not in DEVICE_KINDS:
         return error(422, "invalid request", problems=[
-            {"field": "class", "message": "one of siren, signage, pa"}])
+            {"field": "class", "message": "one of siren, signage, pa, desktop"}])
     if wanted["state"] is not None and wanted["state"] not in {a.value for a in Availability}:
         return error(422, "invalid request", problems=[
             {"field": "state", "message": "one of online, offline"}])

@@ -225,7 +225,7 @@ def _device_paths() -> dict[str, Any]:
             "security": SECURED,
             "parameters": [
                 {"name": "class", "in": "query",
-                 "schema": {"type": "string", "enum": ["siren", "signage", "pa"]}},
+                 "schema": {"type": "string", "enum": ["siren", "signage", "pa", "desktop"]}},
                 {"name": "zone", "in": "query", "schema": {"type": "string"}},
                 {"name": "state", "in": "query",
                  "schema": {"type": "string", "enum": ["online", "offline"]}},

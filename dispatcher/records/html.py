@@ -23,6 +23,7 @@ CHANNEL_COLORS = {
     "siren": "#b3261e",
     "signage": "#7b5800",
     "pa": "#6a3d9a",
+    "desktop": "#8a4b08",
     "sms": "#1f6feb",
     "push": "#0f7b6c",
     "email": "#5f6368",

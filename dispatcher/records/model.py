@@ -21,7 +21,7 @@ from dispatcher.domain import AlertKind, AlertState, Mode
 
 MAX_NOTE = 4000
 # The order of urgency: device channels first, then SMS and push, then email.
-CHANNEL_ORDER = ("siren", "signage", "pa", "sms", "push", "email")
+CHANNEL_ORDER = ("siren", "signage", "pa", "desktop", "sms", "push", "email")
 
 
 class Category(StrEnum):

@@ -80,7 +80,7 @@ class TestDevicesFile:
         from dispatcher.settings import config_dir
 
         specs = load_devices(config_dir() / "campus" / "devices.csv")
-        assert {s.device_class for s in specs} == {"siren", "signage", "pa"}
+        assert {s.device_class for s in specs} == {"siren", "signage", "pa", "desktop"}
 
     def test_shares_are_exact_and_stable(self) -> None:
         """Silent and offline shares pick the same devices every time."""

@@ -41,7 +41,8 @@ class TestDrillMarking:
 
     async def test_scheduled_drill_is_marked_on_every_channel(self, stack: Stack) -> None:
         """Fired by the schedule at its minute: SMS and push prefixed, e-mail subject marked,
-        sirens on the test pattern, signs with the banner, PA with the preamble, CAP Exercise."""
+        sirens on the test pattern, signs with the banner, PA with the preamble, desktops in the
+        marked drill window, CAP Exercise."""
         service = stack.run.service
         now = int(time.time())
         slot = datetime.fromtimestamp((now // 60 + 2) * 60, tz=UTC)
@@ -53,7 +54,8 @@ class TestDrillMarking:
                 "text": DRILL_TEXT,
                 "zones": ["a"],
                 # A drill audience: a small test group and the zone's devices.
-                "audience": "group:dining or class:siren or class:signage or class:pa",
+                "audience": ("group:dining or class:siren or class:signage or class:pa"
+                             " or class:desktop"),
                 "channels": EVERY,
                 "description": "North campus evacuation exercise, every channel",
                 "announced": False,
@@ -80,7 +82,7 @@ class TestDrillMarking:
         assert all(MARK in m.meta["subject"] for m in stats.of("email", alert_id))
         assert all("drill" in m.text.lower() for m in stats.of("email", alert_id))
         assert all(MARK in f"{m.meta['title']} {m.text}" for m in stats.of("push", alert_id))
-        for kind in ("siren", "signage", "pa"):
+        for kind in ("siren", "signage", "pa", "desktop"):
             assert all(m.meta["drill"] == "true" for m in stats.of(kind, alert_id)), kind
         assert {m.meta["action"] for m in stats.of("siren", alert_id)} == {"sound:test"}
 
@@ -92,6 +94,8 @@ class TestDrillMarking:
         assert active["siren"]["pattern"] == "test"
         assert "DRILL" in active["signage"]["banner"]
         assert active["pa"]["speech"].lower().startswith("this is a drill")
+        assert "DRILL" in active["desktop"]["banner"]
+        assert active["desktop"]["window"] == "marked"
 
         cap = await stack.run.client.get(f"/v1/alerts/{alert_id}/cap", headers=AUTH)
         assert "<status>Exercise</status>" in await cap.text()

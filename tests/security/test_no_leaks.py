@@ -24,7 +24,7 @@ from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.observability import configure_logging
 from dispatcher.settings import Settings, config_dir, load_settings
-from tests.conftest import ALL_CHANNELS, Stack
+from tests.conftest import ALL_CHANNELS, DEVICE_CHANNELS, Stack
 from tests.support import AUTH, TOKEN, start_service
 from tests.test_every_channel import EVERY, settled
 
@@ -66,7 +66,7 @@ async def stack(tmp_path: Path, small_people: Path) -> AsyncIterator[Stack]:
         "api_base_url": box.url,
         "senders": [{"number": "22395", "type": "short_code", "rate_per_second": 5000}],
     })
-    for name in ("siren.mqtt", "signage.mqtt", "pa.mqtt"):
+    for name in DEVICE_CHANNELS:
         raw["channels"][name].update({"port": args.mqtt_port, "ack_timeout_s": 5.0})
     raw["channels"] = {k: v for k, v in raw["channels"].items() if k in ALL_CHANNELS}
     port = free_port()

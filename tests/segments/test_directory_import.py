@@ -307,7 +307,7 @@ class TestDevices:
         report = await campus.importer.import_devices(path)
         assert report.added == 3
         assert list(report.rejected) == [
-            RowProblem(3, "class 'horn' is not siren, signage or pa"),
+            RowProblem(3, "class 'horn' is not siren, signage, pa or desktop"),
             RowProblem(4, "the device is in no zone: give a zone or coordinates inside one"),
             RowProblem(5, "zone 'zz' is not in the zones file"),
             RowProblem(6, "lat and lon must both be given as valid coordinates"),

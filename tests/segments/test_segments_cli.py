@@ -93,7 +93,8 @@ def test_count_json_and_text(filled: Path) -> None:
     assert json.loads(result.stdout) == {
         "total": 7,
         "by_role": {"device": 4, "staff": 1, "student": 2},
-        "by_channel": {"siren": 1, "signage": 2, "pa": 1, "sms": 2, "push": 3, "email": 3},
+        "by_channel": {"siren": 1, "signage": 2, "pa": 1, "desktop": 0, "sms": 2, "push": 3,
+                       "email": 3},
     }
     zoned = clarion("segments", "count", "all", "--zones", "b", "--exclude-zones", "b-labs",
                     "--channels", "sms,email", "push", "--kind", "advisory", "--json",

@@ -31,6 +31,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import Channel
 from channels.devices import (
+    WINDOW_MARKED,
+    DesktopChannel,
     DeviceChannel,
     DeviceSettings,
     PaChannel,
@@ -918,6 +920,22 @@ class PaHarness(DeviceHarness):
         return {"preamble"} if "drill" in opening or "test" in opening else set()
 
 
+class DesktopHarness(DeviceHarness):
+    """`desktop.mqtt`: drills carry the banner and open the marked window, not full screen."""
+
+    name = "desktop.mqtt"
+    kind = ChannelKind.DESKTOP
+    channel_class = DesktopChannel
+    drill_marks = frozenset({"drill_flag", "cap_status", "banner", "marked_window"})
+
+    def class_marks(self, section: Mapping[str, Any]) -> set[str]:
+        """`banner` for a drill banner, `marked_window` for the drill's smaller window."""
+        found = {"banner"} if section.get("banner") else set()
+        if section.get("window") == WINDOW_MARKED:
+            found.add("marked_window")
+        return found
+
+
 # Every channel the contract covers; a new channel adds its harness here.
 HARNESSES: tuple[type[ChannelHarness], ...] = (
     SmtpHarness,
@@ -926,6 +944,7 @@ HARNESSES: tuple[type[ChannelHarness], ...] = (
     SirenHarness,
     SignageHarness,
     PaHarness,
+    DesktopHarness,
 )
 BY_NAME: Mapping[str, type[ChannelHarness]] = {h.name: h for h in HARNESSES}
 
