@@ -10,7 +10,6 @@ from typing import Any
 
 import structlog
 
-from dispatcher.approval import ApprovalRecord, ApprovalState, ApprovalStore, alert_key
 from dispatcher.auth import Authenticator, Caller
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
@@ -26,6 +25,7 @@ from dispatcher.rendering import Rendered, render_alert
 from dispatcher.request import AlertRequest
 from dispatcher.settings import ConfigError, Settings
 from dispatcher.store.alerts import AlertStore
+from dispatcher.store.approvals import ApprovalRecord, ApprovalState, ApprovalStore, alert_key
 from dispatcher.templates import TemplateError, expand
 from segments.audience import AudienceError, AudienceResolver
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, read_json, service_of
 from dispatcher.api.incidents import link_requested_incident
-from dispatcher.approval import ApprovalStore
+from dispatcher.store.approvals import ApprovalStore
 
 routes = web.RouteTableDef()
 

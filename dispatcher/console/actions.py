@@ -11,7 +11,6 @@ from typing import Any
 
 from dispatcher import intake, refusals
 from dispatcher.api.drills import records_of
-from dispatcher.approval import ApprovalRecord
 from dispatcher.auth import Caller
 from dispatcher.domain import AlertState, ChannelKind
 from dispatcher.drill_schedule import UnknownDrill
@@ -19,6 +18,7 @@ from dispatcher.records import note_text
 from dispatcher.request import AlertRequest
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
+from dispatcher.store.approvals import ApprovalRecord
 
 
 @dataclass(frozen=True, slots=True)

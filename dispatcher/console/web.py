@@ -28,7 +28,6 @@ from dispatcher.api.cap import cap_document
 from dispatcher.api.common import SERVICE
 from dispatcher.api.devices import device_list
 from dispatcher.api.drills import records_of
-from dispatcher.approval import ApprovalState
 from dispatcher.auth import Role
 from dispatcher.console import actions
 from dispatcher.console.accounts import (
@@ -62,6 +61,7 @@ from dispatcher.places import campus_places
 from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
+from dispatcher.store.approvals import ApprovalState
 from dispatcher.store.users import ConsoleReads, UserStore
 
 log = structlog.get_logger("clarion.console")
