@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from channels.registry import validate_channel_settings
+from dispatcher.console.settings import ConsoleSettings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.drill_schedule import DrillSettings
@@ -193,6 +194,7 @@ class Settings(SettingsModel):
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     drills: DrillSettings = Field(default_factory=DrillSettings)
     public: PublicSettings = Field(default_factory=PublicSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")
