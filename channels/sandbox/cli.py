@@ -22,7 +22,7 @@ PLUGINS: tuple[str, ...] = (
 def register(sub: Any) -> None:
     """Add `clarion sandbox`."""
     parser: argparse.ArgumentParser = sub.add_parser(
-        "sandbox", help="run the local provider sandbox (SMTP, Twilio, push, devices, OIDC on request)"
+        "sandbox", help="run the local provider sandbox (SMTP, Twilio, push, devices, OIDC)"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8026, help="HTTP port (GET /stats)")

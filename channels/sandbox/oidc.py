@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import structlog
 from aiohttp import web
@@ -144,7 +144,8 @@ class OidcProvider:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             try:
-                client, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+                pair = base64.b64decode(header[6:]).decode()
+                client, _, secret = (unquote(part) for part in pair.partition(":"))
             except ValueError:
                 return False
         else:

@@ -11,13 +11,14 @@ SSO button fails with a plain message and break-glass accounts still sign in.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import structlog
@@ -203,13 +204,16 @@ class OidcClient:
             "client_id": self.settings.client_id,
         }
         secret = reveal(self.settings.client_secret)
-        auth = aiohttp.BasicAuth(self.settings.client_id, secret) if secret else None
+        headers = {"Accept": "application/json"}
+        if secret:
+            # client_secret_basic; RFC 6749 section 2.3.1 form-encodes both parts first.
+            pair = f"{quote(self.settings.client_id, safe='')}:{quote(secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as http,
-                http.post(meta.token_endpoint, data=form, auth=auth,
-                          headers={"Accept": "application/json"}) as resp,
+                http.post(meta.token_endpoint, data=form, headers=headers) as resp,
             ):
                 body = await resp.json(content_type=None)
                 status = resp.status
