@@ -4,6 +4,8 @@ no group lets in, and the password form still working with the provider down."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +17,11 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
+from channels.sandbox import cli as sandbox_cli
+from channels.sandbox import oidc as sandbox_oidc
 from channels.sandbox.broker import free_port
 from channels.sandbox.oidc import OidcProvider, ProviderPerson
+from channels.sandbox.server import Sandbox
 from dispatcher.auth import Role
 from dispatcher.console.accounts import SESSION_COOKIE, SSO_PASSWORD_HASH, hash_password
 from dispatcher.console.settings import OidcSettings
@@ -65,6 +70,7 @@ def browser() -> aiohttp.ClientSession:
 
 
 def base(run: Running) -> str:
+    """The service's own address."""
     return str(run.client.make_url("/")).rstrip("/")
 
 
@@ -77,7 +83,7 @@ async def sso_sign_in(run: Running, http: aiohttp.ClientSession,
 
 
 async def audit(run: Running) -> list[tuple[str, str, dict[str, Any]]]:
-    import json
+    """Every audit entry: actor, action and detail."""
     rows = await run.service.db.fetchall("SELECT actor, action, detail FROM audit ORDER BY seq")
     return [(r["actor"], r["action"], json.loads(r["detail"] or "{}")) for r in rows]
 
@@ -250,3 +256,32 @@ class TestOff:
             OidcSettings(roles={"staff": "superuser"})
         secret = OidcSettings.model_validate({"client_secret_env": "PATH"})
         assert secret.client_secret is not None
+
+
+class TestSandboxPlugin:
+    """`clarion sandbox --oidc-port` starts the provider; without it there is none."""
+
+    async def test_started_only_when_asked(self) -> None:
+        """The discovery document names the issuer and its endpoints on 127.0.0.1."""
+        parser = argparse.ArgumentParser()
+        sandbox_cli.register(parser.add_subparsers())
+        assert "channels.sandbox.oidc" in sandbox_cli.PLUGINS
+        off = parser.parse_args(["sandbox"])
+        assert await sandbox_oidc.attach(Sandbox(port=0, smtp_port=0), off) is None
+        box = Sandbox(port=0, smtp_port=0)
+        args = parser.parse_args(["sandbox", "--oidc-port", "0", "--oidc-user", "casey",
+                                  "--oidc-groups", "clarion-admins"])
+        idp = await sandbox_oidc.attach(box, args)
+        try:
+            assert idp is not None and idp.person.groups == ("clarion-admins",)
+            assert box.endpoints["oidc"] == idp.issuer
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{idp.issuer}/.well-known/openid-configuration") as r:
+                    doc = await r.json()
+                async with http.get(doc["jwks_uri"]) as r:
+                    keys = (await r.json())["keys"]
+            assert doc["issuer"] == idp.issuer and doc["token_endpoint"].startswith(
+                "http://127.0.0.1:")
+            assert keys[0]["kty"] == "RSA" and "d" not in keys[0]
+        finally:
+            await box.stop()
