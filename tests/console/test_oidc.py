@@ -9,12 +9,14 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, Page
 from pydantic import ValidationError
 
 from channels.sandbox import cli as sandbox_cli
@@ -26,8 +28,9 @@ from dispatcher.auth import Role
 from dispatcher.console.accounts import SESSION_COOKIE, SSO_PASSWORD_HASH, hash_password
 from dispatcher.console.settings import OidcSettings
 from dispatcher.console.web import CONSOLE
-from dispatcher.settings import Settings
-from tests.support import Running, start_service
+from dispatcher.settings import Settings, config_dir, load_settings
+from tests.console.conftest import axe_violations, shot
+from tests.support import TOKEN, Running, start_service
 
 PASSWORD = "break-glass-password-01"
 ROLES = {"clarion-admins": "admin", "clarion-dispatchers": "dispatcher",
@@ -285,3 +288,72 @@ class TestSandboxPlugin:
             assert keys[0]["kty"] == "RSA" and "d" not in keys[0]
         finally:
             await box.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser_sso(tmp_path: Path) -> AsyncIterator[tuple[Running, OidcProvider]]:
+    """The service with SSO on, and its provider, in the browser tests' event loop."""
+    idp = OidcProvider()
+    await idp.start()
+    port = free_port()
+    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
+    raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
+    raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
+    raw["channels"] = {}
+    raw["service"].update({"port": port, "public_url": f"http://127.0.0.1:{port}"})
+    raw["console"] = {"oidc": {
+        "enabled": True, "issuer": idp.issuer, "client_id": idp.client_id,
+        "client_secret": idp.client_secret, "roles": ROLES,
+    }}
+    raw["base_dir"] = config_dir()
+    run = await start_service(Settings.model_validate(raw), port=port)
+    try:
+        yield run, idp
+    finally:
+        await run.client.close()
+        await idp.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def axe_page(browser: Browser) -> AsyncIterator[Page]:
+    """A page in a fresh profile that lets axe-core's script in past the console's CSP."""
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    ctx.set_default_timeout(15_000)
+    yield await ctx.new_page()
+    await ctx.close()
+
+
+class TestInTheBrowser:
+    """Chromium follows the real redirects and keeps the SameSite=Strict session."""
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_button_signs_in_and_pages_pass_axe(
+        self, browser_sso: tuple[Running, OidcProvider], axe_page: Page, shots: Path
+    ) -> None:
+        """The button leads through the provider into the console; both pages are accessible."""
+        run, _ = browser_sso
+        page = axe_page
+        url = base(run) + "/console/"
+        await page.goto(url)
+        assert "/console/sign-in" in page.url
+        assert await axe_violations(page) == []
+        await shot(page, shots, "sign-in-sso")
+        await page.get_by_role("link", name="Sign in with campus SSO").click()
+        await page.wait_for_url(url)
+        assert await page.get_by_text("Jordan Lee").count() >= 1
+        cookies = {c["name"]: c for c in await page.context.cookies()}
+        assert cookies[SESSION_COOKIE]["sameSite"] == "Strict"
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test_provider_down_page_passes_axe(
+        self, browser_sso: tuple[Running, OidcProvider], axe_page: Page
+    ) -> None:
+        """With the provider stopped the button explains, and the password form still works."""
+        run, idp = browser_sso
+        page = axe_page
+        await idp.stop()
+        await page.goto(base(run) + "/console/sign-in")
+        await page.get_by_role("link", name="Sign in with campus SSO").click()
+        await page.get_by_text("Campus sign-in is not available right now").wait_for()
+        assert await page.get_by_label("Password").count() == 1
+        assert await axe_violations(page) == []
