@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from channels.registry import validate_channel_settings
+from dispatcher.console.settings import ConsoleSettings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.drill_schedule import DrillSettings
@@ -195,6 +196,7 @@ class Settings(SettingsModel):
     drills: DrillSettings = Field(default_factory=DrillSettings)
     public: PublicSettings = Field(default_factory=PublicSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

@@ -14,14 +14,15 @@ from dispatcher.observability import configure_logging
 
 # Each plugin has `add_arguments(parser)` and `async attach(sandbox, args)`.
 PLUGINS: tuple[str, ...] = (
-    "channels.sandbox.twilio", "channels.sandbox.push", "channels.sandbox.devices"
+    "channels.sandbox.twilio", "channels.sandbox.push", "channels.sandbox.devices",
+    "channels.sandbox.oidc",
 )
 
 
 def register(sub: Any) -> None:
     """Add `clarion sandbox`."""
     parser: argparse.ArgumentParser = sub.add_parser(
-        "sandbox", help="run the local provider sandbox (SMTP, Twilio, push, devices)"
+        "sandbox", help="run the local provider sandbox (SMTP, Twilio, push, devices, OIDC)"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8026, help="HTTP port (GET /stats)")

@@ -24,7 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from dispatcher.auth import ADMIN_TOKEN_NAME, Caller, Role
 from dispatcher.clock import Clock
 from dispatcher.store.audit import AuditLog
-from dispatcher.store.users import SessionRecord, UserRecord, UserStore
+from dispatcher.store.users import SessionRecord, UserExists, UserRecord, UserStore
 
 SESSION_COOKIE = "clarion_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -32,6 +32,9 @@ CSRF_FIELD = "csrf"
 SESSION_S = 12 * 3600  # a dispatcher's shift
 MIN_PASSWORD = 12
 FIRST_ADMIN = "admin"
+# Stored instead of a hash for people who sign in through the campus identity provider: argon2
+# cannot parse it, so no password ever matches, and it marks the account as an SSO one.
+SSO_PASSWORD_HASH = "!sso"  # noqa: S105 - a marker, not a secret
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,63}$")
 
 # A hash compared when the user does not exist, so the answer takes as long either way.
@@ -127,6 +130,8 @@ class SignInRefusal(StrEnum):
 
     WRONG = "wrong"
     THROTTLED = "throttled"
+    DISABLED = "disabled"
+    LOCAL_ACCOUNT = "local_account"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,14 +242,58 @@ class Accounts:
                                      detail={"address": address})
             return SignInFailed(SignInRefusal.WRONG)
         self.throttle.succeeded(name)
+        return await self._open_session(user, {"address": address, "role": user.role})
+
+    async def _open_session(self, user: UserRecord, detail: dict[str, object]) -> SignedIn:
+        now = self._clock.now_ms()
         token = secrets.token_urlsafe(32)
         session = SessionRecord(token_digest(token), user.name, secrets.token_urlsafe(32), now,
                                 now + 1000 * self._session_s)
         await self.users.purge_sessions(now)
         await self.users.add_session(session)
         await self._audit.record(at=now, actor=user.name, action="console.sign_in",
-                                 detail={"address": address, "role": user.role})
+                                 detail=detail)
         return SignedIn(token, session, user)
+
+    async def sign_in_sso(
+        self, name: str, full_name: str, role: Role, address: str
+    ) -> SignedIn | SignInFailed:
+        """Open a session for someone the identity provider vouched for.
+
+        Their account is created on first sign-in (no password) and its role and full name
+        follow the provider's claims every time. A local account of the same name is never
+        taken over, and a disabled SSO account stays out.
+        """
+        now = self._clock.now_ms()
+        user = await self.users.get(name)
+        if user is None:
+            user = UserRecord(name, full_name, "", role.value, (), SSO_PASSWORD_HASH, False,
+                              now, now)
+            try:
+                await self.users.add(user)
+            except UserExists:
+                user = await self.users.get(name)
+                if user is None:
+                    return SignInFailed(SignInRefusal.WRONG)
+            else:
+                await self._audit.record(at=now, actor=name, action="console.user_added",
+                                         detail={"user": name, "role": role.value,
+                                                 "method": "sso", "segments": []})
+        refusal: SignInRefusal | None = None
+        if user.password_hash != SSO_PASSWORD_HASH:
+            refusal = SignInRefusal.LOCAL_ACCOUNT
+        elif user.disabled:
+            refusal = SignInRefusal.DISABLED
+        if refusal is not None:
+            await self._audit.record(at=now, actor=name, action="console.sign_in_failed",
+                                     detail={"address": address, "method": "sso",
+                                             "reason": refusal.value})
+            return SignInFailed(refusal)
+        if (user.role, user.full_name) != (role.value, full_name):
+            await self.users.set_profile(name, full_name, role.value, now)
+            user = await self.users.get(name) or user
+        return await self._open_session(
+            user, {"address": address, "role": user.role, "method": "sso"})
 
     async def person(self, token: str | None) -> Person | None:
         """The signed-in person a session cookie names, or None."""

@@ -40,6 +40,7 @@ from dispatcher.console.accounts import (
     SignedIn,
     SignInRefusal,
     csrf_ok,
+    name_problem,
 )
 from dispatcher.console.compose import (
     CHANNEL_LABELS,
@@ -53,6 +54,7 @@ from dispatcher.console.compose import (
     field_id,
     templates_for,
 )
+from dispatcher.console.oidc import CALLBACK_PATH, OidcClient, SsoError, SsoFailure
 from dispatcher.console.zonemap import draw
 from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode, recipient_hash
 from dispatcher.drill_schedule import describe
@@ -89,6 +91,7 @@ class Console:
     places: frozenset[str]
     secure_cookies: bool
     zone: ZoneInfo
+    sso: OidcClient | None = None
 
 
 CONSOLE: web.AppKey[Console] = web.AppKey("console")
@@ -98,12 +101,15 @@ PERSON: web.RequestKey[Person] = web.RequestKey("person")
 def install(app: web.Application, service: Service) -> None:
     """Add the console's routes, templates, static files and headers to the application."""
     public_url = service.settings.service.public_url or ""
+    oidc = service.settings.console.oidc
     app[CONSOLE] = Console(
         accounts=Accounts(UserStore(service.db), service.audit, service.clock),
         reads=ConsoleReads(service.db),
         places=campus_places(service.settings),
         secure_cookies=public_url.startswith("https://"),
         zone=ZoneInfo(service.settings.drills.timezone),
+        sso=OidcClient(oidc, service.settings.service.base_url() + CALLBACK_PATH)
+        if oidc.enabled else None,
     )
     env = aiohttp_jinja2.setup(
         app,
@@ -218,6 +224,8 @@ def _render(
         "path": request.path,
         "drill_mode": False,
         "errors": [],
+        "sso_label": "",
+        "sso_error": "",
     }
     return aiohttp_jinja2.render_template(name, request, {**base, **context}, status=status)
 
@@ -233,10 +241,17 @@ async def bare(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/console/sign-in")
 async def sign_in_page(request: web.Request) -> web.Response:
-    """The sign-in form."""
-    return _render(request, "sign_in.html", {
-        "title": "Sign in", "name": "", "next": _safe_next(request.query.get("next")),
-    })
+    """The sign-in form (with the campus SSO button when it is enabled)."""
+    return _render_sign_in(request, {"name": "", "next": _safe_next(request.query.get("next"))})
+
+
+def _render_sign_in(
+    request: web.Request, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
+    sso = _console(request).sso
+    label = sso.settings.button_label if sso is not None else ""
+    return _render(request, "sign_in.html", {"title": "Sign in", "sso_label": label, **context},
+                   status=status)
 
 
 @routes.post("/console/sign-in")
@@ -268,9 +283,112 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
                 "name", f"Too many failed sign-ins. Try again in {minutes} minutes."))
         else:
             errors.append(FieldProblem("password", "The user name or password is not right"))
-    return _render(request, "sign_in.html", {
-        "title": "Sign in", "name": name, "next": target, "errors": errors,
-    }, status=429 if any("Too many" in e.message for e in errors) else 422)
+    return _render_sign_in(request, {"name": name, "next": target, "errors": errors},
+                           status=429 if any("Too many" in e.message for e in errors) else 422)
+
+
+# -- campus single sign-on (OpenID Connect) -----------------------------------------------------
+
+SSO_COOKIE = "clarion_sso"
+SSO_PATH = "/console/sso/"
+SSO_MESSAGES = {
+    SsoFailure.UNAVAILABLE: "Campus sign-in is not available right now. "
+    "Sign in with your Clarion user name and password instead.",
+    SsoFailure.EXPIRED: "That campus sign-in took too long or was already used. Try again.",
+    SsoFailure.PROVIDER_REFUSED: "The campus sign-in did not complete. Try again, or sign in "
+    "with your Clarion user name and password.",
+    SsoFailure.INVALID_ID_TOKEN: "The campus sign-in could not be verified. Try again, or sign "
+    "in with your Clarion user name and password.",
+    SsoFailure.NO_NAME: "Your campus account did not give a user name or e-mail address.",
+}
+
+
+def _sso_failed(request: web.Request, failure: SsoFailure, detail: str) -> web.Response:
+    log.warning("console.sso_failed", reason=failure.value, detail=detail)
+    status = 503 if failure is SsoFailure.UNAVAILABLE else 400
+    response = _render_sign_in(request, {
+        "name": "", "next": PREFIX, "sso_error": SSO_MESSAGES[failure]}, status=status)
+    response.del_cookie(SSO_COOKIE, path=SSO_PATH)
+    return response
+
+
+def _sso_refused(request: web.Request, message: str) -> web.Response:
+    return _render(request, "error.html", {
+        "title": "You cannot use Clarion with this account", "message": message,
+    }, status=403)
+
+
+@routes.get("/console/sso/start")
+async def sso_start(request: web.Request) -> web.StreamResponse:
+    """Send the browser to the campus identity provider."""
+    sso = _console(request).sso
+    if sso is None:
+        raise web.HTTPNotFound()
+    try:
+        url, pending = await sso.begin(_safe_next(request.query.get("next")))
+    except SsoError as exc:
+        return _sso_failed(request, exc.failure, str(exc))
+    response = web.HTTPSeeOther(url)
+    # Lax, not Strict: the provider sends the browser back with a cross-site redirect. The
+    # cookie ties the returning `state` to this browser (no signing in someone else's code).
+    response.set_cookie(SSO_COOKIE, pending.state, max_age=int(sso.PENDING_S), path=SSO_PATH,
+                        httponly=True, samesite="Lax", secure=_console(request).secure_cookies)
+    raise response
+
+
+@routes.get("/console/sso/callback")
+async def sso_callback(request: web.Request) -> web.StreamResponse:
+    """Back from the identity provider: check the code's ID token, open a session."""
+    console = _console(request)
+    sso = console.sso
+    if sso is None:
+        raise web.HTTPNotFound()
+    state = request.query.get("state", "")
+    try:
+        if not state or request.cookies.get(SSO_COOKIE) != state:
+            raise SsoError(SsoFailure.EXPIRED, "state does not match this browser's")
+        pending = sso.claim_pending(state)
+        if "error" in request.query:
+            raise SsoError(SsoFailure.PROVIDER_REFUSED,
+                           f"provider error {request.query['error'][:64]}")
+        identity = await sso.finish(request.query.get("code", ""), pending)
+    except SsoError as exc:
+        return _sso_failed(request, exc.failure, str(exc))
+    address = request.remote or "unknown"
+    if identity.role is None:
+        log.warning("console.sso_refused", reason="no_role")
+        await console.accounts.record(identity.name, "console.sign_in_failed", {
+            "address": address, "method": "sso", "reason": "no_role"})
+        return _sso_refused(request, (
+            "Your campus account is not in any group that may use Clarion. If you should have "
+            "access, ask a Clarion administrator to add your group."))
+    problem = name_problem(identity.name)
+    if problem is not None:
+        log.warning("console.sso_refused", reason="name")
+        return _sso_refused(request,
+                            f"Your campus user name cannot be used in Clarion: {problem}.")
+    outcome = await console.accounts.sign_in_sso(identity.name, identity.full_name,
+                                                 identity.role, address)
+    if not isinstance(outcome, SignedIn):
+        log.warning("console.sso_refused", reason=outcome.refusal.value)
+        message = (
+            "A Clarion account with a password already has this name, so it cannot also be "
+            "used through campus sign-in. Sign in with its password, or ask an administrator."
+            if outcome.refusal is SignInRefusal.LOCAL_ACCOUNT
+            else "This account is disabled. Ask a Clarion administrator."
+        )
+        return _sso_refused(request, message)
+    log.info("console.signed_in", actor=outcome.user.name, role=outcome.user.role, method="sso")
+    # A page rather than a redirect: the browser arrived here from another site, and it keeps
+    # the SameSite=Strict session cookie off a redirect chain that began there.
+    response = _render(request, "signed_in.html", {
+        "title": "Signed in", "next": pending.next_path})
+    response.set_cookie(
+        SESSION_COOKIE, outcome.token, max_age=SESSION_S, path=PREFIX, httponly=True,
+        samesite="Strict", secure=console.secure_cookies,
+    )
+    response.del_cookie(SSO_COOKIE, path=SSO_PATH)
+    return response
 
 
 @routes.post("/console/sign-out")

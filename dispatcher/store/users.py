@@ -104,6 +104,14 @@ class UserStore:
             await tx.execute("DELETE FROM console_sessions WHERE user_name = ?", (name,))
         return bool(changed == 1)
 
+    async def set_profile(self, name: str, full_name: str, role: str, now_ms: int) -> bool:
+        """Replace a user's full name and role (an SSO sign-in); False when no such user."""
+        changed = await self._db.execute(
+            "UPDATE console_users SET full_name = ?, role = ?, updated_at = ? WHERE name = ?",
+            (full_name, role, now_ms, name),
+        )
+        return bool(changed == 1)
+
     async def set_disabled(self, name: str, disabled: bool, now_ms: int) -> bool:
         """Disable (ending their sessions) or enable a user; False when no such user."""
         async with self._db.transaction() as tx:
