@@ -24,6 +24,8 @@ from rich.table import Table
 from dispatcher.clock import Clock
 from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
 from dispatcher.drill_schedule import describe
+from dispatcher.incidents.registry import IncidentRegistry
+from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
 from dispatcher.records import CleryRecords, CleryReport, purge, render_html, report_csv
 from dispatcher.scheduler import DrillRun, recent_runs
@@ -31,6 +33,7 @@ from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
+from dispatcher.store.incidents import IncidentStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 
 
@@ -162,11 +165,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if fmt is None:
         suffix = args.out.suffix.lower().lstrip(".") if args.out else ""
         fmt = suffix if suffix in ("csv", "html", "json") else "csv"
-    report = asyncio.run(_report(settings, args.year))
+    report, crimes = asyncio.run(_report(settings, args.year))
     if fmt == "html":
-        text = render_html(report)
+        text = render_html(report).replace("</body>", section_html(crimes) + "</body>", 1)
     elif fmt == "json":
-        text = json.dumps(report.to_json(), indent=2)
+        text = json.dumps({**report.to_json(), **crimes}, indent=2)
     else:
         text = report_csv(report)
     if args.out is None:
@@ -180,7 +183,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _report(settings: Settings, year: int | None) -> CleryReport:
+async def _report(
+    settings: Settings, year: int | None
+) -> tuple[CleryReport, dict[str, Any]]:
+    """The year's alert and drill records, and its crime log part (statistics, decisions)."""
     drills = settings.drills
     now = Clock().now_ms()
     if year is None:
@@ -192,7 +198,10 @@ async def _report(settings: Settings, year: int | None) -> CleryReport:
             db, AlertStore(db, audit), DeliveryLedger(db, RetryPolicy(1, 1)), audit, drills,
             institution=settings.service.institution,
         )
-        return await records.report(year, now_ms=now)
+        report = await records.report(year, now_ms=now)
+        incidents = IncidentRegistry(settings, IncidentStore(db, audit), Clock())
+        crimes = await incidents.report_section(year)
+        return report, crimes
     finally:
         await db.close()
 

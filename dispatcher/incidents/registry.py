@@ -347,5 +347,32 @@ class IncidentRegistry:
             "law_enforcement_requests": [
                 r.as_json() for r in await self.statistics_requests(year)
             ],
+            "timely_warning_decisions": await self.decisions_of(year),
         }
+
+    async def decisions_of(self, year: int) -> list[dict[str, Any]]:
+        """Each incident of `year` that needed a timely-warning decision: what was reported,
+        what was decided, by whom and when, and the alerts sent for it (no private field)."""
+        start = self._day_ms(date(year, 1, 1))
+        end = self._day_ms(date(year, 12, 31)) + 86_400_000
+        found = []
+        for incident in reversed(await self.store.between(start, end, limit=10_000_000)):
+            decision = await self.store.decision(incident.id)
+            if decision is None:
+                continue
+            found.append({
+                "incident_id": incident.id,
+                "reported_at": incident.reported_at,
+                "category": None if incident.category is None else incident.category.value,
+                "geography": incident.geography.value,
+                "nature": incident.nature,
+                "location": incident.location,
+                "decision": "open" if decision.open else (
+                    "warn" if decision.warn else "no_warning"),
+                "decided_by": decision.decided_by,
+                "decided_at": decision.decided_at,
+                "reasons": decision.reasons,
+                "alerts": await self.store.alerts(incident.id),
+            })
+        return found
 

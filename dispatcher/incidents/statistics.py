@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -96,8 +97,6 @@ def count(incidents: Iterable[Incident], years: Sequence[int], zone: ZoneInfo) -
 
 def section_html(section: dict[str, Any]) -> str:
     """The yearly report's crime statistics and law enforcement requests as HTML."""
-    from html import escape
-
     stats = section["crime_statistics"]
     years = stats["years"]
     head = "".join(f'<th scope="col">{escape(c)} {y}</th>' for c in COLUMNS for y in years)
@@ -120,5 +119,26 @@ def section_html(section: dict[str, Any]) -> str:
         f"<table><thead><tr><th scope=\"col\">Offense</th>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
         f"<p>Unfounded crimes (not counted above): {escape(unfounded)}</p>"
-        f"<h3>Statistics requested from local law enforcement</h3><ul>{requests}</ul></section>"
+        f"<h3>Statistics requested from local law enforcement</h3><ul>{requests}</ul>"
+        f"{_decisions_html(section.get('timely_warning_decisions', []))}</section>"
+    )
+
+
+def _decisions_html(decisions: list[dict[str, Any]]) -> str:
+    """Each Clery crime's timely-warning decision, with the alerts it led to."""
+    if not decisions:
+        return "<h3>Timely-warning decisions</h3><p>No Clery crime needed a decision.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(d['incident_id'])}</td><td>{escape(d['nature'])}</td>"
+        f"<td>{escape(d['category'] or '')}</td><td>{escape(d['decision'])}</td>"
+        f"<td>{escape(d['decided_by'] or '')}</td><td>{escape(d['reasons'])}</td>"
+        f"<td>{escape(', '.join(d['alerts']) or 'none')}</td></tr>"
+        for d in decisions
+    )
+    return (
+        "<h3>Timely-warning decisions</h3><table><thead><tr><th scope=\"col\">Incident</th>"
+        "<th scope=\"col\">Nature</th><th scope=\"col\">Classification</th>"
+        "<th scope=\"col\">Decision</th><th scope=\"col\">Decided by</th>"
+        "<th scope=\"col\">Reasons</th><th scope=\"col\">Alerts</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )

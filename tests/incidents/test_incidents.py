@@ -285,6 +285,16 @@ class TestDecision:
         assert shown["alerts"] == [alert_id]
         listed = await (await desk.client.get("/v1/incidents", headers=AUTH)).json()
         assert listed["overdue_decisions"] == []
+        report = await (await desk.client.get("/v1/reports/clery?year=2026",
+                                              headers=AUTH)).json()
+        (entry,) = [d for d in report["timely_warning_decisions"]
+                    if d["incident_id"] == incident["id"]]
+        assert entry["decision"] == "warn" and entry["decided_by"] == "dispatcher1"
+        assert entry["alerts"] == [alert_id] and alert_id in str(report["records"])
+        assert "Quillfeather" not in str(report["timely_warning_decisions"])
+        page = await (await desk.client.get("/v1/reports/clery?year=2026&format=html",
+                                            headers=AUTH)).text()
+        assert "Timely-warning decisions" in page and alert_id in page
         twice = await desk.client.post(f"/v1/incidents/{incident['id']}/decision",
                                        json={"warn": False, "reasons": "Changed my mind"},
                                        headers=AUTH)
