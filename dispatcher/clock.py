@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock:
@@ -16,3 +17,13 @@ class Clock:
     def now(self) -> datetime:
         """The current time as an aware UTC datetime."""
         return datetime.fromtimestamp(self.now_ms() / 1000, tz=UTC)
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """An IANA time zone by name; a ValueError naming it when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (an IANA name like America/New_York)"
+        ) from None

@@ -75,7 +75,8 @@ def cmd_desktop(args: argparse.Namespace) -> int:
     try:
         app.run()
     except KeyboardInterrupt:
-        pass
+        # Ctrl-C in the terminal that started it: close as a SIGTERM does.
+        log.info("desktop.interrupted")
     finally:
         link.stop()
         root.destroy()

@@ -12,11 +12,12 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from dispatcher.clock import time_zone
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.request import AlertRequest, DrillRecord, problems
@@ -25,15 +26,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Missed occurrences looked at per drill and per look: a minutely drill after a month down
 # would otherwise write tens of thousands of rows.
 MAX_MISSED = 100
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (an IANA name like America/New_York)"
-        ) from None
 
 
 class ScheduledDrill(SettingsModel):
@@ -77,7 +69,7 @@ class ScheduledDrill(SettingsModel):
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
         if value is not None:
-            _zone(value)
+            time_zone(value)
         return value
 
     @field_validator("mode")
@@ -149,7 +141,7 @@ class DrillSettings(SettingsModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        _zone(value)
+        time_zone(value)
         return value
 
     @field_validator("qualifying_modes")
@@ -171,7 +163,7 @@ class DrillSettings(SettingsModel):
 
     def zone(self, drill: ScheduledDrill | None = None) -> ZoneInfo:
         """A drill's time zone, or the institution's."""
-        return _zone((drill.timezone if drill is not None else None) or self.timezone)
+        return time_zone((drill.timezone if drill is not None else None) or self.timezone)
 
     def grace_ms(self, drill: ScheduledDrill) -> int:
         """How late a missed occurrence of this drill may still be fired."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import Field, field_validator, model_validator
 
+from dispatcher.clock import time_zone
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind
 from segments.expression import check_named_segments
@@ -71,10 +71,7 @@ class DirectorySettings(SettingsModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        time_zone(value)
         return value
 
     @field_validator("roles", "mandatory_roles")

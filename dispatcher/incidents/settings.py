@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 
+from dispatcher.clock import time_zone
 from dispatcher.credentials import SettingsModel
 
 _ROLES = ("admin", "dispatcher", "drill", "viewer")
@@ -67,8 +67,5 @@ class IncidentSettings(SettingsModel):
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}") from None
+            time_zone(value)
         return value

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from dispatcher.clock import time_zone
 from dispatcher.credentials import SettingsModel
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -54,10 +54,7 @@ class PublicSettings(SettingsModel):
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}") from None
+            time_zone(value)
         return value
 
     def page(self, base_url: str) -> str:
