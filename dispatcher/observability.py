@@ -17,28 +17,54 @@ _DIGITS = re.compile(r"\d")
 # E.164 and other compact forms phonenumbers' matcher misses when no region can be guessed.
 _E164 = re.compile(r"\+\d{8,15}")
 _SECRET_KEYS = ("token", "password", "secret", "authorization", "auth_token")
+# Fields that hold our own identifiers and clock readings (alert ids, provider SIDs, leases,
+# timestamps): their digits are never a phone number, so only e-mail addresses are masked.
+_IDENTIFIER_KEYS = re.compile(r"(^|_)(id|ids|sid|ts|at|ms|s|version|seq|count|attempt)$")
 
 
-def redact_text(text: str) -> str:
-    """Mask e-mail addresses and phone numbers in free text."""
+def redact_text(text: str, *, digits: bool = True) -> str:
+    """Mask e-mail addresses and phone numbers in free text.
+
+    A run of digits glued to letters or to a decimal point (``SM0123...``, ``1764685913.25``)
+    is part of a word, not a number someone dials, and is left as it is.
+    """
     if "@" in text:
         text = EMAIL.sub("[email]", text)
-    if len(_DIGITS.findall(text)) >= 7:
+    if digits and len(_DIGITS.findall(text)) >= 7:
         text = _E164.sub("[phone]", text)
-        spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=0)]
+        spans = [
+            (m.start, m.end)
+            for m in phonenumbers.PhoneNumberMatcher(text, "US", leniency=0)
+            if not _inside_word(text, m.start, m.end)
+        ]
         for start, end in reversed(spans):
             text = text[:start] + "[phone]" + text[end:]
     return text
 
 
-def _scrub(value: Any) -> Any:
+def _inside_word(text: str, start: int, end: int) -> bool:
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    after_next = text[end + 1] if end + 1 < len(text) else " "
+    return (
+        before.isalnum() or before in "_."
+        or after.isalnum() or after == "_"
+        or (after == "." and after_next.isdigit())
+    )
+
+
+def _scrub(value: Any, *, digits: bool = True) -> Any:
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, digits=digits)
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
+        return {k: _scrub(v, digits=digits and not _is_identifier(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
+        return [_scrub(v, digits=digits) for v in value]
     return value
+
+
+def _is_identifier(key: object) -> bool:
+    return isinstance(key, str) and _IDENTIFIER_KEYS.search(key.lower()) is not None
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -47,7 +73,7 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
         if any(word in key.lower() for word in _SECRET_KEYS):
             event[key] = "***"
         else:
-            event[key] = _scrub(event[key])
+            event[key] = _scrub(event[key], digits=not _is_identifier(key))
     return event
 
 

@@ -7,7 +7,7 @@ import logging
 import re
 
 from channels.sandbox.server import Sandbox
-from dispatcher.observability import configure_logging, redact_text
+from dispatcher.observability import configure_logging, redact, redact_text
 from tests.support import Running
 
 PHONE = re.compile(r"\+\d{10,15}|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
@@ -53,3 +53,25 @@ class TestLogs:
         assert redact_text("to +12025550143 failed") == "to [phone] failed"
         assert redact_text("mail a.b@example.edu now") == "mail [email] now"
         assert redact_text("at 9 PM on 2026-11-28") == "at 9 PM on 2026-11-28"
+
+    def test_digits_inside_words_are_not_numbers(self) -> None:
+        """Provider SIDs and decimal clock readings keep their digits; numbers beside do not."""
+        sid = "SM0123456789abcdef0123456789abcdef"
+        assert redact_text(f"sid {sid} to 202-555-0143") == f"sid {sid} to [phone]"
+        assert redact_text("lease until 1764685913.125") == "lease until 1764685913.125"
+        assert redact_text("x+12025550143 and 2025550143") == "x[phone] and [phone]"
+
+    def test_identifier_fields_keep_their_digits(self) -> None:
+        """Ids and clock fields keep their digits; an e-mail in them is still masked."""
+        event = redact(None, "info", {
+            "alert_id": "5558675309", "batch_ids": ["2025550143"], "sent_at": "2025550143",
+            "recipient": "(555) 867-5309", "detail": {"message_sid": "12025550143",
+                                                    "body": "call 202-555-0143"},
+            "person_id": "a.b@example.edu",
+        })
+        assert event["alert_id"] == "5558675309"
+        assert event["batch_ids"] == ["2025550143"]
+        assert event["sent_at"] == "2025550143"
+        assert event["recipient"] == "[phone]"
+        assert event["detail"] == {"message_sid": "12025550143", "body": "call [phone]"}
+        assert event["person_id"] == "[email]"
