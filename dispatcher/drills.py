@@ -27,6 +27,7 @@ from dispatcher.drill_schedule import describe
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
+from dispatcher.permissions import Permissions
 from dispatcher.records import CleryRecords, CleryReport, purge, render_html, report_csv
 from dispatcher.scheduler import DrillRun, recent_runs
 from dispatcher.settings import Settings
@@ -199,7 +200,8 @@ async def _report(
             institution=settings.service.institution,
         )
         report = await records.report(year, now_ms=now)
-        incidents = IncidentRegistry(settings, IncidentStore(db, audit), Clock())
+        permissions = Permissions(settings.auth, settings.directory.segments, settings.incidents)
+        incidents = IncidentRegistry(settings, IncidentStore(db, audit), Clock(), permissions)
         crimes = await incidents.report_section(year)
         return report, crimes
     finally:

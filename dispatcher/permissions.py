@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from dispatcher.auth import Caller, Role, scope_permits
 from dispatcher.domain import Mode
+from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.refusals import Forbidden
 from dispatcher.settings import AuthSettings
 
@@ -18,8 +19,12 @@ from dispatcher.settings import AuthSettings
 class Permissions:
     """The rules of roles and scopes, from the `[auth]` settings and the named segments."""
 
-    def __init__(self, auth: AuthSettings, segments: Mapping[str, str]) -> None:
+    def __init__(
+        self, auth: AuthSettings, segments: Mapping[str, str], incidents: IncidentSettings
+    ) -> None:
         self._segments = dict(segments)
+        self._private_incident = frozenset(Role(r) for r in incidents.private_roles)
+        self._decide_incident = frozenset(Role(r) for r in incidents.decide_roles)
         self._override = frozenset(Role(r) for r in auth.override_roles)
         self._approvers = frozenset(Role(r) for r in auth.approval.approver_roles)
         self._bypass = frozenset(Role(r) for r in auth.approval.bypass_roles)
@@ -69,6 +74,14 @@ class Permissions:
                 counted_as="scope",
             )
 
+    def may_approve(self, approver: Caller, requested_by: str, audience: str) -> bool:
+        """Whether `check_approve` would let this person approve (for offering the button)."""
+        try:
+            self.check_approve(approver, requested_by, audience)
+        except Forbidden:
+            return False
+        return True
+
     def check_reject(self, caller: Caller, requested_by: str) -> None:
         """May this person refuse (an approver) or withdraw (its composer) a held request?"""
         if caller.name != requested_by and caller.role not in self._approvers:
@@ -93,3 +106,20 @@ class Permissions:
         """May the caller change anything (viewers only read)?"""
         if caller.role is Role.VIEWER:
             raise Forbidden("role viewer may only read")
+
+    def may_read_incident_private(self, caller: Caller) -> bool:
+        """Whether the caller may read an incident's victim and reporter details."""
+        return caller.role in self._private_incident
+
+    def check_read_incident_private(self, caller: Caller) -> None:
+        """May the caller read victim and reporter details (the attempt is audited apart)?"""
+        if not self.may_read_incident_private(caller):
+            raise Forbidden(
+                f"role {caller.role.value} may not read victim and reporter details",
+                counted_as="private_fields",
+            )
+
+    def check_decide_incident(self, caller: Caller) -> None:
+        """May the caller close a timely-warning decision?"""
+        if caller.role not in self._decide_incident:
+            raise Forbidden(f"role {caller.role.value} may not decide on timely warnings")

@@ -47,7 +47,9 @@ class Service:
         self.clock = clock or Clock()
         self.metrics = Metrics()
         self.auth = Authenticator(settings.auth)
-        self.permissions = Permissions(settings.auth, settings.directory.segments)
+        self.permissions = Permissions(
+            settings.auth, settings.directory.segments, settings.incidents
+        )
         self.audit = AuditLog(db)
         self.alerts = AlertStore(db, self.audit)
         dispatch = settings.dispatch

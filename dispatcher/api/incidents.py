@@ -39,7 +39,8 @@ def setup(app: web.Application) -> None:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         service = app[SERVICE]
         registry = IncidentRegistry(
-            service.settings, IncidentStore(service.db, service.audit), service.clock
+            service.settings, IncidentStore(service.db, service.audit), service.clock,
+            service.permissions,
         )
         await registry.seed_example()
         app[INCIDENTS] = registry

@@ -785,12 +785,12 @@ async def approval(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such approval request")
     person = request[PERSON]
     state = record.state_at(service.clock.now_ms())
-    approver_roles = service.settings.auth.approval.approver_roles
     return _render(request, "approval.html", {
         "title": "Approve this alert?", "record": record, "state": state.value,
         "pending": state is ApprovalState.PENDING,
-        "may_approve": person.caller.role.value in approver_roles
-        and person.user.name != record.requested_by,
+        "may_approve": service.permissions.may_approve(
+            person.caller, record.requested_by, record.request.audience
+        ),
         "is_requester": person.user.name == record.requested_by,
         "drill_mode": record.request.mode is not Mode.LIVE,
         "message": request.query.get("message", ""),

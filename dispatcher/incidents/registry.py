@@ -29,8 +29,9 @@ from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.incidents.statistics import CrimeStatistics, count
 from dispatcher.incidents.warning import draft_request
 from dispatcher.lint import lint_one
+from dispatcher.permissions import Permissions
 from dispatcher.places import campus_places
-from dispatcher.refusals import Conflict, Forbidden, Invalid, NotFound, PolicyBreach, Problem
+from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Problem
 from dispatcher.request import problems
 from dispatcher.settings import Settings, config_dir
 from dispatcher.store.incidents import IncidentStore, StatisticsRequest
@@ -62,8 +63,11 @@ class Recorded:
 class IncidentRegistry:
     """Records incidents and everything the Clery Act asks to show about them later."""
 
-    def __init__(self, settings: Settings, store: IncidentStore, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, store: IncidentStore, clock: Clock, permissions: Permissions
+    ) -> None:
         self.settings = settings
+        self.permissions = permissions
         self.config = incident_settings(settings)
         self.store = store
         self.clock = clock
@@ -198,14 +202,10 @@ class IncidentRegistry:
     async def private(self, incident_id: str, caller: Caller) -> PrivateDetails:
         """The victim and reporter details, for allowed roles; every attempt is audited."""
         await self.require(incident_id)
-        allowed = caller.role.value in self.config.private_roles
+        allowed = self.permissions.may_read_incident_private(caller)
         await self.store.audit_private(incident_id, actor=caller.name, at=self.clock.now_ms(),
                                        allowed=allowed, role=caller.role.value)
-        if not allowed:
-            raise Forbidden(
-                f"role {caller.role.value} may not read victim and reporter details",
-                counted_as="private_fields",
-            )
+        self.permissions.check_read_incident_private(caller)
         sealed = await self.store.sealed(incident_id)
         return PrivateDetails() if sealed is None else self.seal.open(sealed)
 
@@ -241,8 +241,7 @@ class IncidentRegistry:
     ) -> dict[str, Any] | None:
         """Close the decision; for a warning, the alert request body to send."""
         incident = await self.require(incident_id)
-        if caller.role.value not in self.config.decide_roles:
-            raise Forbidden(f"role {caller.role.value} may not decide on timely warnings")
+        self.permissions.check_decide_incident(caller)
         decision = await self.store.decision(incident_id)
         if decision is None:
             raise Conflict(f"incident {incident_id} needs no timely-warning decision "
