@@ -172,7 +172,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif fmt == "json":
         text = json.dumps({**report.to_json(), **crimes}, indent=2)
     else:
-        text = report_csv(report)
+        text = report_csv(report, crimes)
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -142,12 +142,12 @@ async def clery_report(request: web.Request) -> web.Response:
         raise _invalid("format", f"one of {', '.join(FORMATS)}")
     report = await records.report(year, now_ms=now)
     filename = f"clery-{year}.{fmt}"
+    crimes = await incident_report_section(request, year)
     if fmt == "csv":
         return web.Response(
-            text=report_csv(report), content_type="text/csv", charset="utf-8",
+            text=report_csv(report, crimes), content_type="text/csv", charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
-    crimes = await incident_report_section(request, year)
     if fmt == "html":
         html = render_html(report).replace("</body>", section_html(crimes) + "</body>", 1)
         return web.Response(text=html, content_type="text/html", charset="utf-8")

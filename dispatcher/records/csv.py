@@ -1,4 +1,5 @@
-"""The report as CSV: one row per alert, then the drills that did not run and the warnings."""
+"""The report as CSV: one row per alert, then the drills that did not run, the warnings and,
+when given, the crime part (statistics, timely-warning decisions, requests to local police)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ CSV_COLUMNS = (
     "references", "drill_description", "drill_date", "drill_start", "drill_end",
     "announced", "procedures_publicized", "qualifying_test", "scheduled_drill",
     "scheduled_for", "follow_up_notes", "message",
+    # The crime part of the report (rows whose record is a crime statistic, an unfounded
+    # count, a timely-warning decision or a request to local law enforcement).
+    "incident_id", "section", "crime", "geography", "year", "count", "location", "decision",
+    "decided_by", "decided_at", "reasons", "agency", "requested_on", "response",
 )
 
 
@@ -72,7 +77,7 @@ def _csv_row(r: CleryRecord, zone: ZoneInfo, modes: Sequence[Mode]) -> list[str]
         ),
         "message": "",
     }
-    return [values[c] for c in CSV_COLUMNS]
+    return [values.get(c, "") for c in CSV_COLUMNS]
 
 
 def _num(value: float | None) -> str:
@@ -83,8 +88,9 @@ def _pairs(mapping: dict[str, Any]) -> str:
     return "; ".join(f"{k} {v}" for k, v in mapping.items())
 
 
-def report_csv(report: CleryReport) -> str:
-    """One row per alert, then the scheduled drills that did not run and the warnings."""
+def report_csv(report: CleryReport, crimes: dict[str, Any] | None = None) -> str:
+    """One row per alert, then the scheduled drills that did not run, the warnings and the
+    crime part of the report (`IncidentRegistry.report_section`) when it is given."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -98,4 +104,37 @@ def report_csv(report: CleryReport) -> str:
     for w in report.warnings:
         writer.writerow({**blank, "record": "warning", "alert_id": w.alert_id or "",
                          "category": w.code, "message": w.message}.values())
+    if crimes is not None:
+        for row in _crime_rows(crimes, report.zone):
+            writer.writerow({**blank, **row}.values())
     return out.getvalue()
+
+
+def _crime_rows(crimes: dict[str, Any], zone: ZoneInfo) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    stats = crimes["crime_statistics"]
+    for section, crimes_of in sorted(stats["counts"].items()):
+        for crime, columns in sorted(crimes_of.items()):
+            for geography in stats["columns"]:
+                for year, count in sorted(columns.get(geography, {}).items()):
+                    rows.append({"record": "crime_statistic", "section": section,
+                                 "crime": crime, "geography": geography, "year": year,
+                                 "count": str(count)})
+    for year, by_category in sorted(stats["unfounded"].items()):
+        for category, count in sorted(by_category.items()):
+            rows.append({"record": "unfounded_crime", "year": year, "category": category,
+                         "count": str(count)})
+    for d in crimes["timely_warning_decisions"]:
+        rows.append({
+            "record": "timely_warning_decision", "incident_id": d["incident_id"],
+            "created_at": iso(d["reported_at"], zone) or "", "category": d["category"] or "",
+            "geography": d["geography"], "content": d["nature"], "location": d["location"],
+            "decision": d["decision"], "decided_by": d["decided_by"] or "",
+            "decided_at": iso(d["decided_at"], zone) or "",
+            "reasons": d["reasons"] or "", "alert_id": " ".join(d["alerts"]),
+        })
+    for r in crimes["law_enforcement_requests"]:
+        rows.append({"record": "law_enforcement_request", "year": str(r["year"]),
+                     "agency": r["agency"], "requested_on": r["requested_on"],
+                     "response": r["response"]})
+    return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime
@@ -295,6 +297,18 @@ class TestDecision:
         page = await (await desk.client.get("/v1/reports/clery?year=2026&format=html",
                                             headers=AUTH)).text()
         assert "Timely-warning decisions" in page and alert_id in page
+        sheet = await (await desk.client.get("/v1/reports/clery?year=2026&format=csv",
+                                             headers=AUTH)).text()
+        rows = list(csv.DictReader(io.StringIO(sheet)))
+        (decided,) = [r for r in rows if r["record"] == "timely_warning_decision"
+                      and r["incident_id"] == incident["id"]]
+        assert decided["decision"] == "warn" and decided["decided_by"] == "dispatcher1"
+        assert decided["alert_id"] == alert_id and decided["geography"] == "public_property"
+        counted = [r for r in rows if r["record"] == "crime_statistic"
+                   and r["crime"] == "robbery" and r["geography"] == "public_property"
+                   and r["year"] == "2026"]
+        assert counted and int(counted[0]["count"]) >= 1
+        assert "Quillfeather" not in sheet
         twice = await desk.client.post(f"/v1/incidents/{incident['id']}/decision",
                                        json={"warn": False, "reasons": "Changed my mind"},
                                        headers=AUTH)
