@@ -742,12 +742,8 @@ async def send(request: web.Request) -> web.StreamResponse:
         context["errors"] = _errors_of(preview)
         return _render(request, "compose.html", {"title": "Send an alert", **context},
                        status=422)
-    outcome = await actions.submit(service, preview.request, person.caller,
-                                   key=f"console:{person.user.name}:{form.key}")
-    if isinstance(outcome, actions.Sent):
-        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
-    if isinstance(outcome, actions.Held):
-        raise web.HTTPSeeOther(f"/console/approvals/{outcome.approval_id}")
+    outcome = _refusal_or_open(await actions.submit(
+        service, preview.request, person.caller, key=f"console:{person.user.name}:{form.key}"))
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     problems = [FieldProblem("text", v["message"]) for v in outcome.violations] + [
@@ -797,15 +793,23 @@ async def approval(request: web.Request) -> web.Response:
     })
 
 
+def _refusal_or_open(outcome: actions.Sent | actions.Held | actions.Refused) -> actions.Refused:
+    """After an action: an alert that went out opens its page, a held one its approval; a
+    refusal is handed back for the page to explain."""
+    if isinstance(outcome, actions.Sent):
+        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
+    if isinstance(outcome, actions.Held):
+        raise web.HTTPSeeOther(f"/console/approvals/{outcome.approval_id}")
+    return outcome
+
+
 @routes.post("/console/approvals/{id}/approve")
 @signed_in
 async def approve(request: web.Request) -> web.StreamResponse:
     """Approve as the second person: the alert goes out."""
     outcome = await actions.approve(_service(request), request.match_info["id"],
                                     request[PERSON].caller)
-    if isinstance(outcome, actions.Sent):
-        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
-    return _forbidden(request, outcome.message)
+    return _forbidden(request, _refusal_or_open(outcome).message)
 
 
 @routes.post("/console/approvals/{id}/reject")
@@ -858,12 +862,8 @@ async def drills(request: web.Request) -> web.Response:
 @signed_in
 async def run_drill(request: web.Request) -> web.StreamResponse:
     """Fire a drill now."""
-    outcome = await actions.run_drill(_service(request), request.match_info["name"],
-                                      request[PERSON].caller)
-    if isinstance(outcome, actions.Sent):
-        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
-    if isinstance(outcome, actions.Held):
-        raise web.HTTPSeeOther(f"/console/approvals/{outcome.approval_id}")
+    outcome = _refusal_or_open(await actions.run_drill(
+        _service(request), request.match_info["name"], request[PERSON].caller))
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     raise web.HTTPSeeOther("/console/drills?message=" + quote(outcome.message))
