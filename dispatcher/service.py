@@ -134,4 +134,6 @@ def _with_callback_urls(settings: Settings) -> dict[str, dict[str, Any]]:
         sections["sms.twilio"].setdefault(
             "status_callback_url", default_callback_url(settings.service.base_url())
         )
+    if "voice.twilio" in sections:
+        sections["voice.twilio"].setdefault("callback_base_url", settings.service.base_url())
     return sections
