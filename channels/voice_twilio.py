@@ -163,14 +163,20 @@ def call_twiml(
     gather_url: str,
     *,
     goodbye: str,
+    question: str = "",
+    ask: bool = True,
     gather_timeout_s: int = 6,
     repeats: int = 2,
 ) -> str:
-    """The call's TwiML: the alert and the keypad question inside `<Gather>`, said `repeats`
-    times (a key pressed during either ends it), then goodbye."""
+    """The call's TwiML: the alert, the question and the keypad words (`message.body`) inside
+    `<Gather numDigits="1">`, said `repeats` times (a key pressed during either ends it), then
+    goodbye. `ask=False` (the alert asks nothing) says the alert alone, `repeats` times."""
     said = {"language": voice.language, **({"voice": voice.voice} if voice.voice else {})}
     response = VoiceResponse()
     for _ in range(repeats):
+        if not ask:
+            response.say(message.speech or message.text, **said)
+            continue
         gather = Gather(
             num_digits=1,
             action=gather_url,
@@ -179,6 +185,8 @@ def call_twiml(
             action_on_empty_result=False,
         )
         gather.say(message.speech or message.text, **said)
+        if question:
+            gather.say(question, **said)
         if message.body:
             gather.say(message.body, **said)
         response.append(gather)

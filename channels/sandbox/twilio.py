@@ -145,9 +145,12 @@ class TwilioSandbox:
     _session: aiohttp.ClientSession | None = None
     _closed: bool = False
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
+    """Calls are answered only while this is set (it is, unless a test holds them ringing)."""
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        self.answering.set()
 
     def script(self, number: str, *replies: str) -> None:
         """Answer the next requests to `number` with these (see API_REPLIES), then 201."""
@@ -454,6 +457,7 @@ class TwilioSandbox:
                 await asyncio.sleep(self.callback_delay_s)
                 await self._call_status(call, fate.status)
                 return
+            await self.answering.wait()
             if "answered" in call.events:
                 await self._call_status(call, "in-progress")
             await self._answer(call, fate)

@@ -13,6 +13,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from channels.voice_twilio import (
+    DIGIT_ANSWERS,
     GATHER_PATH,
     STATUS_PATH,
     TWIML_PATH,
@@ -30,6 +31,8 @@ from channels.sms_twilio import signature_valid
 from dispatcher.api.common import SERVICE, error
 from dispatcher.credentials import reveal
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
+from dispatcher.refusals import Refused
+from dispatcher.rendering import spoken
 from dispatcher.service import Service
 from dispatcher.store.ledger import DeliveryRef
 
@@ -101,9 +104,19 @@ async def call_answered(request: web.Request) -> web.Response:
         settings.callback_base_url or service.settings.service.base_url(),
         GATHER_PATH, delivery.id, delivery.alert_id,
     )
+    # The keypad question only while the alert asks one the keys can answer.
+    question = await service.responses.question(record.id)
+    ask = (
+        question is not None
+        and question.is_open(service.clock.now_ms())
+        and set(DIGIT_ANSWERS.values()) <= set(question.options)
+    )
+    asked = question.texts.get(language, "") if question is not None and ask else ""
     return _twiml(call_twiml(
         messages[language], voice, gather,
         goodbye=words.word(language, "voice_goodbye"),
+        question=spoken(asked),
+        ask=ask,
         gather_timeout_s=settings.gather_timeout_s,
     ))
 
@@ -133,12 +146,18 @@ async def key_pressed(request: web.Request) -> web.Response:
         return _twiml(ask_again_twiml(
             voice, words.word(language, "voice_prompt"), again, settings.gather_timeout_s
         ))
-    await service.responses.record_answer(
-        alert_id=delivery.alert_id,
-        person_id=delivery.recipient,
-        option=option,
-        channel="voice.twilio",
-    )
+    try:
+        await service.responses.record_answer(
+            alert_id=delivery.alert_id,
+            person_id=delivery.recipient,
+            option=option,
+            channel="voice.twilio",
+        )
+    except Refused as exc:
+        # The alert asks nothing (any more) or not this: nothing to record, the call ends.
+        log.info("voice.answer_refused", alert_id=delivery.alert_id, delivery_id=delivery.id,
+                 reason=type(exc).__name__)
+        return _twiml(answer_twiml(voice, words.word(language, "voice_goodbye")))
     log.info("voice.answer_recorded", alert_id=delivery.alert_id, delivery_id=delivery.id,
              option=option)
     return _twiml(answer_twiml(voice, words.word(language, "voice_thanks")))

@@ -454,3 +454,85 @@ class TestCalls:
         assert code == 200
         root = twiml(body)
         assert [c.tag for c in root] == ["Hangup"]
+
+
+async def ask(voice: VoiceStack, alert_id: str) -> None:
+    """The alert asks "are you safe?" (in English and Spanish)."""
+    service = voice.run.service
+    now = service.clock.now_ms()
+    await service.responses.ask(
+        alert_id=alert_id, texts={"en": "Are you safe?", "es": "¿Está a salvo?"},
+        options=["safe", "need_help"], escalate_after_s=0, max_rounds=0,
+        asked_at_ms=now, closes_at_ms=now + 600_000,
+    )
+
+
+class TestKeys:
+    """Keys pressed on a call are the person's answer: 1 safe, 2 need help."""
+
+    async def test_keys_pressed_are_recorded_as_answers(self, voice: VoiceStack) -> None:
+        """The full loop: the call asks, the stand-in's people press 2, 1 or nothing, and each
+        key is that person's answer on voice.twilio; the caller is thanked."""
+        voice.api.answering.clear()
+        presses = {"+16175550101": "2", "+16175550102": "1", "+12125550103": "",
+                   "+12125550104": "1", "+13125550105": "1"}
+        for number, digits in presses.items():
+            voice.api.call_fate(number, "completed", digits)
+        alert_id = await voice.alert(translations={"es": {"text": SPANISH}})
+        async with asyncio.timeout(20):
+            while len(voice.api.calls) < len(PEOPLE):
+                await asyncio.sleep(0.02)
+        await ask(voice, alert_id)
+        voice.api.answering.set()
+        await voice.calls_done(alert_id, len(PEOPLE))
+        store = voice.run.service.responses.store
+        answers = {pid: await store.answer(alert_id, pid) for pid, _, _ in PEOPLE}
+        assert {pid: (a.option, a.channel) if a else None for pid, a in answers.items()} == {
+            "V001": ("need_help", "voice.twilio"),
+            "V002": ("safe", "voice.twilio"),
+            "V003": None,
+            "V004": ("safe", "voice.twilio"),
+            "V005": ("safe", "voice.twilio"),
+        }
+        calls = {c.to: c for c in voice.api.calls}
+        assert calls["+16175550101"].reply == ["Thank you. Your answer has been recorded."]
+        assert calls["+16175550102"].reply == ["Gracias. Su respuesta quedó registrada."]
+        assert "¿Está a salvo?" in calls["+16175550102"].spoken
+        assert "Are you safe?" in calls["+12125550104"].spoken
+        tally = await voice.run.service.responses.tally(alert_id)
+        assert (tally.total.safe, tally.total.need_help) == (3, 1)
+
+    async def test_without_a_question_no_key_is_asked(self, voice: VoiceStack) -> None:
+        """An alert that asks nothing is said twice, with no keypad question and no answer."""
+        alert_id = await voice.alert()
+        await voice.calls_done(alert_id, len(PEOPLE))
+        for call in voice.api.calls:
+            assert call.twiml_status == 200 and call.digits == ""
+            assert len(call.spoken) == 3 and call.spoken[0] == call.spoken[1]
+            assert not any("Press 1" in s for s in call.spoken)
+        assert await voice.run.service.responses.store.answer(alert_id, "V001") is None
+
+    async def test_another_key_asks_again_and_records_nothing(self, voice: VoiceStack) -> None:
+        """A key that means nothing gets the question again; the signed 2 after it counts."""
+        voice.api.answering.clear()
+        alert_id = await voice.alert()
+        async with asyncio.timeout(20):
+            while len(voice.api.calls) < len(PEOPLE):
+                await asyncio.sleep(0.02)
+        await ask(voice, alert_id)
+        delivery = (await voice.deliveries(alert_id))["V003"]
+        query = f"d={delivery['id']}&a={alert_id}"
+        code, body = await voice.signed_post(GATHER_PATH, query, {"CallSid": "CA1", "Digits": "9"})
+        assert code == 200
+        gather = twiml(body).find("Gather")
+        assert gather is not None and gather.get("numDigits") == "1"
+        assert [s.text for s in gather.findall("Say")] == [
+            "Press 1 if you are safe. Press 2 if you need help."
+        ]
+        store = voice.run.service.responses.store
+        assert await store.answer(alert_id, "V003") is None
+        code, body = await voice.signed_post(GATHER_PATH, query, {"CallSid": "CA1", "Digits": "2"})
+        assert code == 200 and "Thank you" in body
+        found = await store.answer(alert_id, "V003")
+        assert found is not None and found.option == "need_help"
+        voice.api.answering.set()
