@@ -17,11 +17,10 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from defusedxml import ElementTree
-
 import aiohttp
 import structlog
 from aiohttp import web
+from defusedxml import ElementTree
 from twilio.request_validator import RequestValidator
 
 from channels.sandbox.server import Sandbox

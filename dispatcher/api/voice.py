@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from channels.sms_twilio import signature_valid
 from channels.voice_twilio import (
     DIGIT_ANSWERS,
     GATHER_PATH,
@@ -27,7 +28,6 @@ from channels.voice_twilio import (
     parse_call_status,
     signed_url,
 )
-from channels.sms_twilio import signature_valid
 from dispatcher.api.common import SERVICE, error
 from dispatcher.credentials import reveal
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -223,7 +224,7 @@ class TestPacing:
             assert abs(seen["+1 617"] - seen["+1 212"]) <= 1, areas
         for area in ("+1 617", "+1 212"):
             times = [c.arrived for c in api.calls if area_code(c.to) == area]
-            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
             assert min(gaps) >= 0.8 / 5, (area, gaps)
 
     async def test_without_the_area_limit_one_area_code_gets_a_burst(
@@ -251,7 +252,7 @@ class TestPacing:
         assert Counter(c.from_ for c in api.calls) == {"+15555550101": 3, "+15555550102": 3}
         for number in ("+15555550101", "+15555550102"):
             times = [c.arrived for c in api.calls if c.from_ == number]
-            gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(times)]
             assert min(gaps) >= 0.8 / 5, (number, gaps)
 
     async def test_pace_longer_than_the_batch_may_wait_retries_the_rest(

@@ -1,9 +1,10 @@
 """Every channel against its real local server, behind one interface the contract suite drives.
 
 A `ChannelHarness` starts a channel and the server it speaks to (aiosmtpd for `email.smtp`, the
-sandbox's Twilio stand-in for `sms.twilio` and `voice.twilio`, the sandbox's HTTP sink for `push.apprise`, a
-throwaway mosquitto for the device channels), scripts failures on that server, and reads back
-what arrived. A new channel gets the whole suite by adding one harness to `HARNESSES`.
+sandbox's Twilio stand-in for `sms.twilio` and `voice.twilio`, the sandbox's HTTP sink for
+`push.apprise`, a throwaway mosquitto for the device channels), scripts failures on that
+server, and reads back what arrived. A new channel gets the whole suite by adding one harness
+to `HARNESSES`.
 
 The suite builds its alerts, batches and deliveries with `make_batch` only: `AlertContext` is
 changing shape, and this is the one place to follow it.
