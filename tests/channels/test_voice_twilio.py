@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 from collections import Counter
@@ -15,6 +16,7 @@ from aiohttp import web
 from defusedxml import ElementTree
 from twilio.request_validator import RequestValidator
 
+from channels.sandbox import twilio as twilio_plugin
 from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from channels.sandbox.stats import Stats
@@ -537,3 +539,22 @@ class TestKeys:
         found = await store.answer(alert_id, "V003")
         assert found is not None and found.option == "need_help"
         voice.api.answering.set()
+
+
+async def test_sandbox_plugin_takes_the_voice_knobs() -> None:
+    """`clarion sandbox` flags set who answers, presses a key and needs help."""
+    parser = argparse.ArgumentParser()
+    twilio_plugin.add_arguments(parser)
+    box = Sandbox(port=0, smtp_port=0)
+    args = parser.parse_args(["--voice-answer-rate", "0.5", "--voice-help-rate", "0.25",
+                              "--voice-busy-rate", "0.1", "--voice-press-rate", "0.75"])
+    api = await twilio_plugin.attach(box, args)
+    try:
+        assert (api.answer_rate, api.help_rate, api.busy_rate, api.press_rate) == (
+            0.5, 0.25, 0.1, 0.75
+        )
+        calls = f"/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Calls.json"
+        assert box.endpoints["twilio_calls"] == calls
+        assert "voice" in box.stats.timed_snapshot()
+    finally:
+        await api.close()
