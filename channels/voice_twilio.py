@@ -31,7 +31,7 @@ from channels.base import Channel, ChannelSettings, ReceiptSink
 from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
 from channels.sms_twilio import TWILIO_API, TWILIO_ERRORS, TwilioTransport, last_retry_after
 from dispatcher.credentials import SettingsModel, reveal
-from dispatcher.domain import Batch, ChannelKind, Delivery, Message, Outcome, Receipt
+from dispatcher.domain import AlertContext, Batch, ChannelKind, Delivery, Message, Outcome, Receipt
 
 log = structlog.get_logger("clarion.channel.voice")
 
@@ -325,6 +325,8 @@ class TwilioVoice(Channel):
         self._next_caller = 0
         self._areas: dict[str, AsyncLimiter] = {}
         self._requests = asyncio.Semaphore(settings.concurrency)
+        # Calls this process placed, by alert (with its expiry): a cancel stops those ringing.
+        self._placed: dict[str, tuple[int, list[str]]] = {}
 
     async def start(self, receipts: ReceiptSink, /) -> None:
         """Load the Calls resource now, not on the first alert's clock (status comes by
@@ -336,6 +338,35 @@ class TwilioVoice(Channel):
         if self._http is not None:
             await self._http.close()
         self._http = self._client = None
+
+    async def take_down(self, alert: AlertContext, /) -> None:
+        """The alert was cancelled: cancel its calls that still queue or ring (an answered
+        call's TwiML then says nothing and hangs up)."""
+        _, sids = self._placed.pop(alert.alert_id, (0, []))
+        if not sids:
+            return
+        client = self._twilio()
+
+        async def cancel(sid: str) -> bool:
+            try:
+                async with self._requests, asyncio.timeout(self.settings.timeout_s):
+                    await client.calls(sid).update_async(status="canceled")
+            except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # An answered or ended call cannot be canceled; Twilio says so with a 4xx.
+                log.info("voice.cancel_failed", channel=self.name, alert_id=alert.alert_id,
+                         error=type(exc).__name__)
+                return False
+            return True
+
+        done = await asyncio.gather(*(cancel(sid) for sid in sids))
+        log.info("voice.calls_canceled", channel=self.name, alert_id=alert.alert_id,
+                 canceled=sum(done), placed=len(sids))
+
+    def _remember(self, alert: AlertContext, sid: str) -> None:
+        now = alert.now_ms
+        for gone in [a for a, (until, _) in self._placed.items() if until < now]:
+            del self._placed[gone]
+        self._placed.setdefault(alert.alert_id, (alert.expires_ms, []))[1].append(sid)
 
     def _twilio(self) -> Client:
         if self._client is None:
@@ -436,6 +467,7 @@ class TwilioVoice(Channel):
         except (aiohttp.ClientError, TwilioException) as exc:
             result = _Result(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
         else:
+            self._remember(batch.alert, str(call.sid))
             return _Result(Outcome.ACCEPTED, f"call {call.status or 'queued'}", str(call.sid))
         log.info(
             "voice.call_failed",

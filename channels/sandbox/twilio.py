@@ -34,6 +34,7 @@ DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105 - the local stand-in's, as in
 API_VERSION = "2010-04-01"
 MESSAGES_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
 CALLS_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls.json"
+CALL_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{sid}}.json"
 # How a call may be scripted to end: answered (then a key, or none), or not.
 CALL_ENDS = frozenset({"completed", "busy", "no-answer", "failed"})
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -107,6 +108,9 @@ class PlacedCall:
     twiml_status: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the call has ended (status callbacks sent)."""
+    canceled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the Calls API was asked to cancel it while it rang."""
+    answered: bool = False
 
     @property
     def alert_id(self) -> str:
@@ -174,6 +178,7 @@ class TwilioSandbox:
         app.router.add_post(MESSAGES_PATH, self._create)
         app.router.add_get(MESSAGES_PATH, self._list)
         app.router.add_post(CALLS_PATH, self._create_call)
+        app.router.add_post(CALL_PATH, self._update_call)
 
     async def close(self) -> None:
         """Release hung requests, cancel pending callbacks, close the client session."""
@@ -402,6 +407,23 @@ class TwilioSandbox:
         self._spawn(self._run_call(call))
         return web.json_response(self._call_resource(call), status=201)
 
+    async def _update_call(self, request: web.Request) -> web.Response:
+        """`Status=canceled` stops a call that still rings; an answered one cannot be."""
+        if not self._authorized(request):
+            return twilio_error(401, 20003, "Authenticate")
+        call = next((c for c in self.calls if c.sid == request.match_info["sid"]), None)
+        if call is None:
+            return twilio_error(404, 20404, "The requested resource was not found")
+        form = await request.post()
+        if str(form.get("Status", "")) == "canceled":
+            if call.answered or call.done.is_set():
+                return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
+            call.canceled.set()
+        return web.json_response(
+            {**self._call_resource(call), "status": "canceled" if call.canceled.is_set()
+             else "in-progress"}
+        )
+
     def _call_resource(self, call: PlacedCall) -> dict[str, Any]:
         now = formatdate(usegmt=True)
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call.sid}.json"
@@ -456,7 +478,10 @@ class TwilioSandbox:
                 await asyncio.sleep(self.callback_delay_s)
                 await self._call_status(call, fate.status)
                 return
-            await self.answering.wait()
+            if not await self._picked_up(call):
+                await self._call_status(call, "canceled")
+                return
+            call.answered = True
             if "answered" in call.events:
                 await self._call_status(call, "in-progress")
             await self._answer(call, fate)
@@ -464,6 +489,19 @@ class TwilioSandbox:
             await self._call_status(call, "completed", CallDuration="20")
         finally:
             call.done.set()
+
+    async def _picked_up(self, call: PlacedCall) -> bool:
+        """Ring until answered (the `answering` gate open), or False if canceled first."""
+        if call.canceled.is_set():
+            return False
+        answer = asyncio.ensure_future(self.answering.wait())
+        cancel = asyncio.ensure_future(call.canceled.wait())
+        try:
+            await asyncio.wait({answer, cancel}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answer.cancel()
+            cancel.cancel()
+        return not call.canceled.is_set()
 
     async def _answer(self, call: PlacedCall, fate: CallFate) -> None:
         """Fetch the call's TwiML as Twilio does, then press the key at its `<Gather>`."""

@@ -324,10 +324,12 @@ class VoiceStack:
 
 @pytest_asyncio.fixture
 async def voice(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator[VoiceStack]:
-    """Five people with phones in three area codes, one speaking Spanish."""
+    """Five people with phones in three area codes (one speaking Spanish) and e-mail, which
+    a call that fails for good falls back to."""
     people = tmp_path / "people.csv"
     rows = [
-        f"{pid},Test,Person{pid[-1]},,{phone},,staff,science-center,main,{lang},,,,,,"
+        f"{pid},Test,Person{pid[-1]},{pid.lower()}@campus.example,{phone},,staff,"
+        f"science-center,main,{lang},,,,,,"
         for pid, phone, lang in PEOPLE
     ]
     people.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
@@ -342,7 +344,7 @@ async def voice(make_settings: SettingsFactory, tmp_path: Path) -> AsyncIterator
             "api_base_url": box.url,
             "callers": [{"number": "+15555550101", "rate_per_second": 1000}],
             "area_code_rate_per_second": 0,
-            "fallback": None,
+            "fallback": "email",
         }},
         service={"port": port, "public_url": public},
         directory={"people": str(people), "devices": str(tmp_path / "none.csv")},
@@ -401,6 +403,8 @@ class TestCalls:
         doc = await (await voice.run.client.get(f"/v1/alerts/{alert_id}", headers=AUTH)).json()
         assert doc["channels"]["voice"]["failed"] == 2
         assert doc["channels"]["voice"]["delivered"] == 3
+        # The two it could not reach fall back to e-mail.
+        assert doc["channels"]["email"]["total"] == 2
 
     async def test_status_only_moves_forward(self, voice: VoiceStack) -> None:
         """After `completed`, a late `ringing` or `no-answer` changes nothing."""
@@ -558,3 +562,49 @@ async def test_sandbox_plugin_takes_the_voice_knobs() -> None:
         assert "voice" in box.stats.timed_snapshot()
     finally:
         await api.close()
+
+
+class TestCancel:
+    """A cancelled alert stops its calls that still ring."""
+
+    async def test_cancel_stops_ringing_calls(self, voice: VoiceStack) -> None:
+        """Calls ringing when the alert is cancelled are canceled: nobody hears the alert, the
+        deliveries end failed "call canceled", and no fallback is queued."""
+        voice.api.answering.clear()
+        alert_id = await voice.alert()
+        async with asyncio.timeout(20):
+            while len(voice.api.calls) < len(PEOPLE):
+                await asyncio.sleep(0.02)
+        response = await voice.run.client.post(f"/v1/alerts/{alert_id}/cancel", headers=AUTH,
+                                               json={"reason": "sent in error"})
+        assert response.status == 200
+        voice.api.answering.set()
+        await voice.calls_done(alert_id, len(PEOPLE))
+        for call in voice.api.calls:
+            assert call.canceled.is_set() and call.spoken == [] and call.twiml_status == 0
+            assert ("canceled", 204) in call.statuses
+        async with asyncio.timeout(10):
+            while True:
+                found = await voice.deliveries(alert_id)
+                if all(d["state"] == "failed" for d in found.values()):
+                    break
+                await asyncio.sleep(0.05)
+        assert {d["detail"] for d in found.values()} == {"call canceled"}
+        total = await voice.run.service.db.fetchval(
+            "SELECT COUNT(*) FROM deliveries WHERE alert_id = ?", (alert_id,)
+        )
+        assert total == len(PEOPLE)
+
+    async def test_answered_call_of_a_cancelled_alert_says_nothing(
+        self, voice: VoiceStack
+    ) -> None:
+        """An answered call whose alert is cancelled meanwhile gets TwiML that hangs up."""
+        alert_id = await voice.alert()
+        await voice.calls_done(alert_id, len(PEOPLE))
+        delivery = (await voice.deliveries(alert_id))["V002"]
+        response = await voice.run.client.post(f"/v1/alerts/{alert_id}/cancel", headers=AUTH)
+        assert response.status == 200
+        code, body = await voice.signed_post(
+            TWIML_PATH, f"d={delivery['id']}&a={alert_id}", {"CallSid": "CA1"}
+        )
+        assert code == 200 and [c.tag for c in twiml(body)] == ["Hangup"]
