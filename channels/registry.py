@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 CHANNELS: dict[str, str] = {
     "email.smtp": "channels.email_smtp:SmtpEmail",
     "sms.twilio": "channels.sms_twilio:TwilioSms",
+    "voice.twilio": "channels.voice_twilio:TwilioVoice",
     "push.apprise": "channels.push_apprise:ApprisePush",
     "siren.mqtt": "channels.devices:SirenChannel",
     "signage.mqtt": "channels.devices:SignageChannel",

@@ -222,7 +222,7 @@ _retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-class _TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
+class TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
     """Twilio's async HTTP client with what it lacks: a timeout, Retry-After, plain headers."""
 
     def __init__(self, timeout_s: float) -> None:
@@ -260,6 +260,11 @@ class _TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
             if reply.status >= 400:
                 _retry_after.set(_parse_retry_after(reply.headers.get("Retry-After")))
             return Response(reply.status, text, reply.headers)
+
+
+def last_retry_after() -> float | None:
+    """The Retry-After (seconds) of the error response this task got last, if it had one."""
+    return _retry_after.get()
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -338,7 +343,7 @@ class TwilioSms(Channel):
 
     def _twilio(self) -> Client:
         if self._client is None:
-            self._http = _TwilioTransport(self.settings.timeout_s)
+            self._http = TwilioTransport(self.settings.timeout_s)
             client = Client(
                 self.settings.account_sid,
                 reveal(self.settings.auth_token),

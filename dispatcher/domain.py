@@ -33,6 +33,7 @@ class ChannelKind(StrEnum):
     DESKTOP = "desktop"
     SMS = "sms"
     PUSH = "push"
+    VOICE = "voice"
     EMAIL = "email"
 
     @property
@@ -42,7 +43,7 @@ class ChannelKind(StrEnum):
 
     @property
     def urgency(self) -> int:
-        """Lower goes first: devices, then SMS and push, then email."""
+        """Lower goes first: devices, then SMS and push, then voice calls, then email."""
         return _URGENCY[self]
 
 
@@ -56,7 +57,8 @@ _URGENCY = {
     ChannelKind.DESKTOP: 0,
     ChannelKind.SMS: 1,
     ChannelKind.PUSH: 1,
-    ChannelKind.EMAIL: 2,
+    ChannelKind.VOICE: 2,
+    ChannelKind.EMAIL: 3,
 }
 
 

@@ -434,6 +434,10 @@ class Engine:
                 await asyncio.sleep(0.05 * attempt)
                 attempt += 1
 
+    def rendering(self, record: AlertRecord, kind: ChannelKind) -> dict[str, Message]:
+        """The alert's messages on a channel, by language (what a voice call's TwiML says)."""
+        return self._messages(record, kind)
+
     def _messages(self, record: AlertRecord, kind: ChannelKind) -> dict[str, Message]:
         """The alert rendered for a channel; rendered now for a fallback it was not sent on."""
         found = record.rendered.get(kind)

@@ -2,7 +2,7 @@
 
 Every rendering of a drill or a test says so where a person looks first (the SMS prefix, the
 email subject and a banner, the push title, the sign's headline and banner, the first and last
-words of a PA announcement), so that no one can take it for a real alert.
+words of a PA announcement or a voice call), so that no one can take it for a real alert.
 """
 
 from __future__ import annotations
@@ -153,6 +153,8 @@ def render(
         return _pa(request, p, language, settings, texts)
     if channel is ChannelKind.DESKTOP:
         return _desktop(request, p, language, settings, limits)
+    if channel is ChannelKind.VOICE:
+        return _voice(request, p, language, settings, texts)
     # Sirens show nothing; their message is the headline for logs and the device payload.
     title = _title(p.headline_given, mark, p.headline, limits.signage_headline_max)
     return Message(text=title, title=title)
@@ -305,3 +307,26 @@ def _pa(
         preamble = settings.word(language, "pa_test_preamble")
     speech = _join(preamble, spoken(body), preamble)
     return Message(text=speech, speech=speech, title=p.headline)
+
+
+def _voice(
+    request: AlertRequest,
+    p: Parts,
+    language: str,
+    settings: RenderingSettings,
+    texts: ChannelTexts | None,
+) -> Message:
+    # A phone call says what the PA would (its own override first, then the PA's), with the
+    # drill preamble first and last; `body` is the keypad question the call ends with.
+    override = texts.voice or texts.pa if texts is not None else None
+    body = override or p.text
+    if p.instruction and p.instruction not in body:
+        body = _join(body, p.instruction)
+    preamble = ""
+    if request.mode is Mode.DRILL:
+        preamble = settings.word(language, "pa_drill_preamble")
+    elif request.mode is Mode.TEST:
+        preamble = settings.word(language, "pa_test_preamble")
+    speech = _join(preamble, spoken(body), preamble)
+    prompt = settings.word(language, "voice_prompt")
+    return Message(text=speech, speech=speech, title=p.headline, body=prompt)

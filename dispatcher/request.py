@@ -32,6 +32,7 @@ class ChannelTexts(_Strict):
     push: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
     signage: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
     pa: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    voice: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
 
 
 class Translation(_Strict):

@@ -18,6 +18,7 @@ from dispatcher.engine import Engine
 from dispatcher.intake import Intake
 from dispatcher.observability import Metrics
 from dispatcher.permissions import Permissions
+from dispatcher.responses import Responses
 from dispatcher.scheduler import DrillScheduler
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
@@ -26,6 +27,7 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
+from dispatcher.store.responses import ResponseStore
 from segments.audience import AudienceResolver
 
 log = structlog.get_logger("clarion.service")
@@ -63,6 +65,13 @@ class Service:
         self.channels = (
             channels if channels is not None
             else build_channels(_with_callback_urls(settings), buses=self.device_buses)
+        )
+        # Answers to an alert's question: any channel records them through `record_answer`.
+        self.responses = Responses(
+            ResponseStore(db, self.audit),
+            clock=self.clock,
+            building_zones=lambda: self.audience.campus.building_zones,
+            channels=[kind.value for kind in self.channels if not kind.is_device],
         )
         self.engine = Engine(
             settings=settings,
@@ -136,4 +145,6 @@ def _with_callback_urls(settings: Settings) -> dict[str, dict[str, Any]]:
         sections["sms.twilio"].setdefault(
             "status_callback_url", default_callback_url(settings.service.base_url())
         )
+    if "voice.twilio" in sections:
+        sections["voice.twilio"].setdefault("callback_base_url", settings.service.base_url())
     return sections

@@ -150,7 +150,9 @@ def _default_expiry() -> dict[AlertKind, int]:
 
 
 def _default_channels() -> dict[AlertKind, list[ChannelKind]]:
-    every = list(ChannelKind)
+    # Voice calls go out only when an alert asks for them (or as a fallback): calling every
+    # phone is a decision for the alert, not a default.
+    every: list[ChannelKind] = [c for c in ChannelKind if c is not ChannelKind.VOICE]
     people = [ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.EMAIL]
     return {
         AlertKind.EMERGENCY: every,

@@ -17,8 +17,14 @@ from zoneinfo import ZoneInfo
 from dispatcher.domain import AlertKind, ChannelKind
 from segments.settings import DirectorySettings
 
-PERSON_CHANNELS = (ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.EMAIL)
-ADDRESS_COLUMN = {ChannelKind.SMS: "phone", ChannelKind.PUSH: "push", ChannelKind.EMAIL: "email"}
+PERSON_CHANNELS = (ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.VOICE, ChannelKind.EMAIL)
+# A voice call rings the same number a text goes to.
+ADDRESS_COLUMN = {
+    ChannelKind.SMS: "phone",
+    ChannelKind.PUSH: "push",
+    ChannelKind.VOICE: "phone",
+    ChannelKind.EMAIL: "email",
+}
 
 NO_ADDRESS = "no_address"
 OPT_OUT = "opt_out"
@@ -77,7 +83,7 @@ def parse_channels(text: str, *, allow_all: bool = False) -> tuple[ChannelKind, 
         try:
             channel = ChannelKind(name)
         except ValueError:
-            raise ValueError(f"unknown channel {name!r} (sms, push or email)") from None
+            raise ValueError(f"unknown channel {name!r} (sms, push, voice or email)") from None
         if channel.is_device:
             raise ValueError(f"{name!r} is a device channel, not a person's")
         if channel not in out:

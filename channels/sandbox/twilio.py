@@ -1,4 +1,5 @@
-"""A Twilio Messages API stand-in: form bodies, Basic auth, 201 JSON, errors, signed callbacks."""
+"""A Twilio Messages and Calls API stand-in: form bodies, Basic auth, 201 JSON, errors, signed
+callbacks; a call's TwiML is fetched from its Url and a simulated person presses a key."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import structlog
 from aiohttp import web
+from defusedxml import ElementTree
 from twilio.request_validator import RequestValidator
 
 from channels.sandbox.server import Sandbox
@@ -31,6 +33,10 @@ DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "sandbox-token"  # noqa: S105 - the local stand-in's, as in the config
 API_VERSION = "2010-04-01"
 MESSAGES_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
+CALLS_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls.json"
+CALL_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{sid}}.json"
+# How a call may be scripted to end: answered (then a key, or none), or not.
+CALL_ENDS = frozenset({"completed", "busy", "no-answer", "failed"})
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # What the API may be scripted to answer for a number, besides 201.
 API_REPLIES = frozenset(
@@ -70,6 +76,48 @@ class SentMessage:
     num_segments: int
 
 
+@dataclass(frozen=True, slots=True)
+class CallFate:
+    """How a placed call ends: answered (`completed`) with a key pressed ("" for none), or
+    busy, unanswered or failed."""
+
+    status: str = "completed"
+    digits: str = "1"
+
+
+@dataclass
+class PlacedCall:
+    """One accepted call as the stand-in keeps it, with what happened on it."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str
+    status_callback: str
+    events: tuple[str, ...]
+    arrived: float
+    """The loop's clock when the Calls API accepted it."""
+    spoken: list[str] = field(default_factory=list)
+    """The `<Say>` texts of the call's TwiML, once answered."""
+    language: str = ""
+    digits: str = ""
+    reply: list[str] = field(default_factory=list)
+    """The `<Say>` texts TwiML answered the key with."""
+    statuses: list[tuple[str, int]] = field(default_factory=list)
+    """(CallStatus posted, HTTP status the service answered)."""
+    twiml_status: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the call has ended (status callbacks sent)."""
+    canceled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the Calls API was asked to cancel it while it rang."""
+    answered: bool = False
+
+    @property
+    def alert_id(self) -> str:
+        """The alert named in the call's status callback query."""
+        return parse_qs(urlsplit(self.status_callback).query).get("a", [""])[0]
+
+
 @dataclass
 class TwilioSandbox:
     """The Messages API with per-number scripts, random error shares, and callbacks."""
@@ -83,20 +131,29 @@ class TwilioSandbox:
     failed_rate: float = 0.0
     callback_delay_s: float = 0.05
     opted_out: set[str] = field(default_factory=set)
+    answer_rate: float = 1.0
+    busy_rate: float = 0.0
+    help_rate: float = 0.0
+    press_rate: float = 1.0
     seed: int | None = None
     stats: Stats = field(default_factory=Stats)
     sent: list[SentMessage] = field(default_factory=list)
+    calls: list[PlacedCall] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
     requests: int = 0
     _replies: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     _fates: dict[str, deque[Fate]] = field(default_factory=lambda: defaultdict(deque))
+    _call_fates: dict[str, deque[CallFate]] = field(default_factory=lambda: defaultdict(deque))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _session: aiohttp.ClientSession | None = None
     _closed: bool = False
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
+    """Calls are answered only while this is set (it is, unless a test holds them ringing)."""
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        self.answering.set()
 
     def script(self, number: str, *replies: str) -> None:
         """Answer the next requests to `number` with these (see API_REPLIES), then 201."""
@@ -109,11 +166,19 @@ class TwilioSandbox:
         """End the next accepted message to `number` with this status (and error code)."""
         self._fates[number].append(Fate(status, error_code))
 
+    def call_fate(self, number: str, status: str = "completed", digits: str = "1") -> None:
+        """End the next accepted call to `number` so (see CALL_ENDS), pressing `digits`."""
+        if status not in CALL_ENDS:
+            raise ValueError(f"unknown call end {status!r}")
+        self._call_fates[number].append(CallFate(status, digits))
+
     def attach(self, app: web.Application) -> None:
-        """Add the Messages API to the sandbox's HTTP app."""
+        """Add the Messages and Calls APIs to the sandbox's HTTP app."""
         app[TWILIO] = self
         app.router.add_post(MESSAGES_PATH, self._create)
         app.router.add_get(MESSAGES_PATH, self._list)
+        app.router.add_post(CALLS_PATH, self._create_call)
+        app.router.add_post(CALL_PATH, self._update_call)
 
     async def close(self) -> None:
         """Release hung requests, cancel pending callbacks, close the client session."""
@@ -308,6 +373,207 @@ class TwilioSandbox:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # --- calls ------------------------------------------------------------------------------
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if not self._authorized(request):
+            return twilio_error(401, 20003, "Authenticate")
+        form = await request.post()
+        to = str(form.get("To", ""))
+        sender = str(form.get("From", ""))
+        url = str(form.get("Url", ""))
+        if not to:
+            return twilio_error(400, 21201, "No 'To' number is specified")
+        if not sender:
+            return twilio_error(400, 21213, "No 'From' number is specified")
+        if not url and not form.get("Twiml"):
+            return twilio_error(400, 21205, "Url parameter is required.")
+        reply = self._next_reply(to)
+        if reply != "201":
+            return await self._scripted(reply, to)
+        if not E164.match(to):
+            return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        call = PlacedCall(
+            sid="CA" + secrets.token_hex(16),
+            to=to,
+            from_=sender,
+            url=url,
+            status_callback=str(form.get("StatusCallback", "")),
+            events=tuple(str(e) for e in form.getall("StatusCallbackEvent", [])),
+            arrived=asyncio.get_running_loop().time(),
+        )
+        self.calls.append(call)
+        self._spawn(self._run_call(call))
+        return web.json_response(self._call_resource(call), status=201)
+
+    async def _update_call(self, request: web.Request) -> web.Response:
+        """`Status=canceled` stops a call that still rings; an answered one cannot be."""
+        if not self._authorized(request):
+            return twilio_error(401, 20003, "Authenticate")
+        call = next((c for c in self.calls if c.sid == request.match_info["sid"]), None)
+        if call is None:
+            return twilio_error(404, 20404, "The requested resource was not found")
+        form = await request.post()
+        if str(form.get("Status", "")) == "canceled":
+            if call.answered or call.done.is_set():
+                return twilio_error(400, 21220, "Call is not in-progress. Cannot redirect.")
+            call.canceled.set()
+        return web.json_response(
+            {**self._call_resource(call), "status": "canceled" if call.canceled.is_set()
+             else "in-progress"}
+        )
+
+    def _call_resource(self, call: PlacedCall) -> dict[str, Any]:
+        now = formatdate(usegmt=True)
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call.sid}.json"
+        return {
+            "account_sid": self.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": call.from_,
+            "from_formatted": call.from_,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": call.sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": call.to,
+            "to_formatted": call.to,
+            "uri": uri,
+        }
+
+    def _call_fate_of(self, to: str) -> CallFate:
+        queued = self._call_fates.get(to)
+        if queued:
+            return queued.popleft()
+        roll = self._random.random()
+        if roll < self.busy_rate:
+            return CallFate("busy", "")
+        if roll < self.busy_rate + (1 - self.answer_rate):
+            return CallFate("no-answer", "")
+        if self._random.random() >= self.press_rate:
+            return CallFate("completed", "")
+        return CallFate("completed", "2" if self._random.random() < self.help_rate else "1")
+
+    async def _run_call(self, call: PlacedCall) -> None:
+        """Ring, then answer (fetch the TwiML, press a key) or not, posting each status."""
+        try:
+            fate = self._call_fate_of(call.to)
+            for event, status in (("initiated", "initiated"), ("ringing", "ringing")):
+                await asyncio.sleep(self.callback_delay_s)
+                if event in call.events:
+                    await self._call_status(call, status)
+            if fate.status != "completed":
+                await asyncio.sleep(self.callback_delay_s)
+                await self._call_status(call, fate.status)
+                return
+            if not await self._picked_up(call):
+                await self._call_status(call, "canceled")
+                return
+            call.answered = True
+            if "answered" in call.events:
+                await self._call_status(call, "in-progress")
+            await self._answer(call, fate)
+            await asyncio.sleep(self.callback_delay_s)
+            await self._call_status(call, "completed", CallDuration="20")
+        finally:
+            call.done.set()
+
+    async def _picked_up(self, call: PlacedCall) -> bool:
+        """Ring until answered (the `answering` gate open), or False if canceled first."""
+        if call.canceled.is_set():
+            return False
+        answer = asyncio.ensure_future(self.answering.wait())
+        cancel = asyncio.ensure_future(call.canceled.wait())
+        try:
+            await asyncio.wait({answer, cancel}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answer.cancel()
+            cancel.cancel()
+        return not call.canceled.is_set()
+
+    async def _answer(self, call: PlacedCall, fate: CallFate) -> None:
+        """Fetch the call's TwiML as Twilio does, then press the key at its `<Gather>`."""
+        params = self._call_params(call, "in-progress")
+        status, twiml = await self._fetch(call.url, params)
+        call.twiml_status = status
+        if status != 200:
+            return
+        says, language, action = _read_twiml(twiml)
+        call.spoken, call.language = says, language
+        query = parse_qs(urlsplit(call.status_callback).query)
+        self.stats.record(
+            "voice", query.get("a", [""])[0], call.to, " ".join(says), sid=call.sid,
+            sender=call.from_,
+        )
+        if not fate.digits or not action:
+            return
+        call.digits = fate.digits
+        status, reply = await self._fetch(action, {**params, "Digits": fate.digits})
+        if status == 200:
+            call.reply = _read_twiml(reply)[0]
+
+    def _call_params(self, call: PlacedCall, status: str, **extra: str) -> dict[str, str]:
+        return {
+            "AccountSid": self.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": call.sid,
+            "CallStatus": status,
+            "Called": call.to,
+            "Caller": call.from_,
+            "Direction": "outbound-api",
+            "From": call.from_,
+            "To": call.to,
+            **extra,
+        }
+
+    async def _call_status(self, call: PlacedCall, status: str, **extra: str) -> None:
+        if not call.status_callback:
+            return
+        params = self._call_params(call, status, **extra)
+        signature = RequestValidator(self.auth_token).compute_signature(
+            call.status_callback, params
+        )
+        answered = await self._post(call.status_callback, params, signature)
+        call.statuses.append((status, answered))
+
+    async def _fetch(self, url: str, params: dict[str, str]) -> tuple[int, str]:
+        """POST signed form parameters and read the TwiML the service answers."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        try:
+            async with self._session.post(
+                url, data=params, headers={"X-Twilio-Signature": signature}
+            ) as response:
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("sandbox.twiml_failed", error=type(exc).__name__)
+            return 0, ""
+
+
+def _read_twiml(text: str) -> tuple[list[str], str, str]:
+    """A TwiML document's `<Say>` texts (in order), the first one's language, and the first
+    `<Gather>` action."""
+    root = ElementTree.fromstring(text)
+    says = [(node.text or "").strip() for node in root.iter("Say")]
+    first = next(root.iter("Say"), None)
+    gather = next(root.iter("Gather"), None)
+    language = first.get("language", "") if first is not None else ""
+    action = gather.get("action", "") if gather is not None else ""
+    return says, language, action
+
 
 TWILIO: web.AppKey[TwilioSandbox] = web.AppKey("sandbox.twilio")
 
@@ -335,6 +601,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer 21610 for this number (repeatable)",
     )
     group.add_argument("--sms-seed", type=int, default=None, help="seed for the error shares")
+    voice = parser.add_argument_group("Twilio Calls API stand-in (simulated people answering)")
+    voice.add_argument("--voice-answer-rate", type=float, default=0.9, help="share answering")
+    voice.add_argument("--voice-busy-rate", type=float, default=0.0, help="share busy")
+    voice.add_argument(
+        "--voice-press-rate", type=float, default=0.9, help="share of answered pressing a key"
+    )
+    voice.add_argument(
+        "--voice-help-rate", type=float, default=0.1, help="share of keys that are 2 (need help)"
+    )
 
 
 async def attach(sandbox: Sandbox, args: argparse.Namespace) -> TwilioSandbox:
@@ -349,11 +624,16 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> TwilioSandbox:
         failed_rate=args.sms_failed_rate,
         callback_delay_s=args.sms_callback_delay,
         opted_out=set(args.sms_opted_out),
+        answer_rate=args.voice_answer_rate,
+        busy_rate=args.voice_busy_rate,
+        press_rate=args.voice_press_rate,
+        help_rate=args.voice_help_rate,
         seed=args.sms_seed,
         stats=sandbox.stats,
     )
     twilio.attach(sandbox.app)
-    sandbox.stats.declare("sms")
+    sandbox.stats.declare("sms", "voice")
     sandbox.on_close(twilio.close)
     sandbox.endpoints["twilio"] = MESSAGES_PATH.format(account_sid=twilio.account_sid)
+    sandbox.endpoints["twilio_calls"] = CALLS_PATH.format(account_sid=twilio.account_sid)
     return twilio

@@ -7,6 +7,7 @@ ROUTE_MODULES = (
     "dispatcher.api.alerts",
     "dispatcher.api.lint",
     "dispatcher.api.callbacks",
+    "dispatcher.api.voice",
     "dispatcher.api.cap",
     "dispatcher.api.devices",
     "dispatcher.api.approvals",

@@ -38,6 +38,7 @@ CHANNEL_LABELS = {
     ChannelKind.SMS.value: "Text message (SMS)",
     ChannelKind.EMAIL.value: "E-mail",
     ChannelKind.PUSH.value: "Push notification",
+    ChannelKind.VOICE.value: "Voice call",
     ChannelKind.SIREN.value: "Outdoor sirens",
     ChannelKind.SIGNAGE.value: "Digital signs",
     ChannelKind.PA.value: "Public address speakers",

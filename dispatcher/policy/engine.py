@@ -42,7 +42,7 @@ def _inputs(request: AlertRequest) -> Iterator[tuple[str | None, str, str]]:
             if value:
                 yield f"translations.{code}.{name}", code, value
     if request.texts is not None:
-        for name in ("sms", "push", "signage", "pa"):
+        for name in ("sms", "push", "signage", "pa", "voice"):
             value = getattr(request.texts, name)
             if value:
                 yield f"texts.{name}", lang, value
@@ -143,7 +143,8 @@ def _actionable(request: AlertRequest, rendered: Rendered) -> list[Violation]:
     # A channel whose short text the dispatcher overrode must carry the instruction too.
     overrides = request.texts
     if overrides is not None:
-        for channel in (ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.PA):
+        for channel in (ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.PA,
+                        ChannelKind.VOICE):
             if getattr(overrides, channel.value) and channel in rendered:
                 message = rendered[channel].get(request.language)
                 if message is None:

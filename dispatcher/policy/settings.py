@@ -35,6 +35,9 @@ class LanguageRendering(SettingsModel):
     signage_test_banner: str | None = None
     what_to_do: str | None = None
     more_information: str | None = None
+    voice_prompt: str | None = None
+    voice_thanks: str | None = None
+    voice_goodbye: str | None = None
 
 
 def _spanish() -> dict[str, LanguageRendering]:
@@ -48,6 +51,9 @@ def _spanish() -> dict[str, LanguageRendering]:
             signage_test_banner="PRUEBA DEL SISTEMA",
             what_to_do="Qué hacer",
             more_information="Más información",
+            voice_prompt="Marque 1 si está a salvo. Marque 2 si necesita ayuda.",
+            voice_thanks="Gracias. Su respuesta quedó registrada.",
+            voice_goodbye="Adiós.",
         )
     }
 
@@ -83,4 +89,10 @@ class RenderingSettings(SettingsModel):
         return _ENGLISH[name]
 
 
-_ENGLISH = {"what_to_do": "What to do", "more_information": "More information"}
+_ENGLISH = {
+    "what_to_do": "What to do",
+    "more_information": "More information",
+    "voice_prompt": "Press 1 if you are safe. Press 2 if you need help.",
+    "voice_thanks": "Thank you. Your answer has been recorded.",
+    "voice_goodbye": "Goodbye.",
+}

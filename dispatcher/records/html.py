@@ -26,6 +26,7 @@ CHANNEL_COLORS = {
     "desktop": "#8a4b08",
     "sms": "#1f6feb",
     "push": "#0f7b6c",
+    "voice": "#9c2f6b",
     "email": "#5f6368",
 }
 _CSS = """

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from dispatcher.domain import AlertKind, AlertState, Mode
 
 MAX_NOTE = 4000
-# The order of urgency: device channels first, then SMS and push, then email.
-CHANNEL_ORDER = ("siren", "signage", "pa", "desktop", "sms", "push", "email")
+# The order of urgency: device channels first, then SMS and push, then voice, then email.
+CHANNEL_ORDER = ("siren", "signage", "pa", "desktop", "sms", "push", "voice", "email")
 
 
 class Category(StrEnum):

@@ -90,6 +90,18 @@ class Waiting:
     recipient: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRef:
+    """One delivery as a provider callback names it: whose it is, on what, in which language."""
+
+    id: int
+    alert_id: str
+    channel: ChannelKind
+    recipient: str
+    language: str
+    state: DeliveryState
+
+
 class DeliveryLedger:
     """Outbox operations over the shared store (one SQL path for SQLite and PostgreSQL)."""
 
@@ -453,6 +465,20 @@ class DeliveryLedger:
         rows = await self._db.fetchall(sql + " ORDER BY id LIMIT ?", (*params, limit))
         found: list[Any] = rows
         return [dict(zip(r.keys(), tuple(r), strict=True)) for r in found]
+
+    async def delivery(self, delivery_id: int) -> DeliveryRef | None:
+        """One delivery by id (no contact details), None when there is none."""
+        row = await self._db.fetchone(
+            "SELECT id, alert_id, channel, recipient, language, state FROM deliveries"
+            " WHERE id = ?",
+            (delivery_id,),
+        )
+        if row is None:
+            return None
+        return DeliveryRef(
+            int(row["id"]), row["alert_id"], ChannelKind(row["channel"]), row["recipient"],
+            row["language"] or "en", DeliveryState(row["state"]),
+        )
 
     async def receipts(self, delivery_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         """Receipt history for some deliveries."""

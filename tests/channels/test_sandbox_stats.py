@@ -98,7 +98,7 @@ class TestArrivalTimes:
             before = await get_stats(http, timed)
             assert before == {
                 kind: {"received": 0, "unique": 0, "first_at": None, "last_at": None}
-                for kind in ("email", "push", "sms")
+                for kind in ("email", "push", "sms", "voice")
             }
             start = time.time()
             await send_sms(http, timed, "+15555550100")
@@ -107,7 +107,7 @@ class TestArrivalTimes:
             await send_push(http, timed, "P2")
             end = time.time()
             stats = await get_stats(http, timed)
-        assert set(stats) == {"email", "push", "sms"}
+        assert set(stats) == {"email", "push", "sms", "voice"}
         for kind, count in (("sms", 1), ("email", 1), ("push", 2)):
             entry = stats[kind]
             assert entry["received"] == entry["unique"] == count, (kind, entry)
@@ -126,7 +126,7 @@ class TestArrivalTimes:
             stats = await get_stats(http, timed)
         assert stats["sms"]["received"] == 1
         assert start <= stats["sms"]["first_at"] == stats["sms"]["last_at"] <= time.time()
-        for kind in ("email", "push"):
+        for kind in ("email", "push", "voice"):
             assert stats[kind] == {"received": 0, "unique": 0, "first_at": None, "last_at": None}
 
     async def test_reset_forgets_the_times(self, timed: Sandbox) -> None:

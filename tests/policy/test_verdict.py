@@ -57,6 +57,17 @@ def test_problem_only_in_a_rendering() -> None:
     assert names and names[0].field == "texts.sms"
 
 
+def test_problem_only_in_the_voice_override() -> None:
+    """What a call says instead of the text is judged like any override."""
+    request = AlertRequest(
+        kind="timely_warning",
+        text="Timely Warning: Robbery near Lot C. Walk with others.",
+        texts={"voice": "Robbery near Lot C: Jessica Moore, a junior, was hurt. Walk with others."},
+    )
+    names = [v for v in judge(request).violations if v.rule == "confidentiality.name"]
+    assert names and names[0].field == "texts.voice"
+
+
 def test_rendering_only_judged() -> None:
     """Without renderings, the request's words are still judged."""
     s = settings()

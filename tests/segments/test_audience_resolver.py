@@ -175,7 +175,8 @@ class TestStreaming:
         assert all(not k.is_device for k in kinds[first_person:])
         assert Counter(p.channel for p in flat) == {
             ChannelKind.SIREN: 4, ChannelKind.SIGNAGE: 5, ChannelKind.PA: 3,
-            ChannelKind.SMS: 53, ChannelKind.PUSH: 53, ChannelKind.EMAIL: 53,
+            ChannelKind.SMS: 53, ChannelKind.PUSH: 53, ChannelKind.VOICE: 53,
+            ChannelKind.EMAIL: 53,
         }
         assert len({(p.recipient, p.channel) for p in flat}) == len(flat)
 

@@ -1,9 +1,10 @@
 """Every channel against its real local server, behind one interface the contract suite drives.
 
 A `ChannelHarness` starts a channel and the server it speaks to (aiosmtpd for `email.smtp`, the
-sandbox's Twilio stand-in for `sms.twilio`, the sandbox's HTTP sink for `push.apprise`, a
-throwaway mosquitto for the device channels), scripts failures on that server, and reads back
-what arrived. A new channel gets the whole suite by adding one harness to `HARNESSES`.
+sandbox's Twilio stand-in for `sms.twilio` and `voice.twilio`, the sandbox's HTTP sink for
+`push.apprise`, a throwaway mosquitto for the device channels), scripts failures on that
+server, and reads back what arrived. A new channel gets the whole suite by adding one harness
+to `HARNESSES`.
 
 The suite builds its alerts, batches and deliveries with `make_batch` only: `AlertContext` is
 changing shape, and this is the one place to follow it.
@@ -48,6 +49,14 @@ from channels.sandbox.smtp import SmtpServer, SmtpSink
 from channels.sandbox.stats import Stats
 from channels.sandbox.twilio import DEFAULT_ACCOUNT_SID, TwilioSandbox
 from channels.sms_twilio import TwilioSettings, TwilioSms
+from channels.voice_twilio import (
+    GATHER_PATH,
+    TWIML_PATH,
+    TwilioVoice,
+    VoiceSettings,
+    call_twiml,
+    callback_url,
+)
 from dispatcher.domain import (
     AlertContext,
     AlertKind,
@@ -445,6 +454,142 @@ class TwilioHarness(ChannelHarness):
             if query.get("a", [""])[0] == alert_id:
                 recipient = self.book[message.to]
                 found.append(Arrival(recipient, message.body, text_marks(message.body)))
+        return found
+
+
+# --- voice.twilio -------------------------------------------------------------------------------
+
+
+class VoiceHarness(ChannelHarness):
+    """`voice.twilio` against the sandbox's Calls API stand-in, which fetches each answered
+    call's TwiML from a route on the same app (built as the service builds it) and presses 1."""
+
+    name = "voice.twilio"
+    kind = ChannelKind.VOICE
+    protocol = Protocol.HTTP
+    faults = (
+        Fault("http_429", "http_429"),
+        Fault("http_500", "http_5xx"),
+        Fault("http_503", "http_5xx"),
+        Fault("hang", "timeout"),
+        Fault("http_400", "http_4xx", reason="21600"),
+        Fault("invalid_number", "http_4xx", reason="21211"),
+        Fault("bad_credentials", "http_4xx", Reach.ALL, reason="20003"),
+        Fault("api_away", "away", Reach.ALL),
+    )
+    drill_marks = frozenset({"preamble"})
+    _scripts: ClassVar[Mapping[str, str]] = {
+        "http_429": "429",
+        "http_500": "500",
+        "http_503": "503",
+        "hang": "hang",
+        "http_400": "400",
+        "invalid_number": "21211",
+    }
+    _token = "twilio-voice-token-0b93f1a2"
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        self.api = TwilioSandbox(auth_token=self._token, stats=Stats(), callback_delay_s=0.005)
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+        self._alerts: dict[str, AlertContext] = {}
+
+    async def start(self) -> None:
+        """The Calls API, the call's TwiML, its gather and status routes on one aiohttp app."""
+        app = web.Application()
+        self.api.attach(app)
+        app.router.add_post(TWIML_PATH, self._twiml)
+        app.router.add_post(GATHER_PATH, self._empty)
+        app.router.add_post("/v1/callbacks/twilio/voice/status", self._empty)
+        self._runner, port = await serve(app)
+        self._url = f"http://127.0.0.1:{port}"
+        await self._open()
+
+    def batch(self, targets: Sequence[Target], **alert: Any) -> Batch:
+        """A batch, whose alert the TwiML route then speaks."""
+        made = super().batch(targets, **alert)
+        if made.alert.messages:
+            self._alerts[made.alert.alert_id] = made.alert
+        return made
+
+    async def _twiml(self, request: web.Request) -> web.Response:
+        alert = self._alerts[request.query["a"]]
+        settings = self.running.settings
+        assert isinstance(settings, VoiceSettings)
+        gather = callback_url(self._url, GATHER_PATH, int(request.query["d"]), alert.alert_id)
+        body = call_twiml(
+            alert.message("en"), settings.speech_voice("en"), gather, goodbye="Goodbye."
+        )
+        return web.Response(text=body, content_type="text/xml")
+
+    async def _empty(self, request: web.Request) -> web.Response:
+        return web.Response(text="<Response><Hangup/></Response>", content_type="text/xml")
+
+    async def _open(self, **overrides: Any) -> None:
+        await self._close_channel()
+        raw: dict[str, Any] = {
+            "account_sid": DEFAULT_ACCOUNT_SID,
+            "auth_token": self._token,
+            "callers": [{"number": "+15555550101", "rate_per_second": 1000}],
+            "area_code_rate_per_second": 0,
+            "api_base_url": self._url,
+            "callback_base_url": self._url,
+            "timeout_s": 1.0,
+            "batch_size": 100,
+            "concurrency": 16,
+            **overrides,
+        }
+        self.channel = TwilioVoice(VoiceSettings.model_validate(raw))
+        await self.channel.start(self.receipts)
+
+    async def stop(self) -> None:
+        """Close the channel, release hung requests, stop the server."""
+        await self._close_channel()
+        await self.api.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stop_silent()
+
+    def address(self, index: int) -> str:
+        """A US number."""
+        return f"+1212555{index:04d}"
+
+    def contact_data(self, target: Target) -> tuple[str, ...]:
+        """The number as dialled, without its +, and its national digits."""
+        digits = target.address.lstrip("+")
+        return (target.address, digits, digits[1:])
+
+    def secrets(self) -> tuple[str, ...]:
+        """The auth token."""
+        return (self._token,)
+
+    async def arm(self, fault: Fault, target: Target) -> Target:
+        """Scripted replies per number; the whole API away or the token wrong."""
+        if fault.name == "bad_credentials":
+            await self._open(auth_token="wrong-token-for-twilio-9c2d")
+        elif fault.name == "api_away":
+            await self._open(api_base_url=f"http://127.0.0.1:{free_port()}")
+        else:
+            self.api.script(target.address, self._scripts[fault.name])
+        return target
+
+    async def heal(self) -> None:
+        """Back to the stand-in with the right token."""
+        await self._open()
+
+    async def arrivals(self, alert_id: str) -> list[Arrival]:
+        """Calls placed for the alert, with what was said once each was answered."""
+        calls = [c for c in self.api.calls if c.alert_id == alert_id]
+        async with asyncio.timeout(10):
+            for call in calls:
+                await call.done.wait()
+        found = []
+        for call in calls:
+            spoken = " ".join(call.spoken)
+            opening = spoken[:80].lower()
+            marks = frozenset({"preamble"}) if "drill" in opening or "test" in opening else set()
+            found.append(Arrival(self.book[call.to], spoken, frozenset(marks)))
         return found
 
 
@@ -940,6 +1085,7 @@ class DesktopHarness(DeviceHarness):
 HARNESSES: tuple[type[ChannelHarness], ...] = (
     SmtpHarness,
     TwilioHarness,
+    VoiceHarness,
     AppriseHarness,
     SirenHarness,
     SignageHarness,
