@@ -73,7 +73,8 @@ def nws_alert(feature: Any) -> CapAlert:
 
     identifier = required("id").removeprefix("urn:oid:")
     polygons = _nws_polygons(feature.get("geometry"))
-    geocode = p.get("geocode") if isinstance(p.get("geocode"), dict) else {}
+    raw_geocode = p.get("geocode")
+    geocode: dict[str, Any] = raw_geocode if isinstance(raw_geocode, dict) else {}
     codes = tuple(
         (name, str(value)) for name, values in geocode.items() if isinstance(values, list)
         for value in values
