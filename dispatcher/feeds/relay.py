@@ -331,7 +331,8 @@ def channel_texts(alert: CapAlert, info: CapInfo, feed: str) -> dict[str, Any]:
         sms = candidate if len(candidate) <= _SMS_BUDGET_CHARS else sms + "."
     if len(sms) > _SMS_BUDGET_CHARS:
         sms = sms[: _SMS_BUDGET_CHARS - 1].rstrip() + "…"
-    source = f"Source: {alert.sender} ({feed}), {alert.identifier}"
+    # The sender is often a person's address: the feed's name and the identifier say enough.
+    source = f"Source: upstream feed {feed}, alert {alert.identifier}"
     body = "\n\n".join(p for p in (info.description, info.instruction, source) if p)
     long_text = "\n\n".join(p for p in (headline, info.description, info.instruction) if p)
     return {
