@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from itertools import pairwise
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -117,7 +118,8 @@ class FeedStandIns:
                 f"  <entry>\n    <id>{escape(link)}</id>\n"
                 f"    <title>{escape(identifier)}</title>\n"
                 f"    <updated>{_iso(self._changed)}</updated>\n"
-                f"    <link rel=\"alternate\" type=\"application/cap+xml\" href=\"{escape(link)}\"/>\n"
+                '    <link rel="alternate" type="application/cap+xml"'
+                f' href="{escape(link)}"/>\n'
                 f"  </entry>\n"
             )
         body = (
@@ -150,7 +152,7 @@ def _contains(geometry: Any, lat: float, lon: float) -> bool:
         return False
     ring = geometry["coordinates"][0]
     inside = False
-    for (x1, y1), (x2, y2) in zip(ring, ring[1:], strict=False):
+    for (x1, y1), (x2, y2) in pairwise(ring):
         if (y1 > lat) != (y2 > lat) and lon < (x2 - x1) * (lat - y1) / (y2 - y1) + x1:
             inside = not inside
     return inside

@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher.api.common import caller_of, error, service_of
+from dispatcher.api.common import caller_of, error, held_response, service_of
+from dispatcher.intake import Held
 from dispatcher.store.feeds import ProposalState
 
 routes = web.RouteTableDef()
@@ -57,9 +58,12 @@ async def get_proposal(request: web.Request) -> web.Response:
 async def send_proposal(request: web.Request) -> web.Response:
     """Send a proposal as the caller's alert: 202 with the alert (or approval) id."""
     service = service_of(request)
-    proposal, alert_id = await service.feed_relay.send_proposal(
+    proposal, accepted = await service.feed_relay.send_proposal(
         request.match_info["id"], caller_of(request)
     )
+    if isinstance(accepted, Held):
+        return held_response(accepted)
+    alert_id = accepted.id
     return web.json_response(
         {"id": alert_id, "status_url": f"/v1/alerts/{alert_id}", "proposal": proposal.as_json(
             source=False)},

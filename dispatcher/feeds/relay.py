@@ -22,7 +22,7 @@ from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.feeds.rules import Decision, Outcome, area_key, decide, instruction_key
 from dispatcher.feeds.settings import FeedsSettings
-from dispatcher.intake import Held, Intake
+from dispatcher.intake import Accepted, Held, Intake
 from dispatcher.permissions import Permissions
 from dispatcher.refusals import Conflict, Forbidden, NotFound, Refused
 from dispatcher.request import AlertRequest, parse_request
@@ -247,7 +247,9 @@ class FeedRelay:
 
     # -- proposals -----------------------------------------------------------------------------
 
-    async def send_proposal(self, proposal_id: str, caller: Caller) -> tuple[FeedProposal, str]:
+    async def send_proposal(
+        self, proposal_id: str, caller: Caller
+    ) -> tuple[FeedProposal, Accepted | Held]:
         """One click by a dispatcher: the proposal goes through intake as theirs."""
         proposal = await self._pending(proposal_id)
         request = parse_request(proposal.request)
@@ -262,7 +264,6 @@ class FeedRelay:
         except Exception:
             await self._store.reopen_proposal(proposal.id)
             raise
-        alert_id = accepted.record.id if isinstance(accepted, Held) else accepted.id
         if not isinstance(accepted, Held):
             await self._store.proposal_sent(proposal.id, accepted.id)
             thread = await self._store.thread(proposal.thread_key)
@@ -276,7 +277,7 @@ class FeedRelay:
             alert_id=None if isinstance(accepted, Held) else accepted.id,
             proposal_id=proposal.id,
         )
-        return (await self._pending_or_any(proposal.id)), alert_id
+        return (await self._pending_or_any(proposal.id)), accepted
 
     async def dismiss_proposal(self, proposal_id: str, caller: Caller) -> FeedProposal:
         """A dispatcher decides not to send it."""

@@ -128,7 +128,8 @@ class TestRelayEndToEnd:
         record = await running.service.alerts.get(sent.alert_id)
         assert record is not None and record.mode.value == "live"
         assert record.request.texts is not None and record.request.texts.email is not None
-        assert "Source: upstream feed nws, alert 2.49.0.1.840.0.tor1" in record.request.texts.email.body
+        body = record.request.texts.email.body
+        assert "Source: upstream feed nws, alert 2.49.0.1.840.0.tor1" in body
         assert record.request.texts.sms is not None and len(record.request.texts.sms) <= 153
 
         props = first["properties"]

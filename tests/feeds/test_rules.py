@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from channels.sandbox.feeds import CAMPUS_BOX, nws_feature
 from dispatcher.cap import read_cap
 from dispatcher.feeds.formats import nws_alert, read_cap_feed, read_nws
 from dispatcher.feeds.rules import Outcome, area_key, decide, instruction_key
 from dispatcher.feeds.settings import Action, FeedsSettings, Rule, Rules
-from dispatcher.store.feeds import FeedThread, ThreadState
-from channels.sandbox.feeds import CAMPUS_BOX, nws_feature
-from segments.zones import load_zones, zones_overlapping
 from dispatcher.settings import config_dir
+from dispatcher.store.feeds import FeedThread, ThreadState
+from segments.zones import load_zones, zones_overlapping
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cap"
 ZONES = load_zones(config_dir() / "zones.geojson")
