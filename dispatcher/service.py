@@ -104,9 +104,11 @@ class Service:
             zones=lambda: self.audience.zones,
             clock=self.clock,
             permissions=self.permissions,
+            policy=settings.policy,
         )
         self.feed_poller = FeedPoller(
-            settings.feeds.sources if settings.feeds.enabled else {}, self.feed_relay
+            settings.feeds.sources if settings.feeds.enabled else {}, self.feed_relay,
+            first_delay_s=settings.feeds.first_poll_delay_s,
         )
 
     @classmethod

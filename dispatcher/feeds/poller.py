@@ -57,7 +57,10 @@ def feed_urls(source: FeedSource) -> list[str]:
 class FeedPoller:
     """Polls every enabled feed and hands each message to the relay."""
 
-    def __init__(self, sources: Mapping[str, FeedSource], relay: FeedRelay) -> None:
+    def __init__(
+        self, sources: Mapping[str, FeedSource], relay: FeedRelay, *, first_delay_s: float = 2.0
+    ) -> None:
+        self._first_delay_s = first_delay_s
         self._sources = {n: s for n, s in sources.items() if s.enabled}
         self._relay = relay
         self._cache: dict[str, _Cache] = {}
@@ -86,6 +89,8 @@ class FeedPoller:
 
     async def _loop(self, name: str, source: FeedSource) -> None:
         failures = 0
+        # The first poll waits for the service to finish starting (the example data loads).
+        await asyncio.sleep(self._first_delay_s)
         while True:
             try:
                 await self.poll(name, source)

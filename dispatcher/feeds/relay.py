@@ -24,6 +24,7 @@ from dispatcher.feeds.rules import Decision, Outcome, area_key, decide, instruct
 from dispatcher.feeds.settings import FeedsSettings
 from dispatcher.intake import Accepted, Held, Intake
 from dispatcher.permissions import Permissions
+from dispatcher.policy.settings import PolicySettings
 from dispatcher.refusals import Conflict, Forbidden, NotFound, Refused
 from dispatcher.request import AlertRequest, parse_request
 from dispatcher.store.alerts import AlertStore
@@ -63,6 +64,7 @@ class FeedRelay:
         zones: Callable[[], Mapping[str, Zone]],
         clock: Clock,
         permissions: Permissions,
+        policy: PolicySettings,
     ) -> None:
         self._feeds = feeds
         self._store = store
@@ -72,6 +74,8 @@ class FeedRelay:
         self._zones = zones
         self._clock = clock
         self._permissions = permissions
+        # NWS headlines run long: clipped to what a push title and a sign headline may hold.
+        self._headline_max = min(policy.push_title_max, policy.signage_headline_max)
         self.owner = f"feeds-{secrets.token_hex(4)}"
 
     @property
@@ -207,6 +211,9 @@ class FeedRelay:
         if decision.rule is not None and decision.rule.exclude_zones and not zones:
             raw["exclude_zones"] = list(decision.rule.exclude_zones)
         raw["texts"] = channel_texts(alert, info, feed)
+        headline = str(raw.get("headline") or "")
+        if len(headline) > self._headline_max:
+            raw["headline"] = headline[: self._headline_max - 1].rstrip() + "…"
         if raw.get("references") is None:
             raw.pop("references", None)
         return parse_request(raw)

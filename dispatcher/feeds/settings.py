@@ -105,6 +105,9 @@ class FeedsSettings(SettingsModel):
     """Upstream alert feeds and the rules for relaying them."""
 
     enabled: bool = Field(default=True, description="poll the feeds below")
+    first_poll_delay_s: float = Field(
+        default=2.0, ge=0, description="pause after start before the first poll"
+    )
     rules: Rules = Field(default_factory=Rules)
     sources: dict[str, FeedSource] = Field(default_factory=dict)
 
@@ -116,7 +119,7 @@ class FeedsSettings(SettingsModel):
             return data
         out: dict[str, Any] = {"sources": dict(data.get("sources", {}))}
         for key, value in data.items():
-            if key in ("enabled", "rules"):
+            if key in ("enabled", "rules", "first_poll_delay_s"):
                 out[key] = value
             elif key != "sources":
                 out["sources"][key] = value
