@@ -4,6 +4,7 @@ service over HTTP (ETag, 304), relayed through intake, proposals and cancel."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from channels.sandbox.feeds import CAMPUS_BOX, FeedStandIns, county_cap, nws_feature
+from dispatcher.auth import Role
+from dispatcher.console.web import CONSOLE
 from dispatcher.feeds.settings import FeedSource
 from dispatcher.service import Service
 from tests.conftest import SettingsFactory
@@ -258,3 +261,43 @@ class TestTwoNodes:
         finally:
             for node in nodes:
                 await node.client.close()
+
+
+class TestConsole:
+    """The console's Upstream page: proposals with their source, sent with one click."""
+
+    async def test_one_click_send_from_the_console(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Listed, shown with its CAP document, sent as the signed-in person's alert."""
+        stand_ins, _ = upstream
+        now = _now()
+        stand_ins.put_county("ffa2", county_cap(
+            "ffa2", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
+            headline="Flood Watch for Example County",
+            description="Heavy rain may flood low-lying parking lots.",
+            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        [proposed] = await poll(running.service, "county")
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", "correct-horse-battery", role=Role.DISPATCHER,
+                                actor="tests")
+        resp = await running.client.post("/console/sign-in", data={
+            "name": "dana", "password": "correct-horse-battery", "next": "/console/"},
+            allow_redirects=False)
+        assert resp.status == 303
+        page = await running.client.get("/console/feeds")
+        text = await page.text()
+        assert page.status == 200 and "Flood Watch" in text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', text)
+        assert csrf
+        detail = await running.client.get(f"/console/feeds/{proposed.proposal_id}")
+        assert "&lt;event&gt;Flood Watch&lt;/event&gt;" in await detail.text()
+        refused = await running.client.post(f"/console/feeds/{proposed.proposal_id}/send",
+                                            allow_redirects=False)
+        assert refused.status == 403
+        sent = await running.client.post(f"/console/feeds/{proposed.proposal_id}/send",
+                                         data={"csrf": csrf.group(1)}, allow_redirects=False)
+        assert sent.status == 303, await sent.text()
+        alert_id = sent.headers["Location"].rsplit("/", 1)[1]
+        entries = await running.service.audit.entries(alert_id)
+        assert entries[0]["actor"] == "dana"
