@@ -64,6 +64,8 @@ class FeedPoller:
         self._sources = {n: s for n, s in sources.items() if s.enabled}
         self._relay = relay
         self._cache: dict[str, _Cache] = {}
+        # Linked CAP documents already decided: not fetched again while the feed lists them.
+        self._done_links: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._random = random.Random()
@@ -152,7 +154,7 @@ class FeedPoller:
     ) -> FeedEvent | None:
         alert, body = entry.alert, entry.source
         if alert is None:
-            if not entry.link:
+            if not entry.link or entry.link in self._done_links:
                 return None
             timeout = aiohttp.ClientTimeout(total=source.timeout_s)
             async with session.get(entry.link, headers={"User-Agent": source.user_agent},
@@ -165,5 +167,9 @@ class FeedPoller:
                 return None
             alert = found[0].alert
         if await self._relay.store.seen(message_key(alert.sender, alert.identifier)):
-            return None
-        return await self._relay.handle(name, alert, body)
+            decided = None
+        else:
+            decided = await self._relay.handle(name, alert, body)
+        if entry.link:
+            self._done_links.add(entry.link)
+        return decided

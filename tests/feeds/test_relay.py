@@ -38,6 +38,11 @@ async def upstream() -> AsyncIterator[tuple[FeedStandIns, str]]:
     stand_ins = FeedStandIns()
     app = web.Application()
     stand_ins.attach(app)
+
+    async def unavailable(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy")
+
+    app.router.add_get("/broken.atom", unavailable)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -52,6 +57,7 @@ def _sources(base: str) -> dict[str, dict[str, Any]]:
         "nws": {"kind": "nws", "url": f"{base}/nws", "points": ["40.0,-75.0"],
                 "zones": ["PAC101"]},
         "county": {"kind": "cap-atom", "url": f"{base}/county/cap.atom"},
+        "broken": {"kind": "cap-rss", "url": f"{base}/broken.atom"},
     }
 
 
@@ -116,6 +122,14 @@ class TestPolling:
         assert [e["outcome"] for e in await events(running)] == ["sent"]
 
 
+    async def test_unavailable_feed_raises_for_the_backoff(self, running: Running) -> None:
+        """A 503 is a failed poll (the loop then pauses longer), not an empty feed."""
+        source = running.service.settings.feeds.sources["broken"]
+        with pytest.raises(RuntimeError, match="503"):
+            await running.service.feed_poller.poll("broken", source)
+        assert await events(running) == []
+
+
 class TestRelayEndToEnd:
     """A tornado warning's life: sent, an update of timestamps only, a new area, a cancel."""
 
@@ -172,6 +186,30 @@ class TestRelayEndToEnd:
         assert updated.outcome == "updated", updated.reason
         record = await running.service.alerts.get(updated.alert_id)
         assert record is not None and record.references_id == sent.alert_id
+
+    async def test_wider_area_sends_to_the_new_zones_only(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """An update whose polygon grows from zone a to zones a and c reaches zone c only."""
+        stand_ins, _ = upstream
+        zone_a = [[-75.005, 40.005], [-74.997, 40.005], [-74.997, 40.006], [-75.005, 40.006],
+                  [-75.005, 40.005]]
+        a_and_c = [[-75.005, 39.993], [-74.997, 39.993], [-74.997, 40.006], [-75.005, 40.006],
+                   [-75.005, 39.993]]
+        first = tornado(ring=zone_a)
+        stand_ins.put_nws(first)
+        [sent] = await poll(running.service, "nws")
+        assert sent.outcome == "sent", sent.reason
+        record = await running.service.alerts.get(sent.alert_id)
+        assert record is not None and list(record.zones) == ["a"]
+        props = first["properties"]
+        ref = [{"identifier": props["id"], "sender": props["sender"], "sent": props["sent"]}]
+        stand_ins.put_nws(tornado("tor2", ring=a_and_c, message_type="Update", references=ref))
+        [updated] = await poll(running.service, "nws")
+        assert updated.outcome == "updated" and "area" in updated.reason
+        record = await running.service.alerts.get(updated.alert_id)
+        assert record is not None and record.references_id == sent.alert_id
+        assert "a" not in record.zones and "c" in record.zones
 
     async def test_repeats_suppressed_except_tornado(
         self, running: Running, upstream: tuple[FeedStandIns, str]
