@@ -138,6 +138,15 @@ class FeedRelay:
             return outcome, reason, thread.alert_id, thread.proposal_id
         if info is None or outcome not in (Outcome.SENT, Outcome.PROPOSED, Outcome.UPDATED):
             return outcome, reason, None, None
+        displays = [c for c in _DISPLAYS if c in self._engine.channels]
+        if (outcome is Outcome.UPDATED and thread is not None and decision.added_zones == ()
+                and thread.state is ThreadState.ACTIVE and not displays):
+            # No one new to reach and nothing that shows it: re-sending would repeat it to all.
+            await self._store.save_thread(_replace(
+                thread, area_key=area_key(info), instruction_key=instruction_key(info),
+                expires_at=_ms(info.expires), updated_at=now_ms))
+            return (outcome, f"{reason}; no one new to reach and no sign or speaker "
+                    "configured: not re-sent", thread.alert_id, None)
         try:
             request = self._request(feed, alert, info, decision, thread)
         except (ValueError, ValidationError) as exc:
