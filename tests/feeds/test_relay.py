@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,6 +170,24 @@ class TestRelayEndToEnd:
         assert outcomes == ["cleared", "suppressed", "sent"]
         audit = await running.service.audit.entries(sent.alert_id)
         assert any(e["action"] == "feed.sent" for e in audit)
+
+    async def test_expiry_with_no_word_from_upstream_clears(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """When the upstream expires passes, the sweep cancels the campus alert, once."""
+        stand_ins, _ = upstream
+        stand_ins.put_nws(tornado())
+        [sent] = await poll(running.service, "nws")
+        store = running.service.feed_relay.store
+        thread = await store.thread(sent.thread_key)
+        assert thread is not None and thread.expires_at is not None
+        # The upstream clock moves on: the thread's expiry is now in the past.
+        await store.save_thread(replace(thread, expires_at=running.service.clock.now_ms() - 1))
+        [cleared] = await running.service.feed_relay.expire()
+        assert cleared.outcome == "cleared" and "expired" in cleared.reason
+        record = await running.service.alerts.get(sent.alert_id)
+        assert record is not None and record.state.value == "cancelled"
+        assert await running.service.feed_relay.expire() == []
 
     async def test_instruction_change_updates_the_campus_alert(
         self, running: Running, upstream: tuple[FeedStandIns, str]
