@@ -85,6 +85,7 @@ class CapArea:
     polygon: tuple[tuple[float, float], ...] = ()
     zone_id: str = ""
     extra_polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
+    geocodes: tuple[tuple[str, str], ...] = ()
 
     @property
     def polygons(self) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -134,6 +135,7 @@ class CapInfo:
     web: str
     parameters: dict[str, str] = field(default_factory=dict)
     areas: tuple[CapArea, ...] = ()
+    event_codes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,19 +393,28 @@ def _read_info(q: _Reader, node: ET.Element, index: int) -> CapInfo:
         name, value = q.text(param, "valueName"), q.text(param, "value")
         if name:
             parameters[name] = value or ""
+    event_codes = {}
+    for code in q.all(node, "eventCode"):
+        name, value = q.text(code, "valueName"), q.text(code, "value")
+        if name and value:
+            event_codes[name] = value
     areas = []
     for area in q.all(node, "area"):
         zone = ""
+        geocodes = []
         for geocode in q.all(area, "geocode"):
-            if (q.text(geocode, "valueName") or "").lower() == ZONE_GEOCODE:
-                zone = q.text(geocode, "value") or ""
+            name, value = q.text(geocode, "valueName") or "", q.text(geocode, "value") or ""
+            if name.lower() == ZONE_GEOCODE:
+                zone = value
+            elif name and value:
+                geocodes.append((name, value))
         polygons = [
             _parse_polygon(p.text, where)
             for p in q.all(area, "polygon") if p.text and p.text.strip()
         ]
         areas.append(CapArea(
             q.text(area, "areaDesc") or "", polygons[0] if polygons else (), zone,
-            tuple(polygons[1:]),
+            tuple(polygons[1:]), tuple(geocodes),
         ))
     categories = tuple(c.text.strip() for c in q.all(node, "category") if c.text)
     if not categories:
@@ -423,6 +434,7 @@ def _read_info(q: _Reader, node: ET.Element, index: int) -> CapInfo:
         web=q.text(node, "web") or "",
         parameters=parameters,
         areas=tuple(areas),
+        event_codes=event_codes,
     )
 
 
@@ -493,7 +505,17 @@ def parse_cap(
     its polygons overlap (`zones_of`: None for a polygon around the whole campus), and one
     that overlaps no zone is refused rather than widened to the whole campus.
     """
-    alert = read_cap(xml)
+    return request_from_cap(read_cap(xml), now=now, zones_of=zones_of)
+
+
+def request_from_cap(
+    alert: CapAlert,
+    *,
+    now: datetime | None = None,
+    zones_of: Callable[[Sequence[tuple[float, float]]], Sequence[str] | None] | None = None,
+) -> dict[str, Any]:
+    """A CAP alert already read (from XML, or from the NWS API's GeoJSON) as a request dict;
+    the rules of `parse_cap`."""
     now = now or datetime.now(UTC)
     mode = _MODE.get(alert.status)
     if mode is None:
@@ -599,3 +621,8 @@ def _texts(info: CapInfo, *, own: bool) -> dict[str, str]:
     if info.description and not (own and info.description == out["text"]):
         out["description"] = info.description[:MAX_TEXT]
     return out
+
+
+def main_info(alert: CapAlert) -> CapInfo | None:
+    """The info block a campus alert is made from: the first in English, else the first."""
+    return _main_info(alert.infos) if alert.infos else None

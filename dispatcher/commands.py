@@ -169,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  feed     {DEFAULT_URL}/public/alerts.json\n"
             f"  banner   {DEFAULT_URL}/public/demo   (a campus page with the website banner)\n"
             "  sandbox  http://127.0.0.1:8026/stats\n"
+            f"  feeds    {DEFAULT_URL}/console/feeds   (the sandbox NWS tornado warning is sent,\n"
+            "           its county flood watch waits there as a proposal)\n"
             f"  token    {token}\n\n"
             "Send a first alert:\n"
             f"  curl -s -X POST {DEFAULT_URL}/v1/alerts -H 'Authorization: Bearer {token}' \\\n"

@@ -15,6 +15,8 @@ from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
+from dispatcher.feeds.poller import FeedPoller
+from dispatcher.feeds.relay import FeedRelay
 from dispatcher.intake import Intake
 from dispatcher.observability import Metrics
 from dispatcher.permissions import Permissions
@@ -26,6 +28,7 @@ from dispatcher.store.approvals import ApprovalStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
+from dispatcher.store.feeds import FeedStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.responses import ResponseStore
 from segments.audience import AudienceResolver
@@ -102,6 +105,22 @@ class Service:
             single_node=db.dialect == "sqlite",
             templates_dir=settings.templates_dir(),
         )
+        # Upstream feeds (NWS, county CAP): every message decided once, relayed by the rules.
+        self.feed_relay = FeedRelay(
+            feeds=settings.feeds,
+            store=FeedStore(db, self.audit),
+            intake=self.intake,
+            engine=self.engine,
+            alerts=self.alerts,
+            zones=lambda: self.audience.zones,
+            clock=self.clock,
+            permissions=self.permissions,
+            policy=settings.policy,
+        )
+        self.feed_poller = FeedPoller(
+            settings.feeds.sources if settings.feeds.enabled else {}, self.feed_relay,
+            first_delay_s=settings.feeds.first_poll_delay_s,
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> Service:
@@ -115,6 +134,7 @@ class Service:
         await self.engine.start()
         await self._register_devices()
         await self.scheduler.start()
+        await self.feed_poller.start()
         log.info(
             "service.started",
             channels=sorted(c.name for c in self.channels.values()),
@@ -132,6 +152,7 @@ class Service:
 
     async def stop(self) -> None:
         """Stop the drill scheduler, drain the engine and close the store."""
+        await self.feed_poller.stop()
         await self.scheduler.stop()
         await self.engine.stop()
         await self.db.close()

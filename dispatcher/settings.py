@@ -14,6 +14,7 @@ from dispatcher.console.settings import ConsoleSettings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.drill_schedule import DrillSettings
+from dispatcher.feeds.settings import FeedsSettings
 from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from dispatcher.public.settings import PublicSettings
@@ -199,6 +200,7 @@ class Settings(SettingsModel):
     public: PublicSettings = Field(default_factory=PublicSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    feeds: FeedsSettings = Field(default_factory=FeedsSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

@@ -43,6 +43,8 @@ def make_settings(tmp_path: Path, sandbox: Sandbox) -> SettingsFactory:
         raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
         raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
         raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
+        # The embedded feeds poll the `make run` sandbox's port; tests poll their own servers.
+        raw["feeds"]["enabled"] = False
         email = dict(raw["channels"].get("email.smtp", {}))
         email.update({"host": "127.0.0.1", "port": sandbox.smtp.port, "security": "none"})
         raw["channels"]["email.smtp"] = email

@@ -15,7 +15,7 @@ from dispatcher.observability import configure_logging
 # Each plugin has `add_arguments(parser)` and `async attach(sandbox, args)`.
 PLUGINS: tuple[str, ...] = (
     "channels.sandbox.twilio", "channels.sandbox.push", "channels.sandbox.devices",
-    "channels.sandbox.oidc",
+    "channels.sandbox.oidc", "channels.sandbox.feeds",
 )
 
 

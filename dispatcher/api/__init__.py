@@ -13,5 +13,6 @@ ROUTE_MODULES = (
     "dispatcher.api.approvals",
     "dispatcher.api.drills",
     "dispatcher.api.incidents",
+    "dispatcher.api.feeds",
     "dispatcher.public.routes",
 )

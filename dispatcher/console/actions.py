@@ -19,6 +19,7 @@ from dispatcher.request import AlertRequest
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.approvals import ApprovalRecord
+from dispatcher.store.feeds import FeedEvent, FeedProposal, ProposalState
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,4 +159,46 @@ async def add_note(
                        problems=[{"field": "text", "message": str(exc).removeprefix("text: ")}])
     await records_of(service).add_note(record.id, author=caller.name, text=clean,
                                        now_ms=service.clock.now_ms())
+    return None
+
+
+# -- upstream feed proposals ------------------------------------------------------------------
+
+
+async def feed_proposals(service: Service) -> list[FeedProposal]:
+    """Draft alerts from the upstream feeds waiting for a dispatcher, newest first."""
+    return await service.feed_relay.store.proposals(ProposalState.PENDING)
+
+
+async def feed_proposal(service: Service, proposal_id: str) -> FeedProposal | None:
+    """One proposal, with the upstream document it came from."""
+    return await service.feed_relay.store.proposal(proposal_id)
+
+
+async def feed_decisions(service: Service, limit: int = 20) -> list[FeedEvent]:
+    """The latest relay decisions."""
+    return await service.feed_relay.store.events(limit=limit)
+
+
+async def send_feed_proposal(
+    service: Service, proposal_id: str, caller: Caller
+) -> Sent | Held | Refused:
+    """One click: the proposal goes out as the signed-in person's alert."""
+    try:
+        _, accepted = await service.feed_relay.send_proposal(proposal_id, caller)
+    except refusals.Refused as exc:
+        return _refused(exc)
+    if isinstance(accepted, intake.Held):
+        return Held(accepted.record.id, accepted.record.audience_counts)
+    return Sent(accepted.id)
+
+
+async def dismiss_feed_proposal(
+    service: Service, proposal_id: str, caller: Caller
+) -> Refused | None:
+    """Decide not to send a proposal."""
+    try:
+        await service.feed_relay.dismiss_proposal(proposal_id, caller)
+    except refusals.Refused as exc:
+        return _refused(exc)
     return None

@@ -826,6 +826,59 @@ async def reject(request: web.Request) -> web.StreamResponse:
     )
 
 
+# -- upstream feed proposals -------------------------------------------------------------------
+
+
+@routes.get("/console/feeds")
+@signed_in
+async def feeds(request: web.Request) -> web.Response:
+    """Draft alerts from the upstream feeds, and the latest relay decisions."""
+    service = _service(request)
+    return _render(request, "feeds.html", {
+        "title": "Upstream alerts",
+        "proposals": await actions.feed_proposals(service),
+        "decisions": await actions.feed_decisions(service),
+        "message": request.query.get("message", ""),
+    })
+
+
+@routes.get("/console/feeds/{id}")
+@signed_in
+async def feed_proposal(request: web.Request) -> web.Response:
+    """One proposal: the draft, the upstream document, send or dismiss."""
+    proposal = await actions.feed_proposal(_service(request), request.match_info["id"])
+    if proposal is None:
+        raise web.HTTPNotFound(text="no such proposal")
+    return _render(request, "feed_proposal.html", {
+        "title": f"Send this {proposal.event}?", "proposal": proposal,
+        "pending": proposal.state.value == "pending",
+    })
+
+
+@routes.post("/console/feeds/{id}/send")
+@signed_in
+async def send_feed_proposal(request: web.Request) -> web.StreamResponse:
+    """One click: the proposal goes out as the signed-in person's alert."""
+    outcome = await actions.send_feed_proposal(_service(request), request.match_info["id"],
+                                               request[PERSON].caller)
+    if isinstance(outcome, actions.Sent):
+        raise web.HTTPSeeOther(f"/console/alerts/{outcome.alert_id}")
+    if isinstance(outcome, actions.Held):
+        raise web.HTTPSeeOther(f"/console/approvals/{outcome.approval_id}")
+    return _forbidden(request, outcome.message)
+
+
+@routes.post("/console/feeds/{id}/dismiss")
+@signed_in
+async def dismiss_feed_proposal(request: web.Request) -> web.StreamResponse:
+    """Decide not to send a proposal."""
+    refused = await actions.dismiss_feed_proposal(_service(request), request.match_info["id"],
+                                                  request[PERSON].caller)
+    if refused is not None:
+        return _forbidden(request, refused.message)
+    raise web.HTTPSeeOther("/console/feeds?message=" + quote("Dismissed"))
+
+
 # -- devices, drills, history, reports ----------------------------------------------------------
 
 

@@ -1,0 +1,362 @@
+"""Feeds end to end: the sandbox's NWS API and county Atom stand-ins, polled by a running
+service over HTTP (ETag, 304), relayed through intake, proposals and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from channels.sandbox.feeds import CAMPUS_BOX, FeedStandIns, county_cap, nws_feature
+from dispatcher.auth import Role
+from dispatcher.console.web import CONSOLE
+from dispatcher.feeds.settings import FeedSource
+from dispatcher.service import Service
+from tests.conftest import SettingsFactory
+from tests.pg import pg_cluster, pg_url  # noqa: F401 - fixtures
+from tests.support import AUTH, Running, start_service
+
+RULES = {
+    "campus_geocodes": ["SAME:042101"],
+    "events": {
+        "Tornado Warning": {"action": "send"},
+        "Severe Thunderstorm Warning": {"action": "send"},
+        "Flood Watch": {"action": "propose"},
+    },
+}
+
+
+@pytest_asyncio.fixture
+async def upstream() -> AsyncIterator[tuple[FeedStandIns, str]]:
+    """The feed stand-ins on a free port, empty."""
+    stand_ins = FeedStandIns()
+    app = web.Application()
+    stand_ins.attach(app)
+
+    async def unavailable(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="busy")
+
+    app.router.add_get("/broken.atom", unavailable)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield stand_ins, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def _sources(base: str) -> dict[str, dict[str, Any]]:
+    return {
+        "nws": {"kind": "nws", "url": f"{base}/nws", "points": ["40.0,-75.0"],
+                "zones": ["PAC101"]},
+        "county": {"kind": "cap-atom", "url": f"{base}/county/cap.atom"},
+        "broken": {"kind": "cap-rss", "url": f"{base}/broken.atom"},
+    }
+
+
+@pytest_asyncio.fixture
+async def running(
+    make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str]
+) -> AsyncIterator[Running]:
+    """A service whose feeds point at the stand-ins (polled by the tests, not on a timer)."""
+    _, base = upstream
+    settings = make_settings(feeds={"enabled": False, "rules": RULES, **_sources(base)})
+    run = await start_service(settings)
+    yield run
+    await run.client.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def tornado(identifier: str = "tor1", **changes: Any) -> dict[str, Any]:
+    now = _now()
+    values: dict[str, Any] = {
+        "sent": now, "expires": now + timedelta(minutes=45), "same": "TOR", "ring": CAMPUS_BOX,
+        "headline": "Tornado Warning for the campus until 45 minutes from now",
+        "description": "A tornado was observed near the campus, moving northeast. Flying "
+        "debris will be dangerous to those caught without shelter.",
+        "instruction": "Take shelter now in an interior room on the lowest floor.",
+    }
+    values.update(changes)
+    return nws_feature(identifier, "Tornado Warning", **values)
+
+
+async def poll(service: Service, name: str) -> list[Any]:
+    source: FeedSource = service.settings.feeds.sources[name]
+    results = await service.feed_poller.poll(name, source)
+    return [d for r in results for d in r.decisions]
+
+
+async def events(run: Running) -> list[dict[str, Any]]:
+    resp = await run.client.get("/v1/feeds/events", headers=AUTH)
+    assert resp.status == 200
+    items: list[dict[str, Any]] = (await resp.json())["items"]
+    return items
+
+
+class TestPolling:
+    """Conditional requests against the stand-in NWS API."""
+
+    async def test_etag_gives_304_and_nothing_twice(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """The second poll sends If-None-Match and is answered 304."""
+        stand_ins, _ = upstream
+        stand_ins.put_nws(tornado())
+        results = await running.service.feed_poller.poll(
+            "nws", running.service.settings.feeds.sources["nws"])
+        assert [r.status for r in results] == [200, 200]
+        again = await running.service.feed_poller.poll(
+            "nws", running.service.settings.feeds.sources["nws"])
+        assert [r.status for r in again] == [304, 304]
+        assert stand_ins.not_modified == 2
+        assert [e["outcome"] for e in await events(running)] == ["sent"]
+
+
+    async def test_unavailable_feed_raises_for_the_backoff(self, running: Running) -> None:
+        """A 503 is a failed poll (the loop then pauses longer), not an empty feed."""
+        source = running.service.settings.feeds.sources["broken"]
+        with pytest.raises(RuntimeError, match="503"):
+            await running.service.feed_poller.poll("broken", source)
+        assert await events(running) == []
+
+
+class TestRelayEndToEnd:
+    """A tornado warning's life: sent, an update of timestamps only, a new area, a cancel."""
+
+    async def test_tornado_warning_lifecycle(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Sent once; a timestamp-only update is suppressed; a cancel clears the alert."""
+        stand_ins, _ = upstream
+        first = tornado()
+        stand_ins.put_nws(first)
+        [sent] = await poll(running.service, "nws")
+        assert sent.outcome == "sent", sent.reason
+        record = await running.service.alerts.get(sent.alert_id)
+        assert record is not None and record.mode.value == "live"
+        assert record.request.texts is not None and record.request.texts.email is not None
+        body = record.request.texts.email.body
+        assert "Source: upstream feed nws, alert 2.49.0.1.840.0.tor1" in body
+        assert record.request.texts.sms is not None and len(record.request.texts.sms) <= 153
+
+        props = first["properties"]
+        ref = [{"identifier": props["id"], "sender": props["sender"], "sent": props["sent"]}]
+        later = _now() + timedelta(minutes=2)
+        stand_ins.put_nws(tornado("tor2", sent=later, message_type="Update", references=ref,
+                                  expires=later + timedelta(hours=1)))
+        decided = await poll(running.service, "nws")
+        assert [d.outcome for d in decided] == ["suppressed"]
+        assert "only timestamps" in decided[0].reason
+
+        stand_ins.put_nws(tornado("tor3", message_type="Cancel", references=ref,
+                                  sent=later + timedelta(minutes=1)))
+        decided = await poll(running.service, "nws")
+        assert [d.outcome for d in decided] == ["cleared"]
+        cancelled = await running.service.alerts.get(sent.alert_id)
+        assert cancelled is not None and cancelled.state.value == "cancelled"
+
+        outcomes = [e["outcome"] for e in await events(running)]
+        assert outcomes == ["cleared", "suppressed", "sent"]
+        audit = await running.service.audit.entries(sent.alert_id)
+        assert any(e["action"] == "feed.sent" for e in audit)
+
+    async def test_expiry_with_no_word_from_upstream_clears(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """When the upstream expires passes, the sweep cancels the campus alert, once."""
+        stand_ins, _ = upstream
+        stand_ins.put_nws(tornado())
+        [sent] = await poll(running.service, "nws")
+        store = running.service.feed_relay.store
+        thread = await store.thread(sent.thread_key)
+        assert thread is not None and thread.expires_at is not None
+        # The upstream clock moves on: the thread's expiry is now in the past.
+        await store.save_thread(replace(thread, expires_at=running.service.clock.now_ms() - 1))
+        [cleared] = await running.service.feed_relay.expire()
+        assert cleared.outcome == "cleared" and "expired" in cleared.reason
+        record = await running.service.alerts.get(sent.alert_id)
+        assert record is not None and record.state.value == "cancelled"
+        assert await running.service.feed_relay.expire() == []
+
+    async def test_instruction_change_updates_the_campus_alert(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """A new instruction on the same area: no one new to reach and, with e-mail only
+        configured, nothing that shows updates: recorded, not re-sent to everyone."""
+        stand_ins, _ = upstream
+        first = tornado()
+        stand_ins.put_nws(first)
+        [sent] = await poll(running.service, "nws")
+        props = first["properties"]
+        ref = [{"identifier": props["id"], "sender": props["sender"], "sent": props["sent"]}]
+        stand_ins.put_nws(tornado("tor2", message_type="Update", references=ref,
+                                  instruction="Go to the basement now and stay there."))
+        [updated] = await poll(running.service, "nws")
+        assert updated.outcome == "updated", updated.reason
+        assert "not re-sent" in updated.reason and updated.alert_id == sent.alert_id
+        now_ms = running.service.clock.now_ms()
+        assert [r.id for r in await running.service.alerts.active(now_ms)] == [sent.alert_id]
+
+    async def test_wider_area_sends_to_the_new_zones_only(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """An update whose polygon grows from zone a to zones a and c reaches zone c only."""
+        stand_ins, _ = upstream
+        zone_a = [[-75.005, 40.005], [-74.997, 40.005], [-74.997, 40.006], [-75.005, 40.006],
+                  [-75.005, 40.005]]
+        a_and_c = [[-75.005, 39.993], [-74.997, 39.993], [-74.997, 40.006], [-75.005, 40.006],
+                   [-75.005, 39.993]]
+        first = tornado(ring=zone_a)
+        stand_ins.put_nws(first)
+        [sent] = await poll(running.service, "nws")
+        assert sent.outcome == "sent", sent.reason
+        record = await running.service.alerts.get(sent.alert_id)
+        assert record is not None and list(record.zones) == ["a"]
+        props = first["properties"]
+        ref = [{"identifier": props["id"], "sender": props["sender"], "sent": props["sent"]}]
+        stand_ins.put_nws(tornado("tor2", ring=a_and_c, message_type="Update", references=ref))
+        [updated] = await poll(running.service, "nws")
+        assert updated.outcome == "updated" and "area" in updated.reason
+        record = await running.service.alerts.get(updated.alert_id)
+        assert record is not None and record.references_id == sent.alert_id
+        assert "a" not in record.zones and "c" in record.zones
+
+    async def test_repeats_suppressed_except_tornado(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """A second thunderstorm warning for the same area is a repeat; a tornado never is."""
+        stand_ins, _ = upstream
+        now = _now()
+        for identifier in ("svr1", "svr2"):
+            stand_ins.put_nws(nws_feature(
+                identifier, "Severe Thunderstorm Warning", sent=now,
+                expires=now + timedelta(minutes=30), same="SVR", ring=CAMPUS_BOX,
+                headline="Severe Thunderstorm Warning for the campus",
+                description="Wind gusts of 60 mph and quarter size hail.",
+                instruction="Move to an interior room now.", severity="Severe"))
+        stand_ins.put_nws(tornado("tor-a"))
+        stand_ins.put_nws(tornado("tor-b"))
+        decided = {d.message_key.split(".")[-1]: d for d in await poll(running.service, "nws")}
+        assert decided["svr1"].outcome == "sent"
+        assert decided["svr2"].outcome == "suppressed" and "repeat" in decided["svr2"].reason
+        assert decided["tor-a"].outcome == decided["tor-b"].outcome == "sent"
+
+    async def test_polygon_missing_campus_and_rmt(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """An area elsewhere and a monthly test sent as Actual: recorded, nothing sent."""
+        stand_ins, _ = upstream
+        elsewhere = [[-121.0, 38.0], [-120.0, 38.0], [-120.0, 39.0], [-121.0, 39.0],
+                     [-121.0, 38.0]]
+        stand_ins.put_nws(tornado("far", ring=elsewhere))
+        stand_ins.put_nws(tornado("rmt", same="RMT"))
+        # The point query leaves out the far one; the county zone query returns both.
+        decided = await poll(running.service, "nws")
+        outcomes = sorted((d.message_key.split(".")[-1], d.outcome) for d in decided)
+        assert outcomes == [("far", "ignored"), ("rmt", "ignored")]
+        reasons = {d.message_key.split(".")[-1]: d.reason for d in decided}
+        assert "misses the campus" in reasons["far"] and "RMT" in reasons["rmt"]
+
+    async def test_flood_watch_proposed_and_sent_with_one_click(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """The county's flood watch waits as a proposal; one POST sends it as the caller's."""
+        stand_ins, _ = upstream
+        now = _now()
+        stand_ins.put_county("ffa1", county_cap(
+            "ffa1", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
+            headline="Flood Watch for Example County",
+            description="Heavy rain may flood low-lying parking lots.",
+            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        [proposed] = await poll(running.service, "county")
+        assert proposed.outcome == "proposed", proposed.reason
+        resp = await running.client.get("/v1/feeds/proposals", headers=AUTH)
+        [item] = (await resp.json())["items"]
+        assert item["event"] == "Flood Watch"
+        one = await (await running.client.get(f"/v1/feeds/proposals/{item['id']}",
+                                              headers=AUTH)).json()
+        assert "<event>Flood Watch</event>" in one["source"]
+        resp = await running.client.post(f"/v1/feeds/proposals/{item['id']}/send", headers=AUTH)
+        assert resp.status == 202, await resp.text()
+        alert_id = (await resp.json())["id"]
+        assert await running.service.alerts.get(alert_id) is not None
+        again = await running.client.post(f"/v1/feeds/proposals/{item['id']}/send",
+                                          headers=AUTH)
+        assert again.status == 409
+        assert await poll(running.service, "county") == []
+
+
+class TestTwoNodes:
+    """Two nodes on one PostgreSQL store relay one upstream alert once."""
+
+    @pytest.mark.asyncio
+    async def test_two_nodes_one_alert(
+        self, make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str],
+        pg_url: str,  # noqa: F811 - fixture
+    ) -> None:
+        """Both poll the same warning at once; one campus alert, one decision."""
+        stand_ins, base = upstream
+        stand_ins.put_nws(tornado())
+        settings = make_settings(store={"url": pg_url},
+                                 feeds={"enabled": False, "rules": RULES, **_sources(base)})
+        nodes = [await start_service(settings) for _ in range(2)]
+        try:
+            results = await asyncio.gather(*(poll(n.service, "nws") for n in nodes))
+            decisions = [d for r in results for d in r]
+            assert [d.outcome for d in decisions] == ["sent"]
+            now_ms = nodes[0].service.clock.now_ms()
+            assert len(await nodes[0].service.alerts.active(now_ms)) == 1
+        finally:
+            for node in nodes:
+                await node.client.close()
+
+
+class TestConsole:
+    """The console's Upstream page: proposals with their source, sent with one click."""
+
+    async def test_one_click_send_from_the_console(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Listed, shown with its CAP document, sent as the signed-in person's alert."""
+        stand_ins, _ = upstream
+        now = _now()
+        stand_ins.put_county("ffa2", county_cap(
+            "ffa2", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
+            headline="Flood Watch for Example County",
+            description="Heavy rain may flood low-lying parking lots.",
+            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        [proposed] = await poll(running.service, "county")
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", "correct-horse-battery", role=Role.DISPATCHER,
+                                actor="tests")
+        resp = await running.client.post("/console/sign-in", data={
+            "name": "dana", "password": "correct-horse-battery", "next": "/console/"},
+            allow_redirects=False)
+        assert resp.status == 303
+        page = await running.client.get("/console/feeds")
+        text = await page.text()
+        assert page.status == 200 and "Flood Watch" in text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', text)
+        assert csrf
+        detail = await running.client.get(f"/console/feeds/{proposed.proposal_id}")
+        assert "&lt;event&gt;Flood Watch&lt;/event&gt;" in await detail.text()
+        refused = await running.client.post(f"/console/feeds/{proposed.proposal_id}/send",
+                                            allow_redirects=False)
+        assert refused.status == 403
+        sent = await running.client.post(f"/console/feeds/{proposed.proposal_id}/send",
+                                         data={"csrf": csrf.group(1)}, allow_redirects=False)
+        assert sent.status == 303, await sent.text()
+        alert_id = sent.headers["Location"].rsplit("/", 1)[1]
+        entries = await running.service.audit.entries(alert_id)
+        assert entries[0]["actor"] == "dana"
