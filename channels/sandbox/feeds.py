@@ -262,13 +262,14 @@ def demo(now: datetime | None = None) -> FeedStandIns:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The feed stand-ins' flags."""
     group = parser.add_argument_group("upstream feeds (NWS API, county CAP Atom)")
-    group.add_argument("--no-feed-demo", action="store_true",
-                       help="serve empty feeds instead of the demo tornado warning and flood watch")
+    group.add_argument("--feed-demo", action="store_true",
+                       help="serve the demo tornado warning and flood watch (`clarion run` does); "
+                       "without it the feeds are empty")
 
 
 async def attach(sandbox: Sandbox, args: argparse.Namespace) -> FeedStandIns:
     """Serve the NWS API and county feed stand-ins on the sandbox's HTTP listener."""
-    stand_ins = FeedStandIns() if getattr(args, "no_feed_demo", False) else demo()
+    stand_ins = demo() if getattr(args, "feed_demo", False) else FeedStandIns()
     stand_ins.attach(sandbox.app)
     sandbox.endpoints["nws"] = NWS_PATH
     sandbox.endpoints["county_feed"] = COUNTY_PATH

@@ -141,8 +141,11 @@ class _SQLiteSession(Session):
         return await asyncio.shield(self._fetchall(sql, params))
 
     async def _fetchall(self, sql: str, params: Params) -> list[Row]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One call on the connection's thread runs and exhausts the statement. Separate
+        # execute and fetch calls let another reader's statement start in between, and a
+        # statement still open holds its read snapshot: a read just after a commit could then
+        # miss that commit.
+        return list(await self._conn.execute_fetchall(sql, params))
 
 
 class SQLiteDatabase(Database):
