@@ -324,6 +324,11 @@ class Responses:
         return signer.sign(alert_id=alert_id, person_id=person_id, expires_ms=expires_ms,
                            nonce=nonce)
 
+    async def link_for(self, base_url: str, alert_id: str, person_id: str, expires_ms: int) -> str:
+        """The person's answer-page URL for an alert."""
+        token = await self.token_for(alert_id, person_id, expires_ms)
+        return f"{base_url.rstrip('/')}/public/answer/{alert_id}/{token}"
+
     async def read_token(self, alert_id: str, token: str) -> AnswerToken:
         """The claims of a token for this alert's page; Forbidden when forged, expired, used,
         or for another alert."""

@@ -7,10 +7,12 @@ ROUTE_MODULES = (
     "dispatcher.api.alerts",
     "dispatcher.api.lint",
     "dispatcher.api.callbacks",
+    "dispatcher.api.answers",
     "dispatcher.api.cap",
     "dispatcher.api.devices",
     "dispatcher.api.approvals",
     "dispatcher.api.drills",
     "dispatcher.api.incidents",
     "dispatcher.public.routes",
+    "dispatcher.public.answer",
 )

@@ -35,6 +35,9 @@ class LanguageRendering(SettingsModel):
     signage_test_banner: str | None = None
     what_to_do: str | None = None
     more_information: str | None = None
+    ask_question: str | None = None
+    sms_reply_options: str | None = None
+    answer_link_label: str | None = None
 
 
 def _spanish() -> dict[str, LanguageRendering]:
@@ -48,6 +51,9 @@ def _spanish() -> dict[str, LanguageRendering]:
             signage_test_banner="PRUEBA DEL SISTEMA",
             what_to_do="Qué hacer",
             more_information="Más información",
+            ask_question="¿Está a salvo?",
+            sms_reply_options="Responda 1 A SALVO, 2 AYUDA",
+            answer_link_label="Responda aquí",
         )
     }
 
@@ -63,6 +69,15 @@ class RenderingSettings(SettingsModel):
     web: str = ""
     pa_test_preamble: str = "This is a test of the alert system. This is only a test."
     signage_test_banner: str = "TEST OF THE ALERT SYSTEM"
+    ask_question: str = Field(
+        default="Are you safe?", description="an alert's question when its request names none"
+    )
+    sms_reply_options: str = Field(
+        default="Reply 1 SAFE, 2 HELP", description="how an SMS with a question asks for a reply"
+    )
+    answer_link_label: str = Field(
+        default="Answer here", description="words before the answer-page link (push, e-mail)"
+    )
     sms_transliterate: bool = Field(
         default=True,
         description="spell accented letters without accents when that keeps an SMS in GSM-7",
