@@ -253,6 +253,22 @@ class ResponseStore:
             "SELECT COUNT(*) FROM answer_history WHERE alert_id = ?", (alert_id,)
         ) or 0)
 
+    async def live_counts(self, alert_id: str) -> dict[str, int]:
+        """Safe, need help and no answer in two cheap queries (for the event stream)."""
+        rows = await self.db.fetchall(
+            "SELECT option, COUNT(*) AS n FROM answers WHERE alert_id = ? GROUP BY option",
+            (alert_id,),
+        )
+        by_option = {str(r["option"]): int(r["n"]) for r in rows}
+        asked = int(await self.db.fetchval(
+            "SELECT COUNT(DISTINCT recipient) FROM deliveries WHERE alert_id = ?"
+            " AND channel IN " + _PERSON_IN,
+            (alert_id,),
+        ) or 0)
+        safe, need = by_option.get("safe", 0), by_option.get("need_help", 0)
+        return {"safe": safe, "need_help": need, "no_answer": max(asked - safe - need, 0),
+                "total": asked}
+
     async def first_answer_times(self, alert_id: str) -> list[int]:
         """Each answering person's first answer time, in order (for time to 50 / 90 %)."""
         rows = await self.db.fetchall(

@@ -4,6 +4,7 @@ page's single-use tokens, and escalation on a controllable clock."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,10 @@ ASK = {"kind": "emergency", "mode": "drill", "audience": "id:P000002",
        "ask": {"question": "Are you safe?"}}
 
 
-def signed(service: Service, params: dict[str, str], token: str = "sandbox-token") -> str:
+SANDBOX_TOKEN = "sandbox-token"  # the sandbox's published auth token
+
+
+def signed(service: Service, params: dict[str, str], token: str = SANDBOX_TOKEN) -> str:
     url = service.settings.service.base_url() + INBOUND_PATH
     return str(RequestValidator(token).compute_signature(url, params))
 
@@ -34,7 +38,7 @@ async def inbound(client: TestClient, service: Service, body: str, *,
                   forged: bool = False) -> Any:
     params = {"From": PHONE, "To": "22395", "Body": body, "MessageSid": "SM" + "1" * 32,
               "AccountSid": "AC" + "0" * 32}
-    signature = signed(service, params, "not-the-token" if forged else "sandbox-token")
+    signature = signed(service, params, "not-the-token" if forged else SANDBOX_TOKEN)
     return await client.post(INBOUND_PATH, data=params,
                              headers={"X-Twilio-Signature": signature})
 
@@ -86,6 +90,11 @@ class TestSmsReplies:
         assert (doc["need_help"], doc["safe"]) == (0, 1)
         history = await service.responses.store.history(alert_id, "P000002")
         assert [h.option for h in history] == ["need_help", "safe"]
+        events = await client.get(f"/v1/alerts/{alert_id}/events", headers=AUTH)
+        first = (await events.content.readuntil(b"\n\n")).decode()
+        events.close()
+        data = json.loads(first.split("data: ", 1)[1])
+        assert data["responses"] == {"safe": 1, "need_help": 0, "no_answer": 0, "total": 1}
 
     async def test_stop_suppresses_later_sms(self, stack: Stack) -> None:
         """After STOP, the next alert sends no SMS to that number; START lifts it."""
@@ -176,7 +185,7 @@ class TestAnswerPage:
                     break
                 await asyncio.sleep(0.05)
         found = re.findall(r"/public/answer/\S+", mails[0].text)
-        assert want.removeprefix("") in [f.rstrip(".") for f in found]
+        assert want in [f.rstrip(".") for f in found]
 
 
 class TestEscalation:
