@@ -28,6 +28,7 @@ from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
 from dispatcher.records import CleryRecords, CleryReport, purge, render_html, report_csv
+from dispatcher.responses import Responses
 from dispatcher.scheduler import DrillRun, recent_runs
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
@@ -35,6 +36,7 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 from dispatcher.store.incidents import IncidentStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
+from dispatcher.store.responses import ResponseStore
 
 
 def register(sub: Any) -> None:
@@ -197,6 +199,7 @@ async def _report(
         records = CleryRecords(
             db, AlertStore(db, audit), DeliveryLedger(db, RetryPolicy(1, 1)), audit, drills,
             institution=settings.service.institution,
+            responses=Responses(ResponseStore(db, audit), clock=Clock()),
         )
         report = await records.report(year, now_ms=now)
         incidents = IncidentRegistry(settings, IncidentStore(db, audit), Clock())

@@ -95,6 +95,10 @@ class TestSmsReplies:
         events.close()
         data = json.loads(first.split("data: ", 1)[1])
         assert data["responses"] == {"safe": 1, "need_help": 0, "no_answer": 0, "total": 1}
+        record = await (await client.get(f"/v1/alerts/{alert_id}/record", headers=AUTH)).json()
+        answered = record["responses"]
+        assert (answered["safe"], answered["total"]) == (1, 1)
+        assert answered["time_to_90_percent_s"] is not None
 
     async def test_stop_suppresses_later_sms(self, stack: Stack) -> None:
         """After STOP, the next alert sends no SMS to that number; START lifts it."""
@@ -200,6 +204,11 @@ class TestEscalation:
                 "channels": ["email"], "ask": {"question": "Are you safe?",
                                                "escalate_after_s": 60}}
         alert_id = await sent_alert(client, body)
+        async with asyncio.timeout(20):
+            while await service.db.fetchval(
+                "SELECT resolved_at FROM alerts WHERE id = ?", (alert_id,)
+            ) is None:
+                await asyncio.sleep(0.02)
         await service.engine.sweep()
         rows = await service.db.fetchall(
             "SELECT recipient, channel FROM deliveries WHERE alert_id = ? ORDER BY recipient",
