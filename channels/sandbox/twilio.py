@@ -82,6 +82,11 @@ class TwilioSandbox:
     undelivered_rate: float = 0.0
     failed_rate: float = 0.0
     callback_delay_s: float = 0.05
+    answer_rate: float = 0.0
+    answer_delay_s: float = 2.0
+    need_help_rate: float = 0.1
+    inbound_url: str = ""
+    answers_sent: list[tuple[str, str, int]] = field(default_factory=list)
     opted_out: set[str] = field(default_factory=set)
     seed: int | None = None
     stats: Stats = field(default_factory=Stats)
@@ -188,6 +193,9 @@ class TwilioSandbox:
         )
         if message.status_callback:
             self._spawn(self._report(message, service))
+        asks = ASKS_FOR_REPLY in body or ASKS_FOR_REPLY_ES in body
+        if asks and self._random.random() < self.answer_rate:
+            self._spawn(self._answer(message))
         resource = self._resource(message, service=service)
         return web.json_response(resource, status=201)
 
@@ -286,6 +294,19 @@ class TwilioSandbox:
             status = await self._post(m.status_callback, params, signature)
             self.callbacks_sent.append((m.sid, step.status, status))
 
+    async def _answer(self, m: SentMessage) -> None:
+        """A simulated person replies "1" or "2" through the signed inbound message webhook."""
+        await asyncio.sleep(self._random.uniform(0, self.answer_delay_s))
+        url = self.inbound_url or _inbound_url(m.status_callback)
+        if not url:
+            return
+        reply = "2" if self._random.random() < self.need_help_rate else "1"
+        params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": self.account_sid,
+                  "From": m.to, "To": m.from_, "Body": reply, "NumMedia": "0"}
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        status = await self._post(url, params, signature)
+        self.answers_sent.append((m.to, reply, status))
+
     async def _post(self, url: str, params: dict[str, str], signature: str) -> int:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
@@ -310,6 +331,17 @@ class TwilioSandbox:
 
 
 TWILIO: web.AppKey[TwilioSandbox] = web.AppKey("sandbox.twilio")
+# The SMS of an alert that asks a question ends with this (English) or its Spanish.
+ASKS_FOR_REPLY = "Reply 1 SAFE"
+ASKS_FOR_REPLY_ES = "Responda 1"
+
+
+def _inbound_url(status_callback: str) -> str:
+    """The service's inbound webhook, beside the status callback it gave."""
+    if not status_callback:
+        return ""
+    parts = urlsplit(status_callback)
+    return f"{parts.scheme}://{parts.netloc}/v1/callbacks/twilio/inbound"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -335,6 +367,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer 21610 for this number (repeatable)",
     )
     group.add_argument("--sms-seed", type=int, default=None, help="seed for the error shares")
+    group.add_argument("--answer-rate", type=float, default=0.0,
+                       help="share of people who answer an SMS that asks a question "
+                       "(`make run`: 0.8)")
+    group.add_argument("--answer-delay", type=float, default=20.0,
+                       help="answers arrive within this many seconds (uniform)")
+    group.add_argument("--need-help-rate", type=float, default=0.05,
+                       help="share of answers that say need help")
+    group.add_argument("--inbound-url", default="",
+                       help="the service's inbound SMS webhook (default: beside the status "
+                       "callback)")
 
 
 async def attach(sandbox: Sandbox, args: argparse.Namespace) -> TwilioSandbox:
@@ -350,6 +392,10 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> TwilioSandbox:
         callback_delay_s=args.sms_callback_delay,
         opted_out=set(args.sms_opted_out),
         seed=args.sms_seed,
+        answer_rate=args.answer_rate,
+        answer_delay_s=args.answer_delay,
+        need_help_rate=args.need_help_rate,
+        inbound_url=args.inbound_url,
         stats=sandbox.stats,
     )
     twilio.attach(sandbox.app)

@@ -114,6 +114,25 @@ class TestSmsReplies:
         assert [r["state"] for r in await sms_rows(service, again)] != ["suppressed"]
 
 
+class TestSandboxAnswers:
+    """The sandbox's simulated people answer through the signed inbound webhook."""
+
+    async def test_simulated_reply_arrives_in_the_tally(self, stack: Stack) -> None:
+        """With answer rate 1 and no help share, the one person asked answers safe."""
+        client, service = stack.run.client, stack.run.service
+        twilio = stack.plugins["channels.sandbox.twilio"]
+        twilio.answer_rate, twilio.answer_delay_s, twilio.need_help_rate = 1.0, 0.1, 0.0
+        alert_id = await sent_alert(client, ASK)
+        async with asyncio.timeout(20):
+            while True:
+                doc = await (await client.get(f"/v1/alerts/{alert_id}/responses",
+                                              headers=AUTH)).json()
+                if doc["safe"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+        assert [(to, status) for to, _, status in twilio.answers_sent] == [(PHONE, 200)]
+
+
 class SteppedClock(Clock):
     """Real time plus an offset the test moves forward."""
 
