@@ -119,7 +119,7 @@ class TestSandboxAnswers:
 
     async def test_simulated_reply_arrives_in_the_tally(self, stack: Stack) -> None:
         """With answer rate 1 and no help share, the one person asked answers safe."""
-        client, service = stack.run.client, stack.run.service
+        client = stack.run.client
         twilio = stack.plugins["channels.sandbox.twilio"]
         twilio.answer_rate, twilio.answer_delay_s, twilio.need_help_rate = 1.0, 0.1, 0.0
         alert_id = await sent_alert(client, ASK)
