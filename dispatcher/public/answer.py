@@ -6,6 +6,7 @@ scanner's prefetch too) uses nothing up, only the tap does."""
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from aiohttp import web
 
@@ -99,3 +100,31 @@ async def answer_tap(request: web.Request) -> web.Response:
     language = await service.responses.store.delivery_language(alert_id, recorded.person_id)
     words = _WORDS.get(language, _WORDS["en"])
     return _page(language, f"<h1>{escape(words['done_' + recorded.option])}</h1>")
+
+
+_PARAMETERS = [
+    {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": "the person's signed, single-use answer token"},
+]
+OPENAPI_PATHS: dict[str, Any] = {
+    PATH: {
+        "get": {
+            "summary": "the answer page (HTML, no sign-in): the question and two big buttons",
+            "security": [], "parameters": _PARAMETERS,
+            "responses": {"200": {"description": "the page"},
+                          "403": {"description": "forged, expired or another alert's link"},
+                          "409": {"description": "the link was already used"}},
+        },
+        "post": {
+            "summary": "one tap: records the answer and uses the token up",
+            "security": [], "parameters": _PARAMETERS,
+            "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "properties": {"option": {"enum": ["safe", "need_help"]}}}}}},
+            "responses": {"200": {"description": "recorded"},
+                          "403": {"description": "forged, expired or another alert's link"},
+                          "409": {"description": "the link was already used"},
+                          "422": {"description": "not an option of the question"}},
+        },
+    }
+}
