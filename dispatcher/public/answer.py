@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher.api.common import REFUSAL_STATUS, service_of
-from dispatcher.refusals import Conflict, Refused
+from dispatcher.api.common import REFUSAL_STATUS, error, service_of
+from dispatcher.refusals import Conflict, NotFound, Refused
 
 routes = web.RouteTableDef()
 
@@ -56,6 +56,15 @@ def _page(language: str, body: str, status: int = 200) -> web.Response:
     })
 
 
+def _refused(request: web.Request, exc: Refused) -> web.Response:
+    """A person's browser gets a page; any other client the API's JSON error."""
+    status = _status(exc)
+    if "text/html" not in request.headers.get("Accept", ""):
+        return error(status, exc.message)
+    key = "used" if isinstance(exc, Conflict) else "invalid"
+    return _page("en", f"<p>{escape(_WORDS['en'][key])}</p>", status)
+
+
 def _status(exc: Refused) -> int:
     # Public HTML, not the JSON API, but the statuses of api/common.py.
     return next((code for cls, code in REFUSAL_STATUS if isinstance(exc, cls)), 400)
@@ -69,12 +78,10 @@ async def answer_page(request: web.Request) -> web.Response:
     try:
         claims = await service.responses.read_token(alert_id, token)
     except Refused as exc:
-        words = _WORDS["en"]
-        key = "used" if isinstance(exc, Conflict) else "invalid"
-        return _page("en", f"<p>{escape(words[key])}</p>", _status(exc))
+        return _refused(request, exc)
     question = await service.responses.question(alert_id)
     if question is None:
-        return _page("en", f"<p>{escape(_WORDS['en']['invalid'])}</p>", 404)
+        return _refused(request, NotFound(f"alert {alert_id} asks no question"))
     language = await service.responses.store.delivery_language(alert_id, claims.person_id)
     words = _WORDS.get(language, _WORDS["en"])
     buttons = "".join(
@@ -95,8 +102,7 @@ async def answer_tap(request: web.Request) -> web.Response:
     try:
         recorded = await service.responses.answer_with_token(alert_id, token, option)
     except Refused as exc:
-        key = "used" if isinstance(exc, Conflict) else "invalid"
-        return _page("en", f"<p>{escape(_WORDS['en'][key])}</p>", _status(exc))
+        return _refused(request, exc)
     language = await service.responses.store.delivery_language(alert_id, recorded.person_id)
     words = _WORDS.get(language, _WORDS["en"])
     return _page(language, f"<h1>{escape(words['done_' + recorded.option])}</h1>")
