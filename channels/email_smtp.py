@@ -111,6 +111,9 @@ class SmtpEmail(Channel):
         for d in batch.deliveries:
             groups[d.language].append(d)
         size = self.settings.recipients_per_message
+        if any(m.has_link for m in batch.alert.messages.values()):
+            # Each person's answer link is theirs alone: one message per recipient.
+            size = 1
         chunks = [
             (lang, ds[i : i + size]) for lang, ds in groups.items() for i in range(0, len(ds), size)
         ]
@@ -118,8 +121,8 @@ class SmtpEmail(Channel):
         by_id = {r.delivery_id: r for rs in results for r in rs}
         return [by_id[d.id] for d in batch.deliveries]
 
-    def _message(self, batch: Batch, language: str) -> EmailMessage:
-        rendered = batch.alert.message(language)
+    def _message(self, batch: Batch, language: str, link: str = "") -> EmailMessage:
+        rendered = batch.alert.message(language).with_link(link)
         msg = EmailMessage()
         msg["From"] = self.settings.sender
         msg["To"] = "undisclosed-recipients:;"
@@ -141,7 +144,7 @@ class SmtpEmail(Channel):
     async def _send_chunk(
         self, batch: Batch, language: str, deliveries: list[Delivery]
     ) -> list[Receipt]:
-        msg = self._message(batch, language)
+        msg = self._message(batch, language, deliveries[0].link if len(deliveries) == 1 else "")
         addresses = sorted({d.address for d in deliveries})
         try:
             smtp = await self._acquire()

@@ -231,7 +231,8 @@ class ApprisePush(Channel):
 
     async def _deliver(self, alert: AlertContext, delivery: Delivery, start_by: float) -> _Outcome:
         """One target, by the route its URL takes."""
-        message = alert.message(delivery.language)
+        # An alert with a question carries the person's own answer link.
+        message = alert.message(delivery.language).with_link(delivery.link)
         route = await self._route(delivery.address)
         if route is None:
             return _Outcome(Outcome.FAILED, "not a usable Apprise URL")

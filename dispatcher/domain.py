@@ -95,6 +95,10 @@ def recipient_hash(value: str) -> str:
     return hashlib.sha256(("clarion:" + value).encode()).hexdigest()[:12]
 
 
+# Where a rendering of an alert with a question puts the person's own answer-page link.
+ANSWER_LINK = "{answer_link}"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One alert rendered for one channel and language."""
@@ -105,6 +109,25 @@ class Message:
     body: str = ""
     html: str = ""
     speech: str = ""
+
+    @property
+    def has_link(self) -> bool:
+        """True when the rendering waits for a per-recipient answer link."""
+        return ANSWER_LINK in self.text or ANSWER_LINK in self.body or ANSWER_LINK in self.html
+
+    def with_link(self, url: str) -> Message:
+        """The rendering with one person's answer link in place (or the link line dropped)."""
+        if not self.has_link:
+            return self
+
+        def put(value: str, link: str) -> str:
+            if link:
+                return value.replace(ANSWER_LINK, link)
+            return "\n".join(line for line in value.split("\n") if ANSWER_LINK not in line)
+
+        safe = url.replace("&", "&amp;").replace('"', "&quot;")
+        return Message(put(self.text, url), self.title, self.subject, put(self.body, url),
+                       put(self.html, safe), self.speech)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +178,8 @@ class Delivery:
     address: str
     language: str = "en"
     attempt: int = 1
+    link: str = ""
+    """The person's answer-page link when the alert asks a question (push and e-mail)."""
 
     @property
     def tag(self) -> str:

@@ -29,6 +29,7 @@ from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
 from dispatcher.permissions import Permissions
 from dispatcher.records import CleryRecords, CleryReport, purge, render_html, report_csv
+from dispatcher.responses import Responses
 from dispatcher.scheduler import DrillRun, recent_runs
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
@@ -36,6 +37,7 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 from dispatcher.store.incidents import IncidentStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
+from dispatcher.store.responses import ResponseStore
 
 
 def register(sub: Any) -> None:
@@ -198,6 +200,7 @@ async def _report(
         records = CleryRecords(
             db, AlertStore(db, audit), DeliveryLedger(db, RetryPolicy(1, 1)), audit, drills,
             institution=settings.service.institution,
+            responses=Responses(ResponseStore(db, audit), clock=Clock()),
         )
         report = await records.report(year, now_ms=now)
         permissions = Permissions(settings.auth, settings.directory.segments, settings.incidents)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections import Counter, defaultdict
@@ -42,7 +43,8 @@ from dispatcher.domain import (
     Receipt,
 )
 from dispatcher.observability import Metrics
-from dispatcher.rendering import languages, render_alert
+from dispatcher.rendering import languages, question_text, render_alert
+from dispatcher.responses import Responses
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.ledger import (
@@ -67,6 +69,10 @@ LATE_GROUP = 500
 FINISH_COALESCE_S = 0.1
 # Longest sleep of an idle or paused loop, so a stop or a closing breaker is noticed soon.
 MAX_PAUSE_S = 1.0
+# Twilio's receipt detail for a number that sent STOP to the carrier, and ours for one that
+# sent it to us.
+CARRIER_STOP = "twilio 21610"
+OPTED_OUT = "not sent: the number replied STOP"
 
 
 class Engine:
@@ -84,8 +90,10 @@ class Engine:
         clock: Clock,
         single_node: bool,
         breakers: Mapping[ChannelKind, BreakerSettings] | None = None,
+        responses: Responses | None = None,
     ) -> None:
         self._settings = settings
+        self._responses = responses
         self._alerts = alerts
         self._ledger = ledger
         self._audience = audience
@@ -242,6 +250,7 @@ class Engine:
         by_channel: Counter[str] = Counter()
         suppressed: Counter[str] = Counter()
         try:
+            await self._ask(record)
             async for chunk in self._audience.plan(
                 record.audience,
                 record.zones,
@@ -252,6 +261,7 @@ class Engine:
                 now_ms=self._clock.now_ms(),
                 languages=languages(record.request),
             ):
+                chunk = await self._without_stopped_numbers(chunk)
                 await self._ledger.enqueue(alert_id, chunk, self._clock.now_ms())
                 for planned in chunk:
                     (suppressed if planned.suppressed else by_channel)[planned.channel.value] += 1
@@ -275,6 +285,40 @@ class Engine:
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         await self._finish(alert_id)
+
+    async def _ask(self, record: AlertRecord) -> None:
+        """Store the alert's question before anyone can answer it (again on resume: a no-op)."""
+        ask = record.request.ask
+        if ask is None or self._responses is None:
+            return
+        texts = {
+            lang: question_text(record.request, lang, self._settings.rendering)
+            for lang in languages(record.request)
+        }
+        answers = self._settings.answers
+        after = ask.escalate_after_s
+        if after is None:
+            after = answers.escalate_after_s.get(record.kind, 0)
+        await self._responses.ask(
+            alert_id=record.id, texts=texts, options=ask.options, escalate_after_s=after,
+            max_rounds=answers.max_rounds if after > 0 else 0, asked_at_ms=record.created_at,
+            closes_at_ms=record.expires_at,
+        )
+
+    async def _without_stopped_numbers(self, chunk: Sequence[Any]) -> list[Any]:
+        """Planned SMS to numbers that sent STOP (or that the carrier refused) are suppressed."""
+        if self._responses is None:
+            return list(chunk)
+        phones = [p.address for p in chunk if p.channel is ChannelKind.SMS and p.suppressed is None]
+        stopped = await self._responses.opted_out(phones) if phones else set()
+        if not stopped:
+            return list(chunk)
+        return [
+            dataclasses.replace(p, suppressed="sms_opt_out")
+            if p.channel is ChannelKind.SMS and p.suppressed is None and p.address in stopped
+            else p
+            for p in chunk
+        ]
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -371,9 +415,25 @@ class Engine:
             references=record.references_id,
             cap=self._cap_fields(record),
         )
+        stopped: set[str] = set()
+        if kind is ChannelKind.SMS and self._responses is not None:
+            stopped = await self._responses.opted_out([r.address for r in rows])
+        if stopped:
+            # STOP arrived after these were queued: not one more message to those numbers.
+            refused = [r for r in rows if r.address in stopped]
+            await self._settle(
+                kind, refused, [Receipt(r.id, Outcome.FAILED, OPTED_OUT) for r in refused],
+                now_ms=now, deadlines={alert_id: record.expires_at},
+            )
+            rows = [r for r in rows if r.address not in stopped]
+            if not rows:
+                self._finish_soon(alert_id)
+                return ()
+        links = await self._links(record, kind, rows, context)
         batch = Batch(
             context,
-            tuple(Delivery(r.id, r.recipient, r.address, r.language, r.attempts) for r in rows),
+            tuple(Delivery(r.id, r.recipient, r.address, r.language, r.attempts,
+                           links.get(r.recipient, "")) for r in rows),
         )
         if (alert_id, kind) not in self._started_alerts:
             self._started_alerts.add((alert_id, kind))
@@ -384,6 +444,7 @@ class Engine:
         started = time.perf_counter()
         receipts = await self._transmit(channel, batch)
         self._metrics.batch_seconds.labels(channel.name).observe(time.perf_counter() - started)
+        await self._carrier_refused(kind, rows, receipts)
         by_id = {r.id: r for r in rows}
         fallbacks = await self._fallbacks(
             kind, record,
@@ -407,6 +468,36 @@ class Engine:
             self._fallen_back(kind, alert_id, settled.fallbacks)
         self._finish_soon(alert_id)
         return receipts
+
+    async def _links(
+        self, record: AlertRecord, kind: ChannelKind, rows: Sequence[Claimed],
+        context: AlertContext,
+    ) -> dict[str, str]:
+        """Each person's answer-page link, when this channel's rendering carries one."""
+        if self._responses is None or record.request.ask is None:
+            return {}
+        if not any(m.has_link for m in context.messages.values()):
+            return {}
+        base = self._settings.service.base_url()
+        return {
+            r.recipient: await self._responses.link_for(base, record.id, r.recipient,
+                                                        record.expires_at)
+            for r in rows
+        }
+
+    async def _carrier_refused(
+        self, kind: ChannelKind, rows: Sequence[Claimed], receipts: Sequence[Receipt]
+    ) -> None:
+        """Twilio error 21610 (the number sent STOP to the carrier): no SMS to it again."""
+        if kind is not ChannelKind.SMS or self._responses is None:
+            return
+        by_id = {r.id: r for r in rows}
+        phones = [
+            by_id[r.delivery_id].address for r in receipts
+            if r.outcome is Outcome.FAILED and CARRIER_STOP in r.detail and r.delivery_id in by_id
+        ]
+        if phones:
+            await self._responses.carrier_refused(phones)
 
     async def _settle(
         self,
@@ -626,6 +717,8 @@ class Engine:
         cancelled = await self._ledger.suppress_cancelled(now)
         if cancelled:
             log.info("delivery.cancelled_after_retry", deliveries=cancelled)
+        if self._responses is not None:
+            await self._responses.escalate_due(self._escalated)
         dispatching = await self._alerts.in_state(AlertState.DISPATCHING)
         live = {record.id for record in dispatching}
         for alert_id in [a for a in self._records if a not in live]:
@@ -638,6 +731,13 @@ class Engine:
                 # Its resolver died (or failed): re-planning is idempotent, so take it over.
                 log.info("engine.resume_resolution", alert_id=record.id)
                 self.dispatch(record.id)
+
+    def _escalated(self, alert_id: str, added: int) -> None:
+        """An escalation round queued deliveries: the alert is sending again, wake the loops."""
+        del added
+        self.forget(alert_id)
+        for event in self._wake.values():
+            event.set()
 
     async def cancel(self, record: AlertRecord, *, actor: str, reason: str) -> int:
         """Withdraw an alert: nothing queued is sent, devices take it down."""

@@ -28,6 +28,7 @@ class Permissions:
         self._override = frozenset(Role(r) for r in auth.override_roles)
         self._approvers = frozenset(Role(r) for r in auth.approval.approver_roles)
         self._bypass = frozenset(Role(r) for r in auth.approval.bypass_roles)
+        self._need_help = frozenset(Role(r) for r in auth.need_help_roles)
 
     def in_scope(self, caller: Caller, audience: str) -> bool:
         """Whether an audience stays inside the caller's segment scopes."""
@@ -101,6 +102,10 @@ class Permissions:
         """May the caller add a follow-up note to the record of an alert of this mode?"""
         if mode is Mode.LIVE and not caller.can_send_live:
             raise Forbidden(f"role {caller.role} may add notes to drills and tests only")
+
+    def may_see_need_help(self, caller: Caller, audience: str) -> bool:
+        """Whether the caller may read who needs help, with their building and contacts."""
+        return caller.role in self._need_help and self.in_scope(caller, audience)
 
     def check_write(self, caller: Caller) -> None:
         """May the caller change anything (viewers only read)?"""

@@ -11,7 +11,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from dispatcher.domain import ChannelKind, Message, Mode
+from dispatcher.domain import ANSWER_LINK, ChannelKind, Message, Mode
 from dispatcher.policy.gsm import Encoding, encoding_of, normalize_punctuation, to_gsm
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from dispatcher.request import AlertRequest, ChannelTexts
@@ -136,8 +136,11 @@ def render(
     mark = marker(request, language, settings)
     primary = language == request.language
     texts = request.texts if primary else None
+    ask = question_text(request, language, settings)
     if channel is ChannelKind.SMS:
         body = (texts.sms if texts and texts.sms else None) or p.text
+        if ask:
+            body = _join(body, ask, settings.word(language, "sms_reply_options"))
         return Message(text=sms_text(_join(settings.word(language, "sms_prefix"), mark, body),
                                      settings))
     if channel is ChannelKind.EMAIL:
@@ -146,6 +149,9 @@ def render(
         body = (texts.push if texts and texts.push else None) or p.text
         title = _title(p.headline_given, mark, p.headline, limits.push_title_max)
         text = _join(mark, body)
+        if ask:
+            label = settings.word(language, "answer_link_label")
+            text = f"{text}\n{ask} {label}: {ANSWER_LINK}"
         return Message(text=text, title=title, body=text)
     if channel is ChannelKind.SIGNAGE:
         return _signage(request, p, language, settings, limits, texts)
@@ -158,6 +164,15 @@ def render(
     # Sirens show nothing; their message is the headline for logs and the device payload.
     title = _title(p.headline_given, mark, p.headline, limits.signage_headline_max)
     return Message(text=title, title=title)
+
+
+def question_text(request: AlertRequest, language: str, settings: RenderingSettings) -> str:
+    """The alert's question in a language (the request's, else the default), empty if none."""
+    if request.ask is None:
+        return ""
+    if language == request.language and request.ask.question:
+        return request.ask.question
+    return request.ask.translations.get(language) or settings.word(language, "ask_question")
 
 
 def sms_text(text: str, settings: RenderingSettings) -> str:
@@ -188,6 +203,8 @@ def _email(
         banner = settings.word(language, "signage_test_banner")
     what = settings.word(language, "what_to_do")
     more = settings.word(language, "more_information")
+    ask = question_text(request, language, settings)
+    label = settings.word(language, "answer_link_label")
     instruction = p.instruction if p.instruction and p.instruction not in body_text else ""
     blocks = [
         banner,
@@ -196,6 +213,7 @@ def _email(
         f"{what}: {instruction}" if instruction else "",
         p.description if p.description and p.description not in body_text else "",
         f"{more}: {p.web}" if p.web else "",
+        f"{ask}\n{label}: {ANSWER_LINK}" if ask else "",
         banner,
     ]
     plain = "\n\n".join(b for b in blocks if b)
@@ -216,6 +234,12 @@ def _email(
         href = p.web if p.web.startswith(("http://", "https://")) else ""
         link = f'<a href="{e(href)}">{e(p.web)}</a>' if href else e(p.web)
         rows.append(f"<p>{e(more)}: {link}</p>")
+    if ask:
+        rows.append(
+            f"<p><strong>{e(ask)}</strong><br>\n"
+            f'<a href="{ANSWER_LINK}" style="display:inline-block;padding:12px 20px;'
+            f'background:#0b5394;color:#fff;font-size:18px">{e(label)}</a></p>'
+        )
     if banner:
         rows.append(f"<p><strong>{e(banner)}</strong></p>")
     page = (

@@ -66,6 +66,45 @@ class DrillRecord(_Strict):
     procedures_publicized: bool = False
 
 
+ANSWER_OPTIONS = ("safe", "need_help")
+
+
+class Ask(_Strict):
+    """A question the alert asks its people: "I'm safe" or "I need help", by any channel."""
+
+    question: str | None = Field(
+        default=None, min_length=1, max_length=300,
+        description="the question in the alert's language; default by kind and language",
+    )
+    translations: dict[str, str] = Field(
+        default_factory=dict, description="the question in other languages, by two-letter code"
+    )
+    options: list[str] = Field(default_factory=lambda: list(ANSWER_OPTIONS), min_length=1)
+    escalate_after_s: int | None = Field(
+        default=None, ge=0, le=86400,
+        description="ask people with no answer again on their next channel after this long "
+        "(0: never); default by kind",
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if option not in ANSWER_OPTIONS:
+                raise ValueError(f"option {option!r} is not one of {', '.join(ANSWER_OPTIONS)}")
+        return list(dict.fromkeys(value))
+
+    @field_validator("translations")
+    @classmethod
+    def _language_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        for code, text in value.items():
+            if not code.isalpha() or len(code) != 2 or not code.islower():
+                raise ValueError(f"question language {code!r} is not a two-letter code")
+            if not text.strip() or len(text) > 300:
+                raise ValueError(f"question in {code!r} must have 1 to 300 characters")
+        return value
+
+
 class AlertRequest(_Strict):
     """An emergency notification, timely warning, advisory or all-clear to send."""
 
@@ -91,6 +130,9 @@ class AlertRequest(_Strict):
     override: Override | None = None
     drill: DrillRecord | None = None
     delay_reason: str | None = Field(default=None, max_length=2000)
+    ask: Ask | None = Field(
+        default=None, description="a question people answer (safe / need help), by any channel"
+    )
     incident: str | None = Field(
         default=None, min_length=1, max_length=100,
         description="the incident (crime log) a timely warning is about; the alert is linked",

@@ -245,6 +245,7 @@ class Responses:
         self._building_zones = building_zones or dict
         self._channels = tuple(channels)
         self._listeners: list[Callable[[str], None]] = []
+        self._questions: dict[str, Question] = {}
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -263,19 +264,40 @@ class Responses:
         The latest answer counts; earlier ones stay in the history. Queued deliveries for the
         person on this alert are suppressed and escalation skips them from now on.
         """
-        question = await self.store.question(alert_id)
+        return await self._record(alert_id=alert_id, person_id=person_id, option=option,
+                                  channel=channel, at=at)
+
+    async def _record(
+        self, *, alert_id: str, person_id: str, option: str, channel: str,
+        at: datetime | None = None, token: AnswerToken | None = None,
+    ) -> RecordedAnswer:
+        question = await self._question(alert_id)
         if question is None:
             raise NotFound(f"alert {alert_id} asks no question")
         if option not in question.options:
             raise Invalid.one("option", f"must be one of {', '.join(question.options)}")
         at_ms = int(at.timestamp() * 1000) if at is not None else self._clock.now_ms()
         stored = await self.store.record(
-            alert_id=alert_id, person_id=person_id, option=option, channel=channel, at_ms=at_ms
+            alert_id=alert_id, person_id=person_id, option=option, channel=channel, at_ms=at_ms,
+            token=None if token is None else (token.token_id, token.expires_ms),
         )
+        if stored is None:
+            raise Conflict("this answer link has already been used")
         log.info("answer.recorded", alert_id=alert_id, recipient=recipient_hash(person_id),
                  option=option, channel=channel, changed=stored.previous is not None)
         self._changed(alert_id)
         return _recorded(stored)
+
+    async def _question(self, alert_id: str) -> Question | None:
+        # A question never changes once asked: keep the ones read (bounded).
+        found = self._questions.get(alert_id)
+        if found is None:
+            found = await self.store.question(alert_id)
+            if found is not None:
+                if len(self._questions) > 1000:
+                    self._questions.clear()
+                self._questions[alert_id] = found
+        return found
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call `listener(alert_id)` after every answer (the event stream listens)."""
@@ -306,7 +328,7 @@ class Responses:
 
     async def question(self, alert_id: str) -> Question | None:
         """The question an alert asks, if any."""
-        return await self.store.question(alert_id)
+        return await self._question(alert_id)
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -324,6 +346,11 @@ class Responses:
         return signer.sign(alert_id=alert_id, person_id=person_id, expires_ms=expires_ms,
                            nonce=nonce)
 
+    async def link_for(self, base_url: str, alert_id: str, person_id: str, expires_ms: int) -> str:
+        """The person's answer-page URL for an alert."""
+        token = await self.token_for(alert_id, person_id, expires_ms)
+        return f"{base_url.rstrip('/')}/public/answer/{alert_id}/{token}"
+
     async def read_token(self, alert_id: str, token: str) -> AnswerToken:
         """The claims of a token for this alert's page; Forbidden when forged, expired, used,
         or for another alert."""
@@ -339,21 +366,12 @@ class Responses:
         return claims
 
     async def answer_with_token(self, alert_id: str, token: str, option: str) -> RecordedAnswer:
-        """One tap on the answer page: check the token, use it up, record the answer."""
+        """One tap on the answer page: check the token, record the answer and use the token
+        up in one transaction (Conflict when it was used before)."""
         claims = await self.read_token(alert_id, token)
-        question = await self.store.question(alert_id)
-        if question is None:
-            raise NotFound(f"alert {alert_id} asks no question")
-        if option not in question.options:
-            raise Invalid.one("option", f"must be one of {', '.join(question.options)}")
-        now = self._clock.now_ms()
-        if not await self.store.use_token(claims.token_id, alert_id=alert_id,
-                                          person_id=claims.person_id, now_ms=now,
-                                          expires_ms=claims.expires_ms):
-            raise Conflict("this answer link has already been used")
         channel = await self._link_channel(alert_id, claims.person_id)
-        return await self.record_answer(alert_id=alert_id, person_id=claims.person_id,
-                                        option=option, channel=channel)
+        return await self._record(alert_id=alert_id, person_id=claims.person_id, option=option,
+                                  channel=channel, token=claims)
 
     async def _link_channel(self, alert_id: str, person_id: str) -> str:
         # Links travel by push and e-mail; the answer names the link, the channel is unknown.
@@ -407,6 +425,7 @@ class Responses:
         """Ask people without an answer again on their next channel, for every open question
         whose next round is due; returns how many deliveries were queued."""
         now = self._clock.now_ms()
+        await self.store.forget_expired_tokens(now)
         total = 0
         for question in await self.store.open_questions(now):
             if question.escalate_after_s <= 0 or question.rounds >= question.max_rounds:

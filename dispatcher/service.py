@@ -13,6 +13,7 @@ from channels.registry import build_channels
 from channels.sms_twilio import default_callback_url
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
+from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.feeds.poller import FeedPoller
@@ -73,6 +74,7 @@ class Service:
         self.responses = Responses(
             ResponseStore(db, self.audit),
             clock=self.clock,
+            secret=reveal(settings.answers.link_secret).encode() or None,
             building_zones=lambda: self.audience.campus.building_zones,
             channels=[kind.value for kind in self.channels if not kind.is_device],
         )
@@ -85,6 +87,7 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
             single_node=db.dialect == "sqlite",
+            responses=self.responses,
         )
         self.intake = Intake(
             settings=settings,

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from channels.registry import validate_channel_settings
+from dispatcher.answer_settings import AnswerSettings
 from dispatcher.console.settings import ConsoleSettings
 from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
@@ -118,6 +119,10 @@ class AuthSettings(SettingsModel):
     )
     tokens: list[TokenSettings] = Field(default_factory=list)
     override_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    need_help_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "dispatcher"],
+        description="roles that may read who needs help, with building and contact details",
+    )
     rate_per_second: float = Field(
         default=50.0, ge=0, description="sustained requests a second per token; 0: no limit"
     )
@@ -201,6 +206,7 @@ class Settings(SettingsModel):
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     feeds: FeedsSettings = Field(default_factory=FeedsSettings)
+    answers: AnswerSettings = Field(default_factory=AnswerSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

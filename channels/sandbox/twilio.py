@@ -130,11 +130,16 @@ class TwilioSandbox:
     undelivered_rate: float = 0.0
     failed_rate: float = 0.0
     callback_delay_s: float = 0.05
+    answer_rate: float = 0.0
+    answer_delay_s: float = 2.0
+    need_help_rate: float = 0.1
+    inbound_url: str = ""
+    answers_sent: list[tuple[str, str, int]] = field(default_factory=list)
     opted_out: set[str] = field(default_factory=set)
-    answer_rate: float = 1.0
-    busy_rate: float = 0.0
-    help_rate: float = 0.0
-    press_rate: float = 1.0
+    call_answer_rate: float = 1.0
+    call_busy_rate: float = 0.0
+    call_help_rate: float = 0.0
+    call_press_rate: float = 1.0
     seed: int | None = None
     stats: Stats = field(default_factory=Stats)
     sent: list[SentMessage] = field(default_factory=list)
@@ -253,6 +258,9 @@ class TwilioSandbox:
         )
         if message.status_callback:
             self._spawn(self._report(message, service))
+        asks = ASKS_FOR_REPLY in body or ASKS_FOR_REPLY_ES in body
+        if asks and self._random.random() < self.answer_rate:
+            self._spawn(self._answer_sms(message))
         resource = self._resource(message, service=service)
         return web.json_response(resource, status=201)
 
@@ -350,6 +358,19 @@ class TwilioSandbox:
             )
             status = await self._post(m.status_callback, params, signature)
             self.callbacks_sent.append((m.sid, step.status, status))
+
+    async def _answer_sms(self, m: SentMessage) -> None:
+        """A simulated person replies "1" or "2" through the signed inbound message webhook."""
+        await asyncio.sleep(self._random.uniform(0, self.answer_delay_s))
+        url = self.inbound_url or _inbound_url(m.status_callback)
+        if not url:
+            return
+        reply = "2" if self._random.random() < self.need_help_rate else "1"
+        params = {"MessageSid": "SM" + secrets.token_hex(16), "AccountSid": self.account_sid,
+                  "From": m.to, "To": m.from_, "Body": reply, "NumMedia": "0"}
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        status = await self._post(url, params, signature)
+        self.answers_sent.append((m.to, reply, status))
 
     async def _post(self, url: str, params: dict[str, str], signature: str) -> int:
         if self._session is None:
@@ -458,13 +479,13 @@ class TwilioSandbox:
         if queued:
             return queued.popleft()
         roll = self._random.random()
-        if roll < self.busy_rate:
+        if roll < self.call_busy_rate:
             return CallFate("busy", "")
-        if roll < self.busy_rate + (1 - self.answer_rate):
+        if roll < self.call_busy_rate + (1 - self.call_answer_rate):
             return CallFate("no-answer", "")
-        if self._random.random() >= self.press_rate:
+        if self._random.random() >= self.call_press_rate:
             return CallFate("completed", "")
-        return CallFate("completed", "2" if self._random.random() < self.help_rate else "1")
+        return CallFate("completed", "2" if self._random.random() < self.call_help_rate else "1")
 
     async def _run_call(self, call: PlacedCall) -> None:
         """Ring, then answer (fetch the TwiML, press a key) or not, posting each status."""
@@ -484,7 +505,7 @@ class TwilioSandbox:
             call.answered = True
             if "answered" in call.events:
                 await self._call_status(call, "in-progress")
-            await self._answer(call, fate)
+            await self._answer_call(call, fate)
             await asyncio.sleep(self.callback_delay_s)
             await self._call_status(call, "completed", CallDuration="20")
         finally:
@@ -503,7 +524,7 @@ class TwilioSandbox:
             cancel.cancel()
         return not call.canceled.is_set()
 
-    async def _answer(self, call: PlacedCall, fate: CallFate) -> None:
+    async def _answer_call(self, call: PlacedCall, fate: CallFate) -> None:
         """Fetch the call's TwiML as Twilio does, then press the key at its `<Gather>`."""
         params = self._call_params(call, "in-progress")
         status, twiml = await self._fetch(call.url, params)
@@ -576,6 +597,17 @@ def _read_twiml(text: str) -> tuple[list[str], str, str]:
 
 
 TWILIO: web.AppKey[TwilioSandbox] = web.AppKey("sandbox.twilio")
+# The SMS of an alert that asks a question ends with this (English) or its Spanish.
+ASKS_FOR_REPLY = "Reply 1 SAFE"
+ASKS_FOR_REPLY_ES = "Responda 1"
+
+
+def _inbound_url(status_callback: str) -> str:
+    """The service's inbound webhook, beside the status callback it gave."""
+    if not status_callback:
+        return ""
+    parts = urlsplit(status_callback)
+    return f"{parts.scheme}://{parts.netloc}/v1/callbacks/twilio/inbound"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -601,6 +633,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer 21610 for this number (repeatable)",
     )
     group.add_argument("--sms-seed", type=int, default=None, help="seed for the error shares")
+    group.add_argument("--answer-rate", type=float, default=0.0,
+                       help="share of people who answer an SMS that asks a question "
+                       "(`make run`: 0.8)")
+    group.add_argument("--answer-delay", type=float, default=20.0,
+                       help="answers arrive within this many seconds (uniform)")
+    group.add_argument("--need-help-rate", type=float, default=0.05,
+                       help="share of answers that say need help")
+    group.add_argument("--inbound-url", default="",
+                       help="the service's inbound SMS webhook (default: beside the status "
+                       "callback)")
     voice = parser.add_argument_group("Twilio Calls API stand-in (simulated people answering)")
     voice.add_argument("--voice-answer-rate", type=float, default=0.9, help="share answering")
     voice.add_argument("--voice-busy-rate", type=float, default=0.0, help="share busy")
@@ -624,11 +666,15 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> TwilioSandbox:
         failed_rate=args.sms_failed_rate,
         callback_delay_s=args.sms_callback_delay,
         opted_out=set(args.sms_opted_out),
-        answer_rate=args.voice_answer_rate,
-        busy_rate=args.voice_busy_rate,
-        press_rate=args.voice_press_rate,
-        help_rate=args.voice_help_rate,
+        call_answer_rate=args.voice_answer_rate,
+        call_busy_rate=args.voice_busy_rate,
+        call_press_rate=args.voice_press_rate,
+        call_help_rate=args.voice_help_rate,
         seed=args.sms_seed,
+        answer_rate=args.answer_rate,
+        answer_delay_s=args.answer_delay,
+        need_help_rate=args.need_help_rate,
+        inbound_url=args.inbound_url,
         stats=sandbox.stats,
     )
     twilio.attach(sandbox.app)

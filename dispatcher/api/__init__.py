@@ -8,6 +8,7 @@ ROUTE_MODULES = (
     "dispatcher.api.lint",
     "dispatcher.api.callbacks",
     "dispatcher.api.voice",
+    "dispatcher.api.answers",
     "dispatcher.api.cap",
     "dispatcher.api.devices",
     "dispatcher.api.approvals",
@@ -15,4 +16,5 @@ ROUTE_MODULES = (
     "dispatcher.api.incidents",
     "dispatcher.api.feeds",
     "dispatcher.public.routes",
+    "dispatcher.public.answer",
 )

@@ -223,7 +223,11 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         current = await service.alerts.get(record.id)
         if current is None:
             break
-        doc = json.dumps(await status_document(service, current))
+        status = await status_document(service, current)
+        if current.request.ask is not None:
+            # Live answer counts ride along; the full tally is GET /v1/alerts/{id}/responses.
+            status["responses"] = await service.responses.store.live_counts(current.id)
+        doc = json.dumps(status)
         if doc != last:
             await response.write(f"event: progress\ndata: {doc}\n\n".encode())
             last, idle = doc, 0.0

@@ -15,6 +15,7 @@ from channels.sms_twilio import (
 from dispatcher.api.common import SERVICE, error
 from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind, LateReceipt
+from dispatcher.engine import CARRIER_STOP
 
 log = structlog.get_logger("clarion.api.callbacks")
 
@@ -42,6 +43,9 @@ async def twilio_status(request: web.Request) -> web.Response:
     event = parse_status_callback(params, request.query)
     if event is None:
         return web.Response(status=204)
+    if CARRIER_STOP in event.detail and params.get("To"):
+        # The carrier says this number sent STOP: no SMS to it from now on.
+        await service.responses.carrier_refused([str(params["To"])])
     # The engine is the ReceiptSink: it stamps the time, counts, and closes finished alerts.
     recorded = await service.engine.late_receipt(
         LateReceipt(

@@ -26,7 +26,7 @@ def records_of(service: Service) -> CleryRecords:
     """The Clery records over the service's store."""
     return CleryRecords(
         service.db, service.alerts, service.ledger, service.audit, service.scheduler.settings,
-        institution=service.settings.service.institution,
+        institution=service.settings.service.institution, responses=service.responses,
     )
 
 

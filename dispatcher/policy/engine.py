@@ -49,6 +49,11 @@ def _inputs(request: AlertRequest) -> Iterator[tuple[str | None, str, str]]:
         if request.texts.email is not None:
             yield "texts.email.subject", lang, request.texts.email.subject
             yield "texts.email.body", lang, request.texts.email.body
+    if request.ask is not None:
+        if request.ask.question:
+            yield "ask.question", lang, request.ask.question
+        for code, text in request.ask.translations.items():
+            yield f"ask.translations.{code}", code, text
 
 
 def evaluate(

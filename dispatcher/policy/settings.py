@@ -38,6 +38,9 @@ class LanguageRendering(SettingsModel):
     voice_prompt: str | None = None
     voice_thanks: str | None = None
     voice_goodbye: str | None = None
+    ask_question: str | None = None
+    sms_reply_options: str | None = None
+    answer_link_label: str | None = None
 
 
 def _spanish() -> dict[str, LanguageRendering]:
@@ -54,6 +57,9 @@ def _spanish() -> dict[str, LanguageRendering]:
             voice_prompt="Marque 1 si está a salvo. Marque 2 si necesita ayuda.",
             voice_thanks="Gracias. Su respuesta quedó registrada.",
             voice_goodbye="Adiós.",
+            ask_question="¿Está a salvo?",
+            sms_reply_options="Responda 1 A SALVO, 2 AYUDA",
+            answer_link_label="Responda aquí",
         )
     }
 
@@ -69,6 +75,15 @@ class RenderingSettings(SettingsModel):
     web: str = ""
     pa_test_preamble: str = "This is a test of the alert system. This is only a test."
     signage_test_banner: str = "TEST OF THE ALERT SYSTEM"
+    ask_question: str = Field(
+        default="Are you safe?", description="an alert's question when its request names none"
+    )
+    sms_reply_options: str = Field(
+        default="Reply 1 SAFE, 2 HELP", description="how an SMS with a question asks for a reply"
+    )
+    answer_link_label: str = Field(
+        default="Answer here", description="words before the answer-page link (push, e-mail)"
+    )
     sms_transliterate: bool = Field(
         default=True,
         description="spell accented letters without accents when that keeps an SMS in GSM-7",

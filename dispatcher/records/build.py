@@ -25,6 +25,7 @@ from dispatcher.records.model import (
     category_of,
     in_channel_order,
 )
+from dispatcher.responses import Responses
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database
@@ -86,8 +87,10 @@ class CleryRecords:
         drills: DrillCalendar,
         *,
         institution: str = "",
+        responses: Responses | None = None,
     ) -> None:
         self._alerts = alerts
+        self._responses = responses
         self._ledger = ledger
         self._store = RecordStore(db, audit)
         self.drills = drills
@@ -165,7 +168,20 @@ class CleryRecords:
             procedures_publicized=drill.get("procedures_publicized") if drill else None,
             scheduled_drill=scheduled.drill_name if scheduled is not None else None,
             scheduled_for=scheduled.scheduled_for if scheduled is not None else None,
+            responses=await self._answers(alert),
         )
+
+    async def _answers(self, alert: AlertRecord) -> dict[str, Any] | None:
+        """Counts of the alert's answers and the time to 50 / 90 % answered, if it asked."""
+        if self._responses is None or alert.request.ask is None:
+            return None
+        tally = await self._responses.tally(alert.id)
+        if not tally.asked:
+            return None
+        return {**tally.total.as_json(),
+                "time_to_50_percent_s": tally.answered_50_s,
+                "time_to_90_percent_s": tally.answered_90_s,
+                "escalation_rounds": tally.escalation_rounds}
 
     async def _timeline(self, alert: AlertRecord) -> Timeline:
         """Deliveries reached and confirmed over time, in at most TIMELINE_BUCKETS steps."""

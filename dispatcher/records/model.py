@@ -135,6 +135,8 @@ class CleryRecord:
     procedures_publicized: bool | None = None
     scheduled_drill: str | None = None
     scheduled_for: int | None = None
+    responses: dict[str, Any] | None = None
+    """Answers to the alert's question: counts and time to 50 / 90 % answered."""
 
     @property
     def confirmation_to_sending_s(self) -> float | None:
@@ -201,6 +203,8 @@ class CleryRecord:
                               for k, v in self.timeline.confirmed.items()},
             },
         }
+        if self.responses is not None:
+            doc["responses"] = self.responses
         if self.is_test:
             doc["drill"] = {
                 "description": self.drill_description,

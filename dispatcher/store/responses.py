@@ -176,11 +176,23 @@ class ResponseStore:
     # -- answers ------------------------------------------------------------------------------
 
     async def record(
-        self, *, alert_id: str, person_id: str, option: str, channel: str, at_ms: int
-    ) -> StoredAnswer:
+        self, *, alert_id: str, person_id: str, option: str, channel: str, at_ms: int,
+        token: tuple[str, int] | None = None,
+    ) -> StoredAnswer | None:
         """Keep the answer in the history and make it the one that counts; queued deliveries
-        still waiting for the person on this alert are suppressed (the answer stops them)."""
+        still waiting for the person on this alert are suppressed (the answer stops them).
+
+        With `token` (id, expiry) the answer-page token is used up in the same transaction;
+        None (and nothing recorded) when it was used before."""
         async with self.db.transaction() as tx:
+            if token is not None:
+                fresh = await tx.execute(
+                    "INSERT INTO answer_tokens (token_id, alert_id, person_id, used_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING",
+                    (token[0], alert_id, person_id, at_ms, token[1]),
+                )
+                if fresh != 1:
+                    return None
             before = await tx.fetchone(
                 "SELECT option, first_at, changes FROM answers"
                 " WHERE alert_id = ? AND person_id = ?",
@@ -252,6 +264,22 @@ class ResponseStore:
         return int(await self.db.fetchval(
             "SELECT COUNT(*) FROM answer_history WHERE alert_id = ?", (alert_id,)
         ) or 0)
+
+    async def live_counts(self, alert_id: str) -> dict[str, int]:
+        """Safe, need help and no answer in two cheap queries (for the event stream)."""
+        rows = await self.db.fetchall(
+            "SELECT option, COUNT(*) AS n FROM answers WHERE alert_id = ? GROUP BY option",
+            (alert_id,),
+        )
+        by_option = {str(r["option"]): int(r["n"]) for r in rows}
+        asked = int(await self.db.fetchval(
+            "SELECT COUNT(DISTINCT recipient) FROM deliveries WHERE alert_id = ?"
+            " AND channel IN " + _PERSON_IN,
+            (alert_id,),
+        ) or 0)
+        safe, need = by_option.get("safe", 0), by_option.get("need_help", 0)
+        return {"safe": safe, "need_help": need, "no_answer": max(asked - safe - need, 0),
+                "total": asked}
 
     async def first_answer_times(self, alert_id: str) -> list[int]:
         """Each answering person's first answer time, in order (for time to 50 / 90 %)."""
@@ -388,17 +416,9 @@ class ResponseStore:
 
     # -- tokens -------------------------------------------------------------------------------
 
-    async def use_token(
-        self, token_id: str, *, alert_id: str, person_id: str, now_ms: int, expires_ms: int
-    ) -> bool:
-        """Mark an answer-page token used; False when it was used before."""
-        await self.db.execute("DELETE FROM answer_tokens WHERE expires_at < ?", (now_ms,))
-        added = await self.db.execute(
-            "INSERT INTO answer_tokens (token_id, alert_id, person_id, used_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING",
-            (token_id, alert_id, person_id, now_ms, expires_ms),
-        )
-        return added == 1
+    async def forget_expired_tokens(self, now_ms: int) -> int:
+        """Drop used tokens past their expiry (they are refused as expired anyway)."""
+        return await self.db.execute("DELETE FROM answer_tokens WHERE expires_at < ?", (now_ms,))
 
     async def token_used(self, token_id: str) -> bool:
         """True when the token has already recorded an answer."""

@@ -181,7 +181,7 @@ def _settings_raw(url: str, **overrides: Any) -> dict[str, Any]:
 @pytest_asyncio.fixture
 async def calls_api() -> AsyncIterator[tuple[TwilioSandbox, str]]:
     """The Calls API stand-in with a TwiML route that hangs up; nobody answers the status."""
-    api = TwilioSandbox(stats=Stats(), callback_delay_s=0.001, answer_rate=0.0)
+    api = TwilioSandbox(stats=Stats(), callback_delay_s=0.001, call_answer_rate=0.0)
     app = web.Application()
     api.attach(app)
     runner = web.AppRunner(app, access_log=None)
@@ -554,7 +554,8 @@ async def test_sandbox_plugin_takes_the_voice_knobs() -> None:
                               "--voice-busy-rate", "0.1", "--voice-press-rate", "0.75"])
     api = await twilio_plugin.attach(box, args)
     try:
-        assert (api.answer_rate, api.help_rate, api.busy_rate, api.press_rate) == (
+        assert (api.call_answer_rate, api.call_help_rate, api.call_busy_rate,
+                api.call_press_rate) == (
             0.5, 0.25, 0.1, 0.75
         )
         calls = f"/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Calls.json"
