@@ -453,8 +453,11 @@ async def _progress(request: web.Request, record: AlertRecord) -> dict[str, Any]
         }
         for r in await _console(request).reads.failure_reasons(record.id)
     ]
+    tally = await service.responses.tally(record.id)
     return {"doc": doc, "timing": timing, "failures": failures, "record": record,
-            "states": PROGRESS_STATES}
+            "states": PROGRESS_STATES, "answers": tally if tally.asked else None,
+            "may_see_need_help": service.permissions.may_see_need_help(
+                request[PERSON].caller, record.request.audience)}
 
 
 @routes.get("/console/alerts/{id}")
@@ -479,6 +482,21 @@ async def follow(request: web.Request) -> web.Response:
         "drill_mode": record.mode is not Mode.LIVE,
         "text": _alert_text(record),
         "message": request.query.get("message", ""),
+    })
+
+
+@routes.get("/console/alerts/{id}/need-help")
+@signed_in
+async def need_help(request: web.Request) -> web.Response:
+    """Who answered that they need help, with building and contacts (allowed roles; audited)."""
+    service = _service(request)
+    record = await _alert(service, request.match_info["id"])
+    caller = request[PERSON].caller
+    if not service.permissions.may_see_need_help(caller, record.request.audience):
+        return _forbidden(request, "Your role may see the answer counts but not who needs help.")
+    people = await service.responses.need_help(record.id, actor=caller.name)
+    return _render(request, "need_help.html", {
+        "title": f"Need help: alert {record.id}", "record": record, "people": people,
     })
 
 

@@ -582,3 +582,56 @@ class TestAccessibleAndSafe:
         finally:
             await ctx.close()
 
+
+
+class TestAnswers:
+    """An alert that asks a question shows its answers; who needs help only to allowed roles."""
+
+    async def test_answer_counts_and_need_help_page(self, console: Console, browser: Browser,
+                                                   shots: Path) -> None:
+        """Counts on the alert page; the need-help page for a dispatcher (audited), not a viewer."""
+        run = console.run
+        resp = await run.post_alert({
+            "kind": "emergency", "mode": "drill", "audience": "all", "channels": ["email"],
+            "text": "Gas leak at the Chemistry Building. Evacuate now and avoid the area.",
+            "ask": {"question": "Are you safe?"},
+        })
+        assert resp.status == 202, await resp.text()
+        alert_id = (await resp.json())["id"]
+        await final_status(console, alert_id)
+        responses = run.service.responses
+        await responses.record_answer(alert_id=alert_id, person_id="P000001", option="safe",
+                                      channel="sms")
+        await responses.record_answer(alert_id=alert_id, person_id="P000002",
+                                      option="need_help", channel="sms")
+        dana = await browser.new_context(viewport={"width": 1280, "height": 900})
+        vic = await browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            page = await dana.new_page()
+            await sign_in(page, console, "dana")
+            await page.goto(console.url + f"alerts/{alert_id}")
+            await expect(page.locator('[data-answer="safe"]')).to_have_text("1")
+            await expect(page.locator('[data-answer="need_help"]')).to_contain_text("1")
+            total = (await run.service.responses.tally(alert_id)).total.no_answer
+            assert total > 0
+            await expect(page.locator('[data-answer="no_answer"]')).to_have_text(f"{total:,}")
+            await shot(page, shots, "answers")
+            await page.get_by_role("link", name="who, where and how to reach them").click()
+            await page.wait_for_url(re.compile(r"/need-help$"))
+            await expect(page.locator("#need-help")).to_contain_text("Baivous Zykres")
+            await expect(page.locator("#need-help")).to_contain_text("south-hall")
+            entries = await run.service.audit.entries(alert_id)
+            assert any(e["action"] == "responses.need_help_read" and e["actor"] == "dana"
+                       for e in entries), [e["action"] for e in entries]
+            other = await vic.new_page()
+            await sign_in(other, console, "vic")
+            await other.goto(console.url + f"alerts/{alert_id}")
+            await expect(other.locator('[data-answer="need_help"]')).to_have_text("1")
+            await expect(other.get_by_role("link", name="who, where and how to reach them")
+                         ).to_have_count(0)
+            refused = await other.goto(console.url + f"alerts/{alert_id}/need-help")
+            assert refused is not None and refused.status == 403
+            assert "Baivous" not in await other.content()
+        finally:
+            await dana.close()
+            await vic.close()
