@@ -622,6 +622,7 @@ class Engine:
         cancelled = await self._ledger.suppress_cancelled(now)
         if cancelled:
             log.info("delivery.cancelled_after_retry", deliveries=cancelled)
+        await self._ledger.fold_counts()
         dispatching = await self._alerts.in_state(AlertState.DISPATCHING)
         live = {record.id for record in dispatching}
         for alert_id in [a for a in self._records if a not in live]:
