@@ -116,6 +116,22 @@ class DeliveryLedger:
             )
             for p in planned
         ]
+        if not rows:
+            return
+        if self._db.dialect == "postgres":
+            # One statement per chunk, so its trigger appends one count row per channel and
+            # state, not one per delivery.
+            columns = [list(c) for c in zip(*(r[1:8] for r in rows), strict=True)]
+            await self._db.execute(
+                "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
+                " state, detail, updated_at) SELECT ?, u.channel, u.recipient, u.address,"
+                " u.language, u.role, u.state, u.detail, ? FROM unnest(?::text[], ?::text[],"
+                " ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS u (channel,"
+                " recipient, address, language, role, state, detail)"
+                " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
+                (alert_id, now_ms, *columns),
+            )
+            return
         await self._db.executemany(
             "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
             " state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -232,7 +248,9 @@ class DeliveryLedger:
         """
         if self._db.dialect != "postgres":
             return where
-        return f"id IN (SELECT id FROM deliveries WHERE {where} FOR UPDATE SKIP LOCKED)"
+        # ARRAY(...) runs the locking SELECT once, through the indexes of `where`, and the
+        # UPDATE then finds each row by its primary key: never a scan of the table.
+        return f"id = ANY(ARRAY(SELECT id FROM deliveries WHERE {where} FOR UPDATE SKIP LOCKED))"
 
     async def release_owner(self, owner: str) -> int:
         """Hand back (as queued) everything an owner still holds: graceful shutdown or restart."""
