@@ -15,7 +15,6 @@ from dispatcher.request import AlertRequest
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row
 
-
 # The completion check, run after every batch and receipt group: it reads the alert's
 # delivery counters (kept by triggers in the transaction of each change, migration 0007), a
 # few rows whatever the size of the alert (its plan is in test_query_plans.py).

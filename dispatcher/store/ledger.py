@@ -175,10 +175,13 @@ class DeliveryLedger:
             "queued": ("d.next_attempt_at <= ?", "d.next_attempt_at, d.id"),
             "sending": ("d.lease_until < ?", "d.lease_until, d.id"),
         }[state]
+        # The alert's state is a per-row probe of its primary key, not an anti-join:
+        # PostgreSQL would price an anti-join against a store of one or two alerts as if it
+        # removed every row, and then sort the whole due range instead of reading it in order.
         pick = (
             f"SELECT d.id FROM deliveries d WHERE d.channel = ? AND d.state = '{state}'"
-            f" AND {due} AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = d.alert_id"
-            f" AND a.state = 'cancelled') ORDER BY {order} LIMIT ?"
+            f" AND {due} AND (SELECT a.state FROM alerts a WHERE a.id = d.alert_id)"
+            f" <> 'cancelled' ORDER BY {order} LIMIT ?"
         )
         if self._db.dialect == "postgres":
             # SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
@@ -218,7 +221,9 @@ class DeliveryLedger:
             ("fallback insert", _FALLBACK_SQL, ("email", "x@example.edu", "", 10, 1)),
             ("renew", self._renew_sql(2), (20, 1, 2, "o")),
             ("release owner", _RELEASE_OWNER_SQL, ("o",)),
-            ("waiting", _WAITING_SQL, ("sms", 0, 10, 500)),
+            # A page smaller than the engine's 500: PostgreSQL sorts a due range it expects
+            # to be no bigger than the page instead of reading it in order (still one page).
+            ("waiting", _WAITING_SQL, ("sms", 0, 10, 100)),
             ("divert", self._divert_sql(2), ("gone", 10, 1, 2, "sms")),
             ("expire overdue", self._expire_sql(), (10, 10)),
             ("suppress cancelled", self._suppress_sql(), (10,)),
@@ -601,10 +606,12 @@ _RELEASE_OWNER_SQL = (
     "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL"
     " WHERE state = 'sending' AND lease_owner = ?"
 )
+# The alert is probed per row by its primary key rather than joined, for the reason given in
+# `_claim_sql`: the page is then read in index order, never sorted.
 _WAITING_SQL = (
-    "SELECT d.id, d.alert_id, d.recipient FROM deliveries d JOIN alerts a"
-    " ON a.id = d.alert_id WHERE d.channel = ? AND d.state = 'queued' AND d.id > ?"
-    " AND a.state != 'cancelled' AND a.expires_at > ? ORDER BY d.id LIMIT ?"
+    "SELECT d.id, d.alert_id, d.recipient FROM deliveries d WHERE d.channel = ?"
+    " AND d.state = 'queued' AND d.id > ? AND (SELECT a.state <> 'cancelled'"
+    " AND a.expires_at > ? FROM alerts a WHERE a.id = d.alert_id) ORDER BY d.id LIMIT ?"
 )
 # Progress from the counters the triggers of migration 0007 keep, never from the deliveries.
 _COUNTS_SQL = (
