@@ -719,6 +719,7 @@ class Engine:
             log.info("delivery.cancelled_after_retry", deliveries=cancelled)
         if self._responses is not None:
             await self._responses.escalate_due(self._escalated)
+        await self._ledger.fold_counts()
         dispatching = await self._alerts.in_state(AlertState.DISPATCHING)
         live = {record.id for record in dispatching}
         for alert_id in [a for a in self._records if a not in live]:

@@ -113,8 +113,27 @@ def migrations(dialect: str) -> list[tuple[int, str, str]]:
 
 
 def _statements(sql: str) -> list[str]:
+    """A migration's statements, split at `;` except inside a `$$` body (a PostgreSQL
+    function) or a SQLite trigger's BEGIN ... END."""
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending = f"{pending};{piece}" if pending else piece
+        text = pending.strip()
+        unfinished_trigger = (
+            text.upper().startswith("CREATE TRIGGER")
+            and "\nBEGIN" in text.upper()
+            and not text.upper().endswith("END")
+        )
+        if text.count("$$") % 2 == 1 or unfinished_trigger:
+            continue
+        if text:
+            out.append(text)
+        pending = ""
+    if pending.strip():
+        out.append(pending.strip())
+    return out
 
 
 class _SQLiteSession(Session):

@@ -128,6 +128,22 @@ class DeliveryLedger:
             )
             for p in planned
         ]
+        if not rows:
+            return
+        if self._db.dialect == "postgres":
+            # One statement per chunk, so its trigger appends one count row per channel and
+            # state, not one per delivery.
+            columns = [list(c) for c in zip(*(r[1:8] for r in rows), strict=True)]
+            await self._db.execute(
+                "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
+                " state, detail, updated_at) SELECT ?, u.channel, u.recipient, u.address,"
+                " u.language, u.role, u.state, u.detail, ? FROM unnest(?::text[], ?::text[],"
+                " ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS u (channel,"
+                " recipient, address, language, role, state, detail)"
+                " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
+                (alert_id, now_ms, *columns),
+            )
+            return
         await self._db.executemany(
             "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
             " state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -141,35 +157,18 @@ class DeliveryLedger:
         """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out).
 
         Deliveries of a cancelled alert are never taken, whichever process cancelled it.
+        Leases that ran out are taken first, then queued rows, earliest due first; each is a
+        range scan of a partial index holding only such rows, so a claim costs the batch, not
+        the alert (`hot_statements`, tests/foundation/test_query_plans.py).
         """
-        due = (
-            "d.channel = ? AND ((d.state = 'queued' AND d.next_attempt_at <= ?)"
-            " OR (d.state = 'sending' AND d.lease_until < ?))"
-            " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = d.alert_id"
-            " AND a.state = 'cancelled')"
-        )
-        if self._db.dialect == "postgres":
-            # SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
-            sql = (
-                "WITH c AS (SELECT d.id FROM deliveries d WHERE " + due + " ORDER BY d.id LIMIT ?"
-                " FOR UPDATE OF d SKIP LOCKED)"
-                " UPDATE deliveries d SET state = 'sending', lease_owner = ?, lease_until = ?,"
-                " attempts = d.attempts + 1, updated_at = ? FROM c WHERE d.id = c.id"
-                " RETURNING d.id, d.alert_id, d.recipient, d.address, d.language, d.attempts"
-            )
-            params: tuple[Any, ...] = (
-                channel.value, now_ms, now_ms, limit, owner, now_ms + lease_ms, now_ms,
-            )
-        else:
-            sql = (
-                "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_until = ?,"
-                " attempts = attempts + 1, updated_at = ? WHERE id IN (SELECT d.id FROM"
-                " deliveries d WHERE " + due + " ORDER BY d.id LIMIT ?)"
-                " RETURNING id, alert_id, recipient, address, language, attempts"
-            )
-            params = (owner, now_ms + lease_ms, now_ms, channel.value, now_ms, now_ms, limit)
         async with self._db.transaction() as tx:
-            rows = await tx.fetchall(sql, params)
+            sql, params = self._claim_sql("sending", channel, owner, limit, now_ms, lease_ms)
+            rows = list(await tx.fetchall(sql, params))
+            if len(rows) < limit:
+                sql, params = self._claim_sql(
+                    "queued", channel, owner, limit - len(rows), now_ms, lease_ms
+                )
+                rows += await tx.fetchall(sql, params)
         claimed = [
             Claimed(
                 r["id"], r["alert_id"], r["recipient"], r["address"], r["language"], r["attempts"]
@@ -179,17 +178,82 @@ class DeliveryLedger:
         claimed.sort(key=lambda c: c.id)
         return claimed
 
+    def _claim_sql(
+        self, state: str, channel: ChannelKind, owner: str, limit: int, now_ms: int, lease_ms: int
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The claim of `queued` rows that are due, or of `sending` rows whose lease ran out:
+        its WHERE and ORDER BY follow the partial index of that state (migration 0007)."""
+        due, order = {
+            "queued": ("d.next_attempt_at <= ?", "d.next_attempt_at, d.id"),
+            "sending": ("d.lease_until < ?", "d.lease_until, d.id"),
+        }[state]
+        # The alert's state is a per-row probe of its primary key, not an anti-join:
+        # PostgreSQL would price an anti-join against a store of one or two alerts as if it
+        # removed every row, and then sort the whole due range instead of reading it in order.
+        pick = (
+            f"SELECT d.id FROM deliveries d WHERE d.channel = ? AND d.state = '{state}'"
+            f" AND {due} AND (SELECT a.state FROM alerts a WHERE a.id = d.alert_id)"
+            f" <> 'cancelled' ORDER BY {order} LIMIT ?"
+        )
+        if self._db.dialect == "postgres":
+            # SKIP LOCKED: concurrent claimers on other nodes take other rows instead of waiting.
+            sql = (
+                f"WITH c AS ({pick} FOR UPDATE OF d SKIP LOCKED)"
+                " UPDATE deliveries d SET state = 'sending', lease_owner = ?, lease_until = ?,"
+                " attempts = d.attempts + 1, updated_at = ? FROM c WHERE d.id = c.id"
+                " RETURNING d.id, d.alert_id, d.recipient, d.address, d.language, d.attempts"
+            )
+            params: tuple[Any, ...] = (
+                channel.value, now_ms, limit, owner, now_ms + lease_ms, now_ms,
+            )
+        else:
+            sql = (
+                "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_until = ?,"
+                f" attempts = attempts + 1, updated_at = ? WHERE id IN ({pick})"
+                " RETURNING id, alert_id, recipient, address, language, attempts"
+            )
+            params = (owner, now_ms + lease_ms, now_ms, channel.value, now_ms, limit)
+        return sql, params
+
+    def hot_statements(self) -> tuple[tuple[str, str, tuple[Any, ...]], ...]:
+        """(name, SQL, sample parameters) of every statement run per batch or per receipt, or
+        by the sweep, in the very form the ledger runs it: their query plans are under test."""
+        sms = ChannelKind.SMS
+        return (
+            ("claim queued", *self._claim_sql("queued", sms, "o", 50, 10, 1000)),
+            ("claim expired leases", *self._claim_sql("sending", sms, "o", 50, 10, 1000)),
+            ("settle", _SETTLE_SQL, ("delivered", "ref", None, 0, 10, 1)),
+            ("late receipt by id", f"{_LATE_COLUMNS} WHERE id IN (?, ?)", (1, 2)),
+            ("late receipt by provider ref",
+             f"{_LATE_COLUMNS} WHERE provider_ref IN (?, ?)", ("SM1", "SM2")),
+            ("late receipt by recipient",
+             f"{_LATE_COLUMNS} WHERE alert_id = ? AND channel = ? AND recipient IN (?, ?)",
+             ("a1", "push", "p1", "p2")),
+            ("late receipt write", _LATE_SQL, ("delivered", None, None, 10, 1, 3)),
+            ("fallback insert", _FALLBACK_SQL, ("email", "x@example.edu", "", 10, 1)),
+            ("renew", self._renew_sql(2), (20, 1, 2, "o")),
+            ("release owner", _RELEASE_OWNER_SQL, ("o",)),
+            # A page smaller than the engine's 500: PostgreSQL sorts a due range it expects
+            # to be no bigger than the page instead of reading it in order (still one page).
+            ("waiting", _WAITING_SQL, ("sms", 0, 10, 100)),
+            ("divert", self._divert_sql(2), ("gone", 10, 1, 2, "sms")),
+            ("expire overdue", self._expire_sql(), (10, 10)),
+            ("suppress cancelled", self._suppress_sql(), (10,)),
+            ("counts", _COUNTS_SQL, ("a1",)),
+        )
+
     async def renew(self, owner: str, ids: Sequence[int], until_ms: int) -> int:
         """Extend the lease on deliveries this owner is still sending; returns how many."""
         if not ids:
             return 0
-        marks = ",".join("?" for _ in ids)
         # Rows a settle is writing right now are skipped, not waited for: waiting while holding
         # the rows renewed so far could deadlock with that settle.
-        return await self._db.execute(
-            "UPDATE deliveries SET lease_until = ? WHERE "
-            + self._unlocked(f"id IN ({marks}) AND lease_owner = ? AND state = 'sending'"),
-            (until_ms, *sorted(ids), owner),
+        return await self._db.execute(self._renew_sql(len(ids)), (until_ms, *sorted(ids), owner))
+
+    def _renew_sql(self, n: int) -> str:
+        marks = ",".join("?" * n)
+        return "UPDATE deliveries SET lease_until = ? WHERE " + self._unlocked(
+            f"id IN ({marks}) AND lease_owner = ? AND state = 'sending'"
         )
 
     def _unlocked(self, where: str) -> str:
@@ -201,15 +265,13 @@ class DeliveryLedger:
         """
         if self._db.dialect != "postgres":
             return where
-        return f"id IN (SELECT id FROM deliveries WHERE {where} FOR UPDATE SKIP LOCKED)"
+        # ARRAY(...) runs the locking SELECT once, through the indexes of `where`, and the
+        # UPDATE then finds each row by its primary key: never a scan of the table.
+        return f"id = ANY(ARRAY(SELECT id FROM deliveries WHERE {where} FOR UPDATE SKIP LOCKED))"
 
     async def release_owner(self, owner: str) -> int:
         """Hand back (as queued) everything an owner still holds: graceful shutdown or restart."""
-        return await self._db.execute(
-            "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL"
-            " WHERE state = 'sending' AND lease_owner = ?",
-            (owner,),
-        )
+        return await self._db.execute(_RELEASE_OWNER_SQL, (owner,))
 
     async def release_all(self) -> int:
         """Hand back every claim: for a store only this process uses (SQLite) at start."""
@@ -270,12 +332,7 @@ class DeliveryLedger:
         updates.sort(key=lambda u: int(u[-1]))
         async with self._db.transaction() as tx:
             # Only rows still 'sending' move: a callback that already said more wins.
-            await tx.executemany(
-                "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
-                " detail = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
-                " updated_at = ? WHERE id = ? AND state = 'sending'",
-                updates,
-            )
+            await tx.executemany(_SETTLE_SQL, updates)
             await _insert_receipts(tx, log_rows)
             added = await _insert_fallbacks(tx, fallbacks, now_ms)
         return Settled(failed_ids=tuple(failed_ids), fallbacks=added, **counts)
@@ -333,12 +390,7 @@ class DeliveryLedger:
                                           target if changed else current, changed))
             if changes:
                 # In id order, so two nodes writing the same rows lock them alike.
-                await tx.executemany(
-                    "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
-                    " detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                    f" WHERE id = ? AND {_RANK_SQL} < ?",
-                    [changes[did] for did in sorted(changes)],
-                )
+                await tx.executemany(_LATE_SQL, [changes[did] for did in sorted(changes)])
             await _insert_receipts(tx, log_rows)
         return results
 
@@ -353,12 +405,7 @@ class DeliveryLedger:
         self, channel: ChannelKind, *, now_ms: int, after: int = 0, limit: int = 500
     ) -> list[Waiting]:
         """Queued deliveries of a channel for live alerts, in id order after a cursor."""
-        rows = await self._db.fetchall(
-            "SELECT d.id, d.alert_id, d.recipient FROM deliveries d JOIN alerts a"
-            " ON a.id = d.alert_id WHERE d.channel = ? AND d.state = 'queued' AND d.id > ?"
-            " AND a.state != 'cancelled' AND a.expires_at > ? ORDER BY d.id LIMIT ?",
-            (channel.value, after, now_ms, limit),
-        )
+        rows = await self._db.fetchall(_WAITING_SQL, (channel.value, after, now_ms, limit))
         return [Waiting(r["id"], r["alert_id"], r["recipient"]) for r in rows]
 
     async def divert(
@@ -372,13 +419,9 @@ class DeliveryLedger:
         if not fallbacks:
             return 0
         ids = [f.origin for f in fallbacks]
-        marks = ",".join("?" for _ in ids)
         async with self._db.transaction() as tx:
             rows = await tx.fetchall(
-                "UPDATE deliveries SET state = 'failed', detail = ?, updated_at = ? WHERE "
-                + self._unlocked(f"id IN ({marks}) AND state = 'queued' AND channel = ?")
-                + " RETURNING id, alert_id",
-                (detail, now_ms, *ids, channel.value),
+                self._divert_sql(len(ids)), (detail, now_ms, *ids, channel.value)
             )
             moved = {r["id"]: r["alert_id"] for r in rows}
             await _insert_receipts(
@@ -390,27 +433,39 @@ class DeliveryLedger:
                 tx, [f for f in fallbacks if f.origin in moved], now_ms
             )
 
+    def _divert_sql(self, n: int) -> str:
+        marks = ",".join("?" * n)
+        return (
+            "UPDATE deliveries SET state = 'failed', detail = ?, updated_at = ? WHERE "
+            + self._unlocked(f"id IN ({marks}) AND state = 'queued' AND channel = ?")
+            + " RETURNING id, alert_id"
+        )
+
     async def expire_overdue(self, now_ms: int) -> int:
         """Fail queued deliveries whose alert's deadline passed: nothing will send them now."""
-        return await self._db.execute(
+        return await self._db.execute(self._expire_sql(), (now_ms, now_ms))
+
+    def _expire_sql(self) -> str:
+        return (
             "UPDATE deliveries SET state = 'failed', detail = 'deadline passed before sending',"
             " updated_at = ? WHERE "
             + self._unlocked(
                 "state = 'queued' AND alert_id IN (SELECT id FROM alerts"
                 " WHERE state != 'cancelled' AND expires_at <= ?)"
-            ),
-            (now_ms, now_ms),
+            )
         )
 
     async def suppress_cancelled(self, now_ms: int) -> int:
         """Suppress deliveries requeued for a retry after their alert was cancelled."""
-        return await self._db.execute(
+        return await self._db.execute(self._suppress_sql(), (now_ms,))
+
+    def _suppress_sql(self) -> str:
+        return (
             "UPDATE deliveries SET state = 'suppressed', detail = 'alert cancelled',"
             " updated_at = ? WHERE "
             + self._unlocked(
                 "state = 'queued' AND alert_id IN (SELECT id FROM alerts WHERE state = 'cancelled')"
-            ),
-            (now_ms,),
+            )
         )
 
     async def contacts(self, recipients: Iterable[str]) -> dict[str, Row]:
@@ -428,6 +483,21 @@ class DeliveryLedger:
 
     async def counts(self, alert_id: str) -> dict[str, dict[str, int]]:
         """Per channel: a count per state, and `total`, the deliveries to make (not suppressed)."""
+        rows = await self._db.fetchall(_COUNTS_SQL, (alert_id,))
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            n = int(r["n"])
+            if n == 0:
+                continue
+            entry = out.setdefault(r["channel"], {"total": 0, **dict.fromkeys(STATES, 0)})
+            entry[r["state"]] += n
+            if r["state"] != DeliveryState.SUPPRESSED.value:
+                entry["total"] += n
+        return out
+
+    async def recount(self, alert_id: str) -> dict[str, dict[str, int]]:
+        """`counts` computed from the deliveries themselves (O(alert)): for checks, not for
+        the hot path."""
         rows = await self._db.fetchall(
             "SELECT channel, state, COUNT(*) AS n FROM deliveries WHERE alert_id = ?"
             " GROUP BY channel, state",
@@ -436,10 +506,37 @@ class DeliveryLedger:
         out: dict[str, dict[str, int]] = {}
         for r in rows:
             entry = out.setdefault(r["channel"], {"total": 0, **dict.fromkeys(STATES, 0)})
-            entry[r["state"]] += r["n"]
+            entry[r["state"]] += int(r["n"])
             if r["state"] != DeliveryState.SUPPRESSED.value:
-                entry["total"] += r["n"]
+                entry["total"] += int(r["n"])
         return out
+
+    async def fold_counts(self, limit: int = 200) -> int:
+        """Sum each alert's appended count rows into one per (channel, state) (PostgreSQL,
+        where triggers append them; SQLite keeps one row each already). Returns how many
+        alerts were folded; the sweep calls it, so `counts` reads a few rows per alert."""
+        if self._db.dialect != "postgres":
+            return 0
+        async with self._db.transaction() as tx:
+            # One folder at a time: two would delete the same rows in different orders.
+            await tx.lock("delivery_counts")
+            rows = await tx.fetchall(
+                "SELECT DISTINCT alert_id FROM delivery_counts WHERE NOT folded LIMIT ?",
+                (limit,),
+            )
+            alerts = sorted(r["alert_id"] for r in rows)
+            if alerts:
+                # Rows appended by transactions that commit meanwhile are not seen by the
+                # DELETE, so they stay, and the sum stays exact.
+                await tx.execute(
+                    f"WITH gone AS (DELETE FROM delivery_counts WHERE alert_id IN"
+                    f" ({_marks(alerts)}) RETURNING alert_id, channel, state, n)"
+                    " INSERT INTO delivery_counts (alert_id, channel, state, n, folded)"
+                    " SELECT alert_id, channel, state, SUM(n), TRUE FROM gone"
+                    " GROUP BY alert_id, channel, state HAVING SUM(n) <> 0",
+                    alerts,
+                )
+        return len(alerts)
 
     async def page(
         self,
@@ -514,6 +611,39 @@ _RANK_SQL = "(CASE state {} ELSE {} END)".format(
     " ".join(f"WHEN '{state.value}' THEN {rank}" for state, rank in _RANK.items()),
     max(_RANK.values()),
 )
+_SETTLE_SQL = (
+    "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
+    " detail = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
+    " updated_at = ? WHERE id = ? AND state = 'sending'"
+)
+_LATE_COLUMNS = "SELECT id, alert_id, channel, recipient, state, provider_ref FROM deliveries"
+_LATE_SQL = (
+    "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
+    " detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+    f" WHERE id = ? AND {_RANK_SQL} < ?"
+)
+_FALLBACK_SQL = (
+    "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
+    " state, detail, updated_at) SELECT o.alert_id, ?, o.recipient, ?, o.language, o.role,"
+    " 'queued', ?, ? FROM deliveries o WHERE o.id = ? AND o.state = 'failed'"
+    " ON CONFLICT (alert_id, channel, recipient) DO NOTHING RETURNING id, alert_id"
+)
+_RELEASE_OWNER_SQL = (
+    "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL"
+    " WHERE state = 'sending' AND lease_owner = ?"
+)
+# The alert is probed per row by its primary key rather than joined, for the reason given in
+# `_claim_sql`: the page is then read in index order, never sorted.
+_WAITING_SQL = (
+    "SELECT d.id, d.alert_id, d.recipient FROM deliveries d WHERE d.channel = ?"
+    " AND d.state = 'queued' AND d.id > ? AND (SELECT a.state <> 'cancelled'"
+    " AND a.expires_at > ? FROM alerts a WHERE a.id = d.alert_id) ORDER BY d.id LIMIT ?"
+)
+# Progress from the counters the triggers of migration 0007 keep, never from the deliveries.
+_COUNTS_SQL = (
+    "SELECT channel, state, SUM(n) AS n FROM delivery_counts WHERE alert_id = ?"
+    " GROUP BY channel, state"
+)
 _LATE_STATE = {
     Outcome.ACCEPTED: DeliveryState.ACCEPTED,
     Outcome.DELIVERED: DeliveryState.DELIVERED,
@@ -526,28 +656,29 @@ _IN_CHUNK = 500
 async def _find_late(tx: Session, receipts: Sequence[LateReceipt]) -> list[Row | None]:
     """Each receipt's delivery row (id, alert_id, recipient, state), None when there is none:
     one query per kind of key and per chunk, not one per receipt."""
-    columns = "SELECT id, alert_id, channel, recipient, state, provider_ref FROM deliveries"
+    columns = _LATE_COLUMNS
     by_id: dict[int, Row] = {}
     by_ref: dict[tuple[str, str], Row] = {}
     by_recipient: dict[tuple[str, str, str], Row] = {}
     ids = sorted({r.delivery_id for r in receipts if r.delivery_id is not None})
     refs = sorted({r.provider_ref for r in receipts
                    if r.delivery_id is None and r.provider_ref})
-    people: dict[str, set[str]] = {}
+    people: dict[tuple[str, str], set[str]] = {}
     for r in receipts:
         if r.delivery_id is None and not r.provider_ref and r.alert_id and r.recipient:
-            people.setdefault(r.alert_id, set()).add(r.recipient)
+            people.setdefault((r.alert_id, r.channel.value), set()).add(r.recipient)
     for part in _chunks(ids):
         for row in await tx.fetchall(f"{columns} WHERE id IN ({_marks(part)})", part):
             by_id[int(row["id"])] = row
     for part in _chunks(refs):
         for row in await tx.fetchall(f"{columns} WHERE provider_ref IN ({_marks(part)})", part):
             by_ref.setdefault((row["provider_ref"], row["channel"]), row)
-    for alert_id, recipients in people.items():
+    for (alert_id, channel), recipients in sorted(people.items()):
         for part in _chunks(sorted(recipients)):
+            # The whole unique key (alert, channel, recipient): one probe per person.
             for row in await tx.fetchall(
-                f"{columns} WHERE alert_id = ? AND recipient IN ({_marks(part)})",
-                [alert_id, *part],
+                f"{columns} WHERE alert_id = ? AND channel = ? AND recipient IN ({_marks(part)})",
+                [alert_id, channel, *part],
             ):
                 by_recipient[(row["alert_id"], row["channel"], row["recipient"])] = row
     found: list[Row | None] = []
@@ -586,11 +717,7 @@ async def _insert_fallbacks(tx: Session, fallbacks: Sequence[Fallback], now_ms: 
     receipts: list[tuple[Any, ...]] = []
     for f in fallbacks:
         rows = await tx.fetchall(
-            "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
-            " state, detail, updated_at) SELECT o.alert_id, ?, o.recipient, ?, o.language, o.role,"
-            " 'queued', ?, ? FROM deliveries o WHERE o.id = ? AND o.state = 'failed'"
-            " ON CONFLICT (alert_id, channel, recipient) DO NOTHING RETURNING id, alert_id",
-            (f.channel.value, f.address, f.detail, now_ms, f.origin),
+            _FALLBACK_SQL, (f.channel.value, f.address, f.detail, now_ms, f.origin)
         )
         for row in rows:
             added += 1

@@ -253,8 +253,16 @@ async def _delete_dependents(tx: Session, ids: list[str]) -> DependentCounts:
             f" (SELECT id FROM deliveries WHERE alert_id IN ({marks}))",
             ids + ids,
         ),
-        deliveries=await tx.execute(f"DELETE FROM deliveries WHERE alert_id IN ({marks})", ids),
+        deliveries=await _delete_deliveries(tx, ids),
         versions=await tx.execute(f"DELETE FROM alert_versions WHERE alert_id IN ({marks})", ids),
         notes=await tx.execute(f"DELETE FROM alert_notes WHERE alert_id IN ({marks})", ids),
         drill_runs=await tx.execute(f"DELETE FROM drill_runs WHERE alert_id IN ({marks})", ids),
     )
+
+
+async def _delete_deliveries(tx: Session, ids: list[str]) -> int:
+    marks = _marks(ids)
+    deleted = await tx.execute(f"DELETE FROM deliveries WHERE alert_id IN ({marks})", ids)
+    # Their progress counters (kept by triggers, migration 0007) go with them.
+    await tx.execute(f"DELETE FROM delivery_counts WHERE alert_id IN ({marks})", ids)
+    return deleted
