@@ -436,6 +436,8 @@ class TestCalls:
         async with asyncio.timeout(10):
             while (await voice.deliveries(alert_id))["V001"]["state"] != "failed":
                 await asyncio.sleep(0.05)
+        # Every receipt is in once the alert is done (the busy call's e-mail fallback too).
+        await voice.run.wait_state(alert_id)
         delivery = (await voice.deliveries(alert_id))["V001"]
         before = await voice.receipts()
         query = f"d={delivery['id']}&a={alert_id}"
