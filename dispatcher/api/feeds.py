@@ -104,14 +104,16 @@ OPENAPI_PATHS: dict[str, Any] = {
                                                        "maximum": 1000}},
             {"name": "before", "in": "query", "schema": {"type": "integer"}},
         ],
-        "responses": {"200": {"description": "decisions", "content": _OBJECT}, **_COMMON},
+        "responses": {"200": {"description": "decisions", "content": _OBJECT},
+                      "422": _error("limit or before is not an integer"), **_COMMON},
     }},
     "/v1/feeds/proposals": {"get": {
         "summary": "Draft alerts from the feeds waiting for a dispatcher",
         "security": _SECURED,
         "parameters": [{"name": "state", "in": "query", "schema": {
             "type": "string", "enum": ["pending", "sent", "dismissed", "all"]}}],
-        "responses": {"200": {"description": "proposals", "content": _OBJECT}, **_COMMON},
+        "responses": {"200": {"description": "proposals", "content": _OBJECT},
+                      "422": _error("state is not pending, sent, dismissed or all"), **_COMMON},
     }},
     "/v1/feeds/proposals/{id}": {"get": {
         "summary": "One proposal with its upstream document",

@@ -95,7 +95,7 @@ class TestBadRows:
             RowProblem(6, "id is empty"),
             RowProblem(7, "role is empty (give a role column or --role)"),
             RowProblem(8, "language 'english!' is not a language code such as en or es"),
-            RowProblem(9, "unknown channel 'fax' (sms, push or email)"),
+            RowProblem(9, "unknown channel 'fax' (sms, push, voice or email)"),
             RowProblem(10, "'siren' is a device channel, not a person's"),
             RowProblem(11, "quiet_hours must look like 22:00-07:00"),
             RowProblem(12, "push is not a notification URL (scheme://...)"),
