@@ -43,7 +43,26 @@ async def upstream() -> AsyncIterator[tuple[FeedStandIns, str]]:
     async def unavailable(request: web.Request) -> web.Response:
         return web.Response(status=503, text="busy")
 
+    async def county_rss(request: web.Request) -> web.Response:
+        # RSS 2.0 as county feeds publish it: the first document as an enclosure to fetch,
+        # the others inline in their items.
+        base = f"http://{request.host}"
+        items = []
+        for n, (identifier, cap_xml) in enumerate(sorted(stand_ins.county.items())):
+            if n == 0:
+                body = (f'<enclosure url="{base}/county/cap/{identifier}.xml" length="0" '
+                        'type="application/cap+xml"/>')
+            else:
+                body = cap_xml.decode().split("?>", 1)[-1]
+            items.append(f"<item><title>{identifier}</title><guid>{identifier}</guid>"
+                         f"{body}</item>")
+        xml = ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+               f"<title>Example County</title><link>{base}/</link>{''.join(items)}"
+               "</channel></rss>")
+        return web.Response(text=xml, content_type="application/rss+xml")
+
     app.router.add_get("/broken.atom", unavailable)
+    app.router.add_get("/county.rss", county_rss)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -59,6 +78,7 @@ def _sources(base: str) -> dict[str, dict[str, Any]]:
                 "zones": ["PAC101"]},
         "county": {"kind": "cap-atom", "url": f"{base}/county/cap.atom"},
         "broken": {"kind": "cap-rss", "url": f"{base}/broken.atom"},
+        "county_rss": {"kind": "cap-rss", "url": f"{base}/county.rss"},
     }
 
 
@@ -295,6 +315,26 @@ class TestRelayEndToEnd:
                                           headers=AUTH)
         assert again.status == 409
         assert await poll(running.service, "county") == []
+
+
+    async def test_rss_feed_enclosure_and_inline_items(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """An RSS feed: a linked CAP document is fetched, an inline one read; each decided once."""
+        stand_ins, _ = upstream
+        now = _now()
+        for identifier, event in (("rss1", "Flood Watch"), ("rss2", "Severe Thunderstorm Warning")):
+            stand_ins.put_county(identifier, county_cap(
+                identifier, event, sent=now, expires=now + timedelta(hours=2),
+                headline=f"{event} for Example County",
+                description="Storms with heavy rain are moving across the county.",
+                instruction="Move indoors now and stay away from windows."))
+        decided = await poll(running.service, "county_rss")
+        outcomes = sorted((d.outcome, d.reason.split(":")[0]) for d in decided)
+        assert [o for o, _ in outcomes] == ["proposed", "sent"], outcomes
+        sent = next(d for d in decided if d.outcome == "sent")
+        assert sent.alert_id and await running.service.alerts.get(sent.alert_id) is not None
+        assert await poll(running.service, "county_rss") == []
 
 
 class TestTwoNodes:
