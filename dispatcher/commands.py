@@ -132,8 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     serve_cmd = [*exe, "serve", *(["--config", str(args.config)] if args.config else [])]
     # Both children are this interpreter running Clarion itself.
     # The sandbox's upstream feeds carry a tornado warning and a flood watch to relay, and
-    # simulated people answer an alert's question by SMS: 80 % within 20 s, 5 % needing help.
-    sandbox_cmd = [*exe, "sandbox", "--feed-demo", "--answer-rate", "0.8", "--answer-delay", "20"]
+    # simulated people answer an alert's question: 80 % by SMS and half of those with push by
+    # tapping its link, within 20 s, 5 % needing help.
+    sandbox_cmd = [*exe, "sandbox", "--feed-demo", "--answer-rate", "0.8", "--answer-delay", "20",
+                   "--push-click-rate", "0.5", "--push-click-delay", "20"]
     procs: list[subprocess.Popen[Any]] = [subprocess.Popen(sandbox_cmd, env=env)]  # noqa: S603
     try:
         if not _wait_http("http://127.0.0.1:8026/stats", 30):

@@ -1,4 +1,7 @@
-"""An HTTP sink for Apprise's `json://` targets: `POST /push/{recipient}`, failures on cue."""
+"""An HTTP sink for Apprise's `json://` targets: `POST /push/{recipient}`, failures on cue.
+
+Simulated people also tap the answer link an alert's question puts in its push message: the
+sink opens the page (GET) and presses a button (POST), as a phone's browser does."""
 
 from __future__ import annotations
 
@@ -6,16 +9,23 @@ import argparse
 import asyncio
 import json
 import random
+import re
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
+import aiohttp
+import structlog
 from aiohttp import web
 
 from channels.sandbox.server import Sandbox
 from channels.sandbox.stats import Stats
 
+log = structlog.get_logger("clarion.sandbox.push")
+
 ALERT_HEADER = "X-Clarion-Alert"
 PUSH_PATH = "/push/{recipient}"
+# The per-person answer link (dispatcher/public/answer.py) in a push message.
+ANSWER_LINK = re.compile(r"https?://\S+/public/answer/[0-9A-Za-z_-]+/[0-9A-Za-z._~-]+")
 
 
 @dataclass
@@ -26,8 +36,15 @@ class PushSink:
     error_rate: float = 0.0
     delay_s: float = 0.0
     seed: int | None = None
+    click_rate: float = 0.0
+    click_delay_s: float = 20.0
+    need_help_rate: float = 0.05
     requests: int = 0
+    clicks: list[tuple[str, int]] = field(default_factory=list)
+    """(option, HTTP status of the tap) for every answer link tapped."""
     _script: dict[str, deque[int]] = field(default_factory=lambda: defaultdict(deque))
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _session: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -66,7 +83,37 @@ class PushSink:
             title=str(payload.get("title", "")),
             type=str(payload.get("type", "")),
         )
+        link = ANSWER_LINK.search(str(payload.get("message", "")))
+        if link and self._random.random() < self.click_rate:
+            task = asyncio.create_task(self._tap(link.group()))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return web.json_response({"ok": True})
+
+    async def _tap(self, url: str) -> None:
+        """Open the answer page, then press one of its buttons after a human pause."""
+        await asyncio.sleep(self._random.uniform(0, self.click_delay_s))
+        option = "need_help" if self._random.random() < self.need_help_rate else "safe"
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        try:
+            async with self._session.get(url) as page:
+                await page.read()
+            async with self._session.post(url, data={"option": option}) as tap:
+                await tap.read()
+                self.clicks.append((option, tap.status))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.clicks.append((option, 0))
+            log.warning("sandbox.answer_tap_failed", error=type(exc).__name__)
+
+    async def close(self) -> None:
+        """Cancel pending taps and close the client session."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 PUSH: web.AppKey[PushSink] = web.AppKey("sandbox.push")
@@ -78,6 +125,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--push-error-rate", type=float, default=0.0, help="share answered 503")
     group.add_argument("--push-delay", type=float, default=0.0, help="seconds per request")
     group.add_argument("--push-seed", type=int, default=None, help="seed for the error share")
+    group.add_argument("--push-click-rate", type=float, default=0.0,
+                       help="share of people who tap the answer link in a push message "
+                       "(`make run`: 0.5)")
+    group.add_argument("--push-click-delay", type=float, default=20.0,
+                       help="taps arrive within this many seconds (uniform)")
 
 
 async def attach(sandbox: Sandbox, args: argparse.Namespace) -> PushSink:
@@ -87,8 +139,12 @@ async def attach(sandbox: Sandbox, args: argparse.Namespace) -> PushSink:
         error_rate=args.push_error_rate,
         delay_s=args.push_delay,
         seed=args.push_seed,
+        click_rate=args.push_click_rate,
+        click_delay_s=args.push_click_delay,
+        need_help_rate=getattr(args, "need_help_rate", 0.05),
     )
     sink.attach(sandbox.app)
+    sandbox.on_close(sink.close)
     sandbox.stats.declare("push")
     sandbox.endpoints["push"] = PUSH_PATH
     return sink

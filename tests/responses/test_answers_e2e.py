@@ -132,6 +132,25 @@ class TestSandboxAnswers:
                 await asyncio.sleep(0.05)
         assert [(to, status) for to, _, status in twilio.answers_sent] == [(PHONE, 200)]
 
+    async def test_simulated_push_tap_arrives_in_the_tally(self, stack: Stack) -> None:
+        """A person with push taps the answer link in the notification: page, then button."""
+        client = stack.run.client
+        push = stack.plugins["channels.sandbox.push"]
+        push.click_rate, push.click_delay_s, push.need_help_rate = 1.0, 0.1, 1.0
+        person = await stack.run.service.db.fetchval(
+            "SELECT id FROM people WHERE push IS NOT NULL AND push != '' ORDER BY id LIMIT 1")
+        assert person
+        alert_id = await sent_alert(client, {**ASK, "audience": f"id:{person}",
+                                             "channels": ["push"]})
+        async with asyncio.timeout(20):
+            while True:
+                doc = await (await client.get(f"/v1/alerts/{alert_id}/responses",
+                                              headers=AUTH)).json()
+                if doc["need_help"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+        assert push.clicks == [("need_help", 200)]
+
 
 class SteppedClock(Clock):
     """Real time plus an offset the test moves forward."""
