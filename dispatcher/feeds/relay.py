@@ -28,6 +28,7 @@ from dispatcher.policy.settings import PolicySettings
 from dispatcher.refusals import Conflict, Forbidden, NotFound, Refused
 from dispatcher.request import AlertRequest, parse_request
 from dispatcher.store.alerts import AlertStore
+from dispatcher.store.approvals import ApprovalState
 from dispatcher.store.feeds import (
     FeedEvent,
     FeedProposal,
@@ -96,6 +97,8 @@ class FeedRelay:
                                                now_ms=now_ms):
             return None
         thread = await self._store.thread(thread_key)
+        if thread is not None:
+            thread = await self._settle(thread)
         info = main_info(alert)
         event = info.event if info is not None else alert.msg_type
         where = area_key(info) if info is not None else ""
@@ -138,17 +141,23 @@ class FeedRelay:
             return outcome, reason, thread.alert_id, thread.proposal_id
         if info is None or outcome not in (Outcome.SENT, Outcome.PROPOSED, Outcome.UPDATED):
             return outcome, reason, None, None
+        sent_before = thread
+        if outcome is Outcome.UPDATED and thread is not None and thread.approval_id is not None:
+            # The campus alert never went out: withdraw the held request and send the update
+            # whole, to everyone it reaches, for approval again if the audience needs it.
+            thread = await self._withdraw(thread, "superseded by an upstream update")
+            sent_before = thread if thread.alert_id else None
         displays = [c for c in _DISPLAYS if c in self._engine.channels]
-        if (outcome is Outcome.UPDATED and thread is not None and decision.added_zones == ()
-                and thread.state is ThreadState.ACTIVE and not displays):
+        if (outcome is Outcome.UPDATED and sent_before is not None and decision.added_zones == ()
+                and sent_before.state is ThreadState.ACTIVE and not displays):
             # No one new to reach and nothing that shows it: re-sending would repeat it to all.
             await self._store.save_thread(_replace(
-                thread, area_key=area_key(info), instruction_key=instruction_key(info),
+                sent_before, area_key=area_key(info), instruction_key=instruction_key(info),
                 expires_at=_ms(info.expires), updated_at=now_ms))
             return (outcome, f"{reason}; no one new to reach and no sign or speaker "
-                    "configured: not re-sent", thread.alert_id, None)
+                    "configured: not re-sent", sent_before.alert_id, None)
         try:
-            request = self._request(feed, alert, info, decision, thread)
+            request = self._request(feed, alert, info, decision, sent_before)
         except (ValueError, ValidationError) as exc:
             return Outcome.REFUSED, f"not a valid campus alert: {_first_line(exc)}", None, None
         base = FeedThread(
@@ -156,8 +165,8 @@ class FeedRelay:
             _union(thread.zones if thread else (), decision.zones), None, None,
             ThreadState.ACTIVE, _ms(info.expires), now_ms,
         )
-        if outcome is Outcome.PROPOSED or (thread is not None
-                                           and thread.state is ThreadState.PROPOSED):
+        if outcome is Outcome.PROPOSED or (sent_before is not None
+                                           and sent_before.state is ThreadState.PROPOSED):
             if thread is not None and thread.proposal_id:
                 await self._store.decide_proposal(thread.proposal_id, ProposalState.DISMISSED,
                                                   actor=f"feed:{feed}", now_ms=now_ms)
@@ -180,7 +189,8 @@ class FeedRelay:
             # A policy refusal (or any other) is a decision on record, not a crash.
             return Outcome.REFUSED, f"{reason}; refused: {exc.summary()}", None, None
         if isinstance(accepted, Held):
-            await self._store.save_thread(_replace(base, state=ThreadState.PROPOSED))
+            await self._store.save_thread(_replace(base, state=ThreadState.PROPOSED,
+                                                   approval_id=accepted.record.id))
             return outcome, f"{reason}; held for approval {accepted.record.id}", None, None
         await self._store.save_thread(_replace(base, alert_id=accepted.id))
         return outcome, reason, accepted.id, None
@@ -234,6 +244,8 @@ class FeedRelay:
         if thread.state is ThreadState.PROPOSED and thread.proposal_id:
             await self._store.decide_proposal(thread.proposal_id, ProposalState.DISMISSED,
                                               actor=f"feed:{thread.feed}", now_ms=now_ms)
+        if thread.approval_id is not None:
+            thread = await self._withdraw(thread, reason)
         cleared: list[str] = []
         for alert_id in [thread.alert_id] if thread.alert_id else []:
             record = await self._alerts.get(alert_id)
@@ -253,13 +265,48 @@ class FeedRelay:
         now_ms = self._clock.now_ms()
         done = []
         for thread in await self._store.expired_threads(now_ms):
-            _, reason, alert_id, _ = await self._clear(thread, "upstream alert expired")
+            if not await self._store.take_expired(thread, now_ms):
+                continue
+            _, reason, alert_id, _ = await self._clear(await self._settle(thread),
+                                                       "upstream alert expired")
             done.append(await self._store.record(
                 at=now_ms, feed=thread.feed, message_key=thread.thread_key,
                 thread_key=thread.thread_key, event=thread.event, area_key=thread.area_key,
                 outcome=Outcome.CLEARED.value, reason=reason, alert_id=alert_id,
             ))
         return done
+
+    # -- held for approval ---------------------------------------------------------------------
+
+    async def _settle(self, thread: FeedThread) -> FeedThread:
+        """A thread whose campus alert was held for approval learns what became of it: approved
+        (the alert joins the thread), rejected or expired (the thread is ignored from then on)."""
+        if thread.approval_id is None:
+            return thread
+        now_ms = self._clock.now_ms()
+        record = await self._intake.approvals.get(thread.approval_id)
+        state = record.state_at(now_ms) if record is not None else ApprovalState.EXPIRED
+        if state in (ApprovalState.PENDING, ApprovalState.APPROVING):
+            return thread
+        if record is not None and record.alert_id:
+            settled = _replace(thread, state=ThreadState.ACTIVE, alert_id=record.alert_id,
+                               approval_id=None, updated_at=now_ms)
+        else:
+            settled = _replace(thread, state=ThreadState.IGNORED, approval_id=None,
+                               updated_at=now_ms)
+        await self._store.save_thread(settled)
+        return settled
+
+    async def _withdraw(self, thread: FeedThread, reason: str) -> FeedThread:
+        """Withdraw the thread's held request (the relay composed it); if a person approved it
+        meanwhile, the thread carries the alert that was sent, for the caller to clear."""
+        assert thread.approval_id is not None
+        composer = Caller(f"feed:{thread.feed}", Role.DISPATCHER)
+        try:
+            await self._intake.reject(thread.approval_id, composer, reason=reason)
+        except Conflict:
+            log.info("feed.withdraw_too_late", approval_id=thread.approval_id)
+        return await self._settle(thread)
 
     # -- proposals -----------------------------------------------------------------------------
 

@@ -46,6 +46,8 @@ class FeedThread:
     state: ThreadState
     expires_at: int | None
     updated_at: int
+    approval_id: str | None = None
+    """The held request when the campus alert waits for a second person's approval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ class FeedProposal:
 
 
 _THREAD = ("thread_key, feed, event, area_key, instruction_key, zones, alert_id, proposal_id,"
-           " state, expires_at, updated_at")
+           " state, expires_at, updated_at, approval_id")
 _EVENT = ("id, at, feed, message_key, thread_key, event, outcome, reason, alert_id,"
           " proposal_id")
 _PROPOSAL = ("id, thread_key, feed, message_key, event, request, source, state, created_at,"
@@ -116,6 +118,7 @@ def _thread(row: Row) -> FeedThread:
         row["thread_key"], row["feed"], row["event"], row["area_key"], row["instruction_key"],
         tuple(json.loads(zones)) if zones is not None else None, row["alert_id"],
         row["proposal_id"], ThreadState(row["state"]), row["expires_at"], int(row["updated_at"]),
+        row["approval_id"],
     )
 
 
@@ -181,25 +184,38 @@ class FeedStore:
         """Write a thread's current state."""
         zones = json.dumps(list(thread.zones)) if thread.zones is not None else None
         await self._db.execute(
-            f"INSERT INTO feed_threads ({_THREAD}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO feed_threads ({_THREAD}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (thread_key) DO UPDATE SET event = excluded.event,"
             " area_key = excluded.area_key, instruction_key = excluded.instruction_key,"
             " zones = excluded.zones, alert_id = excluded.alert_id,"
             " proposal_id = excluded.proposal_id, state = excluded.state,"
-            " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+            " expires_at = excluded.expires_at, updated_at = excluded.updated_at,"
+            " approval_id = excluded.approval_id",
             (thread.thread_key, thread.feed, thread.event, thread.area_key,
              thread.instruction_key, zones, thread.alert_id, thread.proposal_id,
-             thread.state.value, thread.expires_at, thread.updated_at),
+             thread.state.value, thread.expires_at, thread.updated_at, thread.approval_id),
         )
 
     async def expired_threads(self, now_ms: int) -> list[FeedThread]:
-        """Active threads whose upstream alert has expired: their campus alert is cleared."""
+        """Threads still sent or waiting whose upstream alert has expired: to be cleared."""
         rows = await self._db.fetchall(
-            f"SELECT {_THREAD} FROM feed_threads WHERE state = ? AND expires_at IS NOT NULL"
+            f"SELECT {_THREAD} FROM feed_threads WHERE state IN (?, ?) AND expires_at IS NOT NULL"
             " AND expires_at <= ?",
-            (ThreadState.ACTIVE.value, now_ms),
+            (ThreadState.ACTIVE.value, ThreadState.PROPOSED.value, now_ms),
         )
         return [_thread(r) for r in rows]
+
+    async def take_expired(self, thread: FeedThread, now_ms: int) -> bool:
+        """Mark an expired thread cleared if it is still as read; False when another node (or
+        an upstream cancel) got there first, so each expiry is cleared and recorded once."""
+        async with self._db.transaction() as tx:
+            rows = await tx.fetchall(
+                "UPDATE feed_threads SET state = ?, updated_at = ? WHERE thread_key = ?"
+                " AND state = ? AND updated_at = ? RETURNING thread_key",
+                (ThreadState.CLEARED.value, now_ms, thread.thread_key, thread.state.value,
+                 thread.updated_at),
+            )
+        return bool(rows)
 
     async def recent_relay(
         self, event: str, area_key: str, since_ms: int, other_than: str

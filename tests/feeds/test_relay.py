@@ -142,7 +142,6 @@ class TestPolling:
         assert stand_ins.not_modified == 2
         assert [e["outcome"] for e in await events(running)] == ["sent"]
 
-
     async def test_unavailable_feed_raises_for_the_backoff(self, running: Running) -> None:
         """A 503 is a failed poll (the loop then pauses longer), not an empty feed."""
         source = running.service.settings.feeds.sources["broken"]
@@ -316,7 +315,6 @@ class TestRelayEndToEnd:
         assert again.status == 409
         assert await poll(running.service, "county") == []
 
-
     async def test_rss_feed_enclosure_and_inline_items(
         self, running: Running, upstream: tuple[FeedStandIns, str]
     ) -> None:
@@ -335,6 +333,153 @@ class TestRelayEndToEnd:
         sent = next(d for d in decided if d.outcome == "sent")
         assert sent.alert_id and await running.service.alerts.get(sent.alert_id) is not None
         assert await poll(running.service, "county_rss") == []
+
+
+def _ref(feature: dict[str, Any]) -> list[dict[str, Any]]:
+    props = feature["properties"]
+    return [{"identifier": props["id"], "sender": props["sender"], "sent": props["sent"]}]
+
+
+class TestDisplaysOnUpdate:
+    """An update that reaches no one new is shown where the alert is shown: signs, speakers."""
+
+    @pytest_asyncio.fixture
+    async def with_signs(
+        self, make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str]
+    ) -> AsyncIterator[Running]:
+        """E-mail and campus signs (their broker need not answer: the alert is what counts)."""
+        from channels.sandbox.broker import free_port
+
+        _, base = upstream
+        settings = make_settings(
+            channels={"signage.mqtt": {"port": free_port(), "ack_timeout_s": 1.0}},
+            feeds={"enabled": False, "rules": RULES, **_sources(base)},
+        )
+        run = await start_service(settings)
+        yield run
+        await run.client.close()
+
+    async def test_new_instruction_goes_to_the_signs_of_the_same_zones(
+        self, with_signs: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Same area, new instruction: a campus update referencing the first alert, on the
+        signs only, to the zones the first alert reached; no e-mail to everyone again."""
+        stand_ins, _ = upstream
+        zone_a = [[-75.005, 40.005], [-74.997, 40.005], [-74.997, 40.006], [-75.005, 40.006],
+                  [-75.005, 40.005]]
+        first = tornado(ring=zone_a)
+        stand_ins.put_nws(first)
+        [sent] = await poll(with_signs.service, "nws")
+        assert sent.outcome == "sent", sent.reason
+        stand_ins.put_nws(tornado("tor2", ring=zone_a, message_type="Update",
+                                  references=_ref(first),
+                                  instruction="Go to the basement now and stay there."))
+        [updated] = await poll(with_signs.service, "nws")
+        assert updated.outcome == "updated" and "instructions" in updated.reason, updated.reason
+        assert updated.alert_id and updated.alert_id != sent.alert_id
+        record = await with_signs.service.alerts.get(updated.alert_id)
+        assert record is not None and record.references_id == sent.alert_id
+        assert [c.value for c in record.channels] == ["signage"]
+        assert list(record.zones) == ["a"]
+        assert record.request.texts is not None and record.request.texts.signage is not None
+        assert "basement" in record.request.texts.signage
+
+
+class TestHeldForApproval:
+    """With two-person approval on, a relay waits like any dispatcher's alert, and the upstream
+    cancel, update or expiry reaches the held request."""
+
+    @pytest_asyncio.fixture
+    async def approving(
+        self, make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str]
+    ) -> AsyncIterator[Running]:
+        _, base = upstream
+        settings = make_settings(auth={"approval": {"enabled": True, "min_audience": 1}},
+                                 feeds={"enabled": False, "rules": RULES, **_sources(base)})
+        run = await start_service(settings)
+        yield run
+        await run.client.close()
+
+    async def _held(self, run: Running, stand_ins: FeedStandIns,
+                    feature: dict[str, Any]) -> tuple[Any, str]:
+        stand_ins.put_nws(feature)
+        [decided] = await poll(run.service, "nws")
+        assert decided.outcome == "sent" and "held for approval" in decided.reason
+        thread = await run.service.feed_relay.store.thread(decided.thread_key)
+        assert thread is not None and thread.approval_id is not None
+        assert thread.approval_id in decided.reason
+        return decided, thread.approval_id
+
+    async def _approval(self, run: Running, approval_id: str) -> dict[str, Any]:
+        resp = await run.client.get(f"/v1/approvals/{approval_id}", headers=AUTH)
+        assert resp.status == 200
+        doc: dict[str, Any] = await resp.json()
+        return doc
+
+    async def test_cancel_withdraws_the_held_request(
+        self, approving: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Upstream cancels before anyone approved: the request is withdrawn, never sendable."""
+        stand_ins, _ = upstream
+        first = tornado()
+        _, approval_id = await self._held(approving, stand_ins, first)
+        stand_ins.put_nws(tornado("tor-x", message_type="Cancel", references=_ref(first)))
+        [cleared] = await poll(approving.service, "nws")
+        assert cleared.outcome == "cleared", cleared.reason
+        assert (await self._approval(approving, approval_id))["state"] == "rejected"
+        late = await approving.client.post(f"/v1/approvals/{approval_id}/approve", headers=AUTH)
+        assert late.status == 409
+        assert await approving.service.db.fetchval("SELECT COUNT(*) FROM alerts") == 0
+
+    async def test_cancel_after_approval_cancels_the_alert(
+        self, approving: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Approved by a person, then cancelled upstream: the alert that went out is cancelled."""
+        stand_ins, _ = upstream
+        first = tornado()
+        _, approval_id = await self._held(approving, stand_ins, first)
+        resp = await approving.client.post(f"/v1/approvals/{approval_id}/approve", headers=AUTH)
+        assert resp.status == 202, await resp.text()
+        alert_id = (await resp.json())["id"]
+        stand_ins.put_nws(tornado("tor-x", message_type="Cancel", references=_ref(first)))
+        [cleared] = await poll(approving.service, "nws")
+        assert cleared.outcome == "cleared" and cleared.alert_id == alert_id, cleared
+        record = await approving.service.alerts.get(alert_id)
+        assert record is not None and record.state.value == "cancelled"
+
+    async def test_update_replaces_the_held_request(
+        self, approving: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """A new instruction while waiting: the old request is withdrawn, the new one held
+        whole (no one was reached), and only the new one can be approved."""
+        stand_ins, _ = upstream
+        first = tornado()
+        _, old_id = await self._held(approving, stand_ins, first)
+        stand_ins.put_nws(tornado("tor2", message_type="Update", references=_ref(first),
+                                  instruction="Go to the basement now and stay there."))
+        [updated] = await poll(approving.service, "nws")
+        assert updated.outcome == "updated" and "held for approval" in updated.reason
+        assert (await self._approval(approving, old_id))["state"] == "rejected"
+        thread = await approving.service.feed_relay.store.thread(updated.thread_key)
+        assert thread is not None and thread.approval_id not in (None, old_id)
+        assert thread.approval_id is not None
+        new = await self._approval(approving, thread.approval_id)
+        assert new["state"] == "pending" and "basement" in str(new["request"])
+        assert new["request"].get("references") is None
+
+    async def test_expiry_withdraws_the_held_request(
+        self, approving: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """No word from upstream and its expiry passes: the held request is withdrawn."""
+        stand_ins, _ = upstream
+        decided, approval_id = await self._held(approving, stand_ins, tornado())
+        store = approving.service.feed_relay.store
+        thread = await store.thread(decided.thread_key)
+        assert thread is not None
+        await store.save_thread(replace(thread, expires_at=approving.service.clock.now_ms() - 1))
+        [cleared] = await approving.service.feed_relay.expire()
+        assert cleared.outcome == "cleared"
+        assert (await self._approval(approving, approval_id))["state"] == "rejected"
 
 
 class TestTwoNodes:
@@ -357,6 +502,33 @@ class TestTwoNodes:
             assert [d.outcome for d in decisions] == ["sent"]
             now_ms = nodes[0].service.clock.now_ms()
             assert len(await nodes[0].service.alerts.active(now_ms)) == 1
+        finally:
+            for node in nodes:
+                await node.client.close()
+
+
+    @pytest.mark.asyncio
+    async def test_two_nodes_clear_an_expiry_once(
+        self, make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str],
+        pg_url: str,  # noqa: F811 - fixture
+    ) -> None:
+        """Both sweep the same expired upstream alert at once: one cancel, one decision."""
+        stand_ins, base = upstream
+        stand_ins.put_nws(tornado())
+        settings = make_settings(store={"url": pg_url},
+                                 feeds={"enabled": False, "rules": RULES, **_sources(base)})
+        nodes = [await start_service(settings) for _ in range(2)]
+        try:
+            [sent] = await poll(nodes[0].service, "nws")
+            store = nodes[0].service.feed_relay.store
+            thread = await store.thread(sent.thread_key)
+            assert thread is not None
+            await store.save_thread(replace(thread, expires_at=thread.updated_at - 1))
+            results = await asyncio.gather(*(n.service.feed_relay.expire() for n in nodes))
+            assert [e.outcome for r in results for e in r] == ["cleared"]
+            rows = await nodes[0].service.db.fetchall(
+                "SELECT outcome FROM feed_events ORDER BY id")
+            assert [r["outcome"] for r in rows] == ["sent", "cleared"]
         finally:
             for node in nodes:
                 await node.client.close()
