@@ -23,13 +23,23 @@ from typing import Any
 
 import structlog
 
+from dispatcher.batching import GroupCommit
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind, recipient_hash
 from dispatcher.refusals import Conflict, Forbidden, Invalid, NotFound
-from dispatcher.store.responses import NeedsHelp, Question, ResponseStore, StoredAnswer
+from dispatcher.store.responses import (
+    NeedsHelp,
+    NewAnswer,
+    Question,
+    ResponseStore,
+    StoredAnswer,
+)
 from segments.preferences import parse_channels
 
 log = structlog.get_logger("clarion.responses")
+
+# Answers written in one transaction at most: thousands arrive in the minute after an alert.
+ANSWER_GROUP = 200
 
 
 class AnswerOption(StrEnum):
@@ -246,6 +256,16 @@ class Responses:
         self._channels = tuple(channels)
         self._listeners: list[Callable[[str], None]] = []
         self._questions: dict[str, Question] = {}
+        # Answers arriving together share one commit (the store has one writer).
+        self._writer: GroupCommit[NewAnswer, StoredAnswer | None] = GroupCommit(
+            store.record_many, max_items=ANSWER_GROUP)
+        self._writing = False
+
+    async def close(self) -> None:
+        """Write the answers still queued, then stop taking them."""
+        if self._writing:
+            await self._writer.close()
+            self._writing = False
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -277,10 +297,13 @@ class Responses:
         if option not in question.options:
             raise Invalid.one("option", f"must be one of {', '.join(question.options)}")
         at_ms = int(at.timestamp() * 1000) if at is not None else self._clock.now_ms()
-        stored = await self.store.record(
-            alert_id=alert_id, person_id=person_id, option=option, channel=channel, at_ms=at_ms,
-            token=None if token is None else (token.token_id, token.expires_ms),
-        )
+        if not self._writing:
+            self._writer.start()
+            self._writing = True
+        stored = await self._writer.submit(NewAnswer(
+            alert_id, person_id, option, channel, at_ms,
+            None if token is None else (token.token_id, token.expires_ms),
+        ))
         if stored is None:
             raise Conflict("this answer link has already been used")
         log.info("answer.recorded", alert_id=alert_id, recipient=recipient_hash(person_id),

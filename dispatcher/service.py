@@ -158,6 +158,7 @@ class Service:
         await self.feed_poller.stop()
         await self.scheduler.stop()
         await self.engine.stop()
+        await self.responses.close()
         await self.db.close()
         log.info("service.stopped")
 

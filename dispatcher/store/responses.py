@@ -10,13 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.store.audit import AuditLog
-from dispatcher.store.database import Database, Row
+from dispatcher.store.database import Database, Row, Session
 
 # People a tally or escalation statement reads at once.
 PAGE = 1000
 # The channels a person is asked on (devices reach places, not people).
 PERSON_CHANNELS = ("sms", "push", "email", "voice")
 _PERSON_IN = "('sms', 'push', 'email', 'voice')"
+# An answer stops the person's deliveries still queued for the alert. The rows are found by the
+# (alert, channel, recipient) key, a handful of lookups: filtering the alert's queued rows by
+# recipient instead would read every one of them, per answer, while a large alert is sending.
+SUPPRESS_ANSWERED_SQL = (
+    "UPDATE deliveries SET state = 'suppressed', detail = 'answered', updated_at = ?"
+    " WHERE id IN (SELECT id FROM deliveries WHERE alert_id = ? AND recipient = ?"
+    " AND channel IN " + _PERSON_IN + ") AND state = 'queued'"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,18 @@ class StoredAnswer:
     answered_at: int
     changes: int
     previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAnswer:
+    """One answer to write; with `token` (id, expiry) the answer-page token it uses up."""
+
+    alert_id: str
+    person_id: str
+    option: str
+    channel: str
+    at_ms: int
+    token: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,56 +199,65 @@ class ResponseStore:
         self, *, alert_id: str, person_id: str, option: str, channel: str, at_ms: int,
         token: tuple[str, int] | None = None,
     ) -> StoredAnswer | None:
-        """Keep the answer in the history and make it the one that counts; queued deliveries
-        still waiting for the person on this alert are suppressed (the answer stops them).
+        """Write one answer (see `record_many`)."""
+        [stored] = await self.record_many(
+            [NewAnswer(alert_id, person_id, option, channel, at_ms, token)])
+        return stored
 
-        With `token` (id, expiry) the answer-page token is used up in the same transaction;
-        None (and nothing recorded) when it was used before."""
+    async def record_many(self, answers: Sequence[NewAnswer]) -> list[StoredAnswer | None]:
+        """Keep each answer in the history and make it the one that counts; queued deliveries
+        still waiting for the person on this alert are suppressed (the answer stops them). All
+        in one transaction, in order (a person answering twice in one group ends on the later).
+
+        An answer with a token uses the answer-page token up in the same transaction; its
+        result is None (and nothing recorded for it) when the token was used before."""
         async with self.db.transaction() as tx:
-            if token is not None:
-                fresh = await tx.execute(
-                    "INSERT INTO answer_tokens (token_id, alert_id, person_id, used_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING",
-                    (token[0], alert_id, person_id, at_ms, token[1]),
-                )
-                if fresh != 1:
-                    return None
-            before = await tx.fetchone(
-                "SELECT option, first_at, changes FROM answers"
-                " WHERE alert_id = ? AND person_id = ?",
-                (alert_id, person_id),
+            return [await self._record(tx, answer) for answer in answers]
+
+    @staticmethod
+    async def _record(tx: Session, answer: NewAnswer) -> StoredAnswer | None:
+        alert_id, person_id, option, channel, at_ms = (
+            answer.alert_id, answer.person_id, answer.option, answer.channel, answer.at_ms)
+        token = answer.token
+        if token is not None:
+            fresh = await tx.execute(
+                "INSERT INTO answer_tokens (token_id, alert_id, person_id, used_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING",
+                (token[0], alert_id, person_id, at_ms, token[1]),
             )
+            if fresh != 1:
+                return None
+        before = await tx.fetchone(
+            "SELECT option, first_at, changes FROM answers"
+            " WHERE alert_id = ? AND person_id = ?",
+            (alert_id, person_id),
+        )
+        await tx.execute(
+            "INSERT INTO answer_history (alert_id, person_id, option, channel, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (alert_id, person_id, option, channel, at_ms),
+        )
+        if before is None:
+            # Two replies racing for a first answer: the later insert updates instead.
             await tx.execute(
-                "INSERT INTO answer_history (alert_id, person_id, option, channel, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (alert_id, person_id, option, channel, at_ms),
+                "INSERT INTO answers (alert_id, person_id, option, channel, first_at,"
+                " answered_at, changes) VALUES (?, ?, ?, ?, ?, ?, 0)"
+                " ON CONFLICT (alert_id, person_id) DO UPDATE SET option = excluded.option,"
+                " channel = excluded.channel, answered_at = excluded.answered_at,"
+                " changes = answers.changes + 1",
+                (alert_id, person_id, option, channel, at_ms, at_ms),
             )
-            if before is None:
-                # Two replies racing for a first answer: the later insert updates instead.
-                await tx.execute(
-                    "INSERT INTO answers (alert_id, person_id, option, channel, first_at,"
-                    " answered_at, changes) VALUES (?, ?, ?, ?, ?, ?, 0)"
-                    " ON CONFLICT (alert_id, person_id) DO UPDATE SET option = excluded.option,"
-                    " channel = excluded.channel, answered_at = excluded.answered_at,"
-                    " changes = answers.changes + 1",
-                    (alert_id, person_id, option, channel, at_ms, at_ms),
-                )
-                first_at, changes, previous = at_ms, 0, None
-            else:
-                await tx.execute(
-                    "UPDATE answers SET option = ?, channel = ?, answered_at = ?,"
-                    " changes = changes + 1 WHERE alert_id = ? AND person_id = ?",
-                    (option, channel, at_ms, alert_id, person_id),
-                )
-                first_at = int(before["first_at"])
-                changes = int(before["changes"]) + 1
-                previous = str(before["option"])
+            first_at, changes, previous = at_ms, 0, None
+        else:
             await tx.execute(
-                "UPDATE deliveries SET state = 'suppressed', detail = 'answered', updated_at = ?"
-                " WHERE alert_id = ? AND recipient = ? AND state = 'queued'"
-                " AND channel IN " + _PERSON_IN,
-                (at_ms, alert_id, person_id),
+                "UPDATE answers SET option = ?, channel = ?, answered_at = ?,"
+                " changes = changes + 1 WHERE alert_id = ? AND person_id = ?",
+                (option, channel, at_ms, alert_id, person_id),
             )
+            first_at = int(before["first_at"])
+            changes = int(before["changes"]) + 1
+            previous = str(before["option"])
+        await tx.execute(SUPPRESS_ANSWERED_SQL, (at_ms, alert_id, person_id))
         return StoredAnswer(alert_id, person_id, option, channel, first_at, at_ms, changes,
                             previous)
 

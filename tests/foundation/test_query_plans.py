@@ -16,6 +16,7 @@ from dispatcher.domain import ChannelKind
 from dispatcher.store.alerts import MARK_DONE_SQL
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
+from dispatcher.store.responses import SUPPRESS_ANSWERED_SQL
 from segments.audience import PlannedDelivery
 from tests.pg import PostgresCluster, pg_cluster
 
@@ -59,7 +60,12 @@ async def _seed(db: Database, alerts: int = 2, done: int = 4) -> DeliveryLedger:
 
 def _statements(ledger: DeliveryLedger) -> list[tuple[str, str, tuple[Any, ...]]]:
     done = ("mark done", MARK_DONE_SQL, ("done", 10, "a1", "dispatching", "a1"))
-    return [*ledger.hot_statements(), done]
+    answered = ("answer suppresses", SUPPRESS_ANSWERED_SQL, (10, "a1", "p1"))
+    return [*ledger.hot_statements(), done, answered]
+
+
+# The (alert_id, channel, recipient) key: a person's few rows, not the alert's queued ones.
+PERSON_KEY = ("sqlite_autoindex_deliveries_1", "deliveries_alert_id_channel_recipient_key")
 
 
 # A partial index that holds only the rows in flight (claimed, not yet settled): at most the
@@ -118,6 +124,7 @@ class TestSQLite:
         assert any("deliveries_queued_due" in d for d in after["claim queued"])
         assert any("deliveries_sending" in d for d in after["claim expired leases"])
         assert all("deliveries" not in d for d in after["counts"])
+        assert any(PERSON_KEY[0] in d for d in after["answer suppresses"])
 
     def test_the_check_sees_a_scan(self) -> None:
         """The fault finder flags the plan the claim had before migration 0007."""
@@ -152,6 +159,7 @@ class TestPostgres:
         assert not faults, faults
         assert "deliveries_queued_due" in json.dumps(plans["claim queued"])
         assert "deliveries_sending" in json.dumps(plans["claim expired leases"])
+        assert PERSON_KEY[1] in json.dumps(plans["answer suppresses"])
 
     def test_the_check_sees_a_sort(self) -> None:
         """The fault finder flags the plan the claim had before migration 0007."""
