@@ -104,10 +104,14 @@ class Options:
     keep: bool = False
     callback_delay_s: float | None = None
     tuning: Tuning = field(default_factory=Tuning)
+    nodes: int | None = None
 
     @property
     def servers(self) -> int:
-        """`clarion serve` processes: two sharing PostgreSQL, one on SQLite."""
+        """`clarion serve` processes: `nodes`, by default two sharing PostgreSQL and one on
+        SQLite (which has one writer: a second node is refused)."""
+        if self.nodes is not None:
+            return self.nodes
         return 2 if self.store == "postgres" else 1
 
     @property
@@ -930,6 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=50_000, help="people (default 50000)")
     parser.add_argument("--devices", type=int, default=500, help="sirens, signs and PA")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--servers", type=int, default=None,
+                        help="`clarion serve` processes (postgres: default 2; sqlite: 1)")
     parser.add_argument("--scaling", action="store_true",
                         help=f"run {', '.join(f'{n:,}' for n in SCALING)} in turn")
     parser.add_argument("--profile", action="store_true", help="sample the service with py-spy")
@@ -950,6 +956,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.recipients < 1 or args.devices < 0:
         parser.error("--recipients must be positive and --devices not negative")
+    if args.servers is not None and (args.servers < 1
+                                     or (args.store == "sqlite" and args.servers != 1)):
+        parser.error("--servers: at least 1, and exactly 1 on sqlite (one writer)")
 
     def log(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr, flush=True)
@@ -961,6 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipients=n, devices=args.devices, store=args.store, profile=args.profile,
             peer_recipients=args.peer_recipients, ceiling=not args.no_ceiling,
             timeout_s=args.timeout, keep=args.keep, callback_delay_s=args.callback_delay,
+            nodes=args.servers,
             tuning=Tuning(sms_concurrency=args.sms_concurrency,
                           push_concurrency=args.push_concurrency),
         )

@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import structlog
@@ -38,6 +38,10 @@ CALL_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{sid}}.json"
 # How a call may be scripted to end: answered (then a key, or none), or not.
 CALL_ENDS = frozenset({"completed", "busy", "no-answer", "failed"})
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# Status callbacks in flight at once. Twilio's own senders are many but bounded; here a backlog
+# waits its turn in a queue instead of each callback timing out on a busy event loop.
+CALLBACK_SENDERS = 64
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # What the API may be scripted to answer for a number, besides 201.
 API_REPLIES = frozenset(
     {"201", "400", "401", "429", "500", "503", "21211", "21610", "21614", "hang"}
@@ -140,6 +144,7 @@ class TwilioSandbox:
     call_busy_rate: float = 0.0
     call_help_rate: float = 0.0
     call_press_rate: float = 1.0
+    callback_senders: int = CALLBACK_SENDERS
     seed: int | None = None
     stats: Stats = field(default_factory=Stats)
     sent: list[SentMessage] = field(default_factory=list)
@@ -150,6 +155,9 @@ class TwilioSandbox:
     _fates: dict[str, deque[Fate]] = field(default_factory=lambda: defaultdict(deque))
     _call_fates: dict[str, deque[CallFate]] = field(default_factory=lambda: defaultdict(deque))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _callbacks: deque[tuple[float, SentMessage, str, list[Fate]]] = field(default_factory=deque)
+    _callback_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _senders: list[asyncio.Task[None]] = field(default_factory=list)
     _session: aiohttp.ClientSession | None = None
     _closed: bool = False
     _hang: asyncio.Event = field(default_factory=asyncio.Event)
@@ -189,9 +197,11 @@ class TwilioSandbox:
         """Release hung requests, cancel pending callbacks, close the client session."""
         self._closed = True
         self._hang.set()
-        for task in list(self._tasks):
+        self._callbacks.clear()
+        for task in [*self._tasks, *self._senders]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._senders, return_exceptions=True)
+        self._senders.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -257,7 +267,7 @@ class TwilioSandbox:
             "sms", alert_id, to, body, sid=message.sid, validity_period=validity, sender=sender
         )
         if message.status_callback:
-            self._spawn(self._report(message, service))
+            self._report(message, service)
         asks = ASKS_FOR_REPLY in body or ASKS_FOR_REPLY_ES in body
         if asks and self._random.random() < self.answer_rate:
             self._spawn(self._answer_sms(message))
@@ -333,12 +343,33 @@ class TwilioSandbox:
             return Fate("failed", 30008)
         return Fate()
 
-    async def _report(self, m: SentMessage, service: str) -> None:
-        """Post `sent`, then the final status, each signed like Twilio signs them."""
+    def _report(self, m: SentMessage, service: str) -> None:
+        """Queue `sent`, then the final status, each posted `callback_delay_s` after the one
+        before and signed like Twilio signs them."""
+        if self._closed:
+            return  # accepted while closing: its callbacks are not sent, as on a crash
         fate = self._fate_of(m.to)
         steps = [Fate("sent"), fate] if fate.status in ("delivered", "undelivered") else [fate]
-        for step in steps:
-            await asyncio.sleep(self.callback_delay_s)
+        loop = asyncio.get_running_loop()
+        self._callbacks.append((loop.time() + self.callback_delay_s, m, service, steps))
+        self._callback_ready.set()
+        while len(self._senders) < self.callback_senders:
+            self._senders.append(loop.create_task(self._send_callbacks()))
+
+    async def _send_callbacks(self) -> None:
+        """One sender: the oldest callback due, then the next (the queue is in due order, as
+        every step waits the same delay)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._callbacks:
+                self._callback_ready.clear()
+                await self._callback_ready.wait()
+                continue
+            due, m, service, steps = self._callbacks.popleft()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            step, rest = steps[0], steps[1:]
             params = {
                 "AccountSid": self.account_sid,
                 "ApiVersion": API_VERSION,
@@ -358,6 +389,9 @@ class TwilioSandbox:
             )
             status = await self._post(m.status_callback, params, signature)
             self.callbacks_sent.append((m.sid, step.status, status))
+            if rest:
+                self._callbacks.append((loop.time() + self.callback_delay_s, m, service, rest))
+                self._callback_ready.set()
 
     async def _answer_sms(self, m: SentMessage) -> None:
         """A simulated person replies "1" or "2" through the signed inbound message webhook."""
@@ -376,8 +410,9 @@ class TwilioSandbox:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         try:
+            # The form encoded here: aiohttp's FormData costs more than the request itself.
             async with self._session.post(
-                url, data=params, headers={"X-Twilio-Signature": signature}
+                url, data=urlencode(params), headers={**FORM, "X-Twilio-Signature": signature}
             ) as response:
                 return response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
