@@ -216,8 +216,13 @@ class Accounts:
         password = password or generate_password()
         # Not audited: the audit log holds people's decisions, and this is the service's own
         # first start (the user row keeps when it happened).
-        await self.add_user(FIRST_ADMIN, password, role=Role.ADMIN, full_name="Administrator",
-                            actor=None)
+        try:
+            await self.add_user(FIRST_ADMIN, password, role=Role.ADMIN,
+                                full_name="Administrator", actor=None)
+        except UserExists:
+            # Another node on the same store started at the same moment and made it: its
+            # password is the one printed, by that node.
+            return None
         return password
 
     async def sign_in(self, name: str, password: str, address: str) -> SignedIn | SignInFailed:

@@ -233,6 +233,17 @@ class TestAudit:
         assert isinstance(await fresh.sign_in("admin", password, "127.0.0.1"), SignedIn)
         assert await fresh.ensure_first_admin() is None
 
+    async def test_two_nodes_starting_together_make_one_admin(
+        self, db: Database, clock: MovableClock
+    ) -> None:
+        """Two services on one empty store race for the first admin: one makes it and prints
+        its password, the other starts without error and prints nothing."""
+        nodes = [Accounts(UserStore(db), AuditLog(db), clock) for _ in range(2)]
+        passwords = await asyncio.gather(*(n.ensure_first_admin() for n in nodes))
+        made = [p for p in passwords if p is not None]
+        assert len(made) == 1
+        assert isinstance(await nodes[1].sign_in("admin", made[0], "127.0.0.1"), SignedIn)
+
 
 class TestOverHttp:
     """The console's HTTP surface: cookies, CSRF refusal, audited sends under the name."""
