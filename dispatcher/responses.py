@@ -374,9 +374,11 @@ class Responses:
         token = await self.token_for(alert_id, person_id, expires_ms)
         return f"{base_url.rstrip('/')}/public/answer/{alert_id}/{token}"
 
-    async def read_token(self, alert_id: str, token: str) -> AnswerToken:
-        """The claims of a token for this alert's page; Forbidden when forged, expired, used,
-        or for another alert."""
+    async def read_token(self, alert_id: str, token: str, *, check_used: bool = True
+                         ) -> AnswerToken:
+        """The claims of a token for this alert's page; Forbidden when forged, expired or for
+        another alert, Conflict when used (unless `check_used` is off: the tap's own write
+        finds that out, in its transaction)."""
         claims = (await self.signer()).check(token)
         if claims is None:
             raise Forbidden("this answer link is not valid", counted_as="answer_token")
@@ -384,14 +386,14 @@ class Responses:
             raise Forbidden("this answer link is for another alert", counted_as="answer_token")
         if self._clock.now_ms() >= claims.expires_ms:
             raise Forbidden("this answer link has expired", counted_as="answer_token")
-        if await self.store.token_used(claims.token_id):
+        if check_used and await self.store.token_used(claims.token_id):
             raise Conflict("this answer link has already been used")
         return claims
 
     async def answer_with_token(self, alert_id: str, token: str, option: str) -> RecordedAnswer:
         """One tap on the answer page: check the token, record the answer and use the token
         up in one transaction (Conflict when it was used before)."""
-        claims = await self.read_token(alert_id, token)
+        claims = await self.read_token(alert_id, token, check_used=False)
         channel = await self._link_channel(alert_id, claims.person_id)
         return await self._record(alert_id=alert_id, person_id=claims.person_id, option=option,
                                   channel=channel, token=claims)
