@@ -151,7 +151,7 @@ async def key_pressed(request: web.Request) -> web.Response:
             alert_id=delivery.alert_id,
             person_id=delivery.recipient,
             option=option,
-            channel="voice.twilio",
+            channel=ChannelKind.VOICE.value,
         )
     except Refused as exc:
         # The alert asks nothing (any more) or not this: nothing to record, the call ends.

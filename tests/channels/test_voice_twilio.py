@@ -497,11 +497,11 @@ class TestKeys:
         store = voice.run.service.responses.store
         answers = {pid: await store.answer(alert_id, pid) for pid, _, _ in PEOPLE}
         assert {pid: (a.option, a.channel) if a else None for pid, a in answers.items()} == {
-            "V001": ("need_help", "voice.twilio"),
-            "V002": ("safe", "voice.twilio"),
+            "V001": ("need_help", "voice"),
+            "V002": ("safe", "voice"),
             "V003": None,
-            "V004": ("safe", "voice.twilio"),
-            "V005": ("safe", "voice.twilio"),
+            "V004": ("safe", "voice"),
+            "V005": ("safe", "voice"),
         }
         calls = {c.to: c for c in voice.api.calls}
         assert calls["+16175550101"].reply == ["Thank you. Your answer has been recorded."]
