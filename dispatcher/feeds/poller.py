@@ -24,6 +24,9 @@ _ACCEPT = {
     FeedKind.CAP_ATOM: "application/atom+xml, application/cap+xml;q=0.9, */*;q=0.5",
     FeedKind.CAP_RSS: "application/rss+xml, application/xml;q=0.9, */*;q=0.5",
 }
+# A linked document: CAP asked for by name (the NWS API answers an alert's own URL with GeoJSON
+# unless CAP is asked for, and its Atom feed links to exactly those URLs).
+_ACCEPT_CAP = "application/cap+xml, application/xml;q=0.9, */*;q=0.5"
 
 
 @dataclass
@@ -157,8 +160,8 @@ class FeedPoller:
             if not entry.link or entry.link in self._done_links:
                 return None
             timeout = aiohttp.ClientTimeout(total=source.timeout_s)
-            async with session.get(entry.link, headers={"User-Agent": source.user_agent},
-                                   timeout=timeout) as resp:
+            headers = {"Accept": _ACCEPT_CAP, "User-Agent": source.user_agent}
+            async with session.get(entry.link, headers=headers, timeout=timeout) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"{entry.link} answered {resp.status}")
                 body = await resp.read()

@@ -61,8 +61,33 @@ async def upstream() -> AsyncIterator[tuple[FeedStandIns, str]]:
                "</channel></rss>")
         return web.Response(text=xml, content_type="application/rss+xml")
 
+    async def nws_atom(request: web.Request) -> web.Response:
+        # The NWS API's Atom form: CAP fields inline in each entry as cap: elements (no CAP
+        # <alert>), the entry's link the alert's own URL.
+        base = f"http://{request.host}"
+        entries = "".join(
+            f"<entry><id>{base}/nws-alerts/{i}</id><title>{i}</title>"
+            f'<link href="{base}/nws-alerts/{i}"/><cap:event>Flood Watch</cap:event>'
+            "<cap:status>Actual</cap:status></entry>"
+            for i in sorted(stand_ins.county)
+        )
+        xml = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom"'
+               ' xmlns:cap="urn:oasis:names:tc:emergency:cap:1.2"><id>nws</id>'
+               f"<title>Current watches, warnings, and advisories</title>{entries}</feed>")
+        return web.Response(text=xml, content_type="application/atom+xml")
+
+    async def nws_alert(request: web.Request) -> web.Response:
+        # An alert's own URL: GeoJSON unless CAP is asked for, as api.weather.gov answers.
+        doc = stand_ins.county[request.match_info["id"]]
+        if "application/cap+xml" in request.headers.get("Accept", ""):
+            return web.Response(body=doc, content_type="application/cap+xml")
+        return web.json_response({"type": "Feature", "properties": {}},
+                                 content_type="application/geo+json")
+
     app.router.add_get("/broken.atom", unavailable)
     app.router.add_get("/county.rss", county_rss)
+    app.router.add_get("/nws.atom", nws_atom)
+    app.router.add_get("/nws-alerts/{id}", nws_alert)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -79,6 +104,7 @@ def _sources(base: str) -> dict[str, dict[str, Any]]:
         "county": {"kind": "cap-atom", "url": f"{base}/county/cap.atom"},
         "broken": {"kind": "cap-rss", "url": f"{base}/broken.atom"},
         "county_rss": {"kind": "cap-rss", "url": f"{base}/county.rss"},
+        "nws_atom": {"kind": "cap-atom", "url": f"{base}/nws.atom"},
     }
 
 
@@ -480,6 +506,25 @@ class TestHeldForApproval:
         [cleared] = await approving.service.feed_relay.expire()
         assert cleared.outcome == "cleared"
         assert (await self._approval(approving, approval_id))["state"] == "rejected"
+
+
+class TestNwsAtom:
+    """The NWS API's CAP/Atom form: each entry's link answers CAP when CAP is asked for."""
+
+    async def test_atom_entries_are_fetched_as_cap(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """Entries carry no CAP <alert>: the linked alert is fetched with Accept CAP, decided."""
+        stand_ins, _ = upstream
+        now = _now()
+        stand_ins.put_county("ffa9", county_cap(
+            "ffa9", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
+            headline="Flood Watch for Example County",
+            description="Heavy rain may flood low-lying parking lots.",
+            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        [decided] = await poll(running.service, "nws_atom")
+        assert decided.outcome == "proposed" and decided.event == "Flood Watch", decided
+        assert await poll(running.service, "nws_atom") == []
 
 
 class TestTwoNodes:
