@@ -203,9 +203,40 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "next": nxt})
 
 
+# How often an event stream reads an alert's answer tally (per zone and building).
+TALLY_EVERY_S = 2.0
+
+
+class _StreamedTally:
+    """An alert's answer tally for its event stream, read at most every TALLY_EVERY_S."""
+
+    def __init__(self, service: Service, alert_id: str) -> None:
+        self._service, self._alert_id = service, alert_id
+        self._doc: dict[str, Any] | None = None
+        self._read_at = 0.0
+
+    async def doc(self) -> dict[str, Any]:
+        now = asyncio.get_running_loop().time()
+        if self._doc is None or now - self._read_at >= TALLY_EVERY_S:
+            self._doc = (await self._service.responses.tally(self._alert_id)).as_json()
+            self._read_at = now
+        return self._doc
+
+    async def still_asked(self) -> bool:
+        """The question is open and the alert not withdrawn."""
+        question = await self._service.responses.question(self._alert_id)
+        if question is None or not question.is_open(self._service.clock.now_ms()):
+            return False
+        current = await self._service.alerts.get(self._alert_id)
+        return current is not None and current.state is not AlertState.CANCELLED
+
+
 @routes.get("/v1/alerts/{id}/events")
 async def alert_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: `progress` whenever the counts change, then `done`."""
+    """Server-sent events: `progress` whenever the counts change, then the final state. An
+    alert that asks a question carries its tally (`responses`, per zone and building) in each
+    `progress`, and after the final state goes on with `responses` events whenever answers
+    change, until the question closes."""
     service = service_of(request)
     record = await _alert_or_404(service, request.match_info["id"])
     response = web.StreamResponse(
@@ -216,7 +247,9 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    tally = _StreamedTally(service, record.id) if record.request.ask is not None else None
     last: str | None = None
+    status: dict[str, Any] = {}
     idle = 0.0
     interval = 0.25
     while True:
@@ -224,9 +257,8 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         if current is None:
             break
         status = await status_document(service, current)
-        if current.request.ask is not None:
-            # Live answer counts ride along; the full tally is GET /v1/alerts/{id}/responses.
-            status["responses"] = await service.responses.store.live_counts(current.id)
+        if tally is not None:
+            status["responses"] = await tally.doc()
         doc = json.dumps(status)
         if doc != last:
             await response.write(f"event: progress\ndata: {doc}\n\n".encode())
@@ -239,6 +271,19 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
             break
         await asyncio.sleep(interval)
         idle += interval
+    # Answers keep coming after the last delivery is settled.
+    last_tally = json.dumps(status.get("responses")) if tally is not None else None
+    idle = 0.0
+    while tally is not None and await tally.still_asked():
+        await asyncio.sleep(TALLY_EVERY_S)
+        idle += TALLY_EVERY_S
+        doc = json.dumps(await tally.doc())
+        if doc != last_tally:
+            await response.write(f"event: responses\ndata: {doc}\n\n".encode())
+            last_tally, idle = doc, 0.0
+        elif idle >= 15:
+            await response.write(b": keep-alive\n\n")
+            idle = 0.0
     await response.write_eof()
     return response
 

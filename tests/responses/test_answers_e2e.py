@@ -90,14 +90,26 @@ class TestSmsReplies:
         assert (doc["need_help"], doc["safe"]) == (0, 1)
         history = await service.responses.store.history(alert_id, "P000002")
         assert [h.option for h in history] == ["need_help", "safe"]
+        await stack.run.wait_state(alert_id)
         events = await client.get(f"/v1/alerts/{alert_id}/events", headers=AUTH)
         first = (await events.content.readuntil(b"\n\n")).decode()
-        events.close()
         data = json.loads(first.split("data: ", 1)[1])
-        assert data["responses"] == {"safe": 1, "need_help": 0, "no_answer": 0, "total": 1}
+        counts = {k: data["responses"][k] for k in ("safe", "need_help", "no_answer", "total")}
+        assert counts == {"safe": 1, "need_help": 0, "no_answer": 0, "total": 1}
+        assert sum(c["safe"] for c in data["responses"]["by_building"].values()) == 1
+        assert data["responses"]["by_zone"]
+        # Delivery is over (the final state event), and the stream goes on with the answers.
+        final = (await events.content.readuntil(b"\n\n")).decode()
+        assert final.startswith("event: done"), final
+        await inbound(client, service, "2")
+        async with asyncio.timeout(10):
+            later = (await events.content.readuntil(b"\n\n")).decode()
+        events.close()
+        assert later.startswith("event: responses"), later
+        assert json.loads(later.split("data: ", 1)[1])["need_help"] == 1
         record = await (await client.get(f"/v1/alerts/{alert_id}/record", headers=AUTH)).json()
         answered = record["responses"]
-        assert (answered["safe"], answered["total"]) == (1, 1)
+        assert (answered["need_help"], answered["total"]) == (1, 1)
         assert answered["time_to_90_percent_s"] is not None
 
     async def test_stop_suppresses_later_sms(self, stack: Stack) -> None:
