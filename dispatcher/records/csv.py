@@ -25,6 +25,9 @@ CSV_COLUMNS = (
     # count, a timely-warning decision or a request to local law enforcement).
     "incident_id", "section", "crime", "geography", "year", "count", "location", "decision",
     "decided_by", "decided_at", "reasons", "agency", "requested_on", "response",
+    # An alert that asked a question: its answers.
+    "answers_safe", "answers_need_help", "answers_none", "answered_50_percent_s",
+    "answered_90_percent_s",
 )
 
 
@@ -77,6 +80,15 @@ def _csv_row(r: CleryRecord, zone: ZoneInfo, modes: Sequence[Mode]) -> list[str]
         ),
         "message": "",
     }
+    if r.responses is not None:
+        a = r.responses
+        values.update({
+            "answers_safe": str(a.get("safe", 0)),
+            "answers_need_help": str(a.get("need_help", 0)),
+            "answers_none": str(a.get("no_answer", 0)),
+            "answered_50_percent_s": _num(a.get("time_to_50_percent_s")),
+            "answered_90_percent_s": _num(a.get("time_to_90_percent_s")),
+        })
     return [values.get(c, "") for c in CSV_COLUMNS]
 
 

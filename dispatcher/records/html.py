@@ -69,6 +69,10 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def _share_time(seconds: float | None) -> str:
+    return _duration(seconds) if seconds is not None else "not reached"
+
+
 def render_html(report: CleryReport) -> str:
     """The report as one HTML page with inline CSS and SVG charts."""
     zone = report.zone
@@ -165,6 +169,12 @@ def _card(r: CleryRecord, zone: ZoneInfo, modes: Sequence[Mode]) -> str:
     ]
     if r.references_id:
         rows.append(("Refers to alert", _e(r.references_id)))
+    if r.responses is not None:
+        a = r.responses
+        rows.append(("Answers", f"{_e(a.get('safe', 0))} safe · {_e(a.get('need_help', 0))}"
+                     f" need help · {_e(a.get('no_answer', 0))} no answer"
+                     f" · 50 % answered in {_share_time(a.get('time_to_50_percent_s'))}"
+                     f" · 90 % in {_share_time(a.get('time_to_90_percent_s'))}"))
     out = [f'<div class="card"><h3>{_e(title)}{tag}</h3><dl>']
     out += [f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows]
     out.append("</dl>")

@@ -4,9 +4,12 @@ page's single-use tokens, and escalation on a controllable clock."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest_asyncio
@@ -111,6 +114,17 @@ class TestSmsReplies:
         answered = record["responses"]
         assert (answered["need_help"], answered["total"]) == (1, 1)
         assert answered["time_to_90_percent_s"] is not None
+        # The yearly report carries them too, in each of its forms.
+        year = datetime.now(UTC).year
+        rows = list(csv.DictReader(io.StringIO(await (await client.get(
+            f"/v1/reports/clery?year={year}&format=csv", headers=AUTH)).text())))
+        row = next(r for r in rows if r["alert_id"] == alert_id)
+        assert (row["answers_safe"], row["answers_need_help"], row["answers_none"]) == (
+            "0", "1", "0")
+        assert float(row["answered_90_percent_s"]) >= 0
+        page = await (await client.get(f"/v1/reports/clery?year={year}&format=html",
+                                       headers=AUTH)).text()
+        assert "0 safe · 1 need help · 0 no answer" in page
 
     async def test_stop_suppresses_later_sms(self, stack: Stack) -> None:
         """After STOP, the next alert sends no SMS to that number; START lifts it."""
