@@ -247,11 +247,9 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    stream = _EventWriter(response)
     tally = _StreamedTally(service, record.id) if record.request.ask is not None else None
-    last: str | None = None
     status: dict[str, Any] = {}
-    idle = 0.0
-    interval = 0.25
     while True:
         current = await service.alerts.get(record.id)
         if current is None:
@@ -259,33 +257,49 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         status = await status_document(service, current)
         if tally is not None:
             status["responses"] = await tally.doc()
-        doc = json.dumps(status)
-        if doc != last:
-            await response.write(f"event: progress\ndata: {doc}\n\n".encode())
-            last, idle = doc, 0.0
-        elif idle >= 15:
-            await response.write(b": keep-alive\n\n")
-            idle = 0.0
+        doc = await stream.changed("progress", status)
         if current.state is not AlertState.DISPATCHING:
-            await response.write(f"event: {current.state.value}\ndata: {doc}\n\n".encode())
+            await stream.event(current.state.value, doc)
             break
-        await asyncio.sleep(interval)
-        idle += interval
+        await stream.wait(0.25)
     # Answers keep coming after the last delivery is settled.
-    last_tally = json.dumps(status.get("responses")) if tally is not None else None
-    idle = 0.0
+    answers = _EventWriter(response, status.get("responses"))
     while tally is not None and await tally.still_asked():
-        await asyncio.sleep(TALLY_EVERY_S)
-        idle += TALLY_EVERY_S
-        doc = json.dumps(await tally.doc())
-        if doc != last_tally:
-            await response.write(f"event: responses\ndata: {doc}\n\n".encode())
-            last_tally, idle = doc, 0.0
-        elif idle >= 15:
-            await response.write(b": keep-alive\n\n")
-            idle = 0.0
+        await answers.wait(TALLY_EVERY_S)
+        await answers.changed("responses", await tally.doc())
     await response.write_eof()
     return response
+
+
+class _EventWriter:
+    """Server-sent events of one kind of document: written when it changes, a keep-alive
+    comment after 15 s of silence."""
+
+    def __init__(self, response: web.StreamResponse, last: Any = None) -> None:
+        self._response = response
+        self._last = json.dumps(last) if last is not None else None
+        self._idle = 0.0
+
+    async def changed(self, name: str, document: Any) -> str:
+        """Write `document` as event `name` if it differs from the last one; its JSON."""
+        doc = json.dumps(document)
+        if doc != self._last:
+            await self.event(name, doc)
+            self._last = doc
+        elif self._idle >= 15:
+            await self._response.write(b": keep-alive\n\n")
+            self._idle = 0.0
+        return doc
+
+    async def event(self, name: str, doc: str) -> None:
+        """Write one event."""
+        await self._response.write(f"event: {name}\ndata: {doc}\n\n".encode())
+        self._idle = 0.0
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep, counting the silence."""
+        await asyncio.sleep(seconds)
+        self._idle += seconds
 
 
 @routes.post("/v1/alerts/{id}/cancel")

@@ -137,6 +137,16 @@ def tornado(identifier: str = "tor1", **changes: Any) -> dict[str, Any]:
     return nws_feature(identifier, "Tornado Warning", **values)
 
 
+def flood_watch(identifier: str) -> bytes:
+    """The county's flood watch, six hours from now (a `propose` rule)."""
+    now = _now()
+    return county_cap(
+        identifier, "Flood Watch", sent=now, expires=now + timedelta(hours=6),
+        headline="Flood Watch for Example County",
+        description="Heavy rain may flood low-lying parking lots.",
+        instruction="Monitor later forecasts. Do not drive through flooded roads.")
+
+
 async def poll(service: Service, name: str) -> list[Any]:
     source: FeedSource = service.settings.feeds.sources[name]
     results = await service.feed_poller.poll(name, source)
@@ -318,12 +328,7 @@ class TestRelayEndToEnd:
     ) -> None:
         """The county's flood watch waits as a proposal; one POST sends it as the caller's."""
         stand_ins, _ = upstream
-        now = _now()
-        stand_ins.put_county("ffa1", county_cap(
-            "ffa1", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
-            headline="Flood Watch for Example County",
-            description="Heavy rain may flood low-lying parking lots.",
-            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        stand_ins.put_county("ffa1", flood_watch("ffa1"))
         [proposed] = await poll(running.service, "county")
         assert proposed.outcome == "proposed", proposed.reason
         resp = await running.client.get("/v1/feeds/proposals", headers=AUTH)
@@ -516,12 +521,7 @@ class TestNwsAtom:
     ) -> None:
         """Entries carry no CAP <alert>: the linked alert is fetched with Accept CAP, decided."""
         stand_ins, _ = upstream
-        now = _now()
-        stand_ins.put_county("ffa9", county_cap(
-            "ffa9", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
-            headline="Flood Watch for Example County",
-            description="Heavy rain may flood low-lying parking lots.",
-            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        stand_ins.put_county("ffa9", flood_watch("ffa9"))
         [decided] = await poll(running.service, "nws_atom")
         assert decided.outcome == "proposed" and decided.event == "Flood Watch", decided
         assert await poll(running.service, "nws_atom") == []
@@ -530,53 +530,40 @@ class TestNwsAtom:
 class TestTwoNodes:
     """Two nodes on one PostgreSQL store relay one upstream alert once."""
 
-    @pytest.mark.asyncio
-    async def test_two_nodes_one_alert(
+    @pytest_asyncio.fixture
+    async def nodes(
         self, make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str],
         pg_url: str,  # noqa: F811 - fixture
-    ) -> None:
+    ) -> AsyncIterator[list[Running]]:
+        """Two services on one PostgreSQL store, feeds at the stand-ins, a tornado warning up."""
+        stand_ins, base = upstream
+        stand_ins.put_nws(tornado())
+        settings = make_settings(store={"url": pg_url},
+                                 feeds={"enabled": False, "rules": RULES, **_sources(base)})
+        nodes = [await start_service(settings) for _ in range(2)]
+        yield nodes
+        for node in nodes:
+            await node.client.close()
+
+    async def test_two_nodes_one_alert(self, nodes: list[Running]) -> None:
         """Both poll the same warning at once; one campus alert, one decision."""
-        stand_ins, base = upstream
-        stand_ins.put_nws(tornado())
-        settings = make_settings(store={"url": pg_url},
-                                 feeds={"enabled": False, "rules": RULES, **_sources(base)})
-        nodes = [await start_service(settings) for _ in range(2)]
-        try:
-            results = await asyncio.gather(*(poll(n.service, "nws") for n in nodes))
-            decisions = [d for r in results for d in r]
-            assert [d.outcome for d in decisions] == ["sent"]
-            now_ms = nodes[0].service.clock.now_ms()
-            assert len(await nodes[0].service.alerts.active(now_ms)) == 1
-        finally:
-            for node in nodes:
-                await node.client.close()
+        results = await asyncio.gather(*(poll(n.service, "nws") for n in nodes))
+        decisions = [d for r in results for d in r]
+        assert [d.outcome for d in decisions] == ["sent"]
+        now_ms = nodes[0].service.clock.now_ms()
+        assert len(await nodes[0].service.alerts.active(now_ms)) == 1
 
-
-    @pytest.mark.asyncio
-    async def test_two_nodes_clear_an_expiry_once(
-        self, make_settings: SettingsFactory, upstream: tuple[FeedStandIns, str],
-        pg_url: str,  # noqa: F811 - fixture
-    ) -> None:
+    async def test_two_nodes_clear_an_expiry_once(self, nodes: list[Running]) -> None:
         """Both sweep the same expired upstream alert at once: one cancel, one decision."""
-        stand_ins, base = upstream
-        stand_ins.put_nws(tornado())
-        settings = make_settings(store={"url": pg_url},
-                                 feeds={"enabled": False, "rules": RULES, **_sources(base)})
-        nodes = [await start_service(settings) for _ in range(2)]
-        try:
-            [sent] = await poll(nodes[0].service, "nws")
-            store = nodes[0].service.feed_relay.store
-            thread = await store.thread(sent.thread_key)
-            assert thread is not None
-            await store.save_thread(replace(thread, expires_at=thread.updated_at - 1))
-            results = await asyncio.gather(*(n.service.feed_relay.expire() for n in nodes))
-            assert [e.outcome for r in results for e in r] == ["cleared"]
-            rows = await nodes[0].service.db.fetchall(
-                "SELECT outcome FROM feed_events ORDER BY id")
-            assert [r["outcome"] for r in rows] == ["sent", "cleared"]
-        finally:
-            for node in nodes:
-                await node.client.close()
+        [sent] = await poll(nodes[0].service, "nws")
+        store = nodes[0].service.feed_relay.store
+        thread = await store.thread(sent.thread_key)
+        assert thread is not None
+        await store.save_thread(replace(thread, expires_at=thread.updated_at - 1))
+        results = await asyncio.gather(*(n.service.feed_relay.expire() for n in nodes))
+        assert [e.outcome for r in results for e in r] == ["cleared"]
+        rows = await nodes[0].service.db.fetchall("SELECT outcome FROM feed_events ORDER BY id")
+        assert [r["outcome"] for r in rows] == ["sent", "cleared"]
 
 
 class TestConsole:
@@ -587,12 +574,7 @@ class TestConsole:
     ) -> None:
         """Listed, shown with its CAP document, sent as the signed-in person's alert."""
         stand_ins, _ = upstream
-        now = _now()
-        stand_ins.put_county("ffa2", county_cap(
-            "ffa2", "Flood Watch", sent=now, expires=now + timedelta(hours=6),
-            headline="Flood Watch for Example County",
-            description="Heavy rain may flood low-lying parking lots.",
-            instruction="Monitor later forecasts. Do not drive through flooded roads."))
+        stand_ins.put_county("ffa2", flood_watch("ffa2"))
         [proposed] = await poll(running.service, "county")
         accounts = running.client.server.app[CONSOLE].accounts
         await accounts.add_user("dana", "correct-horse-battery", role=Role.DISPATCHER,
