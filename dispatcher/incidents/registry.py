@@ -298,6 +298,8 @@ class IncidentRegistry:
             return 0
         examples = json.loads(path.read_text(encoding="utf-8"))
         now = self.clock.now_ms()
+        if not await self.store.take_example_load(self.config.example_file, now):
+            return 0  # another node starting on the same empty store loads them
         today = datetime.fromtimestamp(now / 1000, tz=self.zone).replace(
             minute=0, second=0, microsecond=0)
         caller = Caller("example", Role.ADMIN)

@@ -116,6 +116,16 @@ class IncidentStore:
         """How many incidents the store holds."""
         return int(await self.db.fetchval("SELECT COUNT(*) FROM incidents") or 0)
 
+    async def take_example_load(self, name: str, now_ms: int) -> bool:
+        """True for the one caller (on any node) that is to load the example `name`."""
+        async with self.db.transaction() as tx:
+            rows = await tx.fetchall(
+                "INSERT INTO incident_example_loads (name, loaded_at) VALUES (?, ?)"
+                " ON CONFLICT (name) DO NOTHING RETURNING name",
+                (name, now_ms),
+            )
+        return bool(rows)
+
     async def get(self, incident_id: str) -> Incident | None:
         """One incident, without its private details."""
         row = await self.db.fetchone(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -17,10 +18,16 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dispatcher.api.app import build_app
 from dispatcher.auth import token_sha256
+from dispatcher.clock import Clock
 from dispatcher.incidents.calendar import entry_deadline
+from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.lint import lint_one
+from dispatcher.permissions import Permissions
 from dispatcher.service import Service
 from dispatcher.settings import Settings
+from dispatcher.store.audit import AuditLog
+from dispatcher.store.database import open_database
+from dispatcher.store.incidents import IncidentStore
 from tests.conftest import SettingsFactory
 from tests.drills.conftest import MovableClock
 from tests.pg import PostgresCluster, server_binary, start_cluster
@@ -495,3 +502,21 @@ class TestExample:
             assert audited == 0
         finally:
             await service.db.close()
+
+    async def test_two_nodes_on_an_empty_store_load_the_examples_once(
+        self, make_settings: SettingsFactory, tmp_path: Path
+    ) -> None:
+        """Two registries seeding one empty store at the same moment: five examples, not ten."""
+        settings = make_settings(incidents={"timezone": "America/New_York"})
+        db = await open_database(settings.store.url)
+        try:
+            audit = AuditLog(db)
+            permissions = Permissions(settings.auth, settings.directory.segments,
+                                      settings.incidents)
+            nodes = [IncidentRegistry(settings, IncidentStore(db, audit), Clock(), permissions)
+                     for _ in range(2)]
+            loaded = await asyncio.gather(*(n.seed_example() for n in nodes))
+            assert sorted(loaded) == [0, 5]
+            assert await nodes[0].store.count() == 5
+        finally:
+            await db.close()
