@@ -435,14 +435,21 @@ class Engine:
             tuple(Delivery(r.id, r.recipient, r.address, r.language, r.attempts,
                            links.get(r.recipient, "")) for r in rows),
         )
+        marking: asyncio.Future[Any] | None = None
         if (alert_id, kind) not in self._started_alerts:
             self._started_alerts.add((alert_id, kind))
             self._metrics.first_send_seconds.labels(kind.value).observe(
                 max(0.0, (now - record.created_at) / 1000)
             )
-            await self._alerts.mark_sending(alert_id, now)
+            # Written while the first batch is on its way, not before it: the store's one
+            # writer may be busy enqueueing the rest of the audience.
+            marking = asyncio.ensure_future(self._alerts.mark_sending(alert_id, now))
         started = time.perf_counter()
-        receipts = await self._transmit(channel, batch)
+        try:
+            receipts = await self._transmit(channel, batch)
+        finally:
+            if marking is not None:
+                await marking
         self._metrics.batch_seconds.labels(channel.name).observe(time.perf_counter() - started)
         await self._carrier_refused(kind, rows, receipts)
         by_id = {r.id: r for r in rows}
