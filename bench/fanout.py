@@ -180,7 +180,7 @@ class ProcessWatch:
 class SandboxWatch:
     """Polls `/stats`: the first arrival of each kind and when each kind is complete."""
 
-    url: str
+    urls: Sequence[str]
     expected: dict[str, int]
     t0: float = 0.0
     first: dict[str, float] = field(default_factory=dict)
@@ -193,8 +193,7 @@ class SandboxWatch:
         """Until every kind is complete, `stop` is set, or the deadline passes."""
         while not stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with http.get(f"{self.url}/stats") as resp:
-                    self.last = await resp.json()
+                self.last = await get_stats(http, self.urls)
                 self.polls += 1
                 now = time.time()
                 for kind, counts in self.last.items():
@@ -237,20 +236,45 @@ def loss(stats: dict[str, dict[str, int]], expected: dict[str, int]) -> tuple[in
     return lost, dup
 
 
-async def settle_stats(http: aiohttp.ClientSession, url: str, expected: dict[str, int],
+async def get_stats(http: aiohttp.ClientSession, urls: Sequence[str]) -> dict[str, Any]:
+    """`/stats` of every sandbox process, merged: each kind is received by one of them (the
+    provider stand-ins in one, the simulated devices in the other), so counts add up and the
+    earliest first and latest last arrival stand."""
+    merged: dict[str, dict[str, Any]] = {}
+    for url in urls:
+        async with http.get(f"{url}/stats") as resp:
+            part: dict[str, dict[str, Any]] = await resp.json()
+        for kind, counts in part.items():
+            into = merged.setdefault(kind, {"received": 0, "unique": 0})
+            into["received"] += counts.get("received", 0)
+            into["unique"] += counts.get("unique", 0)
+            for key, pick in (("first_at", min), ("last_at", max)):
+                if key in counts:
+                    known = [v for v in (into.get(key), counts[key]) if v is not None]
+                    into[key] = pick(known) if known else None
+    return merged
+
+
+async def reset_stats(http: aiohttp.ClientSession, urls: Sequence[str]) -> None:
+    """Forget what every sandbox process received."""
+    for url in urls:
+        async with http.post(f"{url}/stats/reset") as resp:
+            resp.raise_for_status()
+
+
+async def settle_stats(http: aiohttp.ClientSession, urls: Sequence[str],
+                       expected: dict[str, int],
                        wait_s: float = 10.0) -> dict[str, dict[str, int]]:
     """`/stats` once every expected message arrived, or after `wait_s` (late ones count)."""
     deadline = time.monotonic() + wait_s
     while True:
-        async with http.get(f"{url}/stats") as resp:
-            stats: dict[str, dict[str, int]] = await resp.json()
+        stats: dict[str, dict[str, int]] = await get_stats(http, urls)
         if time.monotonic() > deadline or all(
             stats.get(k, {}).get("unique", 0) >= v for k, v in expected.items()
         ):
             # A second look a little later catches duplicates still on their way.
             await asyncio.sleep(0.5)
-            async with http.get(f"{url}/stats") as resp:
-                final: dict[str, dict[str, int]] = await resp.json()
+            final: dict[str, dict[str, int]] = await get_stats(http, urls)
             return final
         await asyncio.sleep(0.2)
 
@@ -507,15 +531,24 @@ async def _run(opts: Options, rig: Rig, log: Any) -> dict[str, Any]:
     result["import_s"] = round(time.perf_counter() - started, 1)
 
     log("starting the sandbox and the service")
+    # Two sandbox processes: the provider stand-ins (Twilio, SMTP, push) in one, the broker and
+    # the simulated devices in the other, so 1,500 device acks at the start of an alert do not
+    # hold up the first SMS on the same event loop.
     sandbox = start_child("sandbox", clarion(
         "sandbox", "--arrival-times", "--port", str(ports.sandbox), "--smtp-port", str(ports.smtp),
-        "--mqtt-port", str(ports.mqtt), "--devices", str(campus.devices),
+        "--no-devices",
         *(["--sms-callback-delay", str(opts.callback_delay_s)]
           if opts.callback_delay_s is not None else []),
     ), folder, env)
     rig.children.append(sandbox)
+    devices = start_child("devices", clarion(
+        "sandbox", "--arrival-times", "--port", str(ports.devices), "--smtp-port",
+        str(ports.devices_smtp), "--mqtt-port", str(ports.mqtt), "--devices", str(campus.devices),
+    ), folder, env)
+    rig.children.append(devices)
     await wait_json_line(sandbox, "sandbox", timeout_s=180)
-    sandbox.note_descendants()
+    await wait_json_line(devices, "sandbox", timeout_s=180)
+    devices.note_descendants()
     servers = []
     for i, port in enumerate(ports.api):
         child = start_child(f"serve{i}", clarion(
@@ -526,14 +559,15 @@ async def _run(opts: Options, rig: Rig, log: Any) -> dict[str, Any]:
         await wait_http(f"http://{HOST}:{port}/healthz", 120, child)
     api = f"http://{HOST}:{ports.api[0]}"
     sandbox_url = f"http://{HOST}:{ports.sandbox}"
+    stats_urls = (sandbox_url, f"http://{HOST}:{ports.devices}")
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(
         headers=headers, timeout=aiohttp.ClientTimeout(total=60)
     ) as http:
         await _wait_devices_online(http, [f"http://{HOST}:{p}" for p in ports.api],
                                    campus.device_count, log)
-        engine = await _engine_phase(opts, http, api, sandbox_url, ports, campus, servers,
-                                     sandbox, folder, log)
+        engine = await _engine_phase(opts, http, api, stats_urls, ports, campus, servers,
+                                     (sandbox, devices), folder, log)
         result.update(engine.pop("json"))
         result["detail"] = engine
         for child in servers:
@@ -550,12 +584,12 @@ async def _run(opts: Options, rig: Rig, log: Any) -> dict[str, Any]:
             devices=campus.device_count,
         )
         if opts.ceiling:
-            result.update(await _ceiling_phase(http, targets, campus, log))
+            result.update(await _ceiling_phase(http, targets, stats_urls, campus, log))
         peer_n = opts.peer_recipients
         if peer_n is None:
             peer_n = min(opts.recipients, PEER_CAP)
         if peer_n > 0:
-            result.update(await _peer_phase(http, targets, peer_n, log))
+            result.update(await _peer_phase(http, targets, stats_urls, peer_n, log))
     result["load_after"] = _loadavg()
     return _finish(result)
 
@@ -577,17 +611,19 @@ async def _wait_devices_online(http: aiohttp.ClientSession, apis: Sequence[str],
             log(f"warning: {api} does not see all {devices} devices online; sending anyway")
 
 
-async def _engine_phase(opts: Options, http: aiohttp.ClientSession, api: str, sandbox_url: str,
-                        ports: Ports, campus: Campus, servers: Sequence[Child], sandbox: Child,
+async def _engine_phase(opts: Options, http: aiohttp.ClientSession, api: str,
+                        stats_urls: Sequence[str], ports: Ports, campus: Campus,
+                        servers: Sequence[Child], sandboxes: tuple[Child, Child],
                         folder: Path, log: Any) -> dict[str, Any]:
-    async with http.post(f"{sandbox_url}/stats/reset") as resp:
-        resp.raise_for_status()
+    await reset_stats(http, stats_urls)
     expected = {k: campus.people_count for k in PERSON_KINDS}
     expected.update({k: campus.device_classes.get(k, 0) for k in DEVICE_KINDS})
     deliveries = sum(expected.values())
     pids = {s.name: s.pid for s in servers}
+    sandbox, devices = sandboxes
     pids["sandbox"] = sandbox.pid
-    for pid, cmd in sandbox.descendants.items():
+    pids["devices"] = devices.pid
+    for pid, cmd in devices.descendants.items():
         if "mosquitto" in cmd:
             pids["mosquitto"] = pid
     profile_out = folder / "profile.raw"
@@ -602,7 +638,7 @@ async def _engine_phase(opts: Options, http: aiohttp.ClientSession, api: str, sa
     mqtt_task = asyncio.create_task(
         watch_active(HOST, ports.mqtt, "clarion/v1", published, mqtt_ready))
     await asyncio.wait_for(mqtt_ready.wait(), 10)
-    stats = SandboxWatch(sandbox_url, expected)
+    stats = SandboxWatch(stats_urls, expected)
     stop = asyncio.Event()
     deadline = time.monotonic() + opts.deadline_s
     rss_samples: list[tuple[float, float]] = []
@@ -664,7 +700,8 @@ async def _engine_phase(opts: Options, http: aiohttp.ClientSession, api: str, sa
     timed_out = handed_at is None
     if timed_out:
         log(f"warning: the alert was still dispatching after {opts.deadline_s:.0f} s")
-    sandbox_stats = await settle_stats(http, sandbox_url, expected, wait_s=5 if timed_out else 15)
+    sandbox_stats = await settle_stats(http, stats_urls, expected,
+                                       wait_s=5 if timed_out else 15)
     stop.set()
     await stats_task
     mqtt_task.cancel()
@@ -694,7 +731,9 @@ async def _engine_phase(opts: Options, http: aiohttp.ClientSession, api: str, sa
             "receipts_missing": max(0, total - final),
             "peak_rss_mb": max(usage["peak_rss_mb"][n] for n in server_names),
             "server_cpu_s": round(sum(usage["cpu_s"][n] for n in server_names), 2),
-            "sandbox_cpu_s": usage["cpu_s"].get("sandbox"),
+            "sandbox_cpu_s": round(usage["cpu_s"].get("sandbox", 0.0)
+                                   + usage["cpu_s"].get("devices", 0.0), 2),
+            "devices_cpu_s": usage["cpu_s"].get("devices"),
             "others_cpu_s": usage["others_cpu_s"],
             "lost": lost,
             "duplicates": dup,
@@ -752,16 +791,15 @@ def _from_receipts(times: dict[str, Any], t0: float) -> dict[str, Any]:
     return out
 
 
-async def _ceiling_phase(http: aiohttp.ClientSession, targets: ceiling.Targets, campus: Campus,
-                         log: Any) -> dict[str, Any]:
-    async with http.post(f"{targets.sandbox_url}/stats/reset") as resp:
-        resp.raise_for_status()
+async def _ceiling_phase(http: aiohttp.ClientSession, targets: ceiling.Targets,
+                         stats_urls: Sequence[str], campus: Campus, log: Any) -> dict[str, Any]:
+    await reset_stats(http, stats_urls)
     log(f"ceiling: {targets.messages:,} messages with bare clients")
     alert_id = f"ceiling-{secrets.token_hex(4)}"
     blasted = await ceiling.blast(targets, text=ALERT_TEXT, alert_id=alert_id)
     expected = {k: campus.people_count for k in PERSON_KINDS}
     expected.update({k: campus.device_classes.get(k, 0) for k in DEVICE_KINDS})
-    stats = await settle_stats(http, targets.sandbox_url, expected)
+    stats = await settle_stats(http, stats_urls, expected)
     lost, dup = loss(stats, expected)
     return {
         "ceiling_stats": stats,
@@ -774,10 +812,9 @@ async def _ceiling_phase(http: aiohttp.ClientSession, targets: ceiling.Targets, 
     }
 
 
-async def _peer_phase(http: aiohttp.ClientSession, targets: ceiling.Targets, people: int,
-                      log: Any) -> dict[str, Any]:
-    async with http.post(f"{targets.sandbox_url}/stats/reset") as resp:
-        resp.raise_for_status()
+async def _peer_phase(http: aiohttp.ClientSession, targets: ceiling.Targets,
+                      stats_urls: Sequence[str], people: int, log: Any) -> dict[str, Any]:
+    await reset_stats(http, stats_urls)
     sample = ceiling.Targets(
         **{**{f: getattr(targets, f) for f in targets.__dataclass_fields__},
            "phones": targets.phones[:people], "emails": targets.emails[:people],
@@ -786,7 +823,7 @@ async def _peer_phase(http: aiohttp.ClientSession, targets: ceiling.Targets, peo
     log(f"peer: Apprise fan-out to {people:,} people ({sample.messages:,} targets)")
     peer = await apprise_peer.fan_out(sample, text=ALERT_TEXT, title=ALERT_TITLE,
                                       alert_id=f"apprise-{secrets.token_hex(4)}")
-    stats = await settle_stats(http, targets.sandbox_url, dict.fromkeys(PERSON_KINDS, people))
+    stats = await settle_stats(http, stats_urls, dict.fromkeys(PERSON_KINDS, people))
     lost, dup = loss(stats, dict.fromkeys(PERSON_KINDS, people))
     return {
         "apprise_stats": stats,

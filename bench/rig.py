@@ -143,15 +143,18 @@ class Ports:
     sandbox: int
     smtp: int
     mqtt: int
+    devices: int
+    """HTTP (`/stats`) of the sandbox process that runs the simulated devices."""
+    devices_smtp: int
 
     @classmethod
     def pick(cls, servers: int = 1) -> Ports:
         """Free ports, all distinct."""
         chosen: set[int] = set()
-        while len(chosen) < servers + 3:
+        while len(chosen) < servers + 5:
             chosen.add(free_port(HOST))
         ports = sorted(chosen)
-        return cls(tuple(ports[:servers]), ports[servers], ports[servers + 1], ports[servers + 2])
+        return cls(tuple(ports[:servers]), *ports[servers:servers + 5])
 
 
 @dataclass(frozen=True, slots=True)
