@@ -256,6 +256,7 @@ class Responses:
         self._channels = tuple(channels)
         self._listeners: list[Callable[[str], None]] = []
         self._questions: dict[str, Question] = {}
+        self._tallies: dict[str, tuple[int, Tally]] = {}
         # Answers arriving together share one commit (the store has one writer).
         self._writer: GroupCommit[NewAnswer, StoredAnswer | None] = GroupCommit(
             store.record_many, max_items=ANSWER_GROUP)
@@ -511,6 +512,19 @@ class Responses:
         return None
 
     # -- tallies ----------------------------------------------------------------------------
+
+    async def recent_tally(self, alert_id: str, max_age_s: float) -> Tally:
+        """`tally`, at most `max_age_s` old: what live views (event streams, the console's
+        progress) read over and over, counted once for all of them."""
+        now = self._clock.now_ms()
+        cached = self._tallies.get(alert_id)
+        if cached is not None and now - cached[0] < max_age_s * 1000:
+            return cached[1]
+        tally = await self.tally(alert_id)
+        if len(self._tallies) > 1000:
+            self._tallies.clear()
+        self._tallies[alert_id] = (now, tally)
+        return tally
 
     async def tally(self, alert_id: str) -> Tally:
         """Safe, need help and no answer, in all and per zone and building."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 
 from channels.devices import DeviceChannel
 from dispatcher.api.common import (
+    EventWriter,
     caller_of,
     error,
     held_response,
@@ -203,32 +203,17 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "next": nxt})
 
 
-# How often an event stream reads an alert's answer tally (per zone and building).
+# How old an answer tally an event stream may show (one count serves every viewer).
 TALLY_EVERY_S = 2.0
 
 
-class _StreamedTally:
-    """An alert's answer tally for its event stream, read at most every TALLY_EVERY_S."""
-
-    def __init__(self, service: Service, alert_id: str) -> None:
-        self._service, self._alert_id = service, alert_id
-        self._doc: dict[str, Any] | None = None
-        self._read_at = 0.0
-
-    async def doc(self) -> dict[str, Any]:
-        now = asyncio.get_running_loop().time()
-        if self._doc is None or now - self._read_at >= TALLY_EVERY_S:
-            self._doc = (await self._service.responses.tally(self._alert_id)).as_json()
-            self._read_at = now
-        return self._doc
-
-    async def still_asked(self) -> bool:
-        """The question is open and the alert not withdrawn."""
-        question = await self._service.responses.question(self._alert_id)
-        if question is None or not question.is_open(self._service.clock.now_ms()):
-            return False
-        current = await self._service.alerts.get(self._alert_id)
-        return current is not None and current.state is not AlertState.CANCELLED
+async def _still_asked(service: Service, alert_id: str) -> bool:
+    """The alert's question is open and the alert not withdrawn."""
+    question = await service.responses.question(alert_id)
+    if question is None or not question.is_open(service.clock.now_ms()):
+        return False
+    current = await service.alerts.get(alert_id)
+    return current is not None and current.state is not AlertState.CANCELLED
 
 
 @routes.get("/v1/alerts/{id}/events")
@@ -247,59 +232,31 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    stream = _EventWriter(response)
-    tally = _StreamedTally(service, record.id) if record.request.ask is not None else None
+    asks = record.request.ask is not None
+    stream = EventWriter(response)
     status: dict[str, Any] = {}
     while True:
         current = await service.alerts.get(record.id)
         if current is None:
             break
         status = await status_document(service, current)
-        if tally is not None:
-            status["responses"] = await tally.doc()
-        doc = await stream.changed("progress", status)
+        if asks:
+            status["responses"] = (
+                await service.responses.recent_tally(record.id, TALLY_EVERY_S)).as_json()
+        doc = json.dumps(status)
+        await stream.changed("progress", doc)
         if current.state is not AlertState.DISPATCHING:
             await stream.event(current.state.value, doc)
             break
         await stream.wait(0.25)
     # Answers keep coming after the last delivery is settled.
-    answers = _EventWriter(response, status.get("responses"))
-    while tally is not None and await tally.still_asked():
+    answers = EventWriter(response, json.dumps(status.get("responses")))
+    while asks and await _still_asked(service, record.id):
         await answers.wait(TALLY_EVERY_S)
-        await answers.changed("responses", await tally.doc())
+        tally = await service.responses.recent_tally(record.id, TALLY_EVERY_S)
+        await answers.changed("responses", json.dumps(tally.as_json()))
     await response.write_eof()
     return response
-
-
-class _EventWriter:
-    """Server-sent events of one kind of document: written when it changes, a keep-alive
-    comment after 15 s of silence."""
-
-    def __init__(self, response: web.StreamResponse, last: Any = None) -> None:
-        self._response = response
-        self._last = json.dumps(last) if last is not None else None
-        self._idle = 0.0
-
-    async def changed(self, name: str, document: Any) -> str:
-        """Write `document` as event `name` if it differs from the last one; its JSON."""
-        doc = json.dumps(document)
-        if doc != self._last:
-            await self.event(name, doc)
-            self._last = doc
-        elif self._idle >= 15:
-            await self._response.write(b": keep-alive\n\n")
-            self._idle = 0.0
-        return doc
-
-    async def event(self, name: str, doc: str) -> None:
-        """Write one event."""
-        await self._response.write(f"event: {name}\ndata: {doc}\n\n".encode())
-        self._idle = 0.0
-
-    async def wait(self, seconds: float) -> None:
-        """Sleep, counting the silence."""
-        await asyncio.sleep(seconds)
-        self._idle += seconds
 
 
 @routes.post("/v1/alerts/{id}/cancel")

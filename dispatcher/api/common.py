@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -116,3 +117,39 @@ async def read_json(request: web.Request) -> Any:
             }),
             content_type="application/json",
         ) from None
+
+
+# A comment line after this much silence keeps proxies from closing an event stream.
+KEEP_ALIVE_S = 15.0
+
+
+class EventWriter:
+    """Server-sent events on a prepared response: a document written as an event when it
+    differs from the last one written, a keep-alive comment after KEEP_ALIVE_S of silence."""
+
+    def __init__(self, response: web.StreamResponse, last: str | None = None) -> None:
+        self._response = response
+        self._last = last
+        self._idle = 0.0
+
+    async def changed(self, name: str, data: str) -> bool:
+        """Write `data` as event `name` unless it repeats the last one; True when written."""
+        if data != self._last:
+            await self.event(name, data)
+            self._last = data
+            return True
+        if self._idle >= KEEP_ALIVE_S:
+            await self._response.write(b": keep-alive\n\n")
+            self._idle = 0.0
+        return False
+
+    async def event(self, name: str, data: str) -> None:
+        """Write one event (each line of `data` its own `data:` line)."""
+        lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+        await self._response.write(f"event: {name}\n{lines}\n".encode())
+        self._idle = 0.0
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep, counting the silence."""
+        await asyncio.sleep(seconds)
+        self._idle += seconds

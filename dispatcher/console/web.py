@@ -6,7 +6,6 @@ carries the session's CSRF token; every page is served with a strict Content-Sec
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -23,9 +22,9 @@ import structlog
 from aiohttp import web
 
 from channels.devices import DeviceChannel
-from dispatcher.api.alerts import status_document
+from dispatcher.api.alerts import TALLY_EVERY_S, status_document
 from dispatcher.api.cap import cap_document
-from dispatcher.api.common import SERVICE
+from dispatcher.api.common import SERVICE, EventWriter
 from dispatcher.api.devices import device_list
 from dispatcher.api.drills import records_of
 from dispatcher.auth import Role
@@ -453,7 +452,8 @@ async def _progress(request: web.Request, record: AlertRecord) -> dict[str, Any]
         }
         for r in await _console(request).reads.failure_reasons(record.id)
     ]
-    tally = await service.responses.tally(record.id)
+    # Redrawn every half second by the progress stream: one count serves every viewer.
+    tally = await service.responses.recent_tally(record.id, TALLY_EVERY_S)
     return {"doc": doc, "timing": timing, "failures": failures, "record": record,
             "states": PROGRESS_STATES, "answers": tally if tally.asked else None,
             "may_see_need_help": service.permissions.may_see_need_help(
@@ -539,27 +539,18 @@ async def progress_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     env = aiohttp_jinja2.get_env(request.app)
     template = env.get_template("_progress.html")
-    last = ""
-    idle = 0.0
+    stream = EventWriter(response)
     while True:
         current = await service.alerts.get(record.id)
         if current is None:
             break
         context = await _progress(request, current)
-        html = template.render(**context, person=request[PERSON], csrf="")
-        if html != last:
-            data = "".join(f"data: {line}\n" for line in html.splitlines())
-            await response.write(f"event: progress\n{data}\n".encode())
-            last, idle = html, 0.0
-        elif idle >= 15:
-            await response.write(b": keep-alive\n\n")
-            idle = 0.0
+        await stream.changed("progress",
+                             template.render(**context, person=request[PERSON], csrf=""))
         if current.state is not AlertState.DISPATCHING:
-            final = current.state.value
-            await response.write(f"event: {final}\ndata: {final}\n\n".encode())
+            await stream.event(current.state.value, current.state.value)
             break
-        await asyncio.sleep(0.5)
-        idle += 0.5
+        await stream.wait(0.5)
     await response.write_eof()
     return response
 

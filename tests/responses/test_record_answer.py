@@ -107,3 +107,31 @@ class TestRecordAnswer:
             assert [h.option for h in history] == ["safe", "need_help"]
         finally:
             await run.client.close()
+
+    async def test_recent_tally_is_counted_once_for_its_age(
+        self, make_settings: SettingsFactory
+    ) -> None:
+        """Live views share one count while it is young enough; an older one is counted anew."""
+        run = await start_service(make_settings())
+        try:
+            service = run.service
+            resp = await run.post_alert({"kind": "advisory", "text": "Test: water main break on "
+                                         "Elm Street. Avoid the area.", "audience": "id:P000001"})
+            alert_id = (await resp.json())["id"]
+            await run.wait_state(alert_id)
+            responses = service.responses
+            now = service.clock.now_ms()
+            await responses.ask(alert_id=alert_id, texts={"en": "Are you safe?"},
+                                options=["safe", "need_help"], escalate_after_s=0, max_rounds=0,
+                                asked_at_ms=now, closes_at_ms=now + 60_000)
+            await responses.record_answer(alert_id=alert_id, person_id="P000001",
+                                          option="need_help", channel="sms")
+            first = await responses.recent_tally(alert_id, 60)
+            assert first.total.need_help == 1
+            await responses.record_answer(alert_id=alert_id, person_id="P000001",
+                                          option="safe", channel="sms")
+            assert await responses.recent_tally(alert_id, 60) is first
+            fresh = await responses.recent_tally(alert_id, 0)
+            assert (fresh.total.safe, fresh.total.need_help) == (1, 0)
+        finally:
+            await run.client.close()
