@@ -254,7 +254,6 @@ class Responses:
         self._signer: TokenSigner | None = TokenSigner(secret) if secret else None
         self._building_zones = building_zones or dict
         self._channels = tuple(channels)
-        self._listeners: list[Callable[[str], None]] = []
         self._questions: dict[str, Question] = {}
         self._tallies: dict[str, tuple[int, Tally]] = {}
         # Answers arriving together share one commit (the store has one writer).
@@ -292,7 +291,7 @@ class Responses:
         self, *, alert_id: str, person_id: str, option: str, channel: str,
         at: datetime | None = None, token: AnswerToken | None = None,
     ) -> RecordedAnswer:
-        question = await self._question(alert_id)
+        question = await self.question(alert_id)
         if question is None:
             raise NotFound(f"alert {alert_id} asks no question")
         if option not in question.options:
@@ -309,11 +308,11 @@ class Responses:
             raise Conflict("this answer link has already been used")
         log.info("answer.recorded", alert_id=alert_id, recipient=recipient_hash(person_id),
                  option=option, channel=channel, changed=stored.previous is not None)
-        self._changed(alert_id)
         return _recorded(stored)
 
-    async def _question(self, alert_id: str) -> Question | None:
-        # A question never changes once asked: keep the ones read (bounded).
+    async def question(self, alert_id: str) -> Question | None:
+        """The question an alert asks, if any (its texts, options and times never change once
+        asked, so the ones read are kept, bounded; `tally` reads escalation rounds afresh)."""
         found = self._questions.get(alert_id)
         if found is None:
             found = await self.store.question(alert_id)
@@ -322,14 +321,6 @@ class Responses:
                     self._questions.clear()
                 self._questions[alert_id] = found
         return found
-
-    def on_change(self, listener: Callable[[str], None]) -> None:
-        """Call `listener(alert_id)` after every answer (the event stream listens)."""
-        self._listeners.append(listener)
-
-    def _changed(self, alert_id: str) -> None:
-        for listener in self._listeners:
-            listener(alert_id)
 
     # -- questions --------------------------------------------------------------------------
 
@@ -349,10 +340,6 @@ class Responses:
                             asked_at_ms, closes_at_ms)
         await self.store.ask(question)
         return question
-
-    async def question(self, alert_id: str) -> Question | None:
-        """The question an alert asks, if any."""
-        return await self._question(alert_id)
 
     # -- tokens -----------------------------------------------------------------------------
 

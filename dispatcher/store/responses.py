@@ -295,7 +295,8 @@ class ResponseStore:
         ) or 0)
 
     async def live_counts(self, alert_id: str) -> dict[str, int]:
-        """Safe, need help and no answer in two cheap queries (for the event stream)."""
+        """Safe, need help and no answer in two queries (the answers bench reads it; live views
+        read `Responses.recent_tally`)."""
         rows = await self.db.fetchall(
             "SELECT option, COUNT(*) AS n FROM answers WHERE alert_id = ? GROUP BY option",
             (alert_id,),
