@@ -8,14 +8,24 @@ from collections.abc import Sequence
 from typing import ClassVar, Protocol, final
 
 import structlog
-from aiolimiter import AsyncLimiter
 from pydantic import Field
 
 from channels.breaker import BreakerSettings
+from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
 from dispatcher.credentials import SettingsModel
-from dispatcher.domain import AlertContext, Batch, ChannelKind, LateReceipt, Outcome, Receipt
+from dispatcher.domain import (
+    AlertContext,
+    Batch,
+    ChannelKind,
+    LateReceipt,
+    Outcome,
+    ProviderAnswer,
+    Receipt,
+)
 
 log = structlog.get_logger("clarion.channel")
+
+GAVE_WAY = "not sent yet: gave way to a more urgent alert"
 
 
 class ChannelSettings(SettingsModel):
@@ -45,11 +55,16 @@ class Channel(ABC):
     name: ClassVar[str]
     kind: ClassVar[ChannelKind]
     settings_model: ClassVar[type[ChannelSettings]] = ChannelSettings
+    reconciles: ClassVar[bool] = False
+    """True when `reconcile` can ask the provider what became of an accepted delivery."""
 
     def __init__(self, settings: ChannelSettings) -> None:
         self.settings = settings
+        # Which class of alert has the channel now: set by the engine, read by every pace and
+        # slot of the channel, so less urgent batches give way before they are handed over.
+        self.right_of_way = RightOfWay()
         rate = settings.rate_per_second
-        self._limiter = AsyncLimiter(rate, 1.0) if rate > 0 else None
+        self._limiter = UrgentLimiter(rate, 1.0, self.right_of_way) if rate > 0 else None
         # Withdrawn alerts (id -> expiry): a batch claimed before the cancel never goes out.
         self._withdrawn: dict[str, int] = {}
 
@@ -62,6 +77,12 @@ class Channel(ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Release connections; called once at shutdown."""
+
+    async def reconcile(self, provider_refs: Sequence[str], /) -> dict[str, ProviderAnswer]:
+        """What the provider says of deliveries it accepted, by reference: those it settled,
+        or no longer knows (FAILED, said so); the ones still under way are left out."""
+        del provider_refs
+        return {}
 
     @final
     async def withdraw(self, alert: AlertContext, /) -> None:
@@ -77,10 +98,15 @@ class Channel(ABC):
         """Send a batch and return exactly one receipt per delivery, in order."""
         if not batch.deliveries:
             return ()
-        if self._limiter is not None:
-            units = min(self.cost(batch), self._limiter.max_rate)
-            for _ in batch.deliveries:
-                await self._limiter.acquire(units)
+        try:
+            if self._limiter is not None:
+                units = min(self.cost(batch), self._limiter.max_rate)
+                for _ in batch.deliveries:
+                    await self._limiter.acquire(units, batch.alert.rank)
+            self.right_of_way.check(batch.alert.rank)
+        except GiveWay:
+            # Nothing of it was handed over: it goes back to the queue, the try not counted.
+            return [Receipt(d.id, Outcome.DEFERRED, GAVE_WAY) for d in batch.deliveries]
         if batch.alert.alert_id in self._withdrawn:
             # Checked after the rate limit's wait, which a cancel may have come during.
             return [Receipt(d.id, Outcome.FAILED, "not sent: the alert was cancelled")

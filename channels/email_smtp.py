@@ -14,8 +14,9 @@ import aiosmtplib
 import structlog
 from pydantic import Field, SecretStr
 
-from channels.base import Channel, ChannelSettings
+from channels.base import GAVE_WAY, Channel, ChannelSettings
 from channels.errors import PermanentChannelError, is_transient_smtp
+from channels.pacing import GiveWay, UrgentSlots
 from dispatcher.credentials import reveal
 from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, Receipt
 from dispatcher.observability import redact_text
@@ -60,7 +61,7 @@ class SmtpEmail(Channel):
     def __init__(self, settings: ChannelSettings) -> None:
         super().__init__(settings)
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(self.settings.pool_size)
+        self._slots = UrgentSlots(self.settings.pool_size, self.right_of_way)
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -75,8 +76,8 @@ class SmtpEmail(Channel):
             validate_certs=s.validate_certs,
         )
 
-    async def _acquire(self) -> aiosmtplib.SMTP:
-        await self._slots.acquire()
+    async def _acquire(self, rank: int) -> aiosmtplib.SMTP:
+        await self._slots.acquire(rank)
         while not self._idle.empty():
             smtp = self._idle.get_nowait()
             if smtp.is_connected:
@@ -147,7 +148,9 @@ class SmtpEmail(Channel):
         msg = self._message(batch, language, deliveries[0].link if len(deliveries) == 1 else "")
         addresses = sorted({d.address for d in deliveries})
         try:
-            smtp = await self._acquire()
+            smtp = await self._acquire(batch.alert.rank)
+        except GiveWay:
+            return _all(deliveries, Outcome.DEFERRED, GAVE_WAY)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise PermanentChannelError(f"relay refused the credentials: {exc.code}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

@@ -38,8 +38,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import Field
 from yarl import URL
 
-from channels.base import Channel, ChannelSettings, ReceiptSink
+from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import is_transient_http
+from channels.pacing import GiveWay, UrgentSlots
 from dispatcher.domain import AlertContext, Batch, ChannelKind, Delivery, Outcome, Receipt
 
 log = structlog.get_logger("clarion.channel.push")
@@ -184,7 +185,7 @@ class ApprisePush(Channel):
         self._session: aiohttp.ClientSession | None = None
         # Bounds the webhook targets holding or awaiting a connection, so that one which
         # cannot start within timeout_s is handed back unsent.
-        self._slots = asyncio.Semaphore(settings.http_connections)
+        self._slots = UrgentSlots(settings.http_connections, self.right_of_way)
         self._routes: OrderedDict[str, _Route] = OrderedDict()
 
     async def start(self, receipts: ReceiptSink, /) -> None:
@@ -214,7 +215,7 @@ class ApprisePush(Channel):
         )
         receipts = []
         for delivery, done in zip(batch.deliveries, outcomes, strict=True):
-            if done.outcome is not Outcome.ACCEPTED:
+            if done.outcome not in (Outcome.ACCEPTED, Outcome.DEFERRED):
                 log.info(
                     "push.send_failed",
                     channel=self.name,
@@ -238,7 +239,9 @@ class ApprisePush(Channel):
             return _Outcome(Outcome.FAILED, "not a usable Apprise URL")
         if isinstance(route, _Post):
             alert_id = alert.alert_id if self.settings.alert_header else None
-            return await self._post(route, alert_id, message.title, message.text, start_by)
+            return await self._post(
+                route, alert_id, message.title, message.text, start_by, alert.rank
+            )
         url = target_url(delivery.address, alert.alert_id, alert_header=self.settings.alert_header)
         return await self._in_thread(
             self._notify, route, url, message.title, message.text, start_by
@@ -296,7 +299,8 @@ class ApprisePush(Channel):
             return None
 
     async def _post(
-        self, route: _Post, alert_id: str | None, title: str, text: str, start_by: float
+        self, route: _Post, alert_id: str | None, title: str, text: str, start_by: float,
+        rank: int = 0,
     ) -> _Outcome:
         """One webhook request; its answer or failure becomes an outcome."""
         if not text:
@@ -306,7 +310,11 @@ class ApprisePush(Channel):
             headers[ALERT_HEADER] = alert_id
         # Apprise trims the title, and the body's end, before the plugin renders them.
         body = route.render(title.strip(), text.rstrip())
-        async with self._slots:
+        try:
+            await self._slots.acquire(rank)
+        except GiveWay:
+            return _Outcome(Outcome.DEFERRED, GAVE_WAY)
+        try:
             if time.monotonic() > start_by:
                 return _Outcome(Outcome.RETRY, "not started: push connections busy")
             try:
@@ -327,6 +335,8 @@ class ApprisePush(Channel):
             except (aiohttp.ClientError, OSError) as exc:
                 # The exception's text can hold the URL; its type is enough.
                 return _Outcome(Outcome.RETRY, f"{route.service}: not sent ({type(exc).__name__})")
+        finally:
+            self._slots.release()
         return _answered(route.service, response.status, response.headers.get("Retry-After"))
 
     # -- everything else, in worker threads ----------------------------------------------------

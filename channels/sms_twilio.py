@@ -7,7 +7,7 @@ import base64
 import contextvars
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -15,7 +15,6 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import structlog
-from aiolimiter import AsyncLimiter
 from pydantic import Field, SecretStr, model_validator
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -23,10 +22,11 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from channels.base import Channel, ChannelSettings, ReceiptSink
+from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
+from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
 from dispatcher.credentials import SettingsModel, reveal
-from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, Receipt
+from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, ProviderAnswer, Receipt
 from dispatcher.policy import gsm
 
 log = structlog.get_logger("clarion.channel.sms")
@@ -201,6 +201,53 @@ def parse_status_callback(
     return StatusEvent(outcome, sid, status, delivery_id, query.get("a") or None, detail)
 
 
+def _message_answer(message: Any) -> ProviderAnswer | None:
+    """A fetched Message resource as an answer; None while it is still under way."""
+    status = str(message.status or "").lower()
+    outcome = _STATUS_OUTCOMES.get(status)
+    if outcome is None or outcome is Outcome.ACCEPTED:
+        return None
+    code = message.error_code
+    detail = f"{status}: {error_detail(code)}" if outcome is Outcome.FAILED and code else status
+    return ProviderAnswer(outcome, f"{detail} (asked the provider)")
+
+
+UNKNOWN_TO_PROVIDER = "unknown to the provider when asked (twilio 20404)"
+
+
+async def ask_twilio(
+    sids: Sequence[str],
+    fetch: Callable[[str], Awaitable[Any]],
+    answer: Callable[[Any], ProviderAnswer | None],
+    *,
+    at_once: int = 8,
+) -> dict[str, ProviderAnswer]:
+    """Fetch each resource by its SID, a few at a time: its answer, or FAILED when Twilio no
+    longer knows it (404); those still under way, or that could not be fetched, are left out."""
+    slots = asyncio.Semaphore(at_once)
+    found: dict[str, ProviderAnswer] = {}
+
+    async def one(sid: str) -> None:
+        async with slots:
+            try:
+                resource = await fetch(sid)
+            except TwilioRestException as exc:
+                if int(exc.status or 0) == 404:
+                    found[sid] = ProviderAnswer(Outcome.FAILED, UNKNOWN_TO_PROVIDER)
+                else:
+                    log.info("twilio.fetch_failed", status=exc.status, code=exc.code)
+                return
+            except (TimeoutError, aiohttp.ClientError, OSError, TwilioException) as exc:
+                log.info("twilio.fetch_failed", error=type(exc).__name__)
+                return
+            result = answer(resource)
+            if result is not None:
+                found[sid] = result
+
+    await asyncio.gather(*(one(sid) for sid in dict.fromkeys(sids)))
+    return found
+
+
 def _is_delivery_id(raw: str) -> bool:
     """A delivery id as Clarion writes it: ASCII digits that fit a signed 64-bit column."""
     return 0 < len(raw) <= 18 and raw.isascii() and raw.isdigit()
@@ -289,7 +336,7 @@ class _Sender:
 
     from_: str
     service_sid: str
-    limiter: AsyncLimiter | None
+    limiter: UrgentLimiter | None
     workers: int
 
 
@@ -310,6 +357,7 @@ class TwilioSms(Channel):
     name: ClassVar[str] = "sms.twilio"
     kind: ClassVar[ChannelKind] = ChannelKind.SMS
     settings_model: ClassVar[type[ChannelSettings]] = TwilioSettings
+    reconciles: ClassVar[bool] = True
 
     def __init__(self, settings: ChannelSettings) -> None:
         super().__init__(settings)
@@ -317,10 +365,10 @@ class TwilioSms(Channel):
         self.settings: TwilioSettings = settings
         self._client: Client | None = None
         self._http: AsyncTwilioHttpClient | None = None
-        self._senders = self._build_senders(settings)
+        self._senders = self._build_senders(settings, self.right_of_way)
 
     @staticmethod
-    def _build_senders(settings: TwilioSettings) -> list[_Sender]:
+    def _build_senders(settings: TwilioSettings, way: RightOfWay) -> list[_Sender]:
         if settings.messaging_service_sid:
             # Twilio paces a Messaging Service itself; the channel-wide rate_per_second applies.
             return [_Sender("", settings.messaging_service_sid, None, settings.concurrency)]
@@ -328,7 +376,7 @@ class TwilioSms(Channel):
             _Sender(
                 s.number,
                 "",
-                AsyncLimiter(s.rate, 1.0),
+                UrgentLimiter(s.rate, 1.0, way),
                 # A slow number holds at most ~1 s of work, so fast ones take the rest.
                 max(1, min(settings.concurrency, math.ceil(s.rate))),
             )
@@ -362,6 +410,16 @@ class TwilioSms(Channel):
             client.api.base_url = self.settings.api_base_url.rstrip("/")
             self._client = client
         return self._client
+
+    async def reconcile(self, provider_refs: Sequence[str], /) -> dict[str, ProviderAnswer]:
+        """Each message's status from its Message resource (GET .../Messages/{Sid}.json)."""
+        client = self._twilio()
+
+        async def fetch(sid: str) -> Any:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await client.messages(sid).fetch_async()
+
+        return await ask_twilio(provider_refs, fetch, _message_answer)
 
     def cost(self, batch: Batch, /) -> float:
         """Segments of the longest rendering in the batch."""
@@ -429,9 +487,15 @@ class TwilioSms(Channel):
         if sender.limiter is not None:
             try:
                 async with asyncio.timeout_at(pace_until):
-                    await sender.limiter.acquire(min(sms_segments(text), sender.limiter.max_rate))
+                    await sender.limiter.acquire(
+                        min(sms_segments(text), sender.limiter.max_rate), batch.alert.rank
+                    )
             except TimeoutError:
                 return _Result(Outcome.RETRY, "not sent: senders at their rate limit")
+            except GiveWay:
+                return _GAVE_WAY
+        elif self.right_of_way.yields(batch.alert.rank):
+            return _GAVE_WAY
         params: dict[str, Any] = {"to": delivery.address, "body": text}
         params["validity_period"] = validity
         if sender.service_sid:
@@ -471,6 +535,7 @@ class TwilioSms(Channel):
 
 
 _AUTH_FAILED = _Result(Outcome.FAILED, error_detail(20003, 401), cause="auth")
+_GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
 
 
 def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) -> _Result:

@@ -21,17 +21,32 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import phonenumbers
 import structlog
-from aiolimiter import AsyncLimiter
 from pydantic import Field, SecretStr, model_validator
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from channels.base import Channel, ChannelSettings, ReceiptSink
+from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
-from channels.sms_twilio import TWILIO_API, TWILIO_ERRORS, TwilioTransport, last_retry_after
+from channels.pacing import GiveWay, RightOfWay, UrgentLimiter, UrgentSlots
+from channels.sms_twilio import (
+    TWILIO_API,
+    TWILIO_ERRORS,
+    TwilioTransport,
+    ask_twilio,
+    last_retry_after,
+)
 from dispatcher.credentials import SettingsModel, reveal
-from dispatcher.domain import AlertContext, Batch, ChannelKind, Delivery, Message, Outcome, Receipt
+from dispatcher.domain import (
+    AlertContext,
+    Batch,
+    ChannelKind,
+    Delivery,
+    Message,
+    Outcome,
+    ProviderAnswer,
+    Receipt,
+)
 
 log = structlog.get_logger("clarion.channel.voice")
 
@@ -265,6 +280,16 @@ def parse_call_status(params: Mapping[str, Any], query: Mapping[str, str]) -> Ca
     return CallEvent(outcome, sid, status, delivery_id, query.get("a") or None, detail)
 
 
+def _call_answer(call: Any) -> ProviderAnswer | None:
+    """A fetched Call resource as an answer; None while the call is still under way."""
+    status = str(call.status or "").lower()
+    outcome = _CALL_OUTCOMES.get(status)
+    if outcome is None or outcome is Outcome.ACCEPTED or status == "in-progress":
+        return None
+    detail = "answered" if outcome is Outcome.DELIVERED else f"call {status}"
+    return ProviderAnswer(outcome, f"{detail} (asked the provider)")
+
+
 def delivery_ref(query: Mapping[str, str]) -> int | None:
     """The delivery id of a callback's query, when it is one Clarion could have written."""
     raw = query.get("d", "")
@@ -289,7 +314,7 @@ class _Caller:
     """A calling number with its own pace."""
 
     number: str
-    limiter: AsyncLimiter
+    limiter: UrgentLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +328,9 @@ class _Result:
     cause: str = ""
 
 
-def _pace(rate: float) -> AsyncLimiter:
+def _pace(rate: float, way: RightOfWay) -> UrgentLimiter:
     # One call at a time, evenly spaced: no burst at the start of a batch.
-    return AsyncLimiter(1, 1.0 / rate)
+    return UrgentLimiter(1, 1.0 / rate, way)
 
 
 class TwilioVoice(Channel):
@@ -314,6 +339,7 @@ class TwilioVoice(Channel):
     name: ClassVar[str] = "voice.twilio"
     kind: ClassVar[ChannelKind] = ChannelKind.VOICE
     settings_model: ClassVar[type[ChannelSettings]] = VoiceSettings
+    reconciles: ClassVar[bool] = True
 
     def __init__(self, settings: ChannelSettings) -> None:
         super().__init__(settings)
@@ -321,10 +347,13 @@ class TwilioVoice(Channel):
         self.settings: VoiceSettings = settings
         self._client: Client | None = None
         self._http: TwilioTransport | None = None
-        self._callers = [_Caller(c.number, _pace(c.rate_per_second)) for c in settings.callers]
+        way = self.right_of_way
+        self._callers = [
+            _Caller(c.number, _pace(c.rate_per_second, way)) for c in settings.callers
+        ]
         self._next_caller = 0
-        self._areas: dict[str, AsyncLimiter] = {}
-        self._requests = asyncio.Semaphore(settings.concurrency)
+        self._areas: dict[str, UrgentLimiter] = {}
+        self._requests = UrgentSlots(settings.concurrency, way)
         # Calls this process placed, by alert (with its expiry): a cancel stops those ringing.
         self._placed: dict[str, tuple[int, list[str]]] = {}
 
@@ -349,7 +378,8 @@ class TwilioVoice(Channel):
 
         async def cancel(sid: str) -> bool:
             try:
-                async with self._requests, asyncio.timeout(self.settings.timeout_s):
+                # A cancel is as urgent as anything: it goes first and never gives way.
+                async with self._requests.slot(0), asyncio.timeout(self.settings.timeout_s):
                     await client.calls(sid).update_async(status="canceled")
             except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 # An answered or ended call cannot be canceled; Twilio says so with a 4xx.
@@ -382,14 +412,24 @@ class TwilioVoice(Channel):
             self._client = client
         return self._client
 
-    def _area_limiter(self, number: str) -> AsyncLimiter | None:
+    async def reconcile(self, provider_refs: Sequence[str], /) -> dict[str, ProviderAnswer]:
+        """Each call's status from its Call resource (GET .../Calls/{Sid}.json)."""
+        client = self._twilio()
+
+        async def fetch(sid: str) -> Any:
+            async with asyncio.timeout(self.settings.timeout_s):
+                return await client.calls(sid).fetch_async()
+
+        return await ask_twilio(provider_refs, fetch, _call_answer)
+
+    def _area_limiter(self, number: str) -> UrgentLimiter | None:
         rate = self.settings.area_code_rate_per_second
         if rate <= 0:
             return None
         key = area_code(number)
         found = self._areas.get(key)
         if found is None:
-            found = self._areas[key] = _pace(rate)
+            found = self._areas[key] = _pace(rate, self.right_of_way)
         return found
 
     def _caller(self) -> _Caller:
@@ -431,13 +471,16 @@ class TwilioVoice(Channel):
     ) -> _Result:
         area = self._area_limiter(delivery.address)
         caller = self._caller()
+        rank = batch.alert.rank
         try:
             async with asyncio.timeout_at(pace_until):
                 if area is not None:
-                    await area.acquire()
-                await caller.limiter.acquire()
+                    await area.acquire(1, rank)
+                await caller.limiter.acquire(1, rank)
         except TimeoutError:
             return _Result(Outcome.RETRY, "not called: numbers or area code at their call rate")
+        except GiveWay:
+            return _GAVE_WAY
         if auth_failed.is_set():
             return _AUTH_FAILED
         base = self.settings.callback_base_url
@@ -454,7 +497,11 @@ class TwilioVoice(Channel):
             "time_limit": self.settings.time_limit_s,
         }
         try:
-            async with self._requests, asyncio.timeout(self.settings.timeout_s):
+            await self._requests.acquire(rank)
+        except GiveWay:
+            return _GAVE_WAY
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
                 call = await client.calls.create_async(**params)
         except TwilioRestException as exc:
             result = _classify_rest_error(exc, last_retry_after())
@@ -469,6 +516,8 @@ class TwilioVoice(Channel):
         else:
             self._remember(batch.alert, str(call.sid))
             return _Result(Outcome.ACCEPTED, f"call {call.status or 'queued'}", str(call.sid))
+        finally:
+            self._requests.release()
         log.info(
             "voice.call_failed",
             channel=self.name,
@@ -482,6 +531,7 @@ class TwilioVoice(Channel):
 
 
 _AUTH_FAILED = _Result(Outcome.FAILED, call_error_detail(20003, 401), cause="auth")
+_GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
 
 
 def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) -> _Result:

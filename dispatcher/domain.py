@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class AlertKind(StrEnum):
@@ -62,6 +62,46 @@ _URGENCY = {
 }
 
 
+class Precedence(IntEnum):
+    """Order of urgency across alerts: a lower class goes first on every channel and sender."""
+
+    LIVE_EMERGENCY = 0
+    """Live emergencies, their updates and all clears."""
+    LIVE_WARNING = 1
+    """Live timely warnings."""
+    ADVISORY = 2
+    DRILL = 3
+    """Drills and technical tests."""
+
+    @classmethod
+    def of(cls, kind: AlertKind, mode: Mode) -> Precedence:
+        """The class of an alert of this kind and mode."""
+        if mode is not Mode.LIVE:
+            return cls.DRILL
+        return _PRECEDENCE[kind]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Precedence:
+        """The class a rank (see `urgency_rank`) belongs to."""
+        return cls(min(max(rank // RANK_CLASS_SPAN, 0), cls.DRILL))
+
+
+_PRECEDENCE = {
+    AlertKind.EMERGENCY: Precedence.LIVE_EMERGENCY,
+    AlertKind.ALL_CLEAR: Precedence.LIVE_EMERGENCY,
+    AlertKind.TIMELY_WARNING: Precedence.LIVE_WARNING,
+    AlertKind.ADVISORY: Precedence.ADVISORY,
+}
+# A rank is the class times this plus the alert's creation time in ms (within a class, the
+# earlier alert first); ms since 1970 stay below it until the year 2286.
+RANK_CLASS_SPAN = 10_000_000_000_000
+
+
+def urgency_rank(kind: AlertKind, mode: Mode, created_ms: int) -> int:
+    """One sortable number for an alert's place in the order of urgency: lower goes first."""
+    return int(Precedence.of(kind, mode)) * RANK_CLASS_SPAN + max(0, created_ms)
+
+
 class AlertState(StrEnum):
     """Life of an alert as the API reports it."""
 
@@ -88,6 +128,9 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     FAILED = "failed"
+    DEFERRED = "deferred"
+    """Not handed over: it gave way to a more urgent alert. Back to the queue at once, and
+    the try does not count as an attempt."""
 
 
 def recipient_hash(value: str) -> str:
@@ -155,6 +198,8 @@ class AlertContext:
     zones: tuple[str, ...] = ()
     references: str | None = None
     cap: CapInfo = field(default_factory=CapInfo)
+    rank: int = 0
+    """The alert's place in the order of urgency (`urgency_rank`): lower goes first."""
 
     @property
     def drill(self) -> bool:
@@ -207,6 +252,14 @@ class Receipt:
     detail: str = ""
     provider_ref: str = ""
     retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAnswer:
+    """What a provider says, when asked later, became of a delivery it accepted."""
+
+    outcome: Outcome
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from channels.errors import PermanentChannelError, TransientChannelError
 from dispatcher.batching import GroupCommit
 from dispatcher.clock import Clock
 from dispatcher.domain import (
+    RANK_CLASS_SPAN,
     AlertContext,
     AlertState,
     Batch,
@@ -40,6 +41,7 @@ from dispatcher.domain import (
     LateReceipt,
     Message,
     Outcome,
+    Precedence,
     Receipt,
 )
 from dispatcher.observability import Metrics
@@ -48,12 +50,15 @@ from dispatcher.responses import Responses
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.ledger import (
+    NO_BOUND,
     Claimed,
     DeliveryLedger,
     Fallback,
+    Front,
     LateResult,
     Settled,
 )
+from dispatcher.store.pauses import AlertPauses
 from segments.audience import AudienceResolver
 from segments.preferences import ADDRESS_COLUMN, ChannelPolicy
 
@@ -65,6 +70,8 @@ RENEW_CHUNK = 1000
 SETTLE_ATTEMPTS = 4
 # Late receipts (callbacks, acks) written in one transaction at most.
 LATE_GROUP = 500
+# Accepted deliveries asked about per channel and sweep.
+RECONCILE = 100
 # An alert is checked for completion this long after a batch or receipt asks, once for all.
 FINISH_COALESCE_S = 0.1
 # Longest sleep of an idle or paused loop, so a stop or a closing breaker is noticed soon.
@@ -91,9 +98,11 @@ class Engine:
         single_node: bool,
         breakers: Mapping[ChannelKind, BreakerSettings] | None = None,
         responses: Responses | None = None,
+        pauses: AlertPauses | None = None,
     ) -> None:
         self._settings = settings
         self._responses = responses
+        self._pauses = pauses
         self._alerts = alerts
         self._ledger = ledger
         self._audience = audience
@@ -103,6 +112,8 @@ class Engine:
         self._single_node = single_node
         self.owner = f"{secrets.token_hex(4)}"
         self._wake = {kind: asyncio.Event() for kind in channels}
+        # The most urgent class with work on each channel, as last read from the store.
+        self._front: dict[ChannelKind, Front | None] = dict.fromkeys(channels)
         self.breakers = {
             kind: CircuitBreaker(
                 channel.name, (breakers or {}).get(kind) or _breaker_settings(channel)
@@ -146,6 +157,7 @@ class Engine:
             await channel.start(self)
         for kind in sorted(self._channels, key=lambda k: k.urgency):
             self._loops.append(asyncio.create_task(self._channel_loop(kind), name=f"loop-{kind}"))
+            self._loops.append(asyncio.create_task(self._watch_front(kind), name=f"front-{kind}"))
         for record in await self._alerts.in_state(AlertState.DISPATCHING):
             if record.resolved_at is None:
                 log.info("engine.resume_resolution", alert_id=record.id)
@@ -215,6 +227,8 @@ class Engine:
         """Mark the alert done if nothing is left to send; whichever node settles last does it."""
         if await self._alerts.mark_done(alert_id, self._clock.now_ms()):
             self._drop(alert_id)
+            if self._pauses is not None:
+                await self._pauses.close_alert(alert_id, self._clock.now_ms())
             log.info("alert.done", alert_id=alert_id)
             return True
         return False
@@ -342,9 +356,10 @@ class Engine:
                 continue
             wake.clear()
             try:
+                before = self._bound(await self.front(kind))
                 claimed = await self._ledger.claim(
                     kind, owner=self.owner, limit=permit.limit,
-                    now_ms=self._clock.now_ms(), lease_ms=self.lease_ms,
+                    now_ms=self._clock.now_ms(), lease_ms=self.lease_ms, before=before,
                 )
             except Exception as exc:
                 breaker.unused(permit)
@@ -381,6 +396,8 @@ class Engine:
                     )
         finally:
             self._leased.difference_update(c.id for c in claimed)
+            # What gave way was not tried: it says nothing of the provider's health.
+            sent = [r for r in sent if r.outcome is not Outcome.DEFERRED]
             if sent:
                 self.breakers[kind].record(sent, probe=permit.probe)
             else:
@@ -414,6 +431,7 @@ class Engine:
             zones=record.zones,
             references=record.references_id,
             cap=self._cap_fields(record),
+            rank=record.urgency,
         )
         stopped: set[str] = set()
         if kind is ChannelKind.SMS and self._responses is not None:
@@ -461,10 +479,13 @@ class Engine:
             kind, rows, receipts, now_ms=self._clock.now_ms(),
             deadlines={alert_id: record.expires_at}, fallbacks=fallbacks,
         )
-        for outcome in ("accepted", "delivered", "failed", "retried"):
+        for outcome in ("accepted", "delivered", "failed", "retried", "deferred"):
             n = getattr(settled, outcome)
             if n:
                 self._metrics.deliveries.labels(channel.name, outcome).inc(n)
+        if settled.deferred:
+            log.info("delivery.gave_way", channel=channel.name, alert_id=alert_id,
+                     deliveries=settled.deferred)
         if settled.retried:
             log.info("delivery.retry_scheduled", channel=channel.name, alert_id=alert_id,
                      deliveries=settled.retried)
@@ -661,6 +682,101 @@ class Engine:
             log.error("engine.fallback_failed", channel=name, error=type(exc).__name__,
                       detail=str(exc))
 
+    # -- the order of urgency across alerts -----------------------------------------------------
+
+    async def front(self, kind: ChannelKind) -> Front | None:
+        """Read the most urgent work on a channel, tell the channel's pacing who has the right
+        of way, and keep the pauses of the alerts that wait behind it."""
+        front = await self._ledger.front(kind, self._clock.now_ms())
+        yielding = self._settings.dispatch.yield_to_urgent
+        self._channels[kind].right_of_way.set(
+            front.precedence if front is not None and yielding else None
+        )
+        before, self._front[kind] = self._front[kind], front
+        if self._pauses is not None and yielding and (
+            (before is None) != (front is None)
+            or (front is not None and before is not None and front.alert_id != before.alert_id)
+        ):
+            await self._keep_pauses(kind, front)
+        return front
+
+    def _bound(self, front: Front | None) -> int:
+        """The claim's urgency bound: only the front's class while less urgent ones yield."""
+        if front is None or not self._settings.dispatch.yield_to_urgent:
+            return NO_BOUND
+        return (int(front.precedence) + 1) * RANK_CLASS_SPAN
+
+    async def _keep_pauses(self, kind: ChannelKind, front: Front | None) -> None:
+        """Open a pause for each alert with work on `kind` that now waits behind `front`, and
+        close the others' (idempotent, so every node may do it)."""
+        assert self._pauses is not None
+        now = self._clock.now_ms()
+        waiting: list[str] = []
+        if front is not None:
+            for record in await self._alerts.in_state(AlertState.DISPATCHING):
+                if (
+                    record.id == front.alert_id or kind not in record.channels
+                    or Precedence.of(record.kind, record.mode) <= front.precedence
+                ):
+                    continue
+                left = (await self._ledger.counts(record.id)).get(kind.value, {})
+                if left.get("queued", 0) or left.get("sending", 0):
+                    waiting.append(record.id)
+            await self._pauses.open(kind, waiting, behind=front.alert_id, now_ms=now)
+            if waiting:
+                log.info("channel.yielding", channel=kind.value, behind=front.alert_id,
+                         alerts=len(waiting))
+        await self._pauses.close(kind, now_ms=now, keep=waiting)
+
+    async def _watch_front(self, kind: ChannelKind) -> None:
+        """Read the front now and then even while every sending slot is taken, so batches
+        of a less urgent class waiting for the provider's pace give way in time."""
+        every = min(self._settings.dispatch.poll_s, 0.25)
+        rounds = 0
+        while not self._stopping:
+            try:
+                front = await self.front(kind)
+                rounds += 1
+                if front is not None and self._pauses is not None and rounds % 20 == 0:
+                    # An alert that started while the channel was already taken waits too.
+                    await self._keep_pauses(kind, front)
+            except Exception as exc:
+                log.error("engine.front_failed", channel=kind.value, error=type(exc).__name__)
+            await asyncio.sleep(every)
+
+    async def reconcile(self) -> int:
+        """Ask each provider about deliveries it accepted long ago and said no more of (their
+        callbacks lost, say, while this service was down); returns how many were settled."""
+        dispatch = self._settings.dispatch
+        now = self._clock.now_ms()
+        older_than = now - int(dispatch.reconcile_after_s * 1000)
+        settled = 0
+        for kind, channel in self._channels.items():
+            if not channel.reconciles:
+                continue
+            rows = await self._ledger.unsettled(kind, older_than_ms=older_than, limit=RECONCILE)
+            rows = [r for r in rows if now - r.accepted_at <= dispatch.reconcile_within_s * 1000]
+            if not rows:
+                continue
+            try:
+                answers = await channel.reconcile([r.provider_ref for r in rows if r.provider_ref])
+            except Exception as exc:
+                log.warning("delivery.reconcile_failed", channel=channel.name,
+                            error=type(exc).__name__)
+                continue
+            receipts = [
+                LateReceipt(kind, a.outcome, delivery_id=r.id, detail=a.detail)
+                for r in rows if (a := answers.get(r.provider_ref)) is not None
+            ]
+            found = await self._write_late(receipts) if receipts else []
+            settled += sum(1 for f in found if f is not None and f.changed)
+            # Those the provider still calls in progress are asked again later, after others.
+            await self._ledger.touch([r.id for r in rows if r.provider_ref not in answers], now)
+            if receipts:
+                log.info("delivery.reconciled", channel=channel.name, asked=len(rows),
+                         settled=len(receipts))
+        return settled
+
     # -- receipts after the send ----------------------------------------------------------------
 
     async def late_receipt(self, receipt: LateReceipt, /) -> bool:
@@ -727,6 +843,7 @@ class Engine:
         if self._responses is not None:
             await self._responses.escalate_due(self._escalated)
         await self._ledger.fold_counts()
+        await self.reconcile()
         dispatching = await self._alerts.in_state(AlertState.DISPATCHING)
         live = {record.id for record in dispatching}
         for alert_id in [a for a in self._records if a not in live]:
@@ -765,6 +882,8 @@ class Engine:
                 except Exception as exc:
                     log.error("channel.withdraw_failed", channel=channel.name,
                               error=type(exc).__name__)
+        if self._pauses is not None:
+            await self._pauses.close_alert(record.id, self._clock.now_ms())
         log.info("alert.cancelled", alert_id=record.id, deliveries_stopped=stopped)
         return stopped
 

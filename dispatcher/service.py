@@ -31,6 +31,7 @@ from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
 from dispatcher.store.feeds import FeedStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
+from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.responses import ResponseStore
 from segments.audience import AudienceResolver
 
@@ -78,6 +79,7 @@ class Service:
             building_zones=lambda: self.audience.campus.building_zones,
             channels=[kind.value for kind in self.channels if not kind.is_device],
         )
+        self.pauses = AlertPauses(db)
         self.engine = Engine(
             settings=settings,
             alerts=self.alerts,
@@ -88,6 +90,7 @@ class Service:
             clock=self.clock,
             single_node=db.dialect == "sqlite",
             responses=self.responses,
+            pauses=self.pauses,
         )
         self.intake = Intake(
             settings=settings,

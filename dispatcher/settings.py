@@ -180,6 +180,21 @@ class DispatchSettings(SettingsModel):
     retry_max_s: float = Field(default=60.0, gt=0)
     poll_s: float = Field(default=0.5, gt=0, description="how often idle workers look for work")
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    yield_to_urgent: bool = Field(
+        default=True,
+        description="while a more urgent alert has work due or in flight on a channel, less"
+        " urgent ones (timely warnings, advisories, drills and tests) wait on that channel and"
+        " their batches not yet handed over give way; false: they only go after it in order",
+    )
+    reconcile_after_s: float = Field(
+        default=300.0, gt=0,
+        description="ask the provider about deliveries it accepted this long ago and said no"
+        " more of (a status callback lost while the service was down)",
+    )
+    reconcile_within_s: float = Field(
+        default=86400.0, gt=0,
+        description="deliveries accepted longer ago than this are no longer asked about",
+    )
 
 
 class LoggingSettings(SettingsModel):

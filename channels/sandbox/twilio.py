@@ -35,6 +35,7 @@ API_VERSION = "2010-04-01"
 MESSAGES_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
 CALLS_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls.json"
 CALL_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{sid}}.json"
+MESSAGE_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages/{{sid}}.json"
 # How a call may be scripted to end: answered (then a key, or none), or not.
 CALL_ENDS = frozenset({"completed", "busy", "no-answer", "failed"})
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -148,9 +149,15 @@ class TwilioSandbox:
     seed: int | None = None
     stats: Stats = field(default_factory=Stats)
     sent: list[SentMessage] = field(default_factory=list)
+    status_of: dict[str, Fate] = field(default_factory=dict)
+    """Each accepted message's status now (by SID), whether or not its callbacks arrived:
+    what the Message resource answers."""
+    fetches: int = 0
+    """Message and Call resources fetched by SID."""
     calls: list[PlacedCall] = field(default_factory=list)
     callbacks_sent: list[tuple[str, str, int]] = field(default_factory=list)
     requests: int = 0
+    _by_sid: dict[str, SentMessage] = field(default_factory=dict)
     _replies: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     _fates: dict[str, deque[Fate]] = field(default_factory=lambda: defaultdict(deque))
     _call_fates: dict[str, deque[CallFate]] = field(default_factory=lambda: defaultdict(deque))
@@ -167,6 +174,11 @@ class TwilioSandbox:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self.answering.set()
+
+    def forget(self, sid: str) -> None:
+        """Drop a message, as Twilio does once its retention ends: its resource is then 404."""
+        self._by_sid.pop(sid, None)
+        self.status_of.pop(sid, None)
 
     def script(self, number: str, *replies: str) -> None:
         """Answer the next requests to `number` with these (see API_REPLIES), then 201."""
@@ -192,6 +204,8 @@ class TwilioSandbox:
         app.router.add_get(MESSAGES_PATH, self._list)
         app.router.add_post(CALLS_PATH, self._create_call)
         app.router.add_post(CALL_PATH, self._update_call)
+        app.router.add_get(MESSAGE_PATH, self._fetch_message)
+        app.router.add_get(CALL_PATH, self._fetch_call)
 
     async def close(self) -> None:
         """Release hung requests, cancel pending callbacks, close the client session."""
@@ -225,6 +239,31 @@ class TwilioSandbox:
         if not self._authorized(request):
             return twilio_error(401, 20003, "Authenticate")
         return web.json_response({"messages": [self._resource(m) for m in self.sent[-50:]]})
+
+    async def _fetch_message(self, request: web.Request) -> web.Response:
+        """A Message resource by SID, with its status now (404 for one never accepted)."""
+        if not self._authorized(request):
+            return twilio_error(401, 20003, "Authenticate")
+        self.fetches += 1
+        sid = request.match_info["sid"]
+        message = self._by_sid.get(sid)
+        if message is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        fate = self.status_of.get(sid, Fate("queued"))
+        return web.json_response({
+            **self._resource(message), "status": fate.status, "error_code": fate.error_code,
+        })
+
+    async def _fetch_call(self, request: web.Request) -> web.Response:
+        """A Call resource by SID, with its status now."""
+        if not self._authorized(request):
+            return twilio_error(401, 20003, "Authenticate")
+        self.fetches += 1
+        call = next((c for c in self.calls if c.sid == request.match_info["sid"]), None)
+        if call is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        status = call.statuses[-1][0] if call.statuses else "queued"
+        return web.json_response({**self._call_resource(call), "status": status})
 
     async def _create(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -261,6 +300,8 @@ class TwilioSandbox:
             num_segments=sms_segments(body),
         )
         self.sent.append(message)
+        self._by_sid[message.sid] = message
+        self.status_of[message.sid] = Fate("accepted" if service else "queued")
         query = parse_qs(urlsplit(message.status_callback).query)
         alert_id = query.get("a", [""])[0]
         self.stats.record(
@@ -268,6 +309,8 @@ class TwilioSandbox:
         )
         if message.status_callback:
             self._report(message, service)
+        else:
+            self.status_of[message.sid] = self._fate_of(to)
         asks = ASKS_FOR_REPLY in body or ASKS_FOR_REPLY_ES in body
         if asks and self._random.random() < self.answer_rate:
             self._spawn(self._answer_sms(message))
@@ -370,6 +413,8 @@ class TwilioSandbox:
             if wait > 0:
                 await asyncio.sleep(wait)
             step, rest = steps[0], steps[1:]
+            # The resource says so from now on, whether or not the callback gets through.
+            self.status_of[m.sid] = step
             params = {
                 "AccountSid": self.account_sid,
                 "ApiVersion": API_VERSION,

@@ -119,6 +119,11 @@ async def status_document(service: Service, record: AlertRecord) -> dict[str, An
         "references": record.references_id,
         "content_version": record.content_version,
         "devices_offline": {k: v for k, v in offline.items() if v},
+        # Channels that wait now behind a more urgent alert (a drill behind a live emergency).
+        "waiting_behind": {
+            p.channel.value: {"alert_id": p.behind_alert_id, "since": p.started_at}
+            for p in await service.pauses.of(record.id) if p.ended_at is None
+        },
     }
 
 

@@ -30,6 +30,7 @@ from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database
 from dispatcher.store.ledger import DeliveryLedger
+from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.records import RecordStore, StoredNote
 
 log = structlog.get_logger("clarion.records")
@@ -93,6 +94,7 @@ class CleryRecords:
         self._responses = responses
         self._ledger = ledger
         self._store = RecordStore(db, audit)
+        self._pauses = AlertPauses(db)
         self.drills = drills
         self.zone = drills.zone()
         self.institution = institution
@@ -169,6 +171,7 @@ class CleryRecords:
             scheduled_drill=scheduled.drill_name if scheduled is not None else None,
             scheduled_for=scheduled.scheduled_for if scheduled is not None else None,
             responses=await self._answers(alert),
+            pauses=tuple(await self._pauses.of(alert.id)),
         )
 
     async def _answers(self, alert: AlertRecord) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dispatcher.domain import AlertKind, AlertState, Mode
+from dispatcher.store.pauses import Pause
 
 MAX_NOTE = 4000
 # The order of urgency: device channels first, then SMS and push, then voice, then email.
@@ -137,6 +138,8 @@ class CleryRecord:
     scheduled_for: int | None = None
     responses: dict[str, Any] | None = None
     """Answers to the alert's question: counts and time to 50 / 90 % answered."""
+    pauses: tuple[Pause, ...] = ()
+    """When a channel of it waited behind a more urgent alert (a drill behind a live one)."""
 
     @property
     def confirmation_to_sending_s(self) -> float | None:
@@ -205,6 +208,13 @@ class CleryRecord:
         }
         if self.responses is not None:
             doc["responses"] = self.responses
+        if self.pauses:
+            doc["paused"] = [
+                {"channel": p.channel.value, "behind": p.behind_alert_id,
+                 "from": iso(p.started_at, zone), "until": iso(p.ended_at, zone),
+                 "seconds": round(p.seconds(self.done_at or p.started_at), 3)}
+                for p in self.pauses
+            ]
         if self.is_test:
             doc["drill"] = {
                 "description": self.drill_description,
@@ -215,8 +225,23 @@ class CleryRecord:
                 "procedures_publicized": self.procedures_publicized,
                 "scheduled_drill": self.scheduled_drill,
                 "scheduled_for": iso(self.scheduled_for, zone),
+                "paused_s": round(self.paused_s, 3),
             }
         return doc
+
+    @property
+    def paused_s(self) -> float:
+        """Seconds some channel of it waited behind a more urgent alert, channels overlapping
+        counted once."""
+        spans = sorted((p.started_at, p.ended_at or self.done_at or p.started_at)
+                       for p in self.pauses)
+        total, end = 0, 0
+        for start, stop in spans:
+            start = max(start, end)
+            if stop > start:
+                total += stop - start
+                end = stop
+        return total / 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dispatcher.domain import AlertKind, AlertState, ChannelKind, Message, Mode
+from dispatcher.domain import AlertKind, AlertState, ChannelKind, Message, Mode, urgency_rank
 from dispatcher.refusals import Conflict
 from dispatcher.rendering import Rendered
 from dispatcher.request import AlertRequest
@@ -66,6 +66,11 @@ class AlertRecord:
     done_at: int | None = None
     audience_counts: dict[str, Any] = field(default_factory=dict)
     clery: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def urgency(self) -> int:
+        """The alert's place in the order of urgency across alerts: lower goes first."""
+        return urgency_rank(self.kind, self.mode, self.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +201,8 @@ class AlertStore:
             await tx.execute(
                 "INSERT INTO alerts (id, kind, mode, state, audience, zones, channels,"
                 " content_version, references_id, created_by, created_at, confirmed_at,"
-                " expires_at, idempotency_key, request_sha256, audience_counts, clery)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " expires_at, idempotency_key, request_sha256, audience_counts, clery, urgency)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     alert_id,
                     request.kind.value,
@@ -215,6 +220,7 @@ class AlertStore:
                     fingerprint,
                     json.dumps(audience_counts),
                     json.dumps(clery),
+                    urgency_rank(request.kind, request.mode, now_ms),
                 ),
             )
             await tx.execute(

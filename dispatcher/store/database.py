@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -69,8 +70,10 @@ class Database(Session):
         await self.fetchval("SELECT 1")
 
     @abstractmethod
-    def transaction(self) -> Any:
-        """`async with db.transaction() as tx:` runs statements atomically."""
+    def transaction(self, *, urgent: bool = False) -> Any:
+        """`async with db.transaction() as tx:` runs statements atomically. An `urgent` one
+        (receipts, device acks) goes ahead of the others waiting for the store's one writer
+        (SQLite); on PostgreSQL, which has many, it changes nothing."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -175,7 +178,7 @@ class SQLiteDatabase(Database):
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
-        self._lock = asyncio.Lock()
+        self._lock = _WriterTurns()
         self._read = _SQLiteSession(reader)
         self._write = _SQLiteSession(writer)
 
@@ -200,10 +203,10 @@ class SQLiteDatabase(Database):
         return await self._read.fetchall(sql, params)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[Session]:
         # aiosqlite runs statements in order on one thread, so a COMMIT or ROLLBACK that
         # outlives a cancelled caller (shielded) still lands before the next BEGIN.
-        async with self._lock:
+        async with self._lock.turn(urgent=urgent):
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -226,6 +229,47 @@ class SQLiteDatabase(Database):
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
+
+
+class _WriterTurns:
+    """The one writer's turns: urgent transactions first, each kind in arrival order."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(), deque()
+        )
+
+    @asynccontextmanager
+    async def turn(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self._busy or any(self._waiting):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting[0 if urgent else 1].append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._next()  # the turn was handed to us: hand it on
+                else:
+                    for queue in self._waiting:
+                        if waiter in queue:
+                            queue.remove(waiter)
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the turn passes straight to it: still busy
+                    return
+        self._busy = False
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:
@@ -298,7 +342,8 @@ class PostgresDatabase(Database):
             return await _PostgresSession(conn).fetchall(sql, params)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[Session]:
+        del urgent  # every transaction has a connection of its own
         async with self._pool.acquire() as conn, conn.transaction():
             yield _PostgresSession(conn)
 

@@ -11,11 +11,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.domain import ChannelKind, DeliveryState, LateReceipt, Outcome, Receipt
+from dispatcher.domain import (
+    RANK_CLASS_SPAN,
+    ChannelKind,
+    DeliveryState,
+    LateReceipt,
+    Outcome,
+    Precedence,
+    Receipt,
+)
 from dispatcher.store.database import Database, Row, Session
 from segments.audience import PlannedDelivery
 
 STATES = tuple(s.value for s in DeliveryState)
+# A claim's urgency bound that bounds nothing.
+NO_BOUND = 2**62
 # The receipt status that records a fallback, on the failed delivery and on its replacement.
 FALLBACK = "fallback"
 
@@ -30,6 +40,7 @@ class Claimed:
     address: str
     language: str
     attempts: int
+    urgency: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,8 @@ class Settled:
     retried: int = 0
     failed_ids: tuple[int, ...] = ()
     fallbacks: int = 0
+    deferred: int = 0
+    """Given back to the queue untried: they gave way to a more urgent alert."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +92,29 @@ class LateResult:
     state: DeliveryState
     changed: bool
     """True when the receipt moved the delivery to `state`."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Front:
+    """The most urgent work on a channel: its urgency and the alert it belongs to."""
+
+    urgency: int
+    alert_id: str
+
+    @property
+    def precedence(self) -> Precedence:
+        """The class of that alert."""
+        return Precedence.of_rank(self.urgency)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """A delivery the provider accepted and said nothing more of."""
+
+    id: int
+    alert_id: str
+    provider_ref: str
+    accepted_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,57 +172,81 @@ class DeliveryLedger:
             columns = [list(c) for c in zip(*(r[1:8] for r in rows), strict=True)]
             await self._db.execute(
                 "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
-                " state, detail, updated_at) SELECT ?, u.channel, u.recipient, u.address,"
-                " u.language, u.role, u.state, u.detail, ? FROM unnest(?::text[], ?::text[],"
-                " ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS u (channel,"
-                " recipient, address, language, role, state, detail)"
+                " state, detail, updated_at, urgency) SELECT ?, u.channel, u.recipient,"
+                f" u.address, u.language, u.role, u.state, u.detail, ?, {_URGENCY_OF}"
+                " FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],"
+                " ?::text[]) AS u (channel, recipient, address, language, role, state, detail)"
                 " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
-                (alert_id, now_ms, *columns),
+                (alert_id, now_ms, alert_id, *columns),
             )
             return
         await self._db.executemany(
             "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
-            " state, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " state, detail, updated_at, urgency)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_URGENCY_OF})"
             " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
-            rows,
+            [(*r, alert_id) for r in rows],
         )
 
     async def claim(
-        self, channel: ChannelKind, *, owner: str, limit: int, now_ms: int, lease_ms: int
+        self,
+        channel: ChannelKind,
+        *,
+        owner: str,
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        before: int = NO_BOUND,
     ) -> list[Claimed]:
-        """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out).
+        """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out)
+        of urgency below `before`, most urgent first.
 
         Deliveries of a cancelled alert are never taken, whichever process cancelled it.
-        Leases that ran out are taken first, then queued rows, earliest due first; each is a
+        Leases that ran out are taken first, then queued rows in the order of urgency (the
+        alert's class, then the earlier alert), each alert's earliest due first; each is a
         range scan of a partial index holding only such rows, so a claim costs the batch, not
         the alert (`hot_statements`, tests/foundation/test_query_plans.py).
         """
         async with self._db.transaction() as tx:
-            sql, params = self._claim_sql("sending", channel, owner, limit, now_ms, lease_ms)
+            sql, params = self._claim_sql(
+                "sending", channel, owner, limit, now_ms, lease_ms, before
+            )
             rows = list(await tx.fetchall(sql, params))
             if len(rows) < limit:
                 sql, params = self._claim_sql(
-                    "queued", channel, owner, limit - len(rows), now_ms, lease_ms
+                    "queued", channel, owner, limit - len(rows), now_ms, lease_ms, before
                 )
                 rows += await tx.fetchall(sql, params)
         claimed = [
             Claimed(
-                r["id"], r["alert_id"], r["recipient"], r["address"], r["language"], r["attempts"]
+                r["id"], r["alert_id"], r["recipient"], r["address"], r["language"], r["attempts"],
+                int(r["urgency"]),
             )
             for r in rows
         ]
-        claimed.sort(key=lambda c: c.id)
+        # The most urgent alert's rows first: the engine sends a batch's alerts in this order.
+        claimed.sort(key=lambda c: (c.urgency, c.id))
         return claimed
 
     def _claim_sql(
-        self, state: str, channel: ChannelKind, owner: str, limit: int, now_ms: int, lease_ms: int
+        self,
+        state: str,
+        channel: ChannelKind,
+        owner: str,
+        limit: int,
+        now_ms: int,
+        lease_ms: int,
+        before: int = NO_BOUND,
     ) -> tuple[str, tuple[Any, ...]]:
         """The claim of `queued` rows that are due, or of `sending` rows whose lease ran out:
-        its WHERE and ORDER BY follow the partial index of that state (migration 0007)."""
+        its WHERE and ORDER BY follow the partial index of that state (migrations 0007 and
+        0013): queued rows by urgency, then due time."""
         due, order = {
-            "queued": ("d.next_attempt_at <= ?", "d.next_attempt_at, d.id"),
-            "sending": ("d.lease_until < ?", "d.lease_until, d.id"),
+            "queued": ("d.urgency < ? AND d.next_attempt_at <= ?",
+                       "d.urgency, d.next_attempt_at, d.id"),
+            "sending": ("d.lease_until < ? AND d.urgency < ?", "d.lease_until, d.id"),
         }[state]
+        bounds = (before, now_ms) if state == "queued" else (now_ms, before)
         # The alert's state is a per-row probe of its primary key, not an anti-join:
         # PostgreSQL would price an anti-join against a store of one or two alerts as if it
         # removed every row, and then sort the whole due range instead of reading it in order.
@@ -201,19 +261,51 @@ class DeliveryLedger:
                 f"WITH c AS ({pick} FOR UPDATE OF d SKIP LOCKED)"
                 " UPDATE deliveries d SET state = 'sending', lease_owner = ?, lease_until = ?,"
                 " attempts = d.attempts + 1, updated_at = ? FROM c WHERE d.id = c.id"
-                " RETURNING d.id, d.alert_id, d.recipient, d.address, d.language, d.attempts"
+                " RETURNING d.id, d.alert_id, d.recipient, d.address, d.language, d.attempts,"
+                " d.urgency"
             )
             params: tuple[Any, ...] = (
-                channel.value, now_ms, limit, owner, now_ms + lease_ms, now_ms,
+                channel.value, *bounds, limit, owner, now_ms + lease_ms, now_ms,
             )
         else:
             sql = (
                 "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_until = ?,"
                 f" attempts = attempts + 1, updated_at = ? WHERE id IN ({pick})"
-                " RETURNING id, alert_id, recipient, address, language, attempts"
+                " RETURNING id, alert_id, recipient, address, language, attempts, urgency"
             )
-            params = (owner, now_ms + lease_ms, now_ms, channel.value, now_ms, limit)
+            params = (owner, now_ms + lease_ms, now_ms, channel.value, *bounds, limit)
         return sql, params
+
+    async def front(self, channel: ChannelKind, now_ms: int) -> Front | None:
+        """The most urgent work on a channel: the due queued or in-flight delivery of the most
+        urgent live alert (two index probes); None when the channel has nothing to do."""
+        found: list[Front] = []
+        for sql in (_FRONT_QUEUED_SQL, _FRONT_SENDING_SQL):
+            params = (channel.value, now_ms) if sql is _FRONT_QUEUED_SQL else (channel.value,)
+            row = await self._db.fetchone(sql, params)
+            if row is not None:
+                found.append(Front(int(row["urgency"]), row["alert_id"]))
+        return min(found, default=None)
+
+    async def unsettled(
+        self, channel: ChannelKind, *, older_than_ms: int, limit: int
+    ) -> list[Unsettled]:
+        """Deliveries a provider accepted before `older_than_ms` and has said no more of,
+        oldest first: the ones to ask the provider about."""
+        rows = await self._db.fetchall(_UNSETTLED_SQL, (channel.value, older_than_ms, limit))
+        return [
+            Unsettled(int(r["id"]), r["alert_id"], r["provider_ref"] or "", int(r["updated_at"]))
+            for r in rows
+        ]
+
+    async def touch(self, ids: Sequence[int], now_ms: int) -> None:
+        """Mark accepted deliveries as asked about now, so the next round asks others first."""
+        for part in _chunks(sorted(ids)):
+            await self._db.execute(
+                f"UPDATE deliveries SET updated_at = ? WHERE state = 'accepted'"
+                f" AND id IN ({_marks(part)})",
+                (now_ms, *part),
+            )
 
     def hot_statements(self) -> tuple[tuple[str, str, tuple[Any, ...]], ...]:
         """(name, SQL, sample parameters) of every statement run per batch or per receipt, or
@@ -221,7 +313,12 @@ class DeliveryLedger:
         sms = ChannelKind.SMS
         return (
             ("claim queued", *self._claim_sql("queued", sms, "o", 50, 10, 1000)),
+            ("claim queued below an urgency",
+             *self._claim_sql("queued", sms, "o", 50, 10, 1000, RANK_CLASS_SPAN)),
             ("claim expired leases", *self._claim_sql("sending", sms, "o", 50, 10, 1000)),
+            ("front queued", _FRONT_QUEUED_SQL, ("sms", 10)),
+            ("front in flight", _FRONT_SENDING_SQL, ("sms",)),
+            ("unsettled", _UNSETTLED_SQL, ("sms", 10, 100)),
             ("settle", _SETTLE_SQL, ("delivered", "ref", None, 0, 10, 1)),
             ("late receipt by id", f"{_LATE_COLUMNS} WHERE id IN (?, ?)", (1, 2)),
             ("late receipt by provider ref",
@@ -297,12 +394,17 @@ class DeliveryLedger:
         """
         by_id = {c.id: c for c in claimed}
         updates: list[tuple[Any, ...]] = []
+        deferred: list[tuple[Any, ...]] = []
         log_rows: list[tuple[Any, ...]] = []
         counts = {"accepted": 0, "delivered": 0, "failed": 0, "retried": 0}
         failed_ids: list[int] = []
         for receipt in receipts:
             c = by_id[receipt.delivery_id]
             outcome, detail, next_at = receipt.outcome, receipt.detail, 0
+            if outcome is Outcome.DEFERRED:
+                # Never handed over: back to the queue as it was, the try not counted.
+                deferred.append((now_ms, c.id))
+                continue
             if outcome is Outcome.RETRY:
                 wait_ms = int(
                     self._retry.delay_s(c.attempts, receipt.retry_after_s, self._rng) * 1000
@@ -330,12 +432,17 @@ class DeliveryLedger:
         # Rows are written in id order: two settles of the same rows (a lease taken over while
         # its batch was still out) lock them alike and never deadlock.
         updates.sort(key=lambda u: int(u[-1]))
+        deferred.sort(key=lambda u: int(u[-1]))
         async with self._db.transaction() as tx:
             # Only rows still 'sending' move: a callback that already said more wins.
             await tx.executemany(_SETTLE_SQL, updates)
+            if deferred:
+                await tx.executemany(_DEFER_SQL, deferred)
             await _insert_receipts(tx, log_rows)
             added = await _insert_fallbacks(tx, fallbacks, now_ms)
-        return Settled(failed_ids=tuple(failed_ids), fallbacks=added, **counts)
+        return Settled(
+            failed_ids=tuple(failed_ids), fallbacks=added, deferred=len(deferred), **counts
+        )
 
     async def record_late(
         self,
@@ -363,8 +470,10 @@ class DeliveryLedger:
 
         Returns, for each receipt, what it found and did (None: no such delivery). A state
         only ever advances (see `_RANK`), also against a concurrent writer on another node.
+        Receipts go ahead of the other writers waiting (a resolver's large enqueues among
+        them), so a device's ack is not held up by an audience being written.
         """
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(urgent=True) as tx:
             rows = await _find_late(tx, receipts)
             states: dict[int, DeliveryState] = {}
             changes: dict[int, tuple[Any, ...]] = {}
@@ -616,6 +725,29 @@ _SETTLE_SQL = (
     " detail = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,"
     " updated_at = ? WHERE id = ? AND state = 'sending'"
 )
+# A new delivery takes its alert's urgency (0, the most urgent, for an alert not stored).
+_URGENCY_OF = "COALESCE((SELECT a.urgency FROM alerts a WHERE a.id = ?), 0)"
+_DEFER_SQL = (
+    "UPDATE deliveries SET state = 'queued',"
+    " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+    " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL"
+    " WHERE id = ? AND state = 'sending'"
+)
+# The most urgent due queued row of a live alert, and the most urgent row in flight: the
+# first entry of each partial index (the in-flight one is as small as the batches out).
+_FRONT_QUEUED_SQL = (
+    "SELECT d.urgency, d.alert_id FROM deliveries d WHERE d.channel = ? AND d.state = 'queued'"
+    " AND d.next_attempt_at <= ? AND (SELECT a.state FROM alerts a WHERE a.id = d.alert_id)"
+    " <> 'cancelled' ORDER BY d.urgency, d.next_attempt_at, d.id LIMIT 1"
+)
+_FRONT_SENDING_SQL = (
+    "SELECT d.urgency, d.alert_id FROM deliveries d WHERE d.channel = ? AND d.state = 'sending'"
+    " ORDER BY d.urgency LIMIT 1"
+)
+_UNSETTLED_SQL = (
+    "SELECT id, alert_id, provider_ref, updated_at FROM deliveries WHERE channel = ?"
+    " AND state = 'accepted' AND updated_at < ? ORDER BY updated_at, id LIMIT ?"
+)
 _LATE_COLUMNS = "SELECT id, alert_id, channel, recipient, state, provider_ref FROM deliveries"
 _LATE_SQL = (
     "UPDATE deliveries SET state = ?, provider_ref = COALESCE(?, provider_ref),"
@@ -624,8 +756,8 @@ _LATE_SQL = (
 )
 _FALLBACK_SQL = (
     "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
-    " state, detail, updated_at) SELECT o.alert_id, ?, o.recipient, ?, o.language, o.role,"
-    " 'queued', ?, ? FROM deliveries o WHERE o.id = ? AND o.state = 'failed'"
+    " state, detail, updated_at, urgency) SELECT o.alert_id, ?, o.recipient, ?, o.language,"
+    " o.role, 'queued', ?, ?, o.urgency FROM deliveries o WHERE o.id = ? AND o.state = 'failed'"
     " ON CONFLICT (alert_id, channel, recipient) DO NOTHING RETURNING id, alert_id"
 )
 _RELEASE_OWNER_SQL = (

@@ -400,11 +400,12 @@ class ResponseStore:
             for person_id, channel, address, language, role in planned:
                 added += await tx.execute(
                     "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
-                    " state, detail, updated_at) SELECT ?, ?, ?, ?, ?, ?, 'queued', ?, ?"
+                    " state, detail, updated_at, urgency) SELECT ?, ?, ?, ?, ?, ?, 'queued', ?, ?,"
+                    " COALESCE((SELECT a.urgency FROM alerts a WHERE a.id = ?), 0)"
                     " WHERE NOT EXISTS (SELECT 1 FROM answers WHERE alert_id = ? AND person_id = ?)"
                     " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
                     (alert_id, channel, person_id, address, language, role,
-                     "escalated: no answer yet", now_ms, alert_id, person_id),
+                     "escalated: no answer yet", now_ms, alert_id, alert_id, person_id),
                 )
             if added:
                 # New work on an alert that had finished sending: it is dispatching again.

@@ -42,6 +42,8 @@ from dispatcher.domain import (
     Message,
     Mode,
     Outcome,
+    Precedence,
+    urgency_rank,
 )
 from dispatcher.policy.settings import RenderingSettings
 
@@ -629,3 +631,95 @@ async def test_sandbox_plugin_with_cli_defaults() -> None:
         await channel.close()
         await api.close()
         await runner.cleanup()
+
+
+# --- urgency and reconciliation ---------------------------------------------------------------
+
+
+def ranked(alert_id: str, kind: AlertKind, mode: Mode, created_ms: int) -> AlertContext:
+    """An alert context with its place in the order of urgency."""
+    context = alert(mode=mode, alert_id=alert_id)
+    return AlertContext(
+        alert_id=context.alert_id, kind=kind, mode=mode, now_ms=context.now_ms,
+        expires_ms=context.expires_ms, messages=context.messages,
+        rank=urgency_rank(kind, mode, created_ms),
+    )
+
+
+class TestUrgency:
+    """A number's pace goes to the most urgent alert first; a drill gives way untried."""
+
+    async def test_an_emergency_overtakes_a_drill_at_the_senders_pace(
+        self, twilio_api: tuple[TwilioSandbox, str], make_channel: Callable[..., TwilioSms]
+    ) -> None:
+        """A drill batch is under way at 20 messages a second when an emergency batch comes:
+        the emergency's messages are handed over together, before the rest of the drill."""
+        api, _ = twilio_api
+        channel = make_channel(
+            senders=[{"number": "+15550000001", "type": "long_code", "rate_per_second": 20}],
+        )
+        drill = ranked("DRILL", AlertKind.EMERGENCY, Mode.DRILL, 1)
+        gas = ranked("GAS", AlertKind.EMERGENCY, Mode.LIVE, 2)
+        drill_batch = batch(*(f"+1555555{i:04d}" for i in range(60)), context=drill)
+        gas_batch = batch(*(f"+1555666{i:04d}" for i in range(10)), context=gas)
+        drill_task = asyncio.create_task(channel.send(drill_batch))
+        while len(api.sent) < 25:
+            await asyncio.sleep(0.01)
+        gas_receipts = await channel.send(gas_batch)
+        drill_receipts = await drill_task
+        assert all(r.outcome is Outcome.ACCEPTED for r in gas_receipts)
+        assert all(r.outcome is Outcome.ACCEPTED for r in drill_receipts)
+        order = ["GAS" if m.to.startswith("+1555666") else "DRILL" for m in api.sent]
+        first, last = order.index("GAS"), len(order) - order[::-1].index("GAS") - 1
+        # Only what had its turn before the emergency asked (one message in flight per
+        # worker) may slip between its messages.
+        assert order[first:last + 1].count("DRILL") <= 2
+        assert order.count("DRILL") == 60 and order[-1] == "DRILL"
+
+    async def test_a_waiting_drill_gives_way_untried(
+        self, twilio_api: tuple[TwilioSandbox, str], make_channel: Callable[..., TwilioSms]
+    ) -> None:
+        """When the engine gives the emergency class the right of way, the drill's messages
+        still waiting for the sender's pace come back DEFERRED; those handed over stand."""
+        api, _ = twilio_api
+        channel = make_channel(
+            senders=[{"number": "+15550000001", "type": "long_code", "rate_per_second": 10}],
+        )
+        drill = ranked("DRILL", AlertKind.EMERGENCY, Mode.DRILL, 1)
+        drill_task = asyncio.create_task(
+            channel.send(batch(*(f"+1555555{i:04d}" for i in range(40)), context=drill))
+        )
+        while len(api.sent) < 12:
+            await asyncio.sleep(0.01)
+        channel.right_of_way.set(Precedence.LIVE_EMERGENCY)
+        receipts = await drill_task
+        accepted = [r for r in receipts if r.outcome is Outcome.ACCEPTED]
+        deferred = [r for r in receipts if r.outcome is Outcome.DEFERRED]
+        assert len(accepted) + len(deferred) == 40 and deferred
+        assert len(accepted) == len(api.sent)
+        # While the emergency holds the right of way, a new drill batch is not handed over.
+        again = await channel.send(batch(THIRD, context=drill))
+        assert [r.outcome for r in again] == [Outcome.DEFERRED]
+
+    async def test_reconcile_asks_twilio_by_sid(
+        self, twilio_api: tuple[TwilioSandbox, str], make_channel: Callable[..., TwilioSms]
+    ) -> None:
+        """Callbacks lost (the service was down): the Message resources say delivered,
+        undelivered with its error code, or 404 for one Twilio no longer keeps."""
+        api, _ = twilio_api
+        port = free_port()  # nothing listens: every status callback is lost
+        channel = make_channel(status_callback_url=f"http://127.0.0.1:{port}/v1/callbacks/twilio")
+        api.fate(THIRD, "undelivered", 30003)
+        receipts = await channel.send(batch("+15555550101", "+15555550102", THIRD))
+        sids = [r.provider_ref for r in receipts]
+        async with asyncio.timeout(10):
+            while any(api.status_of[s].status in ("queued", "sent") for s in sids):
+                await asyncio.sleep(0.02)
+        api.forget(sids[1])
+        answers = await channel.reconcile(sids)
+        assert answers[sids[0]].outcome is Outcome.DELIVERED
+        assert answers[sids[1]].outcome is Outcome.FAILED
+        assert "unknown to the provider" in answers[sids[1]].detail
+        assert answers[sids[2]].outcome is Outcome.FAILED
+        assert "30003" in answers[sids[2]].detail
+        assert api.fetches == 3

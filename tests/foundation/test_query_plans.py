@@ -68,9 +68,9 @@ def _statements(ledger: DeliveryLedger) -> list[tuple[str, str, tuple[Any, ...]]
 PERSON_KEY = ("sqlite_autoindex_deliveries_1", "deliveries_alert_id_channel_recipient_key")
 
 
-# A partial index that holds only the rows in flight (claimed, not yet settled): at most the
+# The partial indexes that hold only the rows in flight (claimed, not yet settled): at most the
 # batches in flight, whatever the size of the alert, so walking it is O(batch).
-IN_FLIGHT = "USING INDEX deliveries_sending"
+IN_FLIGHT = ("USING INDEX deliveries_sending", "USING INDEX deliveries_sending_urgency")
 
 
 def _sqlite_faults(details: list[str]) -> list[str]:
@@ -121,7 +121,12 @@ class TestSQLite:
         for plans in (before, after):
             faults = {name: _sqlite_faults(d) for name, d in plans.items() if _sqlite_faults(d)}
             assert not faults, faults
-        assert any("deliveries_queued_due" in d for d in after["claim queued"])
+        assert any("deliveries_queued_urgency" in d for d in after["claim queued"])
+        assert any("deliveries_queued_urgency" in d
+                   for d in after["claim queued below an urgency"])
+        assert any("deliveries_queued_urgency" in d for d in after["front queued"])
+        assert any("deliveries_sending_urgency" in d for d in after["front in flight"])
+        assert any("deliveries_accepted" in d for d in after["unsettled"])
         assert any("deliveries_sending" in d for d in after["claim expired leases"])
         assert all("deliveries" not in d for d in after["counts"])
         assert any(PERSON_KEY[0] in d for d in after["answer suppresses"])
@@ -157,7 +162,9 @@ class TestPostgres:
             await db.close()
         faults = {name: _pg_faults(p) for name, p in plans.items() if _pg_faults(p)}
         assert not faults, faults
-        assert "deliveries_queued_due" in json.dumps(plans["claim queued"])
+        assert "deliveries_queued_urgency" in json.dumps(plans["claim queued"])
+        assert "deliveries_queued_urgency" in json.dumps(plans["claim queued below an urgency"])
+        assert "deliveries_queued_urgency" in json.dumps(plans["front queued"])
         assert "deliveries_sending" in json.dumps(plans["claim expired leases"])
         assert PERSON_KEY[1] in json.dumps(plans["answer suppresses"])
 
