@@ -120,7 +120,7 @@ class UrgentLimiter:
         self._level = 0.0
         self._at = 0.0
         self._queue = _Queue(way or RightOfWay())
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
 
     def _leak(self) -> float:
         now = asyncio.get_running_loop().time()
@@ -163,10 +163,10 @@ class UrgentLimiter:
         if head is None:
             return
         wait = (self._leak() + head.amount - self.max_rate) / self._drain
-        if wait <= 0:
-            head.poke()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(wait, head.poke)
+        loop = asyncio.get_running_loop()
+        # Soon, not now: the head may be the caller, not yet asleep (time moves between its
+        # check and this one, so the bucket can have drained in between).
+        self._timer = loop.call_soon(head.poke) if wait <= 0 else loop.call_later(wait, head.poke)
 
 
 class UrgentSlots:
