@@ -17,6 +17,8 @@ class Received:
     recipient: str
     text: str
     meta: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0
+    """When it arrived (epoch seconds)."""
 
 
 Timed = dict[str, dict[str, int | float | None]]
@@ -52,7 +54,7 @@ class Stats:
         fresh = key not in self._seen[kind]
         self._seen[kind].add(key)
         if len(self.messages) < self._keep:
-            self.messages.append(Received(kind, alert_id, recipient, text, dict(meta)))
+            self.messages.append(Received(kind, alert_id, recipient, text, dict(meta), now))
         return fresh
 
     def snapshot(self) -> dict[str, dict[str, int]]:
