@@ -114,6 +114,7 @@ class Engine:
         self._wake = {kind: asyncio.Event() for kind in channels}
         # The most urgent class with work on each channel, as last read from the store.
         self._front: dict[ChannelKind, Front | None] = dict.fromkeys(channels)
+        self._sending: Counter[ChannelKind] = Counter()
         self.breakers = {
             kind: CircuitBreaker(
                 channel.name, (breakers or {}).get(kind) or _breaker_settings(channel)
@@ -374,8 +375,13 @@ class Engine:
                     await asyncio.wait_for(wake.wait(), min(poll, MAX_PAUSE_S))
                 continue
             self._leased.update(c.id for c in claimed)
+            self._sending[kind] += 1
             task = self._spawn(self._send(kind, channel, claimed, permit), name=f"send-{kind}")
-            task.add_done_callback(lambda _t: slots.release())
+            task.add_done_callback(lambda _t: self._sent_one(kind, slots))
+
+    def _sent_one(self, kind: ChannelKind, slots: asyncio.Semaphore) -> None:
+        self._sending[kind] -= 1
+        slots.release()
 
     async def _send(
         self, kind: ChannelKind, channel: Channel, claimed: list[Claimed], permit: Permit
@@ -734,6 +740,10 @@ class Engine:
         every = min(self._settings.dispatch.poll_s, 0.25)
         rounds = 0
         while not self._stopping:
+            if not self._sending[kind] and self._front[kind] is None:
+                # Nothing of ours waits on this channel: the loop reads the front itself.
+                await asyncio.sleep(every)
+                continue
             try:
                 front = await self.front(kind)
                 rounds += 1

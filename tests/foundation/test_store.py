@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from dispatcher.domain import ChannelKind, Outcome, Receipt
@@ -137,3 +138,58 @@ class TestLedger:
         assert settled.failed == 1
         assert row is not None and row["state"] == "failed"
         assert "deadline passed" in row["detail"]
+
+
+class TestWriterTurns:
+    """SQLite's one writer serves urgent transactions (receipts, acks) first."""
+
+    async def test_urgent_transactions_go_ahead_of_waiting_ones(self, tmp_path: Path) -> None:
+        """While a transaction holds the writer, three ordinary ones and then an urgent one
+        queue: the urgent one commits next, the others after it in their order."""
+        db = await open_database(f"sqlite:///{tmp_path / 'turns.db'}")
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def write(name: str, *, urgent: bool = False) -> None:
+            async with db.transaction(urgent=urgent) as tx:
+                await tx.execute("SELECT 1")
+                if name == "holder":
+                    await release.wait()
+                order.append(name)
+
+        try:
+            holder = asyncio.create_task(write("holder"))
+            await asyncio.sleep(0.05)
+            plain = [asyncio.create_task(write(f"enqueue{i}")) for i in range(3)]
+            await asyncio.sleep(0.01)
+            urgent = asyncio.create_task(write("receipt", urgent=True))
+            await asyncio.sleep(0.01)
+            release.set()
+            await asyncio.gather(holder, *plain, urgent)
+        finally:
+            await db.close()
+        assert order == ["holder", "receipt", "enqueue0", "enqueue1", "enqueue2"]
+
+    async def test_a_cancelled_waiter_hands_its_turn_on(self, tmp_path: Path) -> None:
+        """A waiter cancelled while queued (or just handed the turn) never stalls the next."""
+        db = await open_database(f"sqlite:///{tmp_path / 'turns.db'}")
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("SELECT 1")
+                await release.wait()
+
+        try:
+            holder = asyncio.create_task(hold())
+            await asyncio.sleep(0.05)
+            doomed = asyncio.create_task(db.execute("SELECT 1"))
+            after = asyncio.create_task(db.execute("SELECT 1"))
+            await asyncio.sleep(0.01)
+            doomed.cancel()
+            release.set()
+            await asyncio.wait_for(asyncio.gather(holder, after), 5)
+            assert doomed.cancelled()
+            await asyncio.wait_for(db.execute("SELECT 1"), 5)
+        finally:
+            await db.close()
