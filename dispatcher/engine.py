@@ -264,6 +264,8 @@ class Engine:
         started = time.perf_counter()
         by_channel: Counter[str] = Counter()
         suppressed: Counter[str] = Counter()
+        # A live emergency's audience is written ahead of other work waiting for the store.
+        urgent = Precedence.of(record.kind, record.mode) is Precedence.LIVE_EMERGENCY
         try:
             await self._ask(record)
             async for chunk in self._audience.plan(
@@ -277,7 +279,7 @@ class Engine:
                 languages=languages(record.request),
             ):
                 chunk = await self._without_stopped_numbers(chunk)
-                await self._ledger.enqueue(alert_id, chunk, self._clock.now_ms())
+                await self._ledger.enqueue(alert_id, chunk, self._clock.now_ms(), urgent=urgent)
                 for planned in chunk:
                     (suppressed if planned.suppressed else by_channel)[planned.channel.value] += 1
                 for kind in {p.channel for p in chunk}:
@@ -357,10 +359,13 @@ class Engine:
                 continue
             wake.clear()
             try:
-                before = self._bound(await self.front(kind))
+                front = await self.front(kind)
                 claimed = await self._ledger.claim(
                     kind, owner=self.owner, limit=permit.limit,
-                    now_ms=self._clock.now_ms(), lease_ms=self.lease_ms, before=before,
+                    now_ms=self._clock.now_ms(), lease_ms=self.lease_ms,
+                    before=self._bound(front),
+                    urgent=front is not None
+                    and front.precedence is Precedence.LIVE_EMERGENCY,
                 )
             except Exception as exc:
                 breaker.unused(permit)

@@ -147,9 +147,11 @@ class DeliveryLedger:
         self._rng = rng or random.Random()
 
     async def enqueue(
-        self, alert_id: str, planned: Sequence[PlannedDelivery], now_ms: int
+        self, alert_id: str, planned: Sequence[PlannedDelivery], now_ms: int, *,
+        urgent: bool = False,
     ) -> None:
-        """Insert planned deliveries; re-planning the same ones is a no-op."""
+        """Insert planned deliveries; re-planning the same ones is a no-op. A live emergency's
+        are `urgent`: they go ahead of other writers waiting, as receipts do."""
         rows = [
             (
                 alert_id,
@@ -180,13 +182,14 @@ class DeliveryLedger:
                 (alert_id, now_ms, alert_id, *columns),
             )
             return
-        await self._db.executemany(
-            "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
-            " state, detail, updated_at, urgency)"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_URGENCY_OF})"
-            " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
-            [(*r, alert_id) for r in rows],
-        )
+        async with self._db.transaction(urgent=urgent) as tx:
+            await tx.executemany(
+                "INSERT INTO deliveries (alert_id, channel, recipient, address, language, role,"
+                " state, detail, updated_at, urgency)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {_URGENCY_OF})"
+                " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
+                [(*r, alert_id) for r in rows],
+            )
 
     async def claim(
         self,
@@ -197,6 +200,7 @@ class DeliveryLedger:
         now_ms: int,
         lease_ms: int,
         before: int = NO_BOUND,
+        urgent: bool = False,
     ) -> list[Claimed]:
         """Take up to `limit` due deliveries (queued, or claimed by someone whose lease ran out)
         of urgency below `before`, most urgent first.
@@ -205,9 +209,10 @@ class DeliveryLedger:
         Leases that ran out are taken first, then queued rows in the order of urgency (the
         alert's class, then the earlier alert), each alert's earliest due first; each is a
         range scan of a partial index holding only such rows, so a claim costs the batch, not
-        the alert (`hot_statements`, tests/foundation/test_query_plans.py).
+        the alert (`hot_statements`, tests/foundation/test_query_plans.py). An `urgent` claim
+        (for a live emergency) goes ahead of other writers waiting.
         """
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(urgent=urgent) as tx:
             sql, params = self._claim_sql(
                 "sending", channel, owner, limit, now_ms, lease_ms, before
             )
