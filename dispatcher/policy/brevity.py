@@ -87,3 +87,16 @@ def word_budget(
         f"The short text has {len(found)} words; the budget is {settings.word_budget}. Keep "
         "what, where and what to do now; put the rest in the description.",
         first.start, len(text), field=field, language=language)]
+
+
+def derived(channels: list[str], sample: str, language: str, primary: str) -> Violation:
+    """A warning that the short channels carry a text derived from a longer one."""
+    names = ", ".join(channels)
+    return Violation(
+        "brevity.derived",
+        f"The text is longer than {names} allow, so they carry a short text derived from it "
+        "(its lead sentence, the instruction and a link to the full text on the public "
+        f"page): {sample}",
+        severity=Severity.WARNING,
+        language=None if language == primary else language,
+    )

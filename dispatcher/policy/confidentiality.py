@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from dispatcher.domain import AlertKind
 from dispatcher.policy.names import NameFinder, Role
 from dispatcher.policy.rewrites import rewrite
+from dispatcher.policy.settings import DEFAULT_ID_FORMATS
 from dispatcher.policy.text import Span, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
@@ -302,12 +304,19 @@ def _sentence_of(spans: list[Span], index: int) -> Span:
 
 
 def check(
-    text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed, language: str = "en"
+    text: str,
+    kind: AlertKind,
+    finder: NameFinder,
+    allowed: Allowed,
+    language: str = "en",
+    *,
+    id_formats: tuple[str, ...] = DEFAULT_ID_FORMATS,
 ) -> list[Violation]:
     """Every confidentiality problem in one text, with spans in that text, each with a
-    neutral rewrite of its span in the text's language."""
+    neutral rewrite of its span in the text's language. `id_formats` are the institution's
+    own ID formats (regular expressions)."""
     out = []
-    for v in _check(text, kind, finder, allowed):
+    for v in _check(text, kind, finder, allowed, _id_formats(id_formats)):
         if v.family == "confidentiality" and v.start is not None and v.end is not None:
             words = rewrite(v.rule, text[v.start : v.end], language)
             if words and _opens_sentence(text, v.start):
@@ -322,11 +331,23 @@ def _opens_sentence(text: str, index: int) -> bool:
     return not before or before[-1] in ".!?:;\n"
 
 
-def _check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
+@lru_cache(maxsize=16)
+def _id_formats(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern matching any of the institution's ID formats, as a whole token."""
+    if not patterns:
+        return None
+    either = "|".join(f"(?:{p})" for p in patterns)
+    return re.compile(rf"(?<![\w-])(?:{either})(?![\w-])")
+
+
+def _check(
+    text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed,
+    id_formats: re.Pattern[str] | None,
+) -> list[Violation]:
     found: list[Violation] = []
     spans = sentences(text)
     found += _names(text, finder)
-    found += _numbers(text, spans, allowed)
+    found += _numbers(text, spans, allowed, id_formats)
     found += _dates_of_birth(text)
     found += _units(text, spans, kind, finder)
     found += _addresses(text, spans, kind)
@@ -376,13 +397,24 @@ _HONORIFIC = re.compile(
 )
 
 
-def _numbers(text: str, spans: list[Span], allowed: Allowed) -> list[Violation]:
+def _numbers(
+    text: str, spans: list[Span], allowed: Allowed, id_formats: re.Pattern[str] | None
+) -> list[Violation]:
     out: list[Violation] = []
     taken: list[tuple[int, int]] = []
     for m in SSN.finditer(text):
         out.append(Violation(
             "confidentiality.ssn",
             "A Social Security number must never appear in an alert.", m.start(), m.end()))
+        taken.append(m.span())
+    for m in id_formats.finditer(text) if id_formats is not None else ():
+        # The institution's own ID shape needs no cue; a case or report number may share it.
+        if _CASE_CUE.search(text[max(0, m.start() - 40) : m.start()]):
+            continue
+        out.append(Violation(
+            "confidentiality.id_number",
+            "This has the shape of the institution's student or employee IDs "
+            "(policy.id_formats); an ID identifies a person, remove it.", m.start(), m.end()))
         taken.append(m.span())
     for m in _ID_NUMBER.finditer(text):
         before = text[max(0, m.start() - 40) : m.start()]

@@ -77,9 +77,13 @@ def test_config_option(tmp_path: Path) -> None:
     """--config reads the policy from the given file; a bad file exits 2."""
     config = tmp_path / "clarion.toml"
     config.write_text("[policy]\nsms_max_segments = 1\n")
-    long = json.dumps({"kind": "emergency", "text": "Evacuate now. " + "xxxx " * 40})
-    code, verdicts, _ = _run(long + "\n", config)
+    own = json.dumps({"kind": "timely_warning", "text": "Theft. Lock your doors.",
+                      "texts": {"sms": "Lock your doors. " + "xxxx " * 40}})
+    long = json.dumps({"kind": "timely_warning", "text": "Lock your doors. " + "xxxx " * 40})
+    code, verdicts, _ = _run(own + "\n" + long + "\n", config)
     assert code == 1 and [v["rule"] for v in verdicts[0]["violations"]] == ["brevity.sms_segments"]
+    # A long text of its own is shaped to the configured one segment.
+    assert verdicts[1]["ok"] and verdicts[1]["segments"]["sms"] == 1
     code, _, err = _run(CLEAN + "\n", tmp_path / "missing.toml")
     assert code == 2 and "no such config file" in err
 
