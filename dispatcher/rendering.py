@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from collections.abc import Callable
@@ -242,7 +243,9 @@ def question_text(request: AlertRequest, language: str, settings: RenderingSetti
 
 
 def sms_text(text: str, settings: RenderingSettings) -> str:
-    """The SMS body in GSM-7 when it can be (plain quotes and dashes, accents dropped)."""
+    """The SMS body in GSM-7 when it can be (plain quotes and dashes, accents dropped, no
+    invisible format characters such as soft hyphens)."""
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     text = re.sub(r"\s+", " ", text).strip()
     if settings.sms_transliterate:
         folded = to_gsm(text)

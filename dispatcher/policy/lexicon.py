@@ -105,6 +105,11 @@ class Gazetteer:
             by_first.setdefault(seq[0], []).append(seq)
         return cls({k: tuple(v) for k, v in by_first.items()})
 
+    def holds(self, words: str) -> bool:
+        """True when the words are one of the campus's place names or addresses, whole."""
+        keys = [t.key for t in tokenize(words.replace("-", " "))]
+        return bool(keys) and self.match(keys, 0) == len(keys)
+
     def match(self, keys: list[str], index: int) -> int:
         """Length of the longest place name starting at keys[index], 0 when none."""
         for seq in self.names.get(keys[index], ()):
@@ -134,12 +139,15 @@ def _directory_places(path: Path, mtime: float) -> frozenset[str]:
                 found.add(slug.replace("-", " ").replace("_", " ").title())
             if named and row.get("name"):
                 found.add(row["name"])
+            if named and row.get("address"):
+                # The campus's own street addresses are places, never a residence to hide.
+                found.add(row["address"])
     return frozenset(found)
 
 
 def directory_places(paths: Iterable[Path]) -> frozenset[str]:
     """Building names from the directory's CSV files (a `building` column of ids such as
-    "carver-hall", or the `name` column of a buildings file)."""
+    "carver-hall", or the `name` and `address` columns of a buildings file)."""
     found: set[str] = set()
     for path in paths:
         if path.is_file():
