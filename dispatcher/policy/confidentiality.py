@@ -564,7 +564,11 @@ def _addresses(
         sentence = _sentence_of(spans, m.start())
         unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
-        if unit or residence or kind is AlertKind.TIMELY_WARNING:
+        # In a timely warning any address is taken for a residence unless its own words name
+        # a place no one lives in ("150 Stadium Place", "200 Library Way"), whoever the
+        # sentence is about.
+        public = _NON_RESIDENTIAL.search(m.group()) is not None
+        if unit or (not public and (residence or kind is AlertKind.TIMELY_WARNING)):
             number = m.group(1) or ""
             hint = (
                 f' Say "the {int(number) // 100 * 100} block of ..." instead.'
