@@ -10,9 +10,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
-
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from dispatcher.domain import ANSWER_LINK, ChannelKind, Message, Mode
 from dispatcher.policy.actionable import has_instruction

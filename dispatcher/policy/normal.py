@@ -1,8 +1,8 @@
 """One normal form of a text before any rule reads it, with a map back to the original.
 
 Every rule reads the NFKC form of a text with the Unicode format characters (category Cf:
-the soft hyphen, zero-width spaces and joiners, direction marks) removed, so that
-"Jen\u00adnifer" is read as "Jennifer" and a full-width "ＲＵＮ" as "RUN". A violation's span
+the soft hyphen, zero-width spaces and joiners, direction marks) removed, so that a name
+split by soft hyphens reads as the name and full-width letters as plain ones. A violation's span
 is found in that form and moved back to the offsets of the text the dispatcher wrote.
 """
 

@@ -8,6 +8,10 @@ from pydantic import Field, field_validator
 
 from dispatcher.credentials import SettingsModel
 
+# A letter (or "@") and eight digits ("A00123456", "@00123456": the shape of Banner IDs),
+# and two letters with seven digits ("UA1234567").
+DEFAULT_ID_FORMATS: tuple[str, ...] = (r"[A-Z@]\d{8}", r"[A-Z]{2}\d{7}")
+
 
 class PolicySettings(SettingsModel):
     """Limits and allow lists the policy rules read."""
@@ -39,10 +43,6 @@ class PolicySettings(SettingsModel):
                 raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
         return value
 
-
-# A letter (or "@") and eight digits ("A00123456", "@00123456": the shape of Banner IDs),
-# and two letters with seven digits ("UA1234567").
-DEFAULT_ID_FORMATS = (r"[A-Z@]\d{8}", r"[A-Z]{2}\d{7}")
 
 
 class LanguageRendering(SettingsModel):
