@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.domain import ANSWER_LINK, ChannelKind, Message, Mode
-from dispatcher.policy.actionable import has_instruction
+from dispatcher.policy.actionable import instruction_strength
 from dispatcher.policy.gsm import Encoding, count, encoding_of, normalize_punctuation, to_gsm
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from dispatcher.policy.text import sentences, words
@@ -111,10 +111,19 @@ def _segments(sms: str) -> int:
     return count(sms).segments
 
 
+# A salutation line opens many e-mailed alerts: "Dear Students, Faculty and Staff:",
+# "Loyola Community,". It is no lead.
+_SALUTATION = re.compile(r"^(?:dear\b.*|[^.!?]{1,60},)$", re.IGNORECASE)
+_BULLET = " \t-\u2013\u2014\u2022*"
+
+
 def _lead(text: str) -> tuple[str, list[str]]:
     """The lead sentence of a text (a short header such as "TIMELY WARNING:" joined to the
-    sentence after it) and the sentences that follow."""
-    found = [s.text for s in sentences(text)]
+    sentence after it, a salutation skipped) and the sentences that follow."""
+    found = [s.text.strip(_BULLET) for s in sentences(text)]
+    found = [s for s in found if s]
+    while len(found) > 1 and _SALUTATION.match(found[0]) and len(words(found[0])) <= 8:
+        found = found[1:]
     if not found:
         return "", []
     lead, rest = found[0], found[1:]
@@ -136,8 +145,12 @@ def derive_short(
     to the full text on the public page. The lead is cut first when it does not fit."""
     lead, rest = _lead(p.text)
     instruction = p.instruction
-    if not instruction and not has_instruction(lead):
-        instruction = next((s for s in rest if has_instruction(s)), "")
+    if not instruction and instruction_strength(lead) < 3:
+        # The sentence that tells people what to do most plainly, the first of equals, unless
+        # the lead says it as plainly.
+        ranked = [(instruction_strength(s), -i, s) for i, s in enumerate(rest)]
+        best = max(ranked, default=(0, 0, ""))
+        instruction = best[2] if best[0] > max(0, instruction_strength(lead) - 1) else ""
     url = p.web or settings.full_text_link
     tail = f"{settings.word(language, 'full_text')}: {url}" if url and link else ""
     candidate = _join(lead, instruction, tail)

@@ -110,12 +110,12 @@ _REQUEST = re.compile(
     r"encouraging|encouraged|advises?|advising|advised|reminds?|reminding|reminded|directs?|"
     r"directing|directed|instructs?|instructing|instructed|orders?|ordering|ordered|tells?|"
     r"telling|warns?|warning|wants?|needs?|recommends?|recommending|implores?|calls? on|"
-    r"calling on)\s+(?:that\s+)?(?:all\s+|the\s+|any\s+|every\s+)?"
+    r"calling on)\s+(?:that\s+)?(?:all\s+|the\s+|any\s+|every\s+|our\s+)?"
     r"(?P<who>everyone|everybody|all|people|persons|students|faculty|staff|employees|"
     r"residents|occupants|community members|members of the (?:campus )?community|"
     r"(?:campus |university )?community|public|anyone|those|you|motorists|drivers|"
     r"pedestrians|visitors|commuters|individuals|guests|parents|patrons|bystanders|"
-    r"witnesses)\b(?P<rest>[^.;:!?]{0,60})"
+    r"witnesses)\b(?P<rest>[^.;:!?]{0,120})"
     r"|\b(?:says|said|asks|asked|urges|urged|advises|advised)\s+to\s+(?P<bare>[a-z'-]+)"
     r"|\b(?:pide|piden|pidiendo|solicita|solicitan|insta|instan|recomienda|recomiendan|"
     r"ruega|ruegan|exhorta|exhortan|aconseja|aconsejan|urge|urgen|llama|llaman)\s+"
@@ -227,6 +227,22 @@ def has_instruction(text: str) -> bool:
     if any(_requested(m) for m in _REQUEST.finditer(text)):
         return True
     return any(_imperative(c.text) for c in clauses(text))
+
+
+def instruction_strength(sentence: str) -> int:
+    """How plainly a sentence tells people what to do: 3 for a standard protective action,
+    2 for a directive, an order, an all clear, a request or a way to report, 1 for any other
+    instruction (an imperative clause), 0 for none. A derived short text carries the
+    strongest."""
+    if protective_action(sentence):
+        return 3
+    if (
+        _DIRECTIVE.search(sentence) or _ORDER.search(sentence) or _ALL_CLEAR.search(sentence)
+        or any(_requested(m) for m in _REQUEST.finditer(sentence))
+        or has_report_way(sentence)
+    ):
+        return 2
+    return 1 if has_instruction(sentence) else 0
 
 
 _TO_VERB = re.compile(r"\bto\s+([a-z'-]+)", re.IGNORECASE)
