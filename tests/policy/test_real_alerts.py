@@ -98,6 +98,17 @@ class TestDerivedShortTexts:
         verdict = lint(self.TEXT, kind="emergency")
         assert "http" not in verdict["derived"]["pa"]
 
+    def test_salutation_skipped_and_plainest_instruction_kept(self) -> None:
+        """An e-mailed warning's salutation is no lead; the tip that says most plainly what to
+        do is kept over a sentence that only happens to open with a verb."""
+        text = ("Dear Students, Faculty and Staff:\n\nA robbery was reported near the Student "
+                "Union tonight. " + "Officers searched the area and spoke with witnesses. " * 8
+                + "We ask our community members, particularly those living nearby, to remain "
+                "alert and report suspicious activity to police.")
+        sms = lint(text)["derived"]["sms"]
+        assert sms.startswith("UNIV ALERT: A robbery was reported near the Student Union")
+        assert "We ask our community members" in sms and "Officers searched" not in sms
+
     def test_short_text_is_not_derived(self) -> None:
         """A text that fits is sent as written: no derived texts, no warning."""
         verdict = lint("Gas leak at Carver Hall. Evacuate now.", kind="emergency")
