@@ -141,8 +141,8 @@ def derive_short(
     link: bool = True,
 ) -> str:
     """A short channel's text derived from a long one: the lead sentence, the instruction
-    (the request's own, else the first sentence that tells people what to do), and a link
-    to the full text on the public page. The lead is cut first when it does not fit."""
+    (the request's own, else the sentence that says most plainly what to do), and a link to
+    the full text on the public page. The lead is cut first when it does not fit."""
     lead, rest = _lead(p.text)
     instruction = p.instruction
     if not instruction and instruction_strength(lead) < 3:

@@ -205,14 +205,14 @@ def _brevity(
         ChannelKind.SIGNAGE: settings.signage_headline_max,
     }
     # A text longer than a short channel allows is normal: the channel carries a text derived
-    # from it. Only a text the dispatcher wrote for one channel (texts.sms...) is held to the
-    # channel's limit.
+    # from it, shaped to fit, so only a text the dispatcher wrote for one channel
+    # (texts.sms...) or a headline is ever over a channel's limit.
     derived: dict[str, list[str]] = {}
     for channel, by_lang in rendered.items():
         for lang, message in by_lang.items():
             if message.derived:
                 derived.setdefault(lang, []).append(channel.value)
-            elif channel is ChannelKind.SMS:
+            if channel is ChannelKind.SMS:
                 out += brevity.sms(message, lang, settings)
             elif channel in limits:
                 out += brevity.title(message, channel, limits[channel], lang)
