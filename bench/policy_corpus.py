@@ -117,7 +117,9 @@ def report(judged: list[Judged], title: str, show: bool) -> str:
     caught = [j for j in variants if "confidentiality" in j.blocking]
     clean = [j for j in real if not j.case["expect"]]
     flagged = [j for j in clean if j.blocking]
-    warnings = [j for j in real if j.case["kind"] == "timely_warning"]
+    # Timely warnings that carry a tip or a way to report (one cut before its tip does not).
+    warnings = [j for j in real if j.case["kind"] == "timely_warning"
+                and "actionable" not in j.case["expect"]]
     recognised = [j for j in warnings if "actionable" not in j.blocking]
     instructed = [j for j in live if "actionable" not in j.warned | j.blocking]
     derived = [j for j in real if j.verdict.get("derived")]
