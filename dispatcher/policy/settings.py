@@ -17,7 +17,11 @@ class PolicySettings(SettingsModel):
     """Limits and allow lists the policy rules read."""
 
     sms_max_segments: int = Field(default=2, ge=1, le=10)
-    word_budget: int = Field(default=60, ge=5)
+    word_budget: int = Field(
+        default=60, ge=5,
+        description="words past which SMS, push, signage, PA and desktop carry a text derived "
+        "from the alert's (lead, instruction, link to the full text)",
+    )
     push_title_max: int = Field(default=65, ge=10)
     signage_headline_max: int = Field(default=80, ge=10)
     allow: list[str] = Field(
