@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from dispatcher.policy.lexicon import GIVEN_WEIGHT, SURNAME_WEIGHT, Gazetteer, Lexicon
-from dispatcher.policy.text import Token, sentences, tokenize
+from dispatcher.policy.text import Token, fold, sentences, tokenize
 from dispatcher.policy.vocabulary import (
     ALERT_WORDS,
     LINKING_VERBS,
@@ -175,7 +175,7 @@ class NameFinder:
                 out[index] = Cls.BREAK
                 index += 1
                 continue
-            if _camel(token.text) and not self._known(key):
+            if _camel(token.text) and not self._known(key) and not self._joined_names(token):
                 # "SafeWalk", "RaveGuardian": a program or a service, not a person.
                 out[index] = Cls.PLACE
                 index += 1
@@ -194,6 +194,10 @@ class NameFinder:
                 out[index] = Cls.ROLE
             elif key in PLACE_SUFFIXES or key in ORGANIZATION_WORDS:
                 out[index] = Cls.PLACE
+            elif key in ALERT_WORDS and self._surname_after_given(tokens, out, index):
+                # "Emily Ford", "Grace Gold": a word of descriptions (a car make, a colour) is a
+                # surname right after a given name.
+                out[index] = Cls.NAME
             elif (
                 key in ALERT_WORDS
                 or key in SUSPECT_CUES
@@ -223,6 +227,25 @@ class NameFinder:
             cue and len(key) > 2 and key not in _LOWER_STOP
             and self.lexicon.given_weight(key) >= GIVEN_WEIGHT
         )
+
+    def _surname_after_given(
+        self, tokens: list[Token], classes: list[Cls | None], index: int
+    ) -> bool:
+        """True when a capitalized known surname follows a given name with one space."""
+        if index < 1 or classes[index - 1] is not Cls.NAME:
+            return False
+        before, token = tokens[index - 1], tokens[index]
+        return (
+            token.start - before.end == 1
+            and not token.upper
+            and self.lexicon.given_weight(_base(before)) >= GIVEN_WEIGHT
+            and bool(self.lexicon.surname_weight(_base(token)))
+        )
+
+    def _joined_names(self, token: Token) -> bool:
+        """ "MaryBeth", "JoAnn": two given names written as one."""
+        parts = [fold(p) for p in re.findall(r"[A-Z][a-z']*", token.text)]
+        return len(parts) == 2 and all(self.lexicon.given_weight(p) for p in parts)
 
     def _known(self, key: str) -> bool:
         return key in self.lexicon.given or bool(self.lexicon.surname_weight(key))
@@ -540,7 +563,7 @@ def _camel(word: str) -> bool:
 
 _NAME_PREFIXES = frozenset(
     {"mc", "mac", "de", "la", "le", "di", "da", "du", "van", "von", "st", "del", "des", "al",
-     "el", "ben", "abu", "fitz", "ter", "ten"}
+     "el", "ben", "abu", "fitz", "ter", "ten", "ja", "ke", "ta", "ra", "sha", "ty", "jo"}
 )
 
 

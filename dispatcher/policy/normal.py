@@ -38,11 +38,9 @@ class Normalized:
             return self.origin[0]
         if index >= len(self.text):
             return self.origin[len(self.text)]
-        # The end is just after the original character that produced text[index - 1]; a
-        # character NFKC expanded ("ﬁ" to "fi") keeps its whole width.
-        last = self.origin[index - 1]
-        following = self.origin[index]
-        return following if following > last else last + 1
+        # Just after the original character that produced the span's last character: a
+        # character NFKC expanded ("ﬁ" to "fi") is covered whole.
+        return self.origin[index - 1] + 1
 
 
 def normalize(text: str) -> Normalized:

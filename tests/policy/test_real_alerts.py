@@ -271,12 +271,17 @@ class TestFewerFalseFlags:
         assert names_found("Report information to UPD.\nMaria Delgado was the victim.") == [
             "Maria Delgado"]
 
-    def test_camel_case_program(self) -> None:
-        """"SafeWalk" is a service, not a person; "LaToya" is still a name."""
-        assert names_found("Use SafeWalk after dark. A robbery occurred near the library. "
+    @pytest.mark.parametrize("program", ["SafeWalk", "NightRide", "RaveGuardian", "LiveSafe"])
+    def test_camel_case_program(self, program: str) -> None:
+        """A program or app written in CamelCase is a service, not a person."""
+        assert names_found(f"Use {program} after dark. A robbery occurred near the library. "
                            "Call police.") == []
-        assert names_found("LaToya Jackson was robbed near the library. Call police.") == [
-            "LaToya Jackson"]
+
+    @pytest.mark.parametrize("name", ["LaToya Jackson", "JoAnn Smith", "MaryBeth Carter",
+                                      "JaMarcus Brown", "DeShawn Lee", "McKenzie Ford"])
+    def test_camel_case_names(self, name: str) -> None:
+        """Names with a capital inside are still names."""
+        assert names_found(f"{name} was robbed near the library. Call police.") == [name]
 
     def test_campus_address(self) -> None:
         """An address of the campus's own buildings (buildings.csv) is no residence."""
