@@ -195,14 +195,17 @@ class TestNamesOfManyCultures:
         ("The victim was walking with Aisha when approached. Call police with tips.", "Aisha"),
         ("It was reported by victim jennifer smith on Tuesday. Call UPD with tips.",
          "jennifer smith"),
+        ("Emily Ford was robbed near the library. Call police.", "Emily Ford"),
+        ("Grace King was robbed near the library. Call police.", "Grace King"),
     ])
     def test_found(self, text: str, name: str) -> None:
         """Each name is refused, its span the name."""
         assert names_found(text) == [name]
 
     def test_madison_park_is_a_park(self) -> None:
-        """A name the census lists before a place word stays a place."""
+        """A name the census lists before a place word stays a place; a car is a car."""
         assert names_found("A robbery occurred near Madison Park. Call police.") == []
+        assert names_found("The suspect drove a silver Ford Focus. Call police.") == []
 
 
 class TestIdentifiersAndCombinations:
