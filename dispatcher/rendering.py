@@ -363,7 +363,8 @@ def _desktop(
     settings: RenderingSettings,
     limits: PolicySettings,
 ) -> Message:
-    # A pop-up has room for the whole text; the banner leads the title, as on a sign.
+    # A pop-up shows what a glance takes in: a long text is cut to its lead, instruction and
+    # link, like the other short channels. The banner leads the title, as on a sign.
     banner = ""
     if request.mode is Mode.DRILL:
         banner = settings.word(language, "signage_drill_banner")
