@@ -152,6 +152,9 @@ class Message:
     body: str = ""
     html: str = ""
     speech: str = ""
+    # True when the text is shaped from a longer one (lead, instruction, link to the full
+    # text on the public page) because the whole would not fit this channel.
+    derived: bool = False
 
     @property
     def has_link(self) -> bool:
@@ -170,7 +173,7 @@ class Message:
 
         safe = url.replace("&", "&amp;").replace('"', "&quot;")
         return Message(put(self.text, url), self.title, self.subject, put(self.body, url),
-                       put(self.html, safe), self.speech)
+                       put(self.html, safe), self.speech, self.derived)
 
 
 @dataclass(frozen=True, slots=True)

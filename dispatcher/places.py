@@ -10,7 +10,8 @@ from dispatcher.settings import Settings
 
 
 def campus_places(settings: Settings) -> frozenset[str]:
-    """The campus's building names from its directory files (buildings, people, devices)."""
+    """The campus's building names and addresses from its directory files (buildings, people,
+    devices)."""
     directory = settings.directory
     names = [directory.people, directory.devices, directory.buildings]
     return directory_places(tuple(settings.resolve(n) for n in names if n))

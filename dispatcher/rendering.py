@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.domain import ANSWER_LINK, ChannelKind, Message, Mode
-from dispatcher.policy.gsm import Encoding, encoding_of, normalize_punctuation, to_gsm
+from dispatcher.policy.actionable import instruction_strength
+from dispatcher.policy.gsm import Encoding, count, encoding_of, normalize_punctuation, to_gsm
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
+from dispatcher.policy.text import sentences, words
 from dispatcher.request import AlertRequest, ChannelTexts
 
 Rendered = dict[ChannelKind, dict[str, Message]]
@@ -98,6 +102,71 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-.") + "…"
 
 
+def _long(text: str, limits: PolicySettings) -> bool:
+    """True when a text is over the word budget of the short channels."""
+    return len(words(text)) > limits.word_budget
+
+
+def _segments(sms: str) -> int:
+    return count(sms).segments
+
+
+# A salutation line opens many e-mailed alerts: "Dear Students, Faculty and Staff:",
+# "Loyola Community,". It is no lead.
+_SALUTATION = re.compile(r"^(?:dear\b.*|[^.!?]{1,60},)$", re.IGNORECASE)
+_BULLET = " \t-\u2013\u2014\u2022*"
+
+
+def _lead(text: str) -> tuple[str, list[str]]:
+    """The lead sentence of a text (a short header such as "TIMELY WARNING:" joined to the
+    sentence after it, a salutation skipped) and the sentences that follow."""
+    found = [s.text.strip(_BULLET) for s in sentences(text)]
+    found = [s for s in found if s]
+    while len(found) > 1 and _SALUTATION.match(found[0]) and len(words(found[0])) <= 8:
+        found = found[1:]
+    if not found:
+        return "", []
+    lead, rest = found[0], found[1:]
+    if rest and lead.endswith(":") and len(words(lead)) <= 4:
+        lead, rest = f"{lead} {rest[0]}", rest[1:]
+    return lead, rest
+
+
+def derive_short(
+    p: Parts,
+    language: str,
+    settings: RenderingSettings,
+    fits: Callable[[str], bool] = lambda _: True,
+    *,
+    link: bool = True,
+) -> str:
+    """A short channel's text derived from a long one: the lead sentence, the instruction
+    (the request's own, else the sentence that says most plainly what to do), and a link to
+    the full text on the public page. The lead is cut first when it does not fit."""
+    lead, rest = _lead(p.text)
+    instruction = p.instruction
+    if not instruction and instruction_strength(lead) < 3:
+        # The sentence that tells people what to do most plainly, the first of equals, unless
+        # the lead says it as plainly.
+        ranked = [(instruction_strength(s), -i, s) for i, s in enumerate(rest)]
+        best = max(ranked, default=(0, 0, ""))
+        instruction = best[2] if best[0] > max(0, instruction_strength(lead) - 1) else ""
+    url = p.web or settings.full_text_link
+    tail = f"{settings.word(language, 'full_text')}: {url}" if url and link else ""
+    candidate = _join(lead, instruction, tail)
+    room = len(lead)
+    while not fits(candidate) and room > 20:
+        room -= 10
+        candidate = _join(shorten(lead, room), instruction, tail)
+    if not fits(candidate):
+        candidate = _join(instruction or shorten(lead, 60), tail)
+    room = len(candidate)
+    while not fits(candidate) and room > 20:
+        room -= 10
+        candidate = _join(shorten(instruction or lead, room), tail)
+    return candidate
+
+
 def marker(request: AlertRequest, language: str, settings: RenderingSettings) -> str:
     """The words that mark a drill or a test ("[DRILL] THIS IS A TEST"), empty when live."""
     if request.mode is Mode.DRILL:
@@ -138,25 +207,35 @@ def render(
     texts = request.texts if primary else None
     ask = question_text(request, language, settings)
     if channel is ChannelKind.SMS:
-        body = (texts.sms if texts and texts.sms else None) or p.text
-        if ask:
-            body = _join(body, ask, settings.word(language, "sms_reply_options"))
-        return Message(text=sms_text(_join(settings.word(language, "sms_prefix"), mark, body),
-                                     settings))
+        own = texts.sms if texts and texts.sms else None
+        reply = _join(ask, settings.word(language, "sms_reply_options")) if ask else ""
+
+        def sms(body: str) -> str:
+            return sms_text(_join(settings.word(language, "sms_prefix"), mark, body, reply),
+                            settings)
+
+        if own is None and (_long(p.text, limits) or _segments(sms(p.text)) >
+                            limits.sms_max_segments):
+            short = derive_short(p, language, settings,
+                                 lambda b: _segments(sms(b)) <= limits.sms_max_segments)
+            return Message(text=sms(short), derived=True)
+        return Message(text=sms(own or p.text))
     if channel is ChannelKind.EMAIL:
         return _email(request, p, mark, language, settings, texts)
     if channel is ChannelKind.PUSH:
-        body = (texts.push if texts and texts.push else None) or p.text
+        own = texts.push if texts and texts.push else None
+        derived = own is None and _long(p.text, limits)
+        body = own or (derive_short(p, language, settings) if derived else p.text)
         title = _title(p.headline_given, mark, p.headline, limits.push_title_max)
         text = _join(mark, body)
         if ask:
             label = settings.word(language, "answer_link_label")
             text = f"{text}\n{ask} {label}: {ANSWER_LINK}"
-        return Message(text=text, title=title, body=text)
+        return Message(text=text, title=title, body=text, derived=derived)
     if channel is ChannelKind.SIGNAGE:
         return _signage(request, p, language, settings, limits, texts)
     if channel is ChannelKind.PA:
-        return _pa(request, p, language, settings, texts)
+        return _pa(request, p, language, settings, texts, limits)
     if channel is ChannelKind.DESKTOP:
         return _desktop(request, p, language, settings, limits)
     if channel is ChannelKind.VOICE:
@@ -176,7 +255,9 @@ def question_text(request: AlertRequest, language: str, settings: RenderingSetti
 
 
 def sms_text(text: str, settings: RenderingSettings) -> str:
-    """The SMS body in GSM-7 when it can be (plain quotes and dashes, accents dropped)."""
+    """The SMS body in GSM-7 when it can be (plain quotes and dashes, accents dropped, no
+    invisible format characters such as soft hyphens)."""
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     text = re.sub(r"\s+", " ", text).strip()
     if settings.sms_transliterate:
         folded = to_gsm(text)
@@ -265,12 +346,14 @@ def _signage(
         banner = settings.word(language, "signage_test_banner")
     override = texts.signage if texts is not None else None
     headline = _title(p.headline_given, banner, p.headline, limits.signage_headline_max)
-    action = override or p.instruction or p.text
+    derived = not override and not p.instruction and _long(p.text, limits)
+    action = override or p.instruction or (
+        derive_short(p, language, settings) if derived else p.text)
     longer = p.description or p.text
     lines = [headline, action]
     if banner:
         lines.append(banner)
-    return Message(text="\n".join(lines), title=headline, body=longer)
+    return Message(text="\n".join(lines), title=headline, body=longer, derived=derived)
 
 
 def _desktop(
@@ -280,14 +363,17 @@ def _desktop(
     settings: RenderingSettings,
     limits: PolicySettings,
 ) -> Message:
-    # A pop-up has room for the whole text; the banner leads the title, as on a sign.
+    # A pop-up shows what a glance takes in: a long text is cut to its lead, instruction and
+    # link, like the other short channels. The banner leads the title, as on a sign.
     banner = ""
     if request.mode is Mode.DRILL:
         banner = settings.word(language, "signage_drill_banner")
     elif request.mode is Mode.TEST:
         banner = settings.word(language, "signage_test_banner")
     headline = _title(p.headline_given, banner, p.headline, limits.signage_headline_max)
-    return Message(text=p.text, title=headline, body=p.description)
+    derived = _long(p.text, limits)
+    text = derive_short(p, language, settings) if derived else p.text
+    return Message(text=text, title=headline, body=p.description, derived=derived)
 
 
 _SPOKEN = (
@@ -319,9 +405,12 @@ def _pa(
     language: str,
     settings: RenderingSettings,
     texts: ChannelTexts | None,
+    limits: PolicySettings,
 ) -> Message:
     override = texts.pa if texts is not None else None
-    body = override or p.text
+    # A long text is cut to its lead and instruction; a link means nothing spoken.
+    derived = not override and _long(p.text, limits)
+    body = override or (derive_short(p, language, settings, link=False) if derived else p.text)
     if p.instruction and p.instruction not in body:
         body = _join(body, p.instruction)
     preamble = ""
@@ -330,7 +419,7 @@ def _pa(
     elif request.mode is Mode.TEST:
         preamble = settings.word(language, "pa_test_preamble")
     speech = _join(preamble, spoken(body), preamble)
-    return Message(text=speech, speech=speech, title=p.headline)
+    return Message(text=speech, speech=speech, title=p.headline, derived=derived)
 
 
 def _voice(

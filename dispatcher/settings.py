@@ -224,6 +224,15 @@ class Settings(SettingsModel):
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @model_validator(mode="after")
+    def _full_text_link(self) -> Settings:
+        # A derived short text links to the public page, which carries the full text.
+        if self.rendering.full_text_link:
+            return self
+        link = self.public.page(self.service.base_url())
+        rendering = self.rendering.model_copy(update={"full_text_link": link})
+        return self.model_copy(update={"rendering": rendering})
+
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

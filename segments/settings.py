@@ -25,7 +25,8 @@ class DirectorySettings(SettingsModel):
     people: str = "campus/people.csv"
     devices: str = "campus/devices.csv"
     buildings: str = Field(
-        default="campus/buildings.csv", description="building id, name, campus, lat, lon"
+        default="campus/buildings.csv",
+        description="building id, name, campus, lat, lon and (optional) street address"
     )
     zones: str = Field(default="zones.geojson", description="GeoJSON Polygon features (id, name)")
     import_on_start: bool = Field(

@@ -46,7 +46,10 @@ async def cap_document(service: Service, record: AlertRecord) -> bytes:
     texts: dict[str, str] = {}
     if record.request.text is None:
         for kind in _PLAIN_TEXT_FROM:
-            if kind in record.rendered:
+            # A text shaped from a longer one is not the alert's text.
+            if kind in record.rendered and not any(
+                m.derived for m in record.rendered[kind].values()
+            ):
                 texts = {lang: m.text for lang, m in record.rendered[kind].items()}
                 break
     return render_cap(

@@ -169,9 +169,14 @@ def _cap_paths() -> dict[str, Any]:
 def _lint_paths() -> dict[str, Any]:
     request = {"$ref": "#/components/schemas/AlertRequest"}
     verdict = {"type": "object", "required": ["ok", "violations", "segments"],
-               "properties": {"ok": {"type": "boolean"},
-                              "violations": {"type": "array", "items": {"type": "object"}},
-                              "segments": {"type": "object"}}}
+               "properties": {
+                   "ok": {"type": "boolean",
+                          "description": "true when nothing blocks the send (warnings may remain)"},
+                   "violations": {"type": "array", "items": {"type": "object"}},
+                   "segments": {"type": "object"},
+                   "derived": {"type": "object", "additionalProperties": {"type": "string"},
+                               "description": "the short channels whose text was derived "
+                               "from a longer one, with that text"}}}
     return {
         "/v1/lint": {"post": {
             "summary": "The policy's verdict on an alert request (or a list), sending nothing",

@@ -251,24 +251,32 @@ def mark(text: str, violations: list[dict[str, Any]]) -> Markup:
     return Markup("".join(out))  # noqa: S704 - every piece was escaped above
 
 
+# Said beside a channel whose text is derived from a longer one.
+DERIVED_NOTE = "shortened from the full text, which the public page carries"
+
+
 def _renderings(rendered: Rendered, language: str) -> list[ChannelPreview]:
     out = []
     for kind, by_language in rendered.items():
         message = by_language.get(language) or next(iter(by_language.values()))
         label = CHANNEL_LABELS.get(kind.value, kind.value)
+        derived = DERIVED_NOTE if message.derived else ""
         if kind is ChannelKind.SMS:
             measured = sms_count(message.text)
             plural = "s" if measured.segments != 1 else ""
             note = (f"{measured.segments} segment{plural}, {measured.encoding.value}, "
                     f"{measured.units} characters")
+            note = f"{note}; {derived}" if derived else note
             out.append(ChannelPreview(kind.value, label, "", message.text, note=note))
         elif kind is ChannelKind.EMAIL:
             out.append(ChannelPreview(kind.value, label, message.subject or message.title,
                                       message.text, body=message.body))
         elif kind is ChannelKind.PA:
-            out.append(ChannelPreview(kind.value, label, "", message.speech or message.text))
+            out.append(ChannelPreview(kind.value, label, "", message.speech or message.text,
+                                      note=derived))
         else:
-            out.append(ChannelPreview(kind.value, label, message.title, message.text))
+            out.append(ChannelPreview(kind.value, label, message.title, message.text,
+                                      note=derived))
     return out
 
 
@@ -363,7 +371,9 @@ async def build_preview(
         for kind in channels:
             if not kind.is_device:
                 suppressed[kind.value] = max(0, people - int(counts["by_channel"][kind.value]))
-    texts = {lang: m.text for lang, m in rendered.get(ChannelKind.PUSH, {}).items()}
+    # CAP carries the full text: a push text shaped from a longer one is not it.
+    texts = {lang: m.text for lang, m in rendered.get(ChannelKind.PUSH, {}).items()
+             if not m.derived}
     cap = render_cap(
         request, identifier="preview", sender=settings.service.sender,
         sent=datetime.now(UTC).replace(microsecond=0), texts=texts or None,

@@ -10,6 +10,7 @@ closed"), or an all-clear ("ALL CLEAR", "resume normal activity").
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from dispatcher.domain import AlertKind
 from dispatcher.policy.text import clauses, fold, tokenize
@@ -109,12 +110,12 @@ _REQUEST = re.compile(
     r"encouraging|encouraged|advises?|advising|advised|reminds?|reminding|reminded|directs?|"
     r"directing|directed|instructs?|instructing|instructed|orders?|ordering|ordered|tells?|"
     r"telling|warns?|warning|wants?|needs?|recommends?|recommending|implores?|calls? on|"
-    r"calling on)\s+(?:that\s+)?(?:all\s+|the\s+|any\s+|every\s+)?"
+    r"calling on)\s+(?:that\s+)?(?:all\s+|the\s+|any\s+|every\s+|our\s+)?"
     r"(?P<who>everyone|everybody|all|people|persons|students|faculty|staff|employees|"
     r"residents|occupants|community members|members of the (?:campus )?community|"
     r"(?:campus |university )?community|public|anyone|those|you|motorists|drivers|"
     r"pedestrians|visitors|commuters|individuals|guests|parents|patrons|bystanders|"
-    r"witnesses)\b(?P<rest>[^.;:!?]{0,60})"
+    r"witnesses)\b(?P<rest>[^.;:!?]{0,120})"
     r"|\b(?:says|said|asks|asked|urges|urged|advises|advised)\s+to\s+(?P<bare>[a-z'-]+)"
     r"|\b(?:pide|piden|pidiendo|solicita|solicitan|insta|instan|recomienda|recomiendan|"
     r"ruega|ruegan|exhorta|exhortan|aconseja|aconsejan|urge|urgen|llama|llaman)\s+"
@@ -168,13 +169,80 @@ _REPORT_WAY = re.compile(
 )
 
 
+# The standard protective actions, as people write them: any case, words glued by ellipses,
+# slashes, dashes, emoji or nothing at all ("RUN HIDE FIGHT", "Run/Hide/Fight",
+# "area...Seek shelter", "secure-in-place"), English and Spanish (accents folded away).
+PROTECTIVE_ACTIONS = (
+    "run hide fight", "shelter in place", "secure in place", "lockdown", "lock down",
+    "lock doors", "lock the doors", "lock your doors", "lock and barricade", "barricade",
+    "evacuate", "evacuate now", "avoid the area", "avoid area", "avoid this area",
+    "stay away", "seek shelter", "shelter immediately", "take shelter", "take cover",
+    "do not approach", "don't approach", "call 911", "stay indoors", "stay inside",
+    "remain indoors", "remain inside", "go indoors", "get inside", "shelter now",
+    "corra escondase luche", "corre escondete pelea", "refugiese en el lugar",
+    "refugio en el lugar", "permanezca en el lugar", "asegurese en el lugar", "confinamiento",
+    "cierre las puertas", "cierren las puertas", "evacue", "evacuen", "evite el area",
+    "eviten el area", "evite la zona", "eviten la zona", "alejese", "alejense",
+    "mantengase alejado", "busque refugio", "busquen refugio", "refugiese", "cubrase",
+    "no se acerque", "no se acerquen", "llame al 911", "llamen al 911", "quedese adentro",
+    "permanezca adentro",
+)
+_GLUE = r"[\W_]*"
+_PROTECTIVE = re.compile(
+    "|".join(
+        _GLUE.join(re.escape(word) for word in phrase.split())
+        for phrase in sorted(PROTECTIVE_ACTIONS, key=len, reverse=True)
+    ),
+    re.IGNORECASE,
+)
+
+
+def _plain(text: str) -> str:
+    """Accents removed, case and length otherwise kept ("Evacúe" reads "Evacue")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).replace("\u2019", "'")
+
+
+def protective_action(text: str) -> bool:
+    """True when the text names a standard protective action, however it is written."""
+    plain = _plain(text)
+    for match in _PROTECTIVE.finditer(plain):
+        start, end = match.span()
+        # Not the inside of a longer word ("evacuated", "overrun"); glued to the word before
+        # only when it starts with a capital ("area...Seek shelter", "areaSeek shelter").
+        if end < len(plain) and plain[end].isalpha():
+            continue
+        if start > 0 and plain[start - 1].isalpha() and not plain[start].isupper():
+            continue
+        return True
+    return False
+
+
 def has_instruction(text: str) -> bool:
     """True when some clause tells people what to do (or that the danger is over)."""
     if _DIRECTIVE.search(text) or _ORDER.search(text) or _ALL_CLEAR.search(text):
         return True
+    if protective_action(text):
+        return True
     if any(_requested(m) for m in _REQUEST.finditer(text)):
         return True
     return any(_imperative(c.text) for c in clauses(text))
+
+
+def instruction_strength(sentence: str) -> int:
+    """How plainly a sentence tells people what to do: 3 for a standard protective action,
+    2 for a directive, an order, an all clear, a request or a way to report, 1 for any other
+    instruction (an imperative clause), 0 for none. A derived short text carries the
+    strongest."""
+    if protective_action(sentence):
+        return 3
+    if (
+        _DIRECTIVE.search(sentence) or _ORDER.search(sentence) or _ALL_CLEAR.search(sentence)
+        or any(_requested(m) for m in _REQUEST.finditer(sentence))
+        or has_report_way(sentence)
+    ):
+        return 2
+    return 1 if has_instruction(sentence) else 0
 
 
 _TO_VERB = re.compile(r"\bto\s+([a-z'-]+)", re.IGNORECASE)

@@ -1,11 +1,10 @@
-"""brevity.*: SMS segments, title lengths and the word budget; encoding.* warnings."""
+"""brevity.*: SMS segments, title lengths and derived short texts; encoding.* warnings."""
 
 from __future__ import annotations
 
 from dispatcher.domain import ChannelKind, Message
 from dispatcher.policy.gsm import Encoding, count, forcing_ucs2, normalize_punctuation, to_gsm
 from dispatcher.policy.settings import PolicySettings
-from dispatcher.policy.text import words
 from dispatcher.policy.verdict import Severity, Violation
 
 TYPOGRAPHIC_NAMES = {
@@ -74,16 +73,14 @@ def title(message: Message, channel: ChannelKind, limit: int, language: str) -> 
         limit, len(message.title), channel=channel.value, language=language, field="title")]
 
 
-def word_budget(
-    text: str, settings: PolicySettings, field: str | None, language: str | None
-) -> list[Violation]:
-    """The short text stays within the configured word budget."""
-    found = words(text)
-    if len(found) <= settings.word_budget:
-        return []
-    first = found[settings.word_budget]
-    return [Violation(
-        "brevity.word_budget",
-        f"The short text has {len(found)} words; the budget is {settings.word_budget}. Keep "
-        "what, where and what to do now; put the rest in the description.",
-        first.start, len(text), field=field, language=language)]
+def derived(channels: list[str], sample: str, language: str, primary: str) -> Violation:
+    """A warning that the short channels carry a text derived from a longer one."""
+    names = ", ".join(channels)
+    return Violation(
+        "brevity.derived",
+        f"The text is longer than {names} allow, so they carry a short text derived from it "
+        "(its lead sentence, the instruction and a link to the full text on the public "
+        f"page): {sample}",
+        severity=Severity.WARNING,
+        language=None if language == primary else language,
+    )

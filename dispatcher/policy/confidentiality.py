@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from dispatcher.domain import AlertKind
 from dispatcher.policy.names import NameFinder, Role
 from dispatcher.policy.rewrites import rewrite
+from dispatcher.policy.settings import DEFAULT_ID_FORMATS
 from dispatcher.policy.text import Span, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
@@ -212,8 +214,16 @@ _POSITIONS = (
     r"chair|chairman|chairwoman|founder|manager|head coach|assistant coach|coach|mascot|"
     r"anchor|leadoff hitter|closer|starter)"
 )
+_CLASS_YEAR = (
+    r"(?:freshman|freshmen|sophomore|junior|senior|first[- ]year|second[- ]year|third[- ]year|"
+    r"fourth[- ]year|graduate student|grad student|transfer student)"
+)
 _SMALL_GROUP = re.compile(
-    rf"\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
+    # "a sophomore on the soccer team", "a junior with the marching band".
+    rf"\b{_CLASS_YEAR}\s+(?:on|of|in|with|for|from)\s+(?:the\s+|a\s+|our\s+)?"
+    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"|\b{_CLASS_YEAR}\s+{_SPORTS}\s+(?:player|athlete|team member)\b"
+    rf"|\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
     rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_GROUP_WORDS}(?:'s|\u2019s)\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
     rf"|\b{_SPORTS}(?: team(?:'s|\u2019s)?)?\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
@@ -302,12 +312,19 @@ def _sentence_of(spans: list[Span], index: int) -> Span:
 
 
 def check(
-    text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed, language: str = "en"
+    text: str,
+    kind: AlertKind,
+    finder: NameFinder,
+    allowed: Allowed,
+    language: str = "en",
+    *,
+    id_formats: tuple[str, ...] = DEFAULT_ID_FORMATS,
 ) -> list[Violation]:
     """Every confidentiality problem in one text, with spans in that text, each with a
-    neutral rewrite of its span in the text's language."""
+    neutral rewrite of its span in the text's language. `id_formats` are the institution's
+    own ID formats (regular expressions)."""
     out = []
-    for v in _check(text, kind, finder, allowed):
+    for v in _check(text, kind, finder, allowed, _id_formats(id_formats)):
         if v.family == "confidentiality" and v.start is not None and v.end is not None:
             words = rewrite(v.rule, text[v.start : v.end], language)
             if words and _opens_sentence(text, v.start):
@@ -322,14 +339,26 @@ def _opens_sentence(text: str, index: int) -> bool:
     return not before or before[-1] in ".!?:;\n"
 
 
-def _check(text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed) -> list[Violation]:
+@lru_cache(maxsize=16)
+def _id_formats(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern matching any of the institution's ID formats, as a whole token."""
+    if not patterns:
+        return None
+    either = "|".join(f"(?:{p})" for p in patterns)
+    return re.compile(rf"(?<![\w-])(?:{either})(?![\w-])")
+
+
+def _check(
+    text: str, kind: AlertKind, finder: NameFinder, allowed: Allowed,
+    id_formats: re.Pattern[str] | None,
+) -> list[Violation]:
     found: list[Violation] = []
     spans = sentences(text)
     found += _names(text, finder)
-    found += _numbers(text, spans, allowed)
+    found += _numbers(text, spans, allowed, id_formats)
     found += _dates_of_birth(text)
     found += _units(text, spans, kind, finder)
-    found += _addresses(text, spans, kind)
+    found += _addresses(text, spans, kind, finder)
     found += _reporting(text, spans)
     found += _identifying(text, spans, kind)
     return sorted(_dedupe(found), key=lambda v: (v.start or 0, v.rule))
@@ -349,10 +378,42 @@ def _dedupe(found: list[Violation]) -> list[Violation]:
     return kept
 
 
+# How a message closes before its sender signs: "Sincerely,", "Respectfully,", "- ".
+_CLOSING = re.compile(
+    r"(?:\b(?:sincerely|regards|best regards|respectfully|thank you|thanks|cordially|"
+    r"atentamente|saludos|gracias)\s*[,.!]?|(?:^|\n)\s*(?:--?|\u2013|\u2014))\s*$",
+    re.IGNORECASE,
+)
+# What follows a name in a signature block: a title or the office ("Chief of Police",
+# "Director, Department of Public Safety", "University Police").
+_SIGNATURE_AFTER = re.compile(
+    r"^\s*(?:,|\n)\s*(?:the\s+)?(?:(?:interim|acting|assistant|associate|deputy|vice|senior|"
+    r"executive)\s+)*(?:chief|director|dean|captain|lieutenant|sergeant|officer|president|"
+    r"provost|chancellor|coordinator|manager|commissioner|vice president|department|office|"
+    r"university|college|campus|police|public safety|emergency management|jefe|jefa|"
+    r"director[a]?|decano|decana|polic[ií]a)\b",
+    re.IGNORECASE,
+)
+
+
+def _signature(text: str, start: int, end: int) -> bool:
+    """True for the sender's signature at the end of a message: a name after a closing line
+    ("Sincerely,\nMaria Delgado") or on a line of its own followed by a title or office
+    ("Maria Delgado\nChief of Police"), in the message's last lines."""
+    if text[end:].count("\n") > 3 or len(text) - end > 200:
+        return False
+    line_start = text.rfind("\n", 0, start) + 1
+    own_line = not text[line_start:start].strip(" -\u2013\u2014") or text[line_start:start].strip(
+        ) in {"Chief", "Dean", "Director", "Captain", "Lt.", "Sgt.", "Officer", "Dr."}
+    if _CLOSING.search(text[max(0, start - 40) : start]):
+        return True
+    return own_line and (_SIGNATURE_AFTER.match(text[end:]) is not None)
+
+
 def _names(text: str, finder: NameFinder) -> list[Violation]:
     out = []
     for hit in finder.find(text):
-        if hit.role is not Role.PERSON:
+        if hit.role is not Role.PERSON or _signature(text, hit.start, hit.end):
             continue
         # The span takes the honorific with it ("Ms. Garcia"): a rewrite replaces both.
         titled = _HONORIFIC.search(text[: hit.start]) if "title" in hit.cues else None
@@ -376,13 +437,24 @@ _HONORIFIC = re.compile(
 )
 
 
-def _numbers(text: str, spans: list[Span], allowed: Allowed) -> list[Violation]:
+def _numbers(
+    text: str, spans: list[Span], allowed: Allowed, id_formats: re.Pattern[str] | None
+) -> list[Violation]:
     out: list[Violation] = []
     taken: list[tuple[int, int]] = []
     for m in SSN.finditer(text):
         out.append(Violation(
             "confidentiality.ssn",
             "A Social Security number must never appear in an alert.", m.start(), m.end()))
+        taken.append(m.span())
+    for m in id_formats.finditer(text) if id_formats is not None else ():
+        # The institution's own ID shape needs no cue; a case or report number may share it.
+        if _CASE_CUE.search(text[max(0, m.start() - 40) : m.start()]):
+            continue
+        out.append(Violation(
+            "confidentiality.id_number",
+            "This has the shape of the institution's student or employee IDs "
+            "(policy.id_formats); an ID identifies a person, remove it.", m.start(), m.end()))
         taken.append(m.span())
     for m in _ID_NUMBER.finditer(text):
         before = text[max(0, m.start() - 40) : m.start()]
@@ -482,13 +554,21 @@ def _units(text: str, spans: list[Span], kind: AlertKind, finder: NameFinder) ->
     return out
 
 
-def _addresses(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
+def _addresses(
+    text: str, spans: list[Span], kind: AlertKind, finder: NameFinder
+) -> list[Violation]:
     out = []
     for m in ADDRESS.finditer(text):
+        if finder.gazetteer.holds(m.group()):
+            continue
         sentence = _sentence_of(spans, m.start())
         unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
-        if unit or residence or kind is AlertKind.TIMELY_WARNING:
+        # In a timely warning any address is taken for a residence unless its own words name
+        # a place no one lives in ("150 Stadium Place", "200 Library Way"), whoever the
+        # sentence is about.
+        public = _NON_RESIDENTIAL.search(m.group()) is not None
+        if unit or (not public and (residence or kind is AlertKind.TIMELY_WARNING)):
             number = m.group(1) or ""
             hint = (
                 f' Say "the {int(number) // 100 * 100} block of ..." instead.'
@@ -519,10 +599,39 @@ def _reporting(text: str, spans: list[Span]) -> list[Violation]:
     return out
 
 
+# Membership of a small program or unit ("a student in the Nursing program", "a member of
+# the Robotics Lab"), and what, beside it, narrows the people to one: an injury or a date.
+_SMALL_UNIT = re.compile(
+    r"\b(?:student|students|member|members|participant|employee|staff member|resident|"
+    r"researcher|intern|fellow|estudiante|miembro)s?\s+(?:in|of|from|with|at|del|de la|en)\s+"
+    r"(?:the\s+|a\s+|an\s+|el\s+|la\s+)?(?:[\w'\u2019&-]+\s+){1,5}?(?:program|programme|lab|"
+    r"laboratory|cohort|unit|studio|clinic|research group|group|institute|center|centre|"
+    r"department|office|programa|laboratorio|departamento)\b",
+    re.IGNORECASE,
+)
+_INJURY_OR_DATE = re.compile(
+    r"\b(?:injured|injury|injuries|hurt|wounded|bruised|bruises|broken|fractured|fracture|"
+    r"concussion|laceration|cut|stab wound|hospitali[sz]ed|treated for|transported to|"
+    r"stitches|sprained|burned|herid[oa]|lesionad[oa]|hospitalizad[oa])\b"
+    r"|\b(?:on\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b"
+    r"|\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\bon (?:monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday)\b",
+    re.IGNORECASE,
+)
+
+
 def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
     out = []
     for sentence in spans:
         body = sentence.text
+        unit = _SMALL_UNIT.search(body)
+        if unit is not None and _INJURY_OR_DATE.search(body) and not _doer(body, unit.start()):
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{unit.group()}" with an injury or a date points to one person in a small '
+                'program. Say "a student" instead.',
+                sentence.start + unit.start(), sentence.start + unit.end()))
+            continue
         group = _small_group(body)
         if group is not None:
             # "The captain of the team" is rewritten whole: "a student", not "The a student".

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from functools import lru_cache
 
-from dispatcher.domain import ChannelKind, Message
+from dispatcher.domain import AlertKind, ChannelKind, Message, Mode
 from dispatcher.policy import actionable, brevity, cautions, confidentiality
 from dispatcher.policy.gsm import count
 from dispatcher.policy.lexicon import Gazetteer, lexicon
 from dispatcher.policy.names import NameFinder
+from dispatcher.policy.normal import normalize
 from dispatcher.policy.settings import PolicySettings
 from dispatcher.policy.text import fold, sentences
 from dispatcher.policy.verdict import Severity, Verdict, Violation
@@ -71,6 +72,7 @@ def evaluate(
     """
     finder = finder_for(tuple(sorted({*settings.places, *places})))
     allowed = confidentiality.Allowed.of(settings.allow)
+    id_formats = tuple(settings.id_formats)
     primary = request.language
     found: list[Violation] = []
 
@@ -80,10 +82,17 @@ def evaluate(
     checked: dict[tuple[str, str], list[Violation]] = {}
 
     def confidential(text: str, lang: str) -> list[Violation]:
+        # Every rule reads the normal form; spans are moved back to the words as written.
         if (text, lang) not in checked:
-            checked[text, lang] = confidentiality.check(
-                text, request.kind, finder, allowed, language=lang
-            )
+            normal = normalize(text)
+            checked[text, lang] = [
+                v if v.start is None or v.end is None or not normal.changed
+                else v.at(start=normal.start(v.start), end=normal.end(v.end))
+                for v in confidentiality.check(
+                    normal.text, request.kind, finder, allowed, language=lang,
+                    id_formats=id_formats,
+                )
+            ]
         return checked[text, lang]
 
     def key(v: Violation, text: str) -> tuple[str, str]:
@@ -125,12 +134,37 @@ def evaluate(
                         seen.add(key(v, value))
                         found.append(v.at(channel=channel.value, language=lang, field=name))
 
-    found += _actionable(request, rendered)
-    found += _brevity(request, rendered, settings)
+    wording = _actionable(request, rendered) + _brevity(request, rendered, settings)
+    if life_safety(request):
+        wording = [_never_block(v) for v in wording]
+    found += wording
     found += _cautions(request)
     found = [_apply_override(v, overridden) for v in found]
     segments, encoding, by_language = _measure(rendered, primary)
-    return Verdict(tuple(found), segments, encoding, by_language)
+    derived = {
+        channel.value: by_lang[primary].text
+        for channel, by_lang in rendered.items()
+        if primary in by_lang and by_lang[primary].derived
+    }
+    return Verdict(tuple(found), segments, encoding, by_language, derived)
+
+
+def life_safety(request: AlertRequest) -> bool:
+    """True for a live emergency (and its updates): its wording never holds it back."""
+    return request.kind is AlertKind.EMERGENCY and request.mode is Mode.LIVE
+
+
+_NEVER_BLOCK = (
+    " A live emergency is never held back for its wording: this is a warning, and the "
+    "short channels are shaped from the text."
+)
+
+
+def _never_block(v: Violation) -> Violation:
+    """An actionable or brevity error of a live emergency, as a warning."""
+    if v.severity is Severity.ERROR and v.family in ("actionable", "brevity"):
+        return v.at(severity=Severity.WARNING, message=v.message + _NEVER_BLOCK)
+    return v
 
 
 def _actionable(request: AlertRequest, rendered: Rendered) -> list[Violation]:
@@ -140,7 +174,7 @@ def _actionable(request: AlertRequest, rendered: Rendered) -> list[Violation]:
     for code, tr in request.translations.items():
         texts[code] = " ".join(x for x in (tr.text, tr.instruction, tr.headline) if x)
     for lang, text in texts.items():
-        for v in actionable.check(request.kind, text):
+        for v in actionable.check(request.kind, normalize(text).text):
             field = None if lang == request.language else f"translations.{lang}.text"
             out.append(v.at(field=field, language=None if field is None else lang))
     if out:
@@ -154,7 +188,7 @@ def _actionable(request: AlertRequest, rendered: Rendered) -> list[Violation]:
                 message = rendered[channel].get(request.language)
                 if message is None:
                     continue
-                for v in actionable.check(request.kind, message.text):
+                for v in actionable.check(request.kind, normalize(message.text).text):
                     out.append(v.at(channel=channel.value, language=request.language,
                                     field="text"))
     return out
@@ -165,20 +199,26 @@ def _brevity(
 ) -> list[Violation]:
     out: list[Violation] = []
     if request.text:
-        out += brevity.word_budget(request.text, settings, None, None)
         out += brevity.typographic(request.text, None, None)
-    for code, tr in request.translations.items():
-        out += brevity.word_budget(tr.text, settings, f"translations.{code}.text", code)
     limits = {
         ChannelKind.PUSH: settings.push_title_max,
         ChannelKind.SIGNAGE: settings.signage_headline_max,
     }
+    # A text longer than a short channel allows is normal: the channel carries a text derived
+    # from it, shaped to fit, so only a text the dispatcher wrote for one channel
+    # (texts.sms...) or a headline is ever over a channel's limit.
+    derived: dict[str, list[str]] = {}
     for channel, by_lang in rendered.items():
         for lang, message in by_lang.items():
+            if message.derived:
+                derived.setdefault(lang, []).append(channel.value)
             if channel is ChannelKind.SMS:
                 out += brevity.sms(message, lang, settings)
             elif channel in limits:
                 out += brevity.title(message, channel, limits[channel], lang)
+    for lang, channels in derived.items():
+        message = rendered[ChannelKind(channels[0])][lang]
+        out.append(brevity.derived(channels, message.text, lang, request.language))
     return out
 
 

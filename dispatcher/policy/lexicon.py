@@ -27,11 +27,15 @@ def _read(name: str) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class Lexicon:
-    """Given names and surnames (US Census public-domain lists plus a curated supplement)."""
+    """Given names and surnames (US Census public-domain lists, the names of many cultures
+    from public frequency rankings, and a curated supplement)."""
 
     given: frozenset[str]
     surnames: frozenset[str]
     everyday: frozenset[str]
+    # Given names that are only names wherever they stand ("Jimin", "Oluwaseun"): beside
+    # them a word that is also a place word or a common word ("Park", "Young") is a surname.
+    distinct: frozenset[str] = frozenset()
 
     def given_weight(self, key: str) -> float:
         """How much a word looks like a given name, 0 when it is none."""
@@ -55,13 +59,31 @@ class Lexicon:
         return 0.0
 
 
+def _world() -> tuple[frozenset[str], frozenset[str]]:
+    """The given names and surnames of names_world.txt."""
+    given: set[str] = set()
+    surnames: set[str] = set()
+    for line in (DATA / "names_world.txt").read_text(encoding="utf-8").splitlines():
+        head, _, names = line.partition(":")
+        if head == "given":
+            given.update(names.split())
+        elif head == "surname":
+            surnames.update(names.split())
+    return frozenset(given), frozenset(surnames)
+
+
 @cache
 def lexicon() -> Lexicon:
     """The lexicon shipped under dispatcher/policy/data, read once."""
+    world_given, world_surnames = _world()
+    everyday = _read("common_words.txt")
+    census = _read("given_names.txt")
     return Lexicon(
-        given=_read("given_names.txt"),
-        surnames=_read("surnames.txt"),
-        everyday=_read("common_words.txt"),
+        given=census | world_given,
+        surnames=_read("surnames.txt") | world_surnames,
+        everyday=everyday,
+        # Only the names the census lists lack: "Madison Park" stays a park.
+        distinct=frozenset(world_given - census - everyday),
     )
 
 
@@ -82,6 +104,11 @@ class Gazetteer:
         for seq in sorted((s for s in seqs if s), key=len, reverse=True):
             by_first.setdefault(seq[0], []).append(seq)
         return cls({k: tuple(v) for k, v in by_first.items()})
+
+    def holds(self, words: str) -> bool:
+        """True when the words are one of the campus's place names or addresses, whole."""
+        keys = [t.key for t in tokenize(words.replace("-", " "))]
+        return bool(keys) and self.match(keys, 0) == len(keys)
 
     def match(self, keys: list[str], index: int) -> int:
         """Length of the longest place name starting at keys[index], 0 when none."""
@@ -112,12 +139,15 @@ def _directory_places(path: Path, mtime: float) -> frozenset[str]:
                 found.add(slug.replace("-", " ").replace("_", " ").title())
             if named and row.get("name"):
                 found.add(row["name"])
+            if named and row.get("address"):
+                # The campus's own street addresses are places, never a residence to hide.
+                found.add(row["address"])
     return frozenset(found)
 
 
 def directory_places(paths: Iterable[Path]) -> frozenset[str]:
     """Building names from the directory's CSV files (a `building` column of ids such as
-    "carver-hall", or the `name` column of a buildings file)."""
+    "carver-hall", or the `name` and `address` columns of a buildings file)."""
     found: set[str] = set()
     for path in paths:
         if path.is_file():

@@ -16,7 +16,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from dispatcher.policy.lexicon import GIVEN_WEIGHT, SURNAME_WEIGHT, Gazetteer, Lexicon
-from dispatcher.policy.text import Token, sentences, tokenize
+from dispatcher.policy.text import Token, fold, sentences, tokenize
 from dispatcher.policy.vocabulary import (
     ALERT_WORDS,
     LINKING_VERBS,
@@ -166,6 +166,18 @@ class NameFinder:
                 continue
             token, key = tokens[index], keys[index]
             if not (token.capitalized or token.initial):
+                if self._lowercase_name(tokens, keys, out, index):
+                    out[index] = Cls.NAME
+                index += 1
+                continue
+            if any(c.isdigit() for c in token.text):
+                # "A00123456", "B12": an identifier or a lot, never a name.
+                out[index] = Cls.BREAK
+                index += 1
+                continue
+            if _camel(token.text) and not self._known(key) and not self._joined_names(token):
+                # "SafeWalk", "RaveGuardian": a program or a service, not a person.
+                out[index] = Cls.PLACE
                 index += 1
                 continue
             after_title = index > 0 and out[index - 1] is Cls.TITLE
@@ -182,6 +194,10 @@ class NameFinder:
                 out[index] = Cls.ROLE
             elif key in PLACE_SUFFIXES or key in ORGANIZATION_WORDS:
                 out[index] = Cls.PLACE
+            elif key in ALERT_WORDS and self._surname_after_given(tokens, out, index):
+                # "Emily Ford", "Grace Gold": a word of descriptions (a car make, a colour) is a
+                # surname right after a given name.
+                out[index] = Cls.NAME
             elif (
                 key in ALERT_WORDS
                 or key in SUSPECT_CUES
@@ -195,6 +211,41 @@ class NameFinder:
                 out[index] = Cls.NAME
             index += 1
         return out
+
+    def _lowercase_name(
+        self, tokens: list[Token], keys: list[str], classes: list[Cls | None], index: int
+    ) -> bool:
+        """A name written in lower case right after a cue: "victim jennifer smith",
+        "reported by aisha". A given name that is only a name, or a surname after one."""
+        if index == 0:
+            return False
+        key, before = keys[index], keys[index - 1]
+        if classes[index - 1] is Cls.NAME and not tokens[index - 1].capitalized:
+            return bool(self.lexicon.surname_weight(key)) and key not in _LOWER_STOP
+        cue = before in _LOWER_CUES or (_is_role(before) and not tokens[index - 1].capitalized)
+        return (
+            cue and len(key) > 2 and key not in _LOWER_STOP
+            and self.lexicon.given_weight(key) >= GIVEN_WEIGHT
+        )
+
+    def _surname_after_given(
+        self, tokens: list[Token], classes: list[Cls | None], index: int
+    ) -> bool:
+        """True when a capitalized known surname follows a given name with one space."""
+        if index < 1 or classes[index - 1] is not Cls.NAME:
+            return False
+        before, token = tokens[index - 1], tokens[index]
+        return (
+            token.start - before.end == 1
+            and not token.upper
+            and self.lexicon.given_weight(_base(before)) >= GIVEN_WEIGHT
+            and bool(self.lexicon.surname_weight(_base(token)))
+        )
+
+    def _joined_names(self, token: Token) -> bool:
+        """ "MaryBeth", "JoAnn": two given names written as one."""
+        parts = [fold(p) for p in re.findall(r"[A-Z][a-z']*", token.text)]
+        return len(parts) == 2 and all(self.lexicon.given_weight(p) for p in parts)
 
     def _known(self, key: str) -> bool:
         return key in self.lexicon.given or bool(self.lexicon.surname_weight(key))
@@ -302,6 +353,11 @@ class NameFinder:
         first = tokens[index - 1]
         if classes[index - 1] is not Cls.NAME or not self.lexicon.given_weight(_base(first)):
             return False
+        if _base(first) in self.lexicon.distinct:
+            # "Jimin Park", "Minh Young": a given name that is only a name makes the word
+            # after it a surname.
+            classes[index] = Cls.NAME
+            return True
         if index + 1 < len(tokens) and tokens[index + 1].key in PLACE_SUFFIXES:
             return False
         keys = [_base(t) for t in tokens[max(0, index - 4) : index - 1]]
@@ -364,6 +420,15 @@ class NameFinder:
         if _role_before(before_keys):
             score += ROLE_SCORE
             cues.append("role")
+        elif (
+            prev in _PERSON_AFTER
+            and len(run) == 1
+            and self.lexicon.given_weight(_base(run[0])) >= GIVEN_WEIGHT
+        ):
+            # "reported by Minh", "walking with Aisha": a lone given name after a word that
+            # introduces a person.
+            score += ROLE_SCORE
+            cues.append("person_cue")
         # Fail safe: a full name (a known given name or surname with another capitalized word,
         # or initials with a word) is a person's unless something above said otherwise.
         full = self._full_name(names, initials)
@@ -475,6 +540,31 @@ class NameFinder:
             if word.endswith(suffix):
                 word, end = word[: -len(suffix)], end - len(suffix)
         return NameHit(word, start, end, round(score, 2), tuple(cues), role)
+
+
+# Words after which a lone given name is a person: "reported by Minh", "with Aisha".
+_PERSON_AFTER = word_set("by with con por")
+# Words after which a name may be written in lower case ("victim jennifer smith").
+_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named")
+# Lower-case words that are names in the lists and ordinary words in a sentence.
+_LOWER_STOP = word_set(
+    "and or the a an of in on at to for from was is were has had her his their our your "
+    "will may can so it this that all police campus student students walking walked near "
+    "long young un una uno unos unas el la los las de del para por con sin mas muy"
+)
+
+
+def _camel(word: str) -> bool:
+    """A word with a capital inside after a lowercase run that is no name prefix
+    ("SafeWalk", not "McDonald", "LaToya", "DeShawn", "MacArthur", "O'Brien")."""
+    match = re.match(r"^([A-Z][a-z]+)[A-Z]", word)
+    return match is not None and match.group(1).lower() not in _NAME_PREFIXES
+
+
+_NAME_PREFIXES = frozenset(
+    {"mc", "mac", "de", "la", "le", "di", "da", "du", "van", "von", "st", "del", "des", "al",
+     "el", "ben", "abu", "fitz", "ter", "ten", "ja", "ke", "ta", "ra", "sha", "ty", "jo"}
+)
 
 
 # Letters that are abbreviations, not a person's initials ("U.S. Army", "D.C. Police").

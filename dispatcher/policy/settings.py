@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 
 from dispatcher.credentials import SettingsModel
+
+# A letter (or "@") and eight digits ("A00123456", "@00123456": the shape of Banner IDs),
+# and two letters with seven digits ("UA1234567").
+DEFAULT_ID_FORMATS: tuple[str, ...] = (r"[A-Z@]\d{8}", r"[A-Z]{2}\d{7}")
 
 
 class PolicySettings(SettingsModel):
     """Limits and allow lists the policy rules read."""
 
     sms_max_segments: int = Field(default=2, ge=1, le=10)
-    word_budget: int = Field(default=60, ge=5)
+    word_budget: int = Field(
+        default=60, ge=5,
+        description="words past which SMS, push, signage, PA and desktop carry a text derived "
+        "from the alert's (lead, instruction, link to the full text)",
+    )
     push_title_max: int = Field(default=65, ge=10)
     signage_headline_max: int = Field(default=80, ge=10)
     allow: list[str] = Field(
@@ -21,6 +31,22 @@ class PolicySettings(SettingsModel):
     places: list[str] = Field(
         default_factory=list, description="campus place names that contain a person's name"
     )
+    id_formats: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ID_FORMATS),
+        description="regular expressions of the institution's own student and employee ID "
+        "formats; a match is refused wherever it stands (a case number after 'case' is not)",
+    )
+
+    @field_validator("id_formats")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
 
 
 class LanguageRendering(SettingsModel):
@@ -41,6 +67,7 @@ class LanguageRendering(SettingsModel):
     ask_question: str | None = None
     sms_reply_options: str | None = None
     answer_link_label: str | None = None
+    full_text: str | None = None
 
 
 def _spanish() -> dict[str, LanguageRendering]:
@@ -60,6 +87,7 @@ def _spanish() -> dict[str, LanguageRendering]:
             ask_question="¿Está a salvo?",
             sms_reply_options="Responda 1 A SALVO, 2 AYUDA",
             answer_link_label="Responda aquí",
+            full_text="Texto completo",
         )
     }
 
@@ -83,6 +111,14 @@ class RenderingSettings(SettingsModel):
     )
     answer_link_label: str = Field(
         default="Answer here", description="words before the answer-page link (push, e-mail)"
+    )
+    full_text: str = Field(
+        default="Full text", description="words before the link to the full text in a short "
+        "channel's derived text",
+    )
+    full_text_link: str = Field(
+        default="", description="where a derived short text links for the full text; default: "
+        "the public alert page ([public] page_url)",
     )
     sms_transliterate: bool = Field(
         default=True,

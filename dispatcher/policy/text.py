@@ -14,6 +14,8 @@ ABBREVIATIONS = frozenset(
         "blvd", "rd", "ln", "ct", "pl", "pkwy", "hwy", "mt", "ft", "lt", "sgt", "det", "ofc",
         "capt", "cpl", "cmdr", "rev", "apt", "rm", "ste", "no", "num", "approx", "av", "vs",
         "etc", "dept", "univ", "bldg", "e.g", "i.e", "a.m", "p.m", "u.s", "mtro", "lic", "ing",
+        # Months before a day ("Sept. 27"): a date goes on.
+        "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
     }
 )  # fmt: skip
 

@@ -78,6 +78,9 @@ class Verdict:
     segments: dict[str, int] = field(default_factory=dict)
     encoding: dict[str, str] = field(default_factory=dict)
     languages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The short channels whose text was derived from a longer one, with that text (the
+    # alert's own language).
+    derived: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -104,12 +107,14 @@ class Verdict:
         return {v.family for v in self.violations}
 
     def to_json(self) -> dict[str, Any]:
-        """The lint contract: `{"ok", "violations", "segments"}` plus encoding and languages."""
+        """The lint contract: `{"ok", "violations", "segments"}` plus encoding, the derived
+        short texts and languages."""
         out: dict[str, Any] = {
             "ok": self.ok,
             "violations": [v.to_json() for v in self.violations],
             "segments": dict(self.segments),
             "encoding": dict(self.encoding),
+            "derived": dict(self.derived),
         }
         if self.languages:
             out["languages"] = {k: dict(v) for k, v in self.languages.items()}

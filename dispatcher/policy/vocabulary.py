@@ -92,7 +92,10 @@ ORGANIZATION_WORDS = word_set(
     "dispatch patrol university's campus communications athletics program programs "
     "center division unit board committee society fraternity sorority chapter bureau agency "
     "authority district transit transportation alert alerts policia departamento oficina "
-    "servicios seguridad salud universidad condado ciudad bomberos emergencias"
+    "servicios seguridad salud universidad condado ciudad bomberos emergencias "
+    # Laws and awards named after people ("the Jeanne Clery Act"), and transit lines ("the
+    # Red Line"): the name belongs to the thing.
+    "act acts law laws amendment bill award awards scholarship prize fund line lines ley"
 )
 
 # Capitalized words that start sentences and headers of alerts: never a name by themselves.

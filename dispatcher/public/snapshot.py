@@ -111,7 +111,8 @@ def public_alert(record: AlertRecord) -> PublicAlert:
     if not text:
         for kind in _PLAIN_TEXT_FROM:
             by_language = record.rendered.get(kind)
-            if by_language:
+            # The page carries the full text: a channel's text derived from it is not it.
+            if by_language and not any(m.derived for m in by_language.values()):
                 text = next(iter(by_language.values())).text
                 break
     texts = {

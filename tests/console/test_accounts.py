@@ -302,6 +302,36 @@ class TestOverHttp:
                                         headers={"X-CSRF-Token": csrf})
         assert "Ready to send" in await own.text()
 
+    async def test_preview_shows_derived_short_text(
+        self, make_settings: Callable[..., Settings]
+    ) -> None:
+        """A timely warning too long for a short channel previews as ready, the push text
+        shaped from it (lead, tip, link to the public page) and said to be."""
+        running = await start_service(make_settings(channels={"push.apprise": {}}))
+        try:
+            accounts = running.client.server.app[CONSOLE].accounts
+            await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+            csrf = await self.sign_in(running, "dana", PASSWORD)
+            text = ("Robbery reported near the Student Union. "
+                    + "Officers searched the area. " * 14
+                    + "Walk with others after dark and report anything suspicious to police.")
+            preview = await running.client.post(
+                "/console/compose/preview",
+                data={"kind": "timely_warning", "mode": "live", "channel": "push",
+                      "segment": "all", "text": text},
+                headers={"X-CSRF-Token": csrf})
+            page = await preview.text()
+        finally:
+            await running.client.close()
+        assert "Ready to send" in page
+        assert "shortened from the full text" in page
+        assert ("Robbery reported near the Student Union. Walk with others after dark and "
+                "report anything suspicious to police. Full text: ") in page
+        shown, cap = page.split("How it looks", 1)[1].split("CAP XML", 1)
+        assert "Officers searched the area" not in shown
+        # CAP carries the whole text.
+        assert "Officers searched the area" in cap
+
     async def test_failed_delivery_shown_masked(self, running: Running,
                                                 sandbox: Sandbox) -> None:
         """A refused e-mail shows on the alert's page with its reason, never its address."""

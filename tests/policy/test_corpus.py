@@ -21,7 +21,9 @@ OWN = [
 ]
 CORPORA = PUBLISHED + OWN
 # holdout5.jsonl is left out on purpose: written after the fail-safe name rules and scored
-# once, it stays held out for the next change to the rules.
+# once then; scored once more after the rules for real alerts (names of many cultures, the
+# normal form, ID formats: 41 of 42 exact; confidentiality 15 found, 0 false, 1 missed;
+# actionable 4/0/0). It stays held out.
 
 
 def _all() -> list[Any]:

@@ -30,6 +30,18 @@ def test_clean_input_exits_0() -> None:
     assert verdicts[0]["ok"] is True and verdicts[0]["violations"] == []
 
 
+def test_warnings_only_ok_but_exit_1() -> None:
+    """A live emergency with no instruction and a text too long for SMS: `ok` (nothing blocks),
+    warnings listed, the derived short texts given, and exit 1 (a warning is a violation)."""
+    text = "Armed person reported near the stadium. " + "Police are searching the area. " * 20
+    code, [verdict], _ = _run(json.dumps({"kind": "emergency", "text": text}) + "\n")
+    assert code == 1 and verdict["ok"] is True
+    rules = {v["rule"]: v["severity"] for v in verdict["violations"]}  # type: ignore[union-attr]
+    assert rules["actionable.no_instruction"] == "warning"
+    assert rules["brevity.derived"] == "warning"
+    assert set(verdict["derived"]) >= {"sms", "push", "signage", "pa", "desktop"}  # type: ignore[arg-type]
+
+
 def test_violation_exits_1_in_order() -> None:
     """Any violation: exit 1; verdicts keep the input order; blank lines are skipped."""
     code, verdicts, _ = _run(CLEAN + "\n\n" + NAMED + "\n")
@@ -77,9 +89,13 @@ def test_config_option(tmp_path: Path) -> None:
     """--config reads the policy from the given file; a bad file exits 2."""
     config = tmp_path / "clarion.toml"
     config.write_text("[policy]\nsms_max_segments = 1\n")
-    long = json.dumps({"kind": "emergency", "text": "Evacuate now. " + "xxxx " * 40})
-    code, verdicts, _ = _run(long + "\n", config)
+    own = json.dumps({"kind": "timely_warning", "text": "Theft. Lock your doors.",
+                      "texts": {"sms": "Lock your doors. " + "xxxx " * 40}})
+    long = json.dumps({"kind": "timely_warning", "text": "Lock your doors. " + "xxxx " * 40})
+    code, verdicts, _ = _run(own + "\n" + long + "\n", config)
     assert code == 1 and [v["rule"] for v in verdicts[0]["violations"]] == ["brevity.sms_segments"]
+    # A long text of its own is shaped to the configured one segment.
+    assert verdicts[1]["ok"] and verdicts[1]["segments"]["sms"] == 1
     code, _, err = _run(CLEAN + "\n", tmp_path / "missing.toml")
     assert code == 2 and "no such config file" in err
 

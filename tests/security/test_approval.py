@@ -97,7 +97,10 @@ class TestHolding:
         """A request that would be refused is refused, not held."""
         assert (await held.send("watch")).status == 403
         assert (await held.send("north")).status == 403
-        assert (await held.send("alice", {**FIRE, "text": "Something."})).status == 422
+        # Refused by the policy: a victim's name (a live emergency is no longer refused for
+        # its wording, so "Something." would now be sent with a warning).
+        named = "Fire at Carver Hall. Anna Kim was injured. Evacuate now by the nearest exit."
+        assert (await held.send("alice", {**FIRE, "text": named})).status == 422
         assert await held.actions() == []
 
     async def test_idempotent_retry_returns_the_same_request(self, held: Approvals) -> None:
