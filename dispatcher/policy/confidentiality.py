@@ -55,7 +55,9 @@ _ID_NUMBER = re.compile(r"(?<![\w-])[A-Za-z]{0,2}\d{5,10}(?![\w-])")
 _ID_CUE = re.compile(
     r"(?:\bID\b|\bI\.D\.|\bidentification\b|\bstudent (?:number|no\.?|#)|\bemployee "
     r"(?:number|no\.?|#|id)|\bbadge\b|\bbanner\b|\bemplid\b|\bnetid\b|\bcwid\b|\bmatr[ií]cula\b|"
-    r"\bcarn[ée]t?\b|\bn[úu]mero de (?:estudiante|empleado)|\bstudent\b|\bestudiante\b)"
+    r"\bcarn[ée]t?\b|\bn[úu]mero de (?:estudiante|empleado)|\bstudent\b|\bestudiante\b"
+    # An institution's own name for its ID: "NUID", "SUID", "PID", "UIN", "Panther ID".
+    r"|\b(?-i:[A-Z]{1,5}ID|UIN|[A-Z]#)(?!\w))"
     r"[^.;:]{0,20}$",
     re.IGNORECASE,
 )
@@ -76,6 +78,8 @@ _UNIT = re.compile(
     r"\b(?:room|rm\.?|apartment|apt\.?|unit|suite|ste\.?|habitaci[oó]n|cuarto|apartamento|"
     r"depto\.?|departamento|dormitorio)\s*(?:#|no\.?|number|n[úu]m(?:ero)?\.?)?\s*"
     r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b"
+    # "her room, 214 in Anderson Hall".
+    r"|\b(?:room|apartment|suite|unit)(?:,|\s+is|\s+was)\s+(?:#\s?|number\s+)?\d{3,4}[A-Z]?\b"
     # "West Hall 1104": a residence building's name with a room number after it.
     r"|(?:(?<=Hall )|(?<=Tower )|(?<=Towers )|(?<=House )|(?<=Commons )|(?<=Village ))"
     r"\d{3,4}[A-Z]?\b",
@@ -177,6 +181,7 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         r"\b(?:from|native of|originally from|oriund[oa] de|originari[oa] de)\s+"
         r"[A-Z][a-z]+\b(?:,?\s+(?:[A-Z]{2}\b|[A-Z][a-z]+\b))?"
         r"(?!\s+(?:Hall|Library|Center|Street|Building|Police|Avenue|Park|Lot))"
+        r"(?<!Campus)(?<!Public)(?<!University)(?<!College)(?<!Department)(?<!Police)"
         r"|\bhometown\b|\binternational student from\b",
     ),
     "residence": re.compile(
@@ -256,6 +261,9 @@ _HARMED_OR_REPORTED = re.compile(
     re.IGNORECASE,
 )
 
+_VICTIM_WORD = re.compile(
+    r"\b(?:victim|victims|complainant|survivor|v[ií]ctima)\b", re.IGNORECASE
+)
 _VICTIM_SIDE = re.compile(
     r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
     r"estudiante|residente|denunciante)\b",
@@ -361,6 +369,7 @@ def _check(
     found += _addresses(text, spans, kind, finder)
     found += _reporting(text, spans)
     found += _identifying(text, spans, kind)
+    found += _plates(text, spans)
     return sorted(_dedupe(found), key=lambda v: (v.start or 0, v.rule))
 
 
@@ -610,9 +619,10 @@ _SMALL_UNIT = re.compile(
     re.IGNORECASE,
 )
 _INJURY_OR_DATE = re.compile(
-    r"\b(?:injured|injury|injuries|hurt|wounded|bruised|bruises|broken|fractured|fracture|"
-    r"concussion|laceration|cut|stab wound|hospitali[sz]ed|treated for|transported to|"
-    r"stitches|sprained|burned|herid[oa]|lesionad[oa]|hospitalizad[oa])\b"
+    r"\b(?:injured|injury|injuries|hurt|wounded|bruised|bruises|broken|broke|fractured|"
+    r"fracture|concussion|laceration|cut|stab wound|hospitali[sz]ed|treated for|transported to|"
+    r"stitches|sprained|burned|shot in|stabbed|beaten|bleeding|unconscious|killed|died|"
+    r"herid[oa]|lesionad[oa]|hospitalizad[oa])\b"
     r"|\b(?:on\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b"
     r"|\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\bon (?:monday|tuesday|wednesday|thursday|friday|"
     r"saturday|sunday)\b",
@@ -620,10 +630,101 @@ _INJURY_OR_DATE = re.compile(
 )
 
 
+# A person's job in a named unit: "a graduate assistant in the Physics department", "a lab
+# technician at the Smith Institute". A department has few graduate assistants. Officials
+# (director, coordinator, dean) are contacts, not in the list.
+_ROLE_IN_UNIT = re.compile(
+    r"\b(?i:(?:graduate|teaching|research|administrative|lab|laboratory|program|office|"
+    r"department|student)\s+(?:assistant|worker|technician|aide)|assistant|professor|"
+    r"instructor|lecturer|postdoc|postdoctoral (?:fellow|researcher|scholar)|researcher|"
+    r"technician|faculty member|staff member|employee|librarian|intern|fellow|TA|RA)"
+    r"\s+(?i:in|of|for|with|at|from)\s+(?i:the\s+)?(?:[A-Z][\w&'\u2019-]*\s+(?:(?:and|of|&)\s+)?)"
+    r"{1,4}(?i:department|dept\.?|program|programme|lab|laboratory|office|center|centre|"
+    r"institute|faculty|clinic|studio|library|group|unit)\b"
+    r"|\b(?i:TA|RA|assistant|professor|instructor|lecturer|researcher|technician)\s+(?i:in|for|of)"
+    r"\s+(?:[A-Z][\w&'\u2019-]*\s+){0,2}[A-Z]{2,5}\s+\d{3,4}\b",
+)
+# One of a kind in a group names the person: "the only woman on the Geology faculty", "the
+# only exchange student in the Dance program".
+_ONLY_ONE = re.compile(
+    r"\b(?:the\s+(?:only|sole|lone|single)|its\s+only|their\s+only)\s+(?:[\w'-]+\s+){0,3}?"
+    r"(?:student|woman|man|person|member|employee|professor|instructor|faculty member|"
+    r"athlete|player|resident|undergraduate|female|male|girl|boy|international|senior|junior|"
+    r"sophomore|freshman|first-year|transfer|veteran|mother|father|parent)s?\s+"
+    r"(?:in|on|of|at|from|with|among)\s+(?:the|our|a|an|this|that|her|his|their|its)\s+"
+    r"(?:[\w'\u2019&-]+\s+){0,4}?(?:program|programme|department|dept|faculty|lab|laboratory|"
+    r"team|office|cohort|class|major|unit|staff|floor|crew|squad|club|band|choir|ensemble|"
+    r"hall|building|company|residence|house|section|course|college|school|group|roster|"
+    r"studio|center|centre|institute|clinic|wing|suite)\b",
+    re.IGNORECASE,
+)
+# A license plate: "Washington plate BXY9231", "license plate number KJL-4471", "tag CU 88213".
+_PLATE = re.compile(
+    r"\b(?i:(?:license|licence|registration|tag)\s+plate|plates?|tag|licen[cs]e)"
+    r"(?:\s+(?i:number|no\.?|#|reading|of))?\s*[:#]?\s*"
+    r"(?P<plate>(?=[A-Z0-9 -]{0,9}\d)(?=[A-Z0-9 -]{0,9}[A-Z])[A-Z0-9]{1,4}(?:[- ]?[A-Z0-9]{1,5}))"
+    r"(?![\w-])"
+)
+# Words that tie a vehicle or a plate to a victim (an owner), not to the suspect.
+_OWNER = re.compile(
+    r"\b(?:victim|victim's|victims|complainant|owner|owners|owned|belongs|belonging|belonged|"
+    r"registered to|student's|student|resident|her|his|their|v[ií]ctima|propietari[oa])\b",
+    re.IGNORECASE,
+)
+
+
+def _plates(text: str, spans: list[Span]) -> list[Violation]:
+    """A license plate of a victim's car; a suspect's plate is for the public to look for."""
+    out = []
+    for m in _PLATE.finditer(text):
+        sentence = _sentence_of(spans, m.start())
+        body = sentence.text
+        at = m.start() - sentence.start
+        suspects = _SUSPECT_SIDE.search(body) and not _OWNER.search(body[:at])
+        if _side(body, at) == "suspect" or suspects:
+            continue
+        if not _OWNER.search(body):
+            continue
+        out.append(Violation(
+            "confidentiality.license_plate",
+            f'"{m.group("plate")}" is the license plate of a victim\'s vehicle; it identifies '
+            "its owner. Remove it (a suspect's plate may stay).",
+            m.start("plate"), m.end("plate")))
+    return out
+
+
+def _not_contact(body: str, index: int) -> bool:
+    """True unless the words before index make the person someone to contact or report to."""
+    return _CONTACT_BEFORE.search(body[:index]) is None
+
+
+_CONTACT_BEFORE = re.compile(
+    r"\b(?:to|contact|call|email|e-mail|see|ask|with)\s+(?:the\s+|a\s+|an\s+)?$", re.I
+)
+
+
 def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
     out = []
     for sentence in spans:
         body = sentence.text
+        only = _ONLY_ONE.search(body)
+        if only is not None and not _doer(body, only.start()):
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{only.group()}" points to one person. Say "a student" (or "an employee") '
+                "instead.", sentence.start + only.start(), sentence.start + only.end()))
+            continue
+        job = _ROLE_IN_UNIT.search(body)
+        if (
+            job is not None and not _doer(body, job.start()) and _not_contact(body, job.start())
+            and (_VICTIM_WORD.search(body) or _HARMED_OR_REPORTED.search(body))
+        ):
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{job.group()}" names a job in one unit, held by few people. Say "a student" '
+                '(or "an employee") instead.', sentence.start + job.start(),
+                sentence.start + job.end()))
+            continue
         unit = _SMALL_UNIT.search(body)
         if unit is not None and _INJURY_OR_DATE.search(body) and not _doer(body, unit.start()):
             out.append(Violation(
@@ -649,7 +750,8 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
                 if _side(body, m.start()) == "suspect":
                     continue
                 kinds.setdefault(name, m.span())
-        if len(kinds) >= 3:
+        # A hometown narrows more than any other detail: with one more it points to one person.
+        if len(kinds) >= 3 or ("hometown" in kinds and len(kinds) >= 2):
             start = min(a for a, _ in kinds.values())
             end = max(b for _, b in kinds.values())
             listed = ", ".join(sorted(kinds))

@@ -140,7 +140,10 @@ ALERT_WORDS = word_set(
 MONTH_NAMES = word_set("april may june august")
 
 # Words that join parts of one name ("Juan de la Cruz", "Ludwig van Beethoven").
-NAME_PARTICLES = word_set("de del la las los van von der den da di du le bin ben al el y")
+NAME_PARTICLES = word_set(
+    "de del la las los van von der den da di du le bin ben al el y dos das della dei degli "
+    "delle ibn bint binti"
+)
 NAME_SUFFIXES = word_set("jr sr ii iii iv")
 
 # Prepositions that put the next capitalized words on the map ("near Adams", "at Wells Fargo").
