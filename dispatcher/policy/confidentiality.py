@@ -228,6 +228,10 @@ _SMALL_GROUP = re.compile(
     rf"\b{_CLASS_YEAR}\s+(?:on|of|in|with|for|from)\s+(?:the\s+|a\s+|our\s+)?"
     rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_CLASS_YEAR}\s+{_SPORTS}\s+(?:player|athlete|team member)\b"
+    # "a junior who plays on the rugby club", "a senior who rows for the crew team".
+    rf"|\b{_CLASS_YEAR}\s+(?:who|that)\s+(?:plays|played|competes|competed|swims|runs|rows|"
+    rf"sings|dances|performs|is|was)\s+(?:on|for|with|in)\s+(?:the\s+|a\s+|our\s+)?"
+    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
     rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_GROUP_WORDS}(?:'s|\u2019s)\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
@@ -261,6 +265,12 @@ _HARMED_OR_REPORTED = re.compile(
     re.IGNORECASE,
 )
 
+# A sentence that goes on about the people just mentioned: "Both are teaching assistants".
+_ABOUT_THEM = re.compile(
+    r"\s*(?:she|he|they|both|each|one of them|one of the (?:two|three) (?:students|victims)|"
+    r"the (?:two|three) (?:students|victims|women|men))\s+(?:is|are|was|were)\b",
+    re.IGNORECASE,
+)
 _VICTIM_WORD = re.compile(
     r"\b(?:victim|victims|complainant|survivor|v[ií]ctima)\b", re.IGNORECASE
 )
@@ -641,7 +651,8 @@ _ROLE_IN_UNIT = re.compile(
     r"\s+(?i:in|of|for|with|at|from)\s+(?i:the\s+)?(?:[A-Z][\w&'\u2019-]*\s+(?:(?:and|of|&)\s+)?)"
     r"{1,4}(?i:department|dept\.?|program|programme|lab|laboratory|office|center|centre|"
     r"institute|faculty|clinic|studio|library|group|unit)\b"
-    r"|\b(?i:TA|RA|assistant|professor|instructor|lecturer|researcher|technician)\s+(?i:in|for|of)"
+    r"|\b(?i:TAs?|RAs?|assistants?|professors?|instructors?|lecturers?|researchers?|"
+    r"technicians?)\s+(?i:in|for|of)"
     r"\s+(?:[A-Z][\w&'\u2019-]*\s+){0,2}[A-Z]{2,5}\s+\d{3,4}\b",
 )
 # One of a kind in a group names the person: "the only woman on the Geology faculty", "the
@@ -717,7 +728,8 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
         job = _ROLE_IN_UNIT.search(body)
         if (
             job is not None and not _doer(body, job.start()) and _not_contact(body, job.start())
-            and (_VICTIM_WORD.search(body) or _HARMED_OR_REPORTED.search(body))
+            and (_VICTIM_WORD.search(body) or _HARMED_OR_REPORTED.search(body)
+                 or _ABOUT_THEM.match(body))
         ):
             out.append(Violation(
                 "confidentiality.identifying_details",

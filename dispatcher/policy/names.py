@@ -422,6 +422,10 @@ class NameFinder:
         if prev in MONTH_NAMES or (names and _base(names[0]) in MONTH_NAMES and len(names) == 1
                                    and end < len(tokens) and tokens[end].number):
             return None
+        if prev in {"dear", "estimada", "estimado", "estimados", "estimadas", "querida",
+                    "querido"}:
+            # "Dear Loyola Community": whom the message greets.
+            return None
         if end < len(tokens) and tokens[end].key in {"plate", "plates", "tag", "tags"}:
             # "Washington plate BXY9231", "Illinois tag": a state's plate, not a person.
             return None
@@ -444,6 +448,19 @@ class NameFinder:
             # lone given name, or a run of name words, after a word that introduces a person.
             score += ROLE_SCORE
             cues.append("person_cue")
+        elif (
+            prev == "by" and len(run) == 1 and len(before_keys) > 1
+            and before_keys[-2] in _REPORTED and not run[0].upper
+        ):
+            # "called by Bayarmaa", "reported by Thandiwe": who reported is a person here
+            # (an office is written with its office word: "reported by Campus Safety").
+            score += ROLE_SCORE
+            cues.append("reported_by")
+        elif len(names) >= 2 and self._apposed(text, tokens, start, end):
+            # "One of the students whose room was burglarized, Siosaia Tupou, lost a laptop":
+            # a name set off by commas after a phrase about a person.
+            score += ROLE_SCORE
+            cues.append("apposed")
         elif _identified_before(before_keys, tokens, start):
             # "the victim was identified by the family as Taini Redcloud".
             score += ROLE_SCORE
@@ -502,7 +519,10 @@ class NameFinder:
             score += weight
             if weight:
                 cues.append("lexicon")
-            if not initials and _sentence_start(text, run[0]) and "title" not in cues:
+            if (
+                not initials and _sentence_start(text, run[0]) and "title" not in cues
+                and "belonging" not in cues and "relation" not in cues
+            ):
                 score -= SENTENCE_START_PENALTY
         elif len(names) >= 2:
             first = lex.given_weight(_base(names[0]))
@@ -520,6 +540,16 @@ class NameFinder:
         if score < THRESHOLD:
             return None
         return self._hit(text, run, score, cues, Role.PERSON)
+
+    @staticmethod
+    def _apposed(text: str, tokens: list[Token], start: int, end: int) -> bool:
+        """A run between commas with a person's role word among the eight words before it."""
+        if not text[: tokens[start].start].rstrip().endswith(","):
+            return False
+        if not text[tokens[end - 1].end :].lstrip().startswith(","):
+            return False
+        window = [_base(t) for t in tokens[max(0, start - 8) : start]]
+        return any(key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES for key in window)
 
     def _introduced(self, run: list[Token], names: list[Token]) -> bool:
         """A run after "by" or "with" that is a person's: a lone known given name, or two to
@@ -594,11 +624,21 @@ RELATIONS = word_set(
 )
 # Words that say who a name belongs to across a few words: "identified by the family as".
 _IDENTIFIED = word_set("identified identificado identificada known")
+# Verbs after which "by" introduces who reported or found something.
+_REPORTED = word_set(
+    "reported called contacted notified discovered found witnessed observed seen alerted "
+    "reportado reportada llamado encontrado encontrada"
+)
 
 
 def _identified_before(before_keys: list[str], tokens: list[Token], start: int) -> bool:
     """ "identified (by the family) as X": a name given for a person; not when a suspect cue
     comes first ("the suspect was identified by police as ...")."""
+    if len(before_keys) > 1 and before_keys[-1] in {"is", "was", "es"} and before_keys[-2] in {
+        "name", "nombre"
+    }:
+        # "whose name is Thandiwe".
+        return True
     if not before_keys or before_keys[-1] not in {"as", "como"}:
         return False
     for token in reversed(tokens[max(0, start - 8) : start - 1]):
