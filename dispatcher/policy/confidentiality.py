@@ -415,15 +415,33 @@ _SIGNATURE_AFTER = re.compile(
 )
 
 
+# A closing line on a line of its own, after which only the signatures follow.
+_SIGNED = re.compile(
+    r"(?:^|\n)\s*(?:sincerely|regards|best regards|respectfully|cordially|atentamente|"
+    r"saludos)\s*[,.!]?\s*\n(?:[^\n]{0,90}\n+){0,12}$",
+    re.IGNORECASE,
+)
+
+
+def _signature_lines(rest: str) -> bool:
+    """True when what is left is a few short lines (names and titles), up to 12, 600 chars."""
+    lines = [x for x in rest.split("\n") if x.strip()]
+    return len(rest) <= 600 and len(lines) <= 12 and all(len(x) <= 90 for x in lines)
+
+
 def _signature(text: str, start: int, end: int) -> bool:
     """True for the sender's signature at the end of a message: a name after a closing line
     ("Sincerely,\nMaria Delgado") or on a line of its own followed by a title or office
     ("Maria Delgado\nChief of Police"), in the message's last lines."""
-    if text[end:].count("\n") > 3 or len(text) - end > 200:
-        return False
     line_start = text.rfind("\n", 0, start) + 1
     own_line = not text[line_start:start].strip(" -\u2013\u2014") or text[line_start:start].strip(
         ) in {"Chief", "Dean", "Director", "Captain", "Lt.", "Sgt.", "Officer", "Dr."}
+    # Several senders may sign, one after another, each with a title ("Sincerely, / Gretchen
+    # Ritter / Vice Chancellor / Andrew R. Gordon / Senior Vice President").
+    if own_line and _SIGNED.search(text[:start]) and _signature_lines(text[line_start:]):
+        return True
+    if text[end:].count("\n") > 3 or len(text) - end > 200:
+        return False
     if _CLOSING.search(text[max(0, start - 40) : start]):
         return True
     return own_line and (_SIGNATURE_AFTER.match(text[end:]) is not None)

@@ -426,8 +426,9 @@ class NameFinder:
                     "querido"}:
             # "Dear Loyola Community": whom the message greets.
             return None
-        if end < len(tokens) and tokens[end].key in {"plate", "plates", "tag", "tags"}:
-            # "Washington plate BXY9231", "Illinois tag": a state's plate, not a person.
+        if end < len(tokens) and tokens[end].key in _THING_AFTER and not _possessive(run[-1]):
+            # "Washington plate BXY9231", "the Caz Limo bus services", "Uber app": what
+            # follows makes the words a state's plate or a business, not a person.
             return None
         after = text[run[-1].end :]
         # Roles: a title ("Ms."), an official ("Officer"), a suspect cue, or a role noun.
@@ -615,6 +616,12 @@ class NameFinder:
         return NameHit(word, start, end, round(score, 2), tuple(cues), role)
 
 
+# Nouns that make the capitalized words before them a thing: a plate's state, a business.
+_THING_AFTER = word_set(
+    "plate plates tag tags bus buses shuttle shuttles taxi cab cabs app apps store stores "
+    "shop restaurant cafe pharmacy bank station market hotel services service company "
+    "dealership garage lot"
+)
 # People one has: after a name in the possessive they make it a person's ("Kaur's roommate").
 RELATIONS = word_set(
     "roommate roommates suitemate suitemates housemate boyfriend girlfriend partner husband "

