@@ -79,7 +79,8 @@ _UNIT = re.compile(
     r"depto\.?|departamento|dormitorio)\s*(?:#|no\.?|number|n[úu]m(?:ero)?\.?)?\s*"
     r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b"
     # "her room, 214 in Anderson Hall".
-    r"|\b(?:room|apartment|suite|unit)(?:,|\s+is|\s+was)\s+(?:#\s?|number\s+)?\d{3,4}[A-Z]?\b"
+    r"|\b(?:room|apartment|suite|unit)(?:\s+(?:number|no\.?|#))?(?:,|:|\s+is|\s+was)\s+"
+    r"(?:#\s?|number\s+)?\d{2,4}[A-Z]?\b"
     # "West Hall 1104": a residence building's name with a room number after it.
     r"|(?:(?<=Hall )|(?<=Tower )|(?<=Towers )|(?<=House )|(?<=Commons )|(?<=Village ))"
     r"\d{3,4}[A-Z]?\b",
@@ -217,7 +218,8 @@ _POSITIONS = (
     r"outside hitter|middle blocker|coxswain|drum major|lead singer|lead vocalist|soloist|"
     r"section leader|first chair|concertmaster|president|vice president|treasurer|secretary|"
     r"chair|chairman|chairwoman|founder|manager|head coach|assistant coach|coach|mascot|"
-    r"anchor|leadoff hitter|closer|starter)"
+    r"anchor|leadoff hitter|closer|starter|guard|forward|center|winger|sprinter|swimmer|"
+    r"diver|distance runner|runner|rower|hurdler|thrower|jumper|wrestler|gymnast|golfer)"
 )
 _CLASS_YEAR = (
     r"(?:freshman|freshmen|sophomore|junior|senior|first[- ]year|second[- ]year|third[- ]year|"
@@ -225,8 +227,8 @@ _CLASS_YEAR = (
 )
 _SMALL_GROUP = re.compile(
     # "a sophomore on the soccer team", "a junior with the marching band".
-    rf"\b{_CLASS_YEAR}\s+(?:on|of|in|with|for|from)\s+(?:the\s+|a\s+|our\s+)?"
-    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"\b{_CLASS_YEAR}\s+(?:[\w-]+\s+){{0,2}}?(?:on|of|in|with|for|from)\s+"
+    rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_CLASS_YEAR}\s+{_SPORTS}\s+(?:player|athlete|team member)\b"
     # "a junior who plays on the rugby club", "a senior who rows for the crew team".
     rf"|\b{_CLASS_YEAR}\s+(?:who|that)\s+(?:plays|played|competes|competed|swims|runs|rows|"
@@ -438,7 +440,9 @@ def _signature(text: str, start: int, end: int) -> bool:
         ) in {"Chief", "Dean", "Director", "Captain", "Lt.", "Sgt.", "Officer", "Dr."}
     # Several senders may sign, one after another, each with a title ("Sincerely, / Gretchen
     # Ritter / Vice Chancellor / Andrew R. Gordon / Senior Vice President").
-    if own_line and _SIGNED.search(text[:start]) and _signature_lines(text[line_start:]):
+    if own_line and _signature_lines(text[line_start:]) and (
+        _SIGNED.search(text[:start]) or _SIGNATURE_AFTER.match(text[end:])
+    ):
         return True
     if text[end:].count("\n") > 3 or len(text) - end > 200:
         return False
@@ -598,6 +602,11 @@ def _addresses(
     for m in ADDRESS.finditer(text):
         if finder.gazetteer.holds(m.group()):
             continue
+        if _BUILDING_BEFORE.search(text[max(0, m.start() - 60) : m.start()]) and not (
+            _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else False
+        ):
+            # "Simpson Residence Hall (6333 N. Winthrop Avenue)": a named building's address.
+            continue
         sentence = _sentence_of(spans, m.start())
         unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
@@ -616,6 +625,14 @@ def _addresses(
                 f'"{m.group()}" is the exact address of a residence.{hint}',
                 m.start(), m.end()))
     return out
+
+
+# A named building just before an address in parentheses or after a comma: its address.
+_BUILDING_BEFORE = re.compile(
+    r"\b[A-Z][\w'.-]*\s+(?:[A-Z][\w'.-]*\s+)?(?:Hall|Center|Centre|Building|Library|Tower|"
+    r"Towers|Commons|Complex|Stadium|Arena|Union|Gym|Gymnasium|Chapel|Auditorium|Garage|"
+    r"Apartments|Village|Court)\s*(?:\(|,|\bat\b|\blocated at\b)\s*$"
+)
 
 
 def _reporting(text: str, spans: list[Span]) -> list[Violation]:
@@ -676,15 +693,17 @@ _ROLE_IN_UNIT = re.compile(
 # One of a kind in a group names the person: "the only woman on the Geology faculty", "the
 # only exchange student in the Dance program".
 _ONLY_ONE = re.compile(
-    r"\b(?:the\s+(?:only|sole|lone|single)|its\s+only|their\s+only)\s+(?:[\w'-]+\s+){0,3}?"
+    r"\b(?:the\s+(?:only|sole|lone|single)|its\s+only|their\s+only)\s+(?:[\w'.-]+\s+){0,3}?"
     r"(?:student|woman|man|person|member|employee|professor|instructor|faculty member|"
     r"athlete|player|resident|undergraduate|female|male|girl|boy|international|senior|junior|"
     r"sophomore|freshman|first-year|transfer|veteran|mother|father|parent)s?\s+"
-    r"(?:in|on|of|at|from|with|among)\s+(?:the|our|a|an|this|that|her|his|their|its)\s+"
+    r"(?:in|on|of|at|from|with|among)\s+(?:(?:the|our|a|an|this|that|her|his|their|its)\s+"
     r"(?:[\w'\u2019&-]+\s+){0,4}?(?:program|programme|department|dept|faculty|lab|laboratory|"
     r"team|office|cohort|class|major|unit|staff|floor|crew|squad|club|band|choir|ensemble|"
     r"hall|building|company|residence|house|section|course|college|school|group|roster|"
-    r"studio|center|centre|institute|clinic|wing|suite)\b",
+    r"studio|center|centre|institute|clinic|wing|suite)\b"
+    # "the only female Ph.D. student in Mechanical Engineering": a field named.
+    r"|(?-i:[A-Z][\w&-]+(?:\s+(?:and\s+|&\s+)?[A-Z][\w&-]+){0,3}))",
     re.IGNORECASE,
 )
 # A license plate: "Washington plate BXY9231", "license plate number KJL-4471", "tag CU 88213".
@@ -820,7 +839,7 @@ def _small_group(body: str) -> tuple[int, int] | None:
     for m in _SMALL_GROUP.finditer(body):
         if not _doer(body, m.start()) and not _SPEAKING.match(body[m.end() :]):
             return m.span()
-    if _HARMED_OR_REPORTED.search(body):
+    if _HARMED_OR_REPORTED.search(body) or _INJURY_OR_DATE.search(body):
         for m in _TEAM_MEMBER.finditer(body):
             if not _doer(body, m.start()):
                 return m.start(), m.end()

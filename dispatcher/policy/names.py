@@ -230,6 +230,9 @@ class NameFinder:
         cue = before in _LOWER_CUES or (_is_role(before) and not tokens[index - 1].capitalized)
         if not cue or len(key) <= 2 or key in _LOWER_STOP or key in _LOWER_WORDS:
             return False
+        if before in _LOWER_HONORIFICS:
+            # "ms. nwachukwu": after an honorific comes a name, whatever it is.
+            return True
         return self.lexicon.given_weight(key) >= GIVEN_WEIGHT or self._described(
             tokens, index, text
         )
@@ -457,6 +460,12 @@ class NameFinder:
             # (an office is written with its office word: "reported by Campus Safety").
             score += ROLE_SCORE
             cues.append("reported_by")
+        elif _owned_before(before_keys) and (
+            2 <= len(names) <= 4 or self._introduced(run, names)
+        ):
+            # "belongs to Wiremu Tane", "a car owned by Ana Lima": an owner is a person.
+            score += ROLE_SCORE
+            cues.append("owner")
         elif len(names) >= 2 and self._apposed(text, tokens, start, end):
             # "One of the students whose room was burglarized, Siosaia Tupou, lost a laptop":
             # a name set off by commas after a phrase about a person.
@@ -638,6 +647,16 @@ _REPORTED = word_set(
 )
 
 
+def _owned_before(before_keys: list[str]) -> bool:
+    """ "belongs to", "registered to", "owned by", "driven by" just before a name."""
+    if len(before_keys) < 2:
+        return False
+    prev, verb = before_keys[-1], before_keys[-2]
+    return (prev == "to" and verb in {"belongs", "belonged", "belonging", "registered"}) or (
+        prev == "by" and verb in {"owned", "driven", "rented", "leased", "registered"}
+    )
+
+
 def _identified_before(before_keys: list[str], tokens: list[Token], start: int) -> bool:
     """ "identified (by the family) as X": a name given for a person; not when a suspect cue
     comes first ("the suspect was identified by police as ...")."""
@@ -660,7 +679,8 @@ def _identified_before(before_keys: list[str], tokens: list[Token], start: int) 
 # Words after which a lone given name is a person: "reported by Minh", "with Aisha".
 _PERSON_AFTER = word_set("by with con por")
 # Words after which a name may be written in lower case ("victim jennifer smith").
-_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named")
+_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named mr mrs ms mx")
+_LOWER_HONORIFICS = word_set("mr mrs ms mx")
 # Lower-case words that are names in the lists and ordinary words in a sentence.
 _LOWER_STOP = word_set(
     "and or the a an of in on at to for from was is were has had her his their our your "

@@ -53,6 +53,8 @@ VICTIM_PREDICATES = word_set(
     "hit raped kidnapped abducted missing victimized confronted grabbed pushed bitten burned "
     "burglarized mugged drugged fondled choked strangled cut wounded treated rescued located "
     "reported told said stated called contacted described informed notified disclosed "
+    "grazed kicked slapped tackled knocked shoved chased cornered dragged bruised scratched "
+    "pinned "
     "asaltado asaltada robado robada agredido agredida atacado atacada herido herida "
     "lesionado lesionada golpeado golpeada amenazado amenazada acosado acosada denuncio "
     "reporto informo dijo declaro llamo"
@@ -76,7 +78,8 @@ PLACE_SUFFIXES = word_set(
     "woods forest hill heights point landing yard yards exchange shops shop mart "
     "boathouse playhouse stadium's tunnel walk walkway path promenade esplanade oval ring "
     "bookstore ballroom lounge kitchen cafe's plant facility facilities "
-    "fountain statue monument sculpture mural plaque obelisk carillon"
+    "fountain statue monument sculpture mural plaque obelisk carillon neighborhood "
+    "neighbourhood district quarter precinct corridor courtyard"
 )
 PLACE_PREFIXES = word_set(
     "lot building gate route mount mt lake fort ft camp saint st san santa calle avenida av "
