@@ -29,7 +29,7 @@ _INSTITUTION_CUE = re.compile(
 )
 _OFFICIAL = re.compile(
     r"\b(?:officer|detective|det\.|sergeant|sgt\.|lieutenant|lt\.|captain|chief|investigator|"
-    r"coordinator|director|dean|oficial|agente|detective)\b",
+    r"coordinator|director|dean|oficial|agente|detective)(?!\w)",
     re.IGNORECASE,
 )
 _ROLE_MAILBOX = re.compile(
@@ -519,6 +519,10 @@ def _numbers(
             (found.start() for found in _INSTITUTION_CUE.finditer(before)), default=None
         )
         personal_at = cue.start() if cue else None
+        official = _OFFICIAL.search(before)
+        if personal_at is None and institutional_at is None and official is not None:
+            # "contact Det. Lisa Moreno at 555-0101": an official's line, not a private one.
+            institutional_at = official.start()
         if personal_at is None and institutional_at is None and _named_before(before):
             personal_at = len(before)
         if personal_at is not None and not (
@@ -741,6 +745,15 @@ def _plates(text: str, spans: list[Span]) -> list[Violation]:
     return out
 
 
+def _harmed(body: str) -> bool:
+    """True when the sentence says someone was harmed (reporting alone is not enough: "a
+    graduate assistant in Physics reported a suspicious package")."""
+    return any(
+        not re.fullmatch(r"(?i)reported|told police|disclosed|denunci[oó]|report[oó]", m.group())
+        for m in _HARMED_OR_REPORTED.finditer(body)
+    )
+
+
 def _not_contact(body: str, index: int) -> bool:
     """True unless the words before index make the person someone to contact or report to."""
     return _CONTACT_BEFORE.search(body[:index]) is None
@@ -765,8 +778,7 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
         job = _ROLE_IN_UNIT.search(body)
         if (
             job is not None and not _doer(body, job.start()) and _not_contact(body, job.start())
-            and (_VICTIM_WORD.search(body) or _HARMED_OR_REPORTED.search(body)
-                 or _ABOUT_THEM.match(body))
+            and (_VICTIM_WORD.search(body) or _harmed(body) or _ABOUT_THEM.match(body))
         ):
             out.append(Violation(
                 "confidentiality.identifying_details",

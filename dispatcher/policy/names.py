@@ -738,7 +738,8 @@ _SEEKING = SUSPECT_CUES | word_set(
 # Words between such a cue and the name: "looking for", "a warrant has been issued for",
 # "the suspect, identified as", "busca a".
 _SEEKING_GAP = word_set(
-    "for as a an the identified named is was are has have been issued out of "
+    "for as a an the identified named is was are has have been issued out of by police "
+    "investigators officers detectives later "
     "a al el la por como identificado identificada de"
 )
 

@@ -20,7 +20,8 @@ PERSON_TITLES = word_set(
 # Officials named in their role (a contact, a spokesperson): not a victim.
 OFFICIAL_TITLES = word_set(
     "officer ofc detective det sergeant sgt lieutenant lt captain capt chief deputy corporal cpl "
-    "vice "
+    "vice mayor governor senator congressman congresswoman councilman councilwoman "
+    "councilmember commissioner chaplain "
     "trooper investigator agent dean president chancellor provost director coordinator "
     "commander cmdr sheriff marshal inspector oficial agente sargento teniente capitan jefe jefa "
     "rector rectora decano decana director directora coordinador coordinadora superintendent "

@@ -299,6 +299,91 @@ class TestFewerFalseFlags:
                            "Report crimes to police.") == []
 
 
+TIP = " Call Campus Police at 555-0100 with any information."
+
+
+class TestPersonCues:
+    """A name is found by where it stands, whatever its culture and whether or not the
+    lexicon knows it."""
+
+    @pytest.mark.parametrize(("sentence", "name"), [
+        ("The leak was reported by Maricel Dela Cruz, a staff member.", "Maricel Dela Cruz"),
+        ("The victim was identified by the family as Taini Redcloud.", "Taini Redcloud"),
+        ("The second victim, whose name is Thandiwe, was walking home.", "Thandiwe"),
+        ("Kaur's roommate heard the shots.", "Kaur"),
+        ("Mendoza-Quispe's truck was broken into twice.", "Mendoza-Quispe"),
+        ("One of the students whose room was entered, Siosaia Tupou, lost a laptop.",
+         "Siosaia Tupou"),
+        ("The burglary was reported by chidinma, who lives in the house.", "chidinma"),
+        ("The student who called police, ms. nwachukwu, is safe.", "ms. nwachukwu"),
+        ("One of the stolen cars belongs to Wiremu Tane.", "Wiremu Tane"),
+        ("Police were called by Bayarmaa after the man followed her.", "Bayarmaa"),
+        ("One of the rooms belongs to Ana Paula dos Santos.", "Ana Paula dos Santos"),
+        ("Oluwadamilare Adeyinka was grazed by a bullet.", "Oluwadamilare Adeyinka"),
+    ])
+    def test_found(self, sentence: str, name: str) -> None:
+        """The span is the name, as written."""
+        assert name in names_found(sentence + TIP)
+
+    @pytest.mark.parametrize("text", [
+        "Dear Loyola Community, Campus Safety is writing about a robbery." + TIP,
+        "Take the CENTRO and Caz Limo bus services after dark." + TIP,
+        "The suspect was identified by police as Jared Flynn." + TIP,
+        "The event with Mayor Ben Walsh was moved." + TIP,
+        "Flooding in the South Student Neighborhood. Avoid the area." + TIP,
+        "The suspect fled in a car with Washington plate BXY9231." + TIP,
+        "Sincerely,\n\nGretchen Ritter\nVice Chancellor and Provost\n\nAndrew R. Gordon\n"
+        "Senior Vice President",
+    ])
+    def test_not_a_victim(self, text: str) -> None:
+        """Greetings, businesses, suspects, officials, places and signatures are not."""
+        assert names_found(text) == []
+
+
+class TestNewDetails:
+    """Plates, jobs in a unit, one of a kind, rooms and IDs as campuses write them."""
+
+    @pytest.mark.parametrize(("sentence", "rule"), [
+        ("The victim's silver Honda Civic, New York plate KJL-4471, was damaged.",
+         "confidentiality.license_plate"),
+        ("One of the victims is a graduate assistant in the Physics department.",
+         "confidentiality.identifying_details"),
+        ("The person approached is the only woman on the Geology faculty.",
+         "confidentiality.identifying_details"),
+        ("One victim is the only female Ph.D. student in Mechanical Engineering.",
+         "confidentiality.identifying_details"),
+        ("The victim, a 19-year-old female student from Busan, was shot in the leg.",
+         "confidentiality.identifying_details"),
+        ("The victim is a junior guard on the women's basketball team.",
+         "confidentiality.identifying_details"),
+        ("The student, a member of the eight-person rowing crew, suffered a broken nose.",
+         "confidentiality.identifying_details"),
+        ("The victim's room number is 1204.", "confidentiality.residence_unit"),
+        ("The student who reported it, NUID 002345678, is safe.", "confidentiality.id_number"),
+    ])
+    def test_caught(self, sentence: str, rule: str) -> None:
+        """Each is refused with its rule."""
+        assert rule in errors(lint("A robbery occurred on campus. " + sentence + TIP))
+
+    @pytest.mark.parametrize("sentence", [
+        "The suspect vehicle, a black Nissan with Illinois plate ABC1234, fled north.",
+        "A graduate assistant in the Physics department reported a suspicious package.",
+        "The only entrance open is the north door of Watson Hall.",
+        "A student was sexually abused near Simpson Residence Hall (6333 N. Winthrop Avenue).",
+        "Contact Det. Lisa Moreno at 555-0101 or Campus Police.",
+    ])
+    def test_allowed(self, sentence: str) -> None:
+        """A suspect's plate, a reporter's job, a door, a hall's address, an official's line."""
+        verdict = lint("A robbery occurred on campus. " + sentence + TIP)
+        assert not {r for r in errors(verdict) if r.startswith("confidentiality")}
+
+    def test_all_clear_in_other_words(self) -> None:
+        """An all clear may say the suspect is clear of campus or the police cleared the area."""
+        for text in ("Campus Safety has confirmed the suspect is clear of campus.",
+                     "PCSD cleared the area after concluding the suspect had fled."):
+            assert "actionable.no_all_clear" not in errors(lint(text, kind="all_clear"))
+
+
 class TestPublishedAlerts:
     """The corpus of published alerts meets the targets, on the tune and held-out splits."""
 
