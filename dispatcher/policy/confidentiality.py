@@ -780,10 +780,12 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
             job is not None and not _doer(body, job.start()) and _not_contact(body, job.start())
             and (_VICTIM_WORD.search(body) or _harmed(body) or _ABOUT_THEM.match(body))
         ):
+            article = re.search(r"\b(?:the|a|an|el|la|un|una)\s+$", body[: job.start()], re.I)
+            begin = article.start() if article else job.start()
             out.append(Violation(
                 "confidentiality.identifying_details",
-                f'"{job.group()}" names a job in one unit, held by few people. Say "a student" '
-                '(or "an employee") instead.', sentence.start + job.start(),
+                f'"{body[begin : job.end()]}" names a job in one unit, held by few people. Say '
+                '"a student" (or "an employee") instead.', sentence.start + begin,
                 sentence.start + job.end()))
             continue
         unit = _SMALL_UNIT.search(body)
