@@ -9,7 +9,8 @@ more are kept, and no word of Debian's wamerican-small list (an everyday word is
 by itself here), nor a word the policy reads as something else (a place word, a role, a
 header word).
 
-Usage: python build_locales.py FAKER_DIR [DICT_DIR]   (FAKER_DIR: an unpacked faker wheel)
+Usage: python -m dispatcher.policy.data.build_locales FAKER_DIR [DICT_DIR]
+(FAKER_DIR: an unpacked faker wheel)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import importlib
 import sys
 import unicodedata
 from pathlib import Path
+
+from dispatcher.policy import vocabulary as v
 
 HERE = Path(__file__).resolve().parent
 LOCALES = {
@@ -64,9 +67,6 @@ def _names(provider: type, prefix: str, locale: str) -> list[str]:
 def main(faker_dir: Path, dict_dir: Path) -> None:
     """Write names_locales.txt."""
     sys.path.insert(0, str(faker_dir))
-    sys.path.insert(0, str(HERE.parent.parent.parent))
-    from dispatcher.policy import vocabulary as v
-
     dictionary = {
         fold(w) for w in (dict_dir / "american-english-small").read_text(errors="ignore").split()
         if w[:1].islower()
