@@ -169,7 +169,8 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
     "year": re.compile(
         r"\b(?:freshman|sophomore|junior|senior|first[- ]year|second[- ]year|third[- ]year|"
         r"fourth[- ]year|graduate student|grad student|doctoral student|phd student|"
-        r"transfer student|class of \d{4}|primer año|segundo año|tercer año|cuarto año|"
+        r"transfer student|exchange student|international student|visiting student|"
+        r"class of \d{4}|primer año|segundo año|tercer año|cuarto año|"
         r"estudiante de posgrado)\b",
         re.IGNORECASE,
     ),
@@ -183,6 +184,8 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         r"[A-Z][a-z]+\b(?:,?\s+(?:[A-Z]{2}\b|[A-Z][a-z]+\b))?"
         r"(?!\s+(?:Hall|Library|Center|Street|Building|Police|Avenue|Park|Lot))"
         r"(?<!Campus)(?<!Public)(?<!University)(?<!College)(?<!Department)(?<!Police)"
+        r"(?<!Hall)(?<!Library)(?<!Center)(?<!Building)(?<!Street)(?<!Avenue)(?<!Park)"
+        r"(?<!Lot)(?<!Union)(?<!Stadium)(?<!Station)(?<!Garage)(?<!Road)(?<!Drive)"
         r"|\bhometown\b|\binternational student from\b",
     ),
     "residence": re.compile(
@@ -197,6 +200,7 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
+_SEX = re.compile(r"\b(?:female|male|woman|man|mujer|hombre)\b", re.IGNORECASE)
 # A place in a small group names one person: a team's position, a jersey number, the officer
 # of a club. Sports and groups are listed so that "the captain of the team" is caught and
 # "the fire captain" is not.
@@ -813,8 +817,11 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
                 if _side(body, m.start()) == "suspect":
                     continue
                 kinds.setdefault(name, m.span())
-        # A hometown narrows more than any other detail: with one more it points to one person.
-        if len(kinds) >= 3 or ("hometown" in kinds and len(kinds) >= 2):
+        sex = _SEX.search(body)
+        if "hometown" in kinds and sex is not None and _side(body, sex.start()) != "suspect":
+            # "a 19-year-old female student from Busan": beside a hometown, the sex narrows too.
+            kinds.setdefault("sex", sex.span())
+        if len(kinds) >= 3:
             start = min(a for a, _ in kinds.values())
             end = max(b for _, b in kinds.values())
             listed = ", ".join(sorted(kinds))

@@ -461,7 +461,8 @@ class NameFinder:
             score += ROLE_SCORE
             cues.append("reported_by")
         elif _owned_before(before_keys) and (
-            2 <= len(names) <= 4 or self._introduced(run, names)
+            (2 <= len(names) <= 4 and all(_NAME_SHAPE.fullmatch(t.text) for t in names))
+            or self._introduced(run, names)
         ):
             # "belongs to Wiremu Tane", "a car owned by Ana Lima": an owner is a person.
             score += ROLE_SCORE
@@ -629,7 +630,7 @@ class NameFinder:
 _THING_AFTER = word_set(
     "plate plates tag tags bus buses shuttle shuttles taxi cab cabs app apps store stores "
     "shop restaurant cafe pharmacy bank station market hotel services service company "
-    "dealership garage lot"
+    "dealership garage lot staff employees personnel workers crews crew officers deputies"
 )
 # People one has: after a name in the possessive they make it a person's ("Kaur's roommate").
 RELATIONS = word_set(
@@ -645,6 +646,11 @@ _REPORTED = word_set(
     "reported called contacted notified discovered found witnessed observed seen alerted "
     "reportado reportada llamado encontrado encontrada"
 )
+
+
+# A name's shape: a capital, then letters, with hyphens or apostrophes between such parts
+# ("Wiremu", "Eze-Okafor", "O'Neil"); not "Rent-A-Car".
+_NAME_SHAPE = re.compile(r"[A-Z][a-z\u00e0-\u00ff]+(?:['\u2019-][A-Z]?[a-z\u00e0-\u00ff]+)*(?:'s)?")
 
 
 def _owned_before(before_keys: list[str]) -> bool:
