@@ -668,7 +668,17 @@ _SMALL_UNIT = re.compile(
     r"researcher|intern|fellow|estudiante|miembro)s?\s+(?:in|of|from|with|at|del|de la|en)\s+"
     r"(?:the\s+|a\s+|an\s+|el\s+|la\s+)?(?:[\w'\u2019&-]+\s+){1,5}?(?:program|programme|lab|"
     r"laboratory|cohort|unit|studio|clinic|research group|group|institute|center|centre|"
-    r"department|office|programa|laboratorio|departamento)\b",
+    r"department|office|programa|laboratorio|departamento)\b"
+    # "one of six in the Arabic program": a count that says how small the unit is.
+    r"|\bone of (?:the |only )?(?:\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|a few|few)\s+(?:[\w-]+\s+)?(?:in|of|from|on)\s+(?:the\s+|a\s+|an\s+)?"
+    r"(?:[\w'\u2019&-]+\s+){1,5}?(?:program|programme|lab|laboratory|cohort|unit|studio|"
+    r"clinic|group|institute|center|centre|department|office|team|crew|class|section|major)\b",
+    re.IGNORECASE,
+)
+_INJURY = re.compile(
+    r"\b(?:injured|injury|injuries|hurt|wounded|hospitali[sz]ed|stabbed|shot|beaten|killed|"
+    r"herid[oa]|lesionad[oa])\b",
     re.IGNORECASE,
 )
 _INJURY_OR_DATE = re.compile(
@@ -782,7 +792,8 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
         job = _ROLE_IN_UNIT.search(body)
         if (
             job is not None and not _doer(body, job.start()) and _not_contact(body, job.start())
-            and (_VICTIM_WORD.search(body) or _harmed(body) or _ABOUT_THEM.match(body))
+            and (_VICTIM_WORD.search(body) or _harmed(body) or _ABOUT_THEM.match(body)
+                 or _INJURY.search(body))
         ):
             article = re.search(r"\b(?:the|a|an|el|la|un|una)\s+$", body[: job.start()], re.I)
             begin = article.start() if article else job.start()

@@ -228,6 +228,11 @@ class NameFinder:
                 bool(self.lexicon.surname_weight(key)) or self._described(tokens, index, text)
             ) and key not in _LOWER_STOP
         cue = before in _LOWER_CUES or (_is_role(before) and not tokens[index - 1].capitalized)
+        named = any(k in _NAMED_AS for k in keys[max(0, index - 6) : index])
+        if before in {"as", "como"} and named:
+            # "named by friends as kwesi mensah": a name, whatever its case.
+            seeking = any(k in _SEEKING for k in keys[:index])
+            return not seeking and key not in _LOWER_STOP | _LOWER_WORDS and len(key) > 1
         if not cue or len(key) <= 2 or key in _LOWER_STOP or key in _LOWER_WORDS:
             return False
         if before in _LOWER_HONORIFICS:
@@ -467,7 +472,9 @@ class NameFinder:
             # "belongs to Wiremu Tane", "a car owned by Ana Lima": an owner is a person.
             score += ROLE_SCORE
             cues.append("owner")
-        elif len(names) >= 2 and self._apposed(text, tokens, start, end):
+        elif self._apposed(text, tokens, start, end) and (
+            len(names) >= 2 or _PREDICATE_AFTER.match(text[run[-1].end :])
+        ):
             # "One of the students whose room was burglarized, Siosaia Tupou, lost a laptop":
             # a name set off by commas after a phrase about a person.
             score += ROLE_SCORE
@@ -494,6 +501,7 @@ class NameFinder:
             not cues
             and not full
             and not _PERSON_APPOSITION.match(after)
+            and not _WHO_AFTER.match(after)
             and (
                 prev in LOCATION_PREPOSITIONS
                 or (prev in {"the", "el", "la"} and len(before_keys) > 1
@@ -560,7 +568,10 @@ class NameFinder:
         if not text[tokens[end - 1].end :].lstrip().startswith(","):
             return False
         window = [_base(t) for t in tokens[max(0, start - 8) : start]]
-        return any(key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES for key in window)
+        return any(
+            key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES or key in _PERSON_HEADS
+            for key in window
+        )
 
     def _introduced(self, run: list[Token], names: list[Token]) -> bool:
         """A run after "by" or "with" that is a person's: a lone known given name, or two to
@@ -653,6 +664,22 @@ _REPORTED = word_set(
 _NAME_SHAPE = re.compile(r"[A-Z][a-z\u00e0-\u00ff]+(?:['\u2019-][A-Z]?[a-z\u00e0-\u00ff]+)*(?:'s)?")
 
 
+# Nouns for a person, beyond the roles: "The person who pulled the alarm, Hamid Rezaei,".
+_PERSON_HEADS = word_set(
+    "person persons people individual individuals man men woman women caller callers driver "
+    "drivers owner owners clerk clerks customer customers passenger pedestrian worker workers "
+    "visitor visitors guest guests scholar scholars injured hurt"
+)
+# A one-word apposition followed by its predicate: ", Kalani, is at the hospital".
+_PREDICATE_AFTER = re.compile(
+    r"^\s*,\s*(?:who\s+)?(?:is|was|were|are|has|had|remains|remained|suffered|sustained|"
+    r"told|said|reported|lost|lives|lived|called|ran|fled|was not|is not)\b",
+    re.IGNORECASE,
+)
+# ", who": what follows a person's name, not a place's.
+_WHO_AFTER = re.compile(r"^\s*,\s*(?:who|whom|whose|quien|quienes)\b", re.IGNORECASE)
+
+
 def _owned_before(before_keys: list[str]) -> bool:
     """ "belongs to", "registered to", "owned by", "driven by" just before a name."""
     if len(before_keys) < 2:
@@ -687,6 +714,7 @@ _PERSON_AFTER = word_set("by with con por")
 # Words after which a name may be written in lower case ("victim jennifer smith").
 _LOWER_CUES = word_set("by with victim complainant survivor witness roommate named mr mrs ms mx")
 _LOWER_HONORIFICS = word_set("mr mrs ms mx")
+_NAMED_AS = word_set("named identified identificado identificada")
 # Lower-case words that are names in the lists and ordinary words in a sentence.
 _LOWER_STOP = word_set(
     "and or the a an of in on at to for from was is were has had her his their our your "
