@@ -5,9 +5,9 @@ Faker's providers hold the common given names and surnames of each locale as pub
 rankings list them (Nigeria's Yoruba, Igbo and Hausa names, Ghana's Akan names, Kenya's
 names, Swahili, Zulu, Japanese, Polish, Indian, Pakistani, Turkish, Indonesian, Chinese,
 Vietnamese, French, Brazilian Portuguese). Only names in Latin letters of three letters or
-more are kept, and no word of Debian's wamerican-small list (an everyday word is no name
-by itself here), nor a word the policy reads as something else (a place word, a role, a
-header word).
+more are kept, and no word of Debian's wamerican-small list (an everyday word, a place or a
+people is no name by itself here) unless the census lists hold it as a name, nor a word the
+policy reads as something else (a place word, a role, a header word).
 
 Usage: python -m dispatcher.policy.data.build_locales FAKER_DIR [DICT_DIR]
 (FAKER_DIR: an unpacked faker wheel)
@@ -67,9 +67,15 @@ def _names(provider: type, prefix: str, locale: str) -> list[str]:
 def main(faker_dir: Path, dict_dir: Path) -> None:
     """Write names_locales.txt."""
     sys.path.insert(0, str(faker_dir))
+    # Everyday words, and the proper nouns of the word list that the census does not hold as
+    # names (places, peoples, brands): no name by themselves here.
+    census = {
+        x.strip() for name in ("given_names.txt", "surnames.txt")
+        for x in (HERE / name).read_text(encoding="utf-8").split()
+    }
     dictionary = {
         fold(w) for w in (dict_dir / "american-english-small").read_text(errors="ignore").split()
-        if w[:1].islower()
+        if w[:1].islower() or fold(w) not in census
     }
     reserved = (v.ALERT_WORDS | v.ORGANIZATION_WORDS | v.PLACE_SUFFIXES | v.PLACE_PREFIXES
                 | v.PERSON_ROLES | v.PERSON_TITLES | v.OFFICIAL_TITLES | v.MONTH_NAMES
