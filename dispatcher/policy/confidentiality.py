@@ -57,8 +57,16 @@ _ID_CUE = re.compile(
     r"(?:number|no\.?|#|id)|\bbadge\b|\bbanner\b|\bemplid\b|\bnetid\b|\bcwid\b|\bmatr[ií]cula\b|"
     r"\bcarn[ée]t?\b|\bn[úu]mero de (?:estudiante|empleado)|\bstudent\b|\bestudiante\b"
     # An institution's own name for its ID: "NUID", "SUID", "PID", "UIN", "Panther ID".
-    r"|\b(?-i:[A-Z]{1,5}ID|UIN|[A-Z]#)(?!\w))"
-    r"[^.;:]{0,20}$",
+    r"|\b(?-i:[A-Z]{1,5}ID|UIN|[A-Z]#)(?!\w)|\bcard (?:number|no\.?|#))"
+    # "PID: 730123456", "ID no. 1234567": a colon or "no." right after the cue.
+    r"(?:\s*(?::|no\.|num\.|#))?[^.;:]{0,20}$",
+    re.IGNORECASE,
+)
+# A person's login or social media account: "netid jdoe42", "Instagram account @ama_serwaa".
+_ACCOUNT = re.compile(
+    r"\b(?:net ?id|user ?name|login|screen ?name|(?:instagram|snapchat|twitter|tiktok|"
+    r"facebook|venmo|discord|x)\s+(?:account|handle|username|profile|name)|handle)"
+    r"\s*(?:is\s+|was\s+)?[:,(]?\s*(?P<account>@?[A-Za-z][\w.]{2,29}\d*)",
     re.IGNORECASE,
 )
 _CASE_CUE = re.compile(
@@ -513,6 +521,17 @@ def _numbers(
                 "Student and employee ID numbers identify a person; remove it.",
                 start, m.end()))
             taken.append((start, m.end()))
+    for m in _ACCOUNT.finditer(text):
+        sentence = _sentence_of(spans, m.start())
+        at = m.start() - sentence.start
+        account = m.group("account")
+        if _side(sentence.text, at) == "suspect" or not re.search(r"[@\d_.]", account):
+            # A login has a digit, a handle an "@": "your NetID and password" names none.
+            continue
+        out.append(Violation(
+            "confidentiality.account",
+            "A login or a social media account identifies its owner; remove it.",
+            m.start("account"), m.end("account")))
     for m in PHONE.finditer(text):
         if any(a < m.end() and m.start() < b for a, b in taken) or allowed.phone(m.group()):
             continue

@@ -479,6 +479,13 @@ class NameFinder:
             # a name set off by commas after a phrase about a person.
             score += ROLE_SCORE
             cues.append("apposed")
+        elif (
+            prev == "with" and len(run) == 1 and len(before_keys) > 1
+            and before_keys[-2] in _WITH_VERBS and not run[0].upper
+        ):
+            # "walking with Kalani", "was with Tavita": company kept is a person.
+            score += ROLE_SCORE
+            cues.append("with_person")
         elif _identified_before(before_keys, tokens, start):
             # "the victim was identified by the family as Taini Redcloud".
             score += ROLE_SCORE
@@ -652,6 +659,12 @@ RELATIONS = word_set(
 )
 # Words that say who a name belongs to across a few words: "identified by the family as".
 _IDENTIFIED = word_set("identified identificado identificada known")
+# Verbs after which "with" introduces the person one was with: "walking with Kalani".
+_WITH_VERBS = word_set(
+    "was were walking walked talking talked speaking spoke arguing argued staying stayed "
+    "living lived traveling travelling met meeting sitting sat studying hanging out home "
+    "along together"
+)
 # Verbs after which "by" introduces who reported or found something.
 _REPORTED = word_set(
     "reported called contacted notified discovered found witnessed observed seen alerted "

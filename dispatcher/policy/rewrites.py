@@ -54,6 +54,7 @@ _REMOVE = frozenset(
         "confidentiality.date_of_birth",
         "confidentiality.reporting_choice",
         "confidentiality.license_plate",
+        "confidentiality.account",
     }
 )
 

@@ -100,7 +100,10 @@ ORGANIZATION_WORDS = word_set(
     "servicios seguridad salud universidad condado ciudad bomberos emergencias "
     # Laws and awards named after people ("the Jeanne Clery Act"), and transit lines ("the
     # Red Line"): the name belongs to the thing.
-    "act acts law laws amendment bill award awards scholarship prize fund line lines ley"
+    "act acts law laws amendment bill award awards scholarship prize fund line lines ley "
+    # Apps and platforms: "the victim's Instagram account".
+    "instagram snapchat facebook twitter tiktok venmo discord whatsapp linkedin tinder grindr "
+    "bumble hinge uber lyft doordash"
 )
 
 # Capitalized words that start sentences and headers of alerts: never a name by themselves.

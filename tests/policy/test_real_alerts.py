@@ -320,6 +320,9 @@ class TestPersonCues:
         ("Police were called by Bayarmaa after the man followed her.", "Bayarmaa"),
         ("One of the rooms belongs to Ana Paula dos Santos.", "Ana Paula dos Santos"),
         ("Oluwadamilare Adeyinka was grazed by a bullet.", "Oluwadamilare Adeyinka"),
+        ("He was walking with Kalani when the man approached.", "Kalani"),
+        ("The student who was hurt, Kalani, is at the hospital.", "Kalani"),
+        ("The victim was named by friends as kwesi mensah.", "kwesi mensah"),
     ])
     def test_found(self, sentence: str, name: str) -> None:
         """The span is the name, as written."""
@@ -360,6 +363,11 @@ class TestNewDetails:
          "confidentiality.identifying_details"),
         ("The victim's room number is 1204.", "confidentiality.residence_unit"),
         ("The student who reported it, NUID 002345678, is safe.", "confidentiality.id_number"),
+        ("The student (PID: 730123456) was not hurt.", "confidentiality.id_number"),
+        ("The victim's ID no. 1234567 was on the card.", "confidentiality.id_number"),
+        ("The student's netid jdoe42 was used.", "confidentiality.account"),
+        ("The victim's Instagram account, @ama_serwaa, was used to contact her.",
+         "confidentiality.account"),
     ])
     def test_caught(self, sentence: str, rule: str) -> None:
         """Each is refused with its rule."""
@@ -371,6 +379,8 @@ class TestNewDetails:
         "The only entrance open is the north door of Watson Hall.",
         "A student was sexually abused near Simpson Residence Hall (6333 N. Winthrop Avenue).",
         "Contact Det. Lisa Moreno at 555-0101 or Campus Police.",
+        "The suspect's Instagram handle is @badguy99.",
+        "Log in with your NetID and password to update your alert settings.",
     ])
     def test_allowed(self, sentence: str) -> None:
         """A suspect's plate, a reporter's job, a door, a hall's address, an official's line."""
