@@ -246,6 +246,10 @@ _SMALL_GROUP = re.compile(
     rf"|\b{_CLASS_YEAR}\s+(?:who|that)\s+(?:plays|played|competes|competed|swims|runs|rows|"
     rf"sings|dances|performs|is|was)\s+(?:on|for|with|in)\s+(?:the\s+|a\s+|our\s+)?"
     rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    # "a sophomore who wrestles for the Buckeyes": a sport's verb and a team's name.
+    rf"|\b{_CLASS_YEAR}\s+(?:who|that)\s+(?:plays|wrestles|swims|runs|rows|dives|fences|"
+    rf"golfs|skates|competes|pitches|sprints|throws|boxes|cheers)\s+(?:on|for|with)\s+"
+    rf"(?:the\s+)?(?-i:[A-Z][\w'-]+)"
     rf"|\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
     rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_GROUP_WORDS}(?:'s|\u2019s)\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
@@ -797,11 +801,21 @@ _CONTACT_BEFORE = re.compile(
 )
 
 
+# A count that makes a unit small: "one of four students in the Turkish language program".
+_FEW_IN_UNIT = re.compile(
+    r"\bone of (?:the |only )?(?:two|three|four|five|six|seven|eight|nine|ten|[2-9]|1[0-2])\s+"
+    r"(?:[\w-]+\s+)?(?:in|of|on|from)\s+(?:the\s+|a\s+|an\s+|its\s+)?"
+    r"(?:[\w'\u2019&-]+\s+){0,4}?(?:program|programme|lab|laboratory|cohort|unit|studio|"
+    r"clinic|group|department|office|team|crew|class|section|major|staff|faculty)\b",
+    re.IGNORECASE,
+)
+
+
 def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
     out = []
     for sentence in spans:
         body = sentence.text
-        only = _ONLY_ONE.search(body)
+        only = _ONLY_ONE.search(body) or _FEW_IN_UNIT.search(body)
         if only is not None and not _doer(body, only.start()):
             out.append(Violation(
                 "confidentiality.identifying_details",
@@ -869,6 +883,8 @@ _SMALL_GROUP_HINT = re.compile(
     r"team|squad|club|band|orchestra|choir|chorus|ensemble|crew|cast|troupe|fraternity|"
     r"sorority|chapter|council|government|senate|association|society|league|group|program|"
     r"jersey|uniform|number|no\.|#|player|athlete|member|plays|equipo|banda|coro|orquesta|"
+    r"wrestles|swims|rows|dives|fences|golfs|skates|competes|pitches|sprints|throws|boxes|"
+    r"cheers|runs|"
     r"fraternidad|hermandad|selecci|camiseta|dorsal|n[uú]mero|jugador|integrante|miembro|"
     + _SPORTS[3:-1],
     re.IGNORECASE,

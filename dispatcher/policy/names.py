@@ -668,6 +668,7 @@ _WITH_VERBS = word_set(
 # Verbs after which "by" introduces who reported or found something.
 _REPORTED = word_set(
     "reported called contacted notified discovered found witnessed observed seen alerted "
+    "noticed spotted heard recognized recognised approached rescued helped "
     "reportado reportada llamado encontrado encontrada"
 )
 
