@@ -11,6 +11,7 @@ from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
 from channels.registry import build_channels
 from channels.sms_twilio import default_callback_url
+from dispatcher.api_tokens import TokenRegistry
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
 from dispatcher.credentials import reveal
@@ -32,6 +33,8 @@ from dispatcher.store.directory import DirectoryStore
 from dispatcher.store.feeds import FeedStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.responses import ResponseStore
+from dispatcher.store.tokens import TokenStore
+from dispatcher.store.users import UserStore
 from segments.audience import AudienceResolver
 
 log = structlog.get_logger("clarion.service")
@@ -52,11 +55,14 @@ class Service:
         self.db = db
         self.clock = clock or Clock()
         self.metrics = Metrics()
-        self.auth = Authenticator(settings.auth)
+        self.tokens = TokenStore(db)
+        self.auth = Authenticator(settings.auth, tokens=self.tokens, now_ms=self.clock.now_ms)
         self.permissions = Permissions(
             settings.auth, settings.directory.segments, settings.incidents
         )
         self.audit = AuditLog(db)
+        self.token_registry = TokenRegistry(settings.auth, self.tokens, UserStore(db),
+                                            self.audit, self.clock)
         self.alerts = AlertStore(db, self.audit)
         dispatch = settings.dispatch
         self.ledger = DeliveryLedger(

@@ -113,7 +113,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     service = request.app[SERVICE]
     auth = service.auth
-    caller = auth.authenticate(request.headers.get("Authorization"))
+    caller = await auth.identify(request.headers.get("Authorization"))
     if caller is None:
         return _unauthorized("missing or unknown bearer token")
     secret = auth.secret_for(caller)
