@@ -24,7 +24,7 @@ from aiohttp import web
 from channels.devices import DeviceChannel
 from dispatcher.api.alerts import TALLY_EVERY_S, status_document
 from dispatcher.api.cap import cap_document
-from dispatcher.api.common import SERVICE, EventWriter
+from dispatcher.api.common import SERVICE, EventWriter, read_form
 from dispatcher.api.devices import device_list
 from dispatcher.api.drills import records_of
 from dispatcher.auth import Role
@@ -210,7 +210,7 @@ def signed_in(handler: Handler) -> Handler:
             raise web.HTTPSeeOther(f"/console/sign-in?next={target}")
         request[PERSON] = person
         if request.method not in ("GET", "HEAD"):
-            form = await request.post()
+            form = await read_form(request)
             presented = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
             if not csrf_ok(person, presented if isinstance(presented, str) else None):
                 log.warning("console.csrf_refused", actor=person.user.name, path=request.path)
@@ -275,7 +275,7 @@ def _render_sign_in(
 @routes.post("/console/sign-in")
 async def sign_in(request: web.Request) -> web.StreamResponse:
     """Check the name and password, set the session cookie."""
-    form = await request.post()
+    form = await read_form(request)
     name = str(form.get("name", "")).strip()
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
@@ -594,7 +594,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     """Cancel the alert: queued deliveries stop, devices take it down."""
     service = _service(request)
     record = await _alert(service, request.match_info["id"])
-    form = await request.post()
+    form = await read_form(request)
     outcome = await actions.cancel(
         service, record, request[PERSON].caller, str(form.get("reason", "")).strip()
     )
@@ -611,7 +611,7 @@ async def add_note(request: web.Request) -> web.StreamResponse:
     """Add a follow-up note to the alert's record."""
     service = _service(request)
     record = await _alert(service, request.match_info["id"])
-    form = await request.post()
+    form = await read_form(request)
     refused = await actions.add_note(
         service, record, request[PERSON].caller, str(form.get("text", ""))
     )
@@ -717,7 +717,7 @@ async def _preview(request: web.Request, form: ComposeForm) -> Preview:
 @signed_in
 async def compose_preview(request: web.Request) -> web.Response:
     """The preview panel alone, for htmx as the dispatcher types."""
-    form = ComposeForm.from_post(await request.post())
+    form = ComposeForm.from_post(await read_form(request))
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     return _render(request, "_preview.html", {**context, "oob": True})
@@ -730,7 +730,7 @@ async def compose_check(request: web.Request) -> web.Response:
     person = request[PERSON]
     if not person.caller.can_send:
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    posted = await request.post()
+    posted = await read_form(request)
     form = ComposeForm.from_post(posted)
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
@@ -763,7 +763,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     person = request[PERSON]
     if not person.caller.can_send:
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = ComposeForm.from_post(await request.post())
+    form = ComposeForm.from_post(await read_form(request))
     preview = await _preview(request, form)
     if preview.request is None or not preview.sendable:
         context = await _compose_context(request, form, preview)
@@ -844,7 +844,7 @@ async def approve(request: web.Request) -> web.StreamResponse:
 @signed_in
 async def reject(request: web.Request) -> web.StreamResponse:
     """Refuse (or withdraw) a held alert."""
-    form = await request.post()
+    form = await read_form(request)
     refused = await actions.reject(_service(request), request.match_info["id"],
                                    request[PERSON].caller, str(form.get("reason", "")).strip())
     if refused is not None:
