@@ -99,6 +99,19 @@ def too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
     )
 
 
+def _read_timeout_s(request: web.Request) -> float:
+    return request.app[SERVICE].settings.service.read_timeout_s
+
+
+def too_slow(seconds: float) -> web.HTTPRequestTimeout:
+    """The 408 for a body not received within the read timeout; the connection is closed."""
+    return web.HTTPRequestTimeout(
+        text=json.dumps({"error": f"the body did not arrive within {seconds:g} s"}),
+        content_type="application/json",
+        headers={"Connection": "close"},
+    )
+
+
 def bad_body(message: str, *, status: int = 400) -> web.HTTPException:
     """A 400 (or 422) naming what is wrong with the body, as JSON."""
     body = json.dumps({"error": "invalid request",
@@ -118,9 +131,12 @@ async def read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, request.content_length)
     try:
-        raw = await request.read()
+        async with asyncio.timeout(_read_timeout_s(request)):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, limit + 1) from None
+    except TimeoutError:
+        raise too_slow(_read_timeout_s(request)) from None
     if len(raw) > limit:
         raise too_large(limit, len(raw))
     return raw
@@ -173,7 +189,10 @@ async def _multipart(request: web.Request) -> MultiDictProxy[str]:
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, request.content_length)
     try:
-        posted = await request.post()
+        async with asyncio.timeout(_read_timeout_s(request)):
+            posted = await request.post()
+    except TimeoutError:
+        raise too_slow(_read_timeout_s(request)) from None
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, limit + 1) from None
     except (ValueError, AssertionError) as exc:
@@ -189,11 +208,19 @@ def _short(exc: Exception) -> str:
 KEEP_ALIVE_S = 15.0
 
 
+class ClientLeft(ConnectionResetError):
+    """The client closed the connection: an ordinary end, logged at debug (`http.client_left`)."""
+
+
 class EventWriter:
     """Server-sent events on a prepared response: a document written as an event when it
-    differs from the last one written, a keep-alive comment after KEEP_ALIVE_S of silence."""
+    differs from the last one written, a keep-alive comment after KEEP_ALIVE_S of silence.
+    A client that left ends the stream (`ClientLeft`) at the next wait, not the next write."""
 
-    def __init__(self, response: web.StreamResponse, last: str | None = None) -> None:
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, last: str | None = None
+    ) -> None:
+        self._request = request
         self._response = response
         self._last = last
         self._idle = 0.0
@@ -216,6 +243,9 @@ class EventWriter:
         self._idle = 0.0
 
     async def wait(self, seconds: float) -> None:
-        """Sleep, counting the silence."""
+        """Sleep, counting the silence; raises ClientLeft once the client has gone."""
         await asyncio.sleep(seconds)
         self._idle += seconds
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            raise ClientLeft("the client left the event stream")

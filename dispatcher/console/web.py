@@ -558,7 +558,7 @@ async def progress_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     env = aiohttp_jinja2.get_env(request.app)
     template = env.get_template("_progress.html")
-    stream = EventWriter(response)
+    stream = EventWriter(request, response)
     while True:
         current = await service.alerts.get(record.id)
         if current is None:
