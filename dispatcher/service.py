@@ -129,6 +129,8 @@ class Service:
         self.feed_poller = FeedPoller(
             settings.feeds.sources if settings.feeds.enabled else {}, self.feed_relay,
             first_delay_s=settings.feeds.first_poll_delay_s,
+            allowed_hosts=settings.feeds.allowed_hosts,
+            max_bytes=settings.feeds.max_body_bytes,
         )
 
     @classmethod
