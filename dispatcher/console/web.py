@@ -381,6 +381,8 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
             "Your campus account is not in any group that may use Clarion. If you should have "
             "access, ask a Clarion administrator to add your group."))
     problem = name_problem(identity.name, _service(request).auth.configured_names)
+    if problem is None and await console.accounts.users.token_named(identity.name):
+        problem = f"{identity.name!r} is an API token's name"
     if problem is not None:
         log.warning("console.sso_refused", reason="name")
         return _sso_refused(request,
