@@ -85,15 +85,30 @@ class Running:
 
 
 async def start_service(settings: Settings, *, port: int | None = None) -> Running:
-    """Open the store, build the app and serve it on `port`, by default the settings' own."""
+    """Open the store, build the app and serve it on `port`, or a free one.
+
+    The service's own URL (Twilio's callbacks, answer links) follows the port it is served
+    on, unless the test set `public_url` to somewhere else: two nodes started from one
+    settings object each get a port and a URL of their own.
+    """
+    port = port or free_port()
+    settings = served_at(settings, port)
     await seed_store(settings)
     service = await Service.open(settings)
-    server = TestServer(
-        build_app(service), host="127.0.0.1", port=port or settings.service.port
-    )
+    server = TestServer(build_app(service), host="127.0.0.1", port=port)
     client = TestClient(server)
     await client.start_server()
     return Running(service, client)
+
+
+def served_at(settings: Settings, port: int) -> Settings:
+    """The settings of a service served on `port` of the loopback."""
+    own = settings.service
+    if own.public_url and own.public_url.rstrip("/") != f"http://127.0.0.1:{own.port}":
+        return settings.model_copy(update={"service": own.model_copy(update={"port": port})})
+    url = f"http://127.0.0.1:{port}"
+    service = own.model_copy(update={"port": port, "public_url": url})
+    return settings.model_copy(update={"service": service})
 
 
 # A migrated store holding each directory the tests use, imported once per test process.
