@@ -31,6 +31,7 @@ from dispatcher.credentials import reveal
 from dispatcher.settings import AuthSettings
 from dispatcher.store.database import Database
 from dispatcher.store.signatures import SeenSignatures
+from dispatcher.store.tokens import TokenStore
 from segments.expression import And, AudienceError, Node, Term, parse
 
 TIMESTAMP_HEADER = "X-Clarion-Timestamp"
@@ -55,11 +56,18 @@ class Role(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated API client."""
+    """An authenticated client: the credential's name, its role and scopes, and the person
+    who holds it (one person may hold a console account and tokens; the two-person rule
+    compares people). Without a person, the credential is a person of its own."""
 
     name: str
     role: Role
     scopes: tuple[str, ...] = ()
+    person: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.person:
+            object.__setattr__(self, "person", self.name)
 
     @property
     def can_send(self) -> bool:
@@ -187,15 +195,33 @@ class _Known:
     burst: int
 
 
-class Authenticator:
-    """Checks bearer tokens against the configured hashes in constant time."""
+def config_person(name: str, person: str | None) -> str:
+    """The person a configured token belongs to: as configured, else a person of its own
+    (`token:<name>`, which no console user name can be)."""
+    return person or f"token:{name}"
 
-    def __init__(self, settings: AuthSettings, *, clock: Callable[[], float] = time.monotonic):
+
+class Authenticator:
+    """Checks bearer tokens: the configured hashes (in constant time) and the tokens kept in
+    the store, where an expired or revoked token (configured ones too) is refused on every
+    node from the next request on."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        *,
+        tokens: TokenStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ):
         self.settings = settings
+        self._store = tokens
+        self._now_ms = now_ms
         self._known: list[_Known] = [
             _Known(
                 t.sha256,
-                Caller(t.name, Role(t.role), tuple(t.segments)),
+                Caller(t.name, Role(t.role), tuple(t.segments),
+                       person=config_person(t.name, t.person)),
                 reveal(t.hmac_secret),
                 settings.rate_per_second if t.rate_per_second is None else t.rate_per_second,
                 settings.rate_burst if t.rate_burst is None else t.rate_burst,
@@ -211,7 +237,7 @@ class Authenticator:
             self._known.append(
                 _Known(
                     token_sha256(admin),
-                    Caller(ADMIN_TOKEN_NAME, Role.ADMIN),
+                    Caller(ADMIN_TOKEN_NAME, Role.ADMIN, person=settings.token_person),
                     "",
                     settings.rate_per_second,
                     settings.rate_burst,
@@ -225,17 +251,40 @@ class Authenticator:
         """Every configured caller."""
         return [k.caller for k in self._known]
 
+    @property
+    def configured_names(self) -> frozenset[str]:
+        """The names of the configured tokens (no console user or stored token may take one)."""
+        return frozenset(self._by_name)
+
     def authenticate(self, header: str | None) -> Caller | None:
-        """The caller a `Bearer` Authorization header names, or None."""
-        if not header or not header.startswith("Bearer "):
+        """The configured caller a `Bearer` Authorization header names, or None."""
+        digest = _digest(header)
+        if digest is None:
             return None
-        digest = token_sha256(header.removeprefix("Bearer ").strip())
         found = None
         # Compare with every hash, found or not, so timing says nothing about which matched.
         for known in self._known:
             if hmac.compare_digest(known.sha256, digest):
                 found = known.caller
         return found
+
+    async def identify(self, header: str | None) -> Caller | None:
+        """The caller a `Bearer` header names: a stored token that is neither expired nor
+        revoked, or a configured one that was not revoked; else None."""
+        digest = _digest(header)
+        if digest is None:
+            return None
+        configured = self.authenticate(header)
+        if self._store is None:
+            return configured
+        # Looked up by the hash of a random token: the lookup's timing tells nothing useful.
+        stored = await self._store.by_hash(digest)
+        if stored is None:
+            return configured
+        if configured is not None or not stored.usable_at(self._now_ms()):
+            # A stored row for a configured token is its revocation.
+            return None
+        return Caller(stored.name, Role(stored.role), stored.segments, person=stored.person)
 
     def secret_for(self, caller: Caller) -> str:
         """The caller's HMAC secret, or "" when its requests need no signature."""
@@ -245,6 +294,14 @@ class Authenticator:
     def throttle(self, caller: Caller) -> float:
         """Spend one request of the caller's rate: 0 to go ahead, else seconds to wait."""
         known = self._by_name.get(caller.name)
-        if known is None:
-            return 0.0
-        return self.limiter.take(caller.name, known.rate, known.burst)
+        rate, burst = (
+            (known.rate, known.burst) if known is not None
+            else (self.settings.rate_per_second, self.settings.rate_burst)
+        )
+        return self.limiter.take(caller.name, rate, burst)
+
+
+def _digest(header: str | None) -> str | None:
+    if not header or not header.startswith("Bearer "):
+        return None
+    return token_sha256(header.removeprefix("Bearer ").strip())

@@ -18,7 +18,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from dispatcher.api.app import build_app
+from dispatcher.api.app import build_app, server_options
 from dispatcher.console.accounts import generate_password
 from dispatcher.console.web import FIRST_PASSWORD_ENV
 from dispatcher.observability import configure_logging
@@ -105,7 +105,8 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     app = build_app(service)
     # Open event streams must not hold a SIGTERM past the engine's own drain time.
     shutdown_s = min(5.0, settings.dispatch.shutdown_grace_s)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_s)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=shutdown_s, **server_options(service))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import secrets
 import time
 from collections import Counter, defaultdict
@@ -72,6 +73,9 @@ SETTLE_ATTEMPTS = 4
 LATE_GROUP = 500
 # Accepted deliveries asked about per channel and sweep.
 RECONCILE = 100
+# Early device acks kept at most (the oldest go first; the device acks again on the retained
+# state, so one dropped is only late).
+EARLY_ACKS = 50_000
 # An alert is checked for completion this long after a batch or receipt asks, once for all.
 FINISH_COALESCE_S = 0.1
 # Longest sleep of an idle or paused loop, so a stop or a closing breaker is noticed soon.
@@ -114,7 +118,11 @@ class Engine:
         self._wake = {kind: asyncio.Event() for kind in channels}
         # The most urgent class with work on each channel, as last read from the store.
         self._front: dict[ChannelKind, Front | None] = dict.fromkeys(channels)
-        self._sending: Counter[ChannelKind] = Counter()
+        # This node's batches out on each channel, by urgency.
+        self._flying: dict[ChannelKind, Counter[int]] = {kind: Counter() for kind in channels}
+        self._urgent_enqueue: set[ChannelKind] = set()
+        # Device acks that came before their class published, by delivery (see LateResult).
+        self._early: defaultdict[int, list[LateReceipt]] = defaultdict(list)
         self.breakers = {
             kind: CircuitBreaker(
                 channel.name, (breakers or {}).get(kind) or _breaker_settings(channel)
@@ -284,6 +292,8 @@ class Engine:
                     (suppressed if planned.suppressed else by_channel)[planned.channel.value] += 1
                 for kind in {p.channel for p in chunk}:
                     if kind in self._wake:
+                        if urgent:
+                            self._urgent_enqueue.add(kind)
                         self._wake[kind].set()
         except Exception as exc:
             # The alert stays unresolved; the sweeper tries again. Say why now.
@@ -359,13 +369,18 @@ class Engine:
                 continue
             wake.clear()
             try:
-                front = await self.front(kind)
+                # No read before the claim: the claim itself takes the most urgent due class,
+                # and the bound keeps it off less urgent ones while a more urgent class is out
+                # (this node's batches, or the front the watcher last read from the store).
+                ahead = self._ahead(kind)
                 claimed = await self._ledger.claim(
                     kind, owner=self.owner, limit=permit.limit,
                     now_ms=self._clock.now_ms(), lease_ms=self.lease_ms,
-                    before=self._bound(front),
-                    urgent=front is not None
-                    and front.precedence is Precedence.LIVE_EMERGENCY,
+                    before=self._bound(ahead),
+                    # Devices reach everyone nearby at once: their claims, like a live
+                    # emergency's, go ahead of the writers waiting (receipts among them).
+                    urgent=kind.is_device or ahead is Precedence.LIVE_EMERGENCY
+                    or self._urgent_due(kind),
                 )
             except Exception as exc:
                 breaker.unused(permit)
@@ -380,12 +395,20 @@ class Engine:
                     await asyncio.wait_for(wake.wait(), min(poll, MAX_PAUSE_S))
                 continue
             self._leased.update(c.id for c in claimed)
-            self._sending[kind] += 1
+            urgency = claimed[0].urgency
+            self._flying[kind][urgency] += 1
+            self._give_right_of_way(kind)
             task = self._spawn(self._send(kind, channel, claimed, permit), name=f"send-{kind}")
-            task.add_done_callback(lambda _t: self._sent_one(kind, slots))
+            task.add_done_callback(functools.partial(self._sent_one, kind, slots, urgency))
 
-    def _sent_one(self, kind: ChannelKind, slots: asyncio.Semaphore) -> None:
-        self._sending[kind] -= 1
+    def _sent_one(
+        self, kind: ChannelKind, slots: asyncio.Semaphore, urgency: int, _task: Any
+    ) -> None:
+        flying = self._flying[kind]
+        flying[urgency] -= 1
+        if flying[urgency] <= 0:
+            del flying[urgency]
+        self._give_right_of_way(kind)
         slots.release()
 
     async def _send(
@@ -490,6 +513,10 @@ class Engine:
             kind, rows, receipts, now_ms=self._clock.now_ms(),
             deadlines={alert_id: record.expires_at}, fallbacks=fallbacks,
         )
+        early = [a for r in rows for a in self._early.pop(r.id, ())]
+        if early:
+            # Acks that came before this class published: they count now.
+            self._spawn(self._write_late(early), name=f"early-acks-{kind}")
         for outcome in ("accepted", "delivered", "failed", "retried", "deferred"):
             n = getattr(settled, outcome)
             if n:
@@ -700,22 +727,50 @@ class Engine:
         of way, and keep the pauses of the alerts that wait behind it."""
         front = await self._ledger.front(kind, self._clock.now_ms())
         yielding = self._settings.dispatch.yield_to_urgent
-        self._channels[kind].right_of_way.set(
-            front.precedence if front is not None and yielding else None
-        )
         before, self._front[kind] = self._front[kind], front
+        self._give_right_of_way(kind)
         if self._pauses is not None and yielding and (
             (before is None) != (front is None)
             or (front is not None and before is not None and front.alert_id != before.alert_id)
         ):
-            await self._keep_pauses(kind, front)
+            # Beside the claim, not before it: bookkeeping never delays a send.
+            self._spawn(self._keep_pauses_logged(kind), name=f"pauses-{kind}")
         return front
 
-    def _bound(self, front: Front | None) -> int:
-        """The claim's urgency bound: only the front's class while less urgent ones yield."""
-        if front is None or not self._settings.dispatch.yield_to_urgent:
+    def _ahead(self, kind: ChannelKind) -> Precedence | None:
+        """The most urgent class out on a channel: this node's batches in flight, or the
+        front the store showed last (other nodes' work too)."""
+        classes = [Precedence.of_rank(u) for u in self._flying[kind]]
+        front = self._front[kind]
+        if front is not None:
+            classes.append(front.precedence)
+        return min(classes, default=None)
+
+    def _give_right_of_way(self, kind: ChannelKind) -> None:
+        """Tell the channel's pacing which class goes now: less urgent waiters give way."""
+        ahead = self._ahead(kind) if self._settings.dispatch.yield_to_urgent else None
+        self._channels[kind].right_of_way.set(ahead)
+
+    def _urgent_due(self, kind: ChannelKind) -> bool:
+        """True once, after a live emergency's deliveries were enqueued on the channel: its
+        first claim goes ahead of the writers waiting."""
+        if kind in self._urgent_enqueue:
+            self._urgent_enqueue.discard(kind)
+            return True
+        return False
+
+    def _bound(self, ahead: Precedence | None) -> int:
+        """The claim's urgency bound: only that class while less urgent ones yield."""
+        if ahead is None or not self._settings.dispatch.yield_to_urgent:
             return NO_BOUND
-        return (int(front.precedence) + 1) * RANK_CLASS_SPAN
+        return (int(ahead) + 1) * RANK_CLASS_SPAN
+
+    async def _keep_pauses_logged(self, kind: ChannelKind) -> None:
+        """`_keep_pauses` for the channel's front as it is by then, its failure logged."""
+        try:
+            await self._keep_pauses(kind, self._front[kind])
+        except Exception as exc:
+            log.error("engine.pauses_failed", channel=kind.value, error=type(exc).__name__)
 
     async def _keep_pauses(self, kind: ChannelKind, front: Front | None) -> None:
         """Open a pause for each alert with work on `kind` that now waits behind `front`, and
@@ -745,7 +800,7 @@ class Engine:
         every = min(self._settings.dispatch.poll_s, 0.25)
         rounds = 0
         while not self._stopping:
-            if not self._sending[kind] and self._front[kind] is None:
+            if not self._flying[kind] and self._front[kind] is None:
                 # Nothing of ours waits on this channel: the loop reads the front itself.
                 await asyncio.sleep(every)
                 continue
@@ -809,6 +864,10 @@ class Engine:
         they failed, before any caller hears that its receipt is recorded."""
         results = await self._ledger.record_late_many(receipts, self._clock.now_ms())
         for receipt, found in zip(receipts, results, strict=True):
+            if found is not None and found.early:
+                self._early[found.delivery_id].append(receipt)
+                while len(self._early) > EARLY_ACKS:
+                    del self._early[next(iter(self._early))]
             if found is None or not found.changed:
                 continue
             if found.state is DeliveryState.FAILED:

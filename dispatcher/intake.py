@@ -182,7 +182,7 @@ class Intake:
             record = await store.get(approval_id)
             if record is None:
                 raise NotFound(f"no approval request {approval_id}")
-            self._permissions.check_reject(caller, record.requested_by)
+            self._permissions.check_reject(caller, record.requester, record.request.audience)
             if not await store.reject(record.id, actor=caller, reason=reason,
                                       now_ms=self._clock.now_ms()):
                 state = (await store.get(record.id) or record).state_at(self._clock.now_ms())
@@ -283,7 +283,7 @@ class Intake:
         record = await self.approvals.get(approval_id)
         if record is None:
             raise NotFound(f"no approval request {approval_id}")
-        self._permissions.check_approve(approver, record.requested_by, record.request.audience)
+        self._permissions.check_approve(approver, record.requester, record.request.audience)
         state = record.state_at(self._clock.now_ms())
         if state in (ApprovalState.REJECTED, ApprovalState.EXPIRED):
             raise Conflict(f"approval request {record.id} is {state.value}")

@@ -63,11 +63,15 @@ class Permissions:
         """Whether the caller may send at once what would need a second person."""
         return caller.role in self._bypass
 
-    def check_approve(self, approver: Caller, requested_by: str, audience: str) -> None:
-        """May this person approve a request composed by `requested_by`?"""
+    def check_approve(self, approver: Caller, requester: Caller, audience: str) -> None:
+        """May this person approve a request composed by `requester`?
+
+        The two-person rule compares people, not credential names: one person's API token
+        and console account are the same person.
+        """
         if approver.role not in self._approvers:
             raise Forbidden(f"role {approver.role} may not approve alerts")
-        if approver.name == requested_by:
+        if approver.person == requester.person:
             raise Forbidden("a second person must approve: the composer cannot")
         if not self.in_scope(approver, audience):
             raise Forbidden(
@@ -75,18 +79,34 @@ class Permissions:
                 counted_as="scope",
             )
 
-    def may_approve(self, approver: Caller, requested_by: str, audience: str) -> bool:
+    def may_approve(self, approver: Caller, requester: Caller, audience: str) -> bool:
         """Whether `check_approve` would let this person approve (for offering the button)."""
         try:
-            self.check_approve(approver, requested_by, audience)
+            self.check_approve(approver, requester, audience)
         except Forbidden:
             return False
         return True
 
-    def check_reject(self, caller: Caller, requested_by: str) -> None:
-        """May this person refuse (an approver) or withdraw (its composer) a held request?"""
-        if caller.name != requested_by and caller.role not in self._approvers:
+    def check_reject(self, caller: Caller, requester: Caller, audience: str) -> None:
+        """May this person refuse (an approver in scope) or withdraw (its composer) a held
+        request? A veto is as strong as an approval, so it has the same scope rule."""
+        if caller.person == requester.person:
+            return
+        if caller.role not in self._approvers:
             raise Forbidden(f"role {caller.role} may not reject approval requests")
+        if not self.in_scope(caller, audience):
+            raise Forbidden(
+                f"this token may only reject for: {', '.join(caller.scopes)}",
+                counted_as="scope",
+            )
+
+    def check_feed_proposal(self, caller: Caller, mode: Mode, audience: str) -> None:
+        """May the caller send or dismiss a feed's proposal of this mode and audience?"""
+        self.check_write(caller)
+        self.check_send(caller, mode)
+        if not self.in_scope(caller, audience):
+            raise Forbidden("this proposal's audience is outside the caller's scope",
+                            counted_as="scope")
 
     def check_cancel(self, caller: Caller, mode: Mode, audience: str) -> None:
         """May the caller cancel an alert of this mode and audience?"""
@@ -111,6 +131,20 @@ class Permissions:
         """May the caller change anything (viewers only read)?"""
         if caller.role is Role.VIEWER:
             raise Forbidden("role viewer may only read")
+
+    def check_incident_write(self, caller: Caller) -> None:
+        """May the caller record or change incidents and the crime log?"""
+        if not caller.can_send_live:
+            raise Forbidden(f"role {caller.role.value} may not record or change incidents")
+
+    def check_manage_tokens(self, caller: Caller) -> None:
+        """May the caller list, issue and revoke API tokens?"""
+        if caller.role is not Role.ADMIN:
+            raise Forbidden(f"role {caller.role.value} may not manage API tokens")
+
+    def may_manage_tokens(self, caller: Caller) -> bool:
+        """Whether `check_manage_tokens` would let the caller in (for offering the page)."""
+        return caller.role is Role.ADMIN
 
     def may_read_incident_private(self, caller: Caller) -> bool:
         """Whether the caller may read an incident's victim and reporter details."""

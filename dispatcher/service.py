@@ -11,6 +11,7 @@ from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
 from channels.registry import build_channels
 from channels.sms_twilio import default_callback_url
+from dispatcher.api_tokens import TokenRegistry
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
 from dispatcher.credentials import reveal
@@ -33,6 +34,8 @@ from dispatcher.store.feeds import FeedStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.responses import ResponseStore
+from dispatcher.store.tokens import TokenStore
+from dispatcher.store.users import UserStore
 from segments.audience import AudienceResolver
 
 log = structlog.get_logger("clarion.service")
@@ -53,11 +56,14 @@ class Service:
         self.db = db
         self.clock = clock or Clock()
         self.metrics = Metrics()
-        self.auth = Authenticator(settings.auth)
+        self.tokens = TokenStore(db)
+        self.auth = Authenticator(settings.auth, tokens=self.tokens, now_ms=self.clock.now_ms)
         self.permissions = Permissions(
             settings.auth, settings.directory.segments, settings.incidents
         )
         self.audit = AuditLog(db)
+        self.token_registry = TokenRegistry(settings.auth, self.tokens, UserStore(db),
+                                            self.audit, self.clock)
         self.alerts = AlertStore(db, self.audit)
         dispatch = settings.dispatch
         self.ledger = DeliveryLedger(
@@ -126,6 +132,8 @@ class Service:
         self.feed_poller = FeedPoller(
             settings.feeds.sources if settings.feeds.enabled else {}, self.feed_relay,
             first_delay_s=settings.feeds.first_poll_delay_s,
+            allowed_hosts=settings.feeds.allowed_hosts,
+            max_bytes=settings.feeds.max_body_bytes,
         )
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ class ServiceSettings(SettingsModel):
         description="URL the outside world uses for this service (callbacks); default host:port",
     )
     max_body_bytes: int = Field(default=65536, ge=1024)
+    read_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="how long a client may take to send a request's headers, and its body",
+    )
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="addresses or networks of reverse proxies whose X-Forwarded-For names the "
+        "client; from anyone else the header is ignored",
+    )
     sender: str = Field(default="alerts@example.edu", description="CAP sender and email origin")
     institution: str = "Example University"
     uvloop: bool = Field(
@@ -78,6 +88,11 @@ class TokenSettings(SettingsModel):
     rate_burst: int | None = Field(
         default=None, ge=1, description="this token's burst; default auth.rate_burst"
     )
+    person: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="the person who holds it (their console user name, when they have one); "
+        "the two-person rule compares people. Default: the token is a person of its own",
+    )
 
 
 class ApprovalSettings(SettingsModel):
@@ -116,6 +131,11 @@ class AuthSettings(SettingsModel):
 
     token: SecretStr | None = Field(
         default=None, description=f"admin token; also from ${TOKEN_ENV}"
+    )
+    token_person: str = Field(
+        default="admin", min_length=1, max_length=100,
+        description="the person who holds the admin token (by default the console's first "
+        "administrator): they cannot approve what they sent with it",
     )
     tokens: list[TokenSettings] = Field(default_factory=list)
     override_roles: list[str] = Field(default_factory=lambda: ["admin"])

@@ -12,9 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import AppRunner, BaseRunner
 
 from channels.sandbox.broker import free_port
-from dispatcher.api.app import build_app
+from dispatcher.api.app import build_app, server_options
 from dispatcher.service import Service
 from dispatcher.settings import Settings, load_settings
 from dispatcher.store.database import Database, open_database
@@ -84,6 +85,18 @@ class Running:
                 await asyncio.sleep(0.05)
 
 
+class ServiceServer(TestServer):
+    """A test server started as `clarion serve` starts its own (`server_options`: the read
+    timeout, and handlers not cancelled when a client leaves, unlike TestServer's default)."""
+
+    def __init__(self, service: Service, *, port: int | None = None) -> None:
+        super().__init__(build_app(service), host="127.0.0.1", port=port)
+        self._options = server_options(service)
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return AppRunner(self.app, **{**kwargs, **self._options})
+
+
 async def start_service(settings: Settings, *, port: int | None = None) -> Running:
     """Open the store, build the app and serve it on `port`, or a free one.
 
@@ -95,7 +108,7 @@ async def start_service(settings: Settings, *, port: int | None = None) -> Runni
     settings = served_at(settings, port)
     await seed_store(settings)
     service = await Service.open(settings)
-    server = TestServer(build_app(service), host="127.0.0.1", port=port)
+    server = ServiceServer(service, port=port)
     client = TestClient(server)
     await client.start_server()
     return Running(service, client)

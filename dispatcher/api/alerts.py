@@ -238,7 +238,7 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     asks = record.request.ask is not None
-    stream = EventWriter(response)
+    stream = EventWriter(request, response)
     status: dict[str, Any] = {}
     while True:
         current = await service.alerts.get(record.id)
@@ -255,7 +255,7 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
             break
         await stream.wait(0.25)
     # Answers keep coming after the last delivery is settled.
-    answers = EventWriter(response, json.dumps(status.get("responses")))
+    answers = EventWriter(request, response, json.dumps(status.get("responses")))
     while asks and await _still_asked(service, record.id):
         await answers.wait(TALLY_EVERY_S)
         tally = await service.responses.recent_tally(record.id, TALLY_EVERY_S)

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from channels.sms_twilio import TwilioSettings, public_callback_url, signature_valid
-from dispatcher.api.common import caller_of, error, service_of
+from dispatcher.api.common import caller_of, error, read_form, service_of
 from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind, recipient_hash
 from dispatcher.responses import Keyword, SmsReply
@@ -73,7 +73,7 @@ async def twilio_inbound(request: web.Request) -> web.Response:
     settings = _twilio_settings(service)
     if settings is None:
         return error(404, "sms.twilio is not configured")
-    params = await request.post()
+    params = await read_form(request)
     url = public_callback_url(service.settings.service.base_url() + INBOUND_PATH,
                               request.query_string)
     signature = request.headers.get("X-Twilio-Signature")

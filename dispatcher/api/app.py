@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from importlib import import_module
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -80,6 +81,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """JSON errors for everything, every refusal logged, and never a stack trace in a response."""
     try:
         response = await handler(request)
+    except ConnectionResetError:
+        # The client went away (an event stream closed, a page left): ordinary, not an error.
+        log.debug("http.client_left", method=request.method, route=route_of(request))
+        return web.Response(status=499)
     except Refused as exc:
         response = refusal_response(exc)
     except web.HTTPException as exc:
@@ -113,7 +118,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     service = request.app[SERVICE]
     auth = service.auth
-    caller = auth.authenticate(request.headers.get("Authorization"))
+    caller = await auth.identify(request.headers.get("Authorization"))
     if caller is None:
         return _unauthorized("missing or unknown bearer token")
     secret = auth.secret_for(caller)
@@ -149,6 +154,15 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         except Forbidden as exc:
             return refusal_response(exc)
     return await handler(request)
+
+
+def server_options(service: Service) -> dict[str, Any]:
+    """What the HTTP server is started with: a connection that has not sent a whole request
+    head within the read timeout (or sits idle that long between requests) is closed. Request
+    bodies have the same timeout in `read_body`. A handler is not cancelled when its client
+    leaves: it finishes its store writes, and an event stream ends at its next wait."""
+    return {"keepalive_timeout": service.settings.service.read_timeout_s,
+            "handler_cancellation": False}
 
 
 def build_app(service: Service) -> web.Application:

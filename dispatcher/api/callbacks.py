@@ -12,7 +12,7 @@ from channels.sms_twilio import (
     public_callback_url,
     signature_valid,
 )
-from dispatcher.api.common import SERVICE, error
+from dispatcher.api.common import SERVICE, error, read_form
 from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind, LateReceipt
 from dispatcher.engine import CARRIER_STOP
@@ -30,7 +30,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     settings = channel.settings if channel is not None else None
     if not isinstance(settings, TwilioSettings):
         return error(404, "sms.twilio is not configured")
-    params = await request.post()
+    params = await read_form(request)
     # Twilio signed the URL it was given, which behind a proxy is not the one we see.
     configured = settings.status_callback_url or default_callback_url(
         service.settings.service.base_url()

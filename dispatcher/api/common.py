@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from dispatcher.auth import Caller
 from dispatcher.intake import Held
@@ -72,6 +74,21 @@ def held_response(held: Held) -> web.Response:
     )
 
 
+# -- bodies: the one way a request body is read and decoded ----------------------------------
+# Every route (the API, callbacks, public pages, the console) reads bodies through these, so
+# a bad encoding or an oversized number is a 400 or 422 that names it, never a 500.
+
+FORM_TYPES = ("", "application/x-www-form-urlencoded")
+MULTIPART = "multipart/form-data"
+# More fields than any form of ours has; a body of only separators is refused, not parsed.
+MAX_FORM_FIELDS = 1000
+_FORM: web.RequestKey[MultiDictProxy[str]] = web.RequestKey("form")
+
+
+def _limit(request: web.Request) -> int:
+    return request.app[SERVICE].settings.service.max_body_bytes
+
+
 def too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
     """The 413 for a body over `limit` bytes, as JSON."""
     return web.HTTPRequestEntityTooLarge(
@@ -82,52 +99,128 @@ def too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
     )
 
 
+def _read_timeout_s(request: web.Request) -> float:
+    return request.app[SERVICE].settings.service.read_timeout_s
+
+
+def too_slow(seconds: float) -> web.HTTPRequestTimeout:
+    """The 408 for a body not received within the read timeout; the connection is closed."""
+    return web.HTTPRequestTimeout(
+        text=json.dumps({"error": f"the body did not arrive within {seconds:g} s"}),
+        content_type="application/json",
+        headers={"Connection": "close"},
+    )
+
+
+def bad_body(message: str, *, status: int = 400) -> web.HTTPException:
+    """A 400 (or 422) naming what is wrong with the body, as JSON."""
+    body = json.dumps({"error": "invalid request",
+                       "problems": [{"field": "(body)", "message": message}]})
+    cls = web.HTTPUnprocessableEntity if status == 422 else web.HTTPBadRequest
+    return cls(text=body, content_type="application/json")
+
+
 async def read_body(request: web.Request) -> bytes:
     """The raw body, at most `service.max_body_bytes`, or a 413.
 
     Read once and kept by the request, so a signature check and the handler both see it:
-    handlers must read bodies with this (or `read_json`, or `request.post()`), never from
-    `request.content`, which is empty once the body was read.
+    handlers read bodies with this, `read_json` or `read_form`, never from `request.content`
+    (empty once the body was read) nor with aiohttp's `post()`/`json()`/`text()`.
     """
-    limit = service_of(request).settings.service.max_body_bytes
+    limit = _limit(request)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, request.content_length)
     try:
-        raw = await request.read()
+        async with asyncio.timeout(_read_timeout_s(request)):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, limit + 1) from None
+    except TimeoutError:
+        raise too_slow(_read_timeout_s(request)) from None
     if len(raw) > limit:
         raise too_large(limit, len(raw))
     return raw
 
 
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON, or an HTTP error that says what is wrong with it."""
+    """The body as JSON, or a 422 that says what is wrong with it (bad UTF-8, bad syntax, an
+    integer beyond Python's digit limit, nesting too deep)."""
     raw = await read_body(request)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        message = (
-            "nested too deeply" if isinstance(exc, RecursionError) else f"not valid JSON: {exc}"
-        )
-        raise web.HTTPUnprocessableEntity(
-            text=json.dumps({
-                "error": "invalid request",
-                "problems": [{"field": "(body)", "message": message}],
-            }),
-            content_type="application/json",
-        ) from None
+    except RecursionError:
+        raise bad_body("nested too deeply", status=422) from None
+    except ValueError as exc:
+        # JSONDecodeError, UnicodeDecodeError and the integer digit limit are all ValueErrors.
+        raise bad_body(f"not valid JSON: {_short(exc)}", status=422) from None
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str]:
+    """The body as a form (URL-encoded, or the text fields of a multipart one), or a 400 when
+    it is not valid in its charset. Read once and kept by the request."""
+    if _FORM in request:
+        return request[_FORM]
+    content_type = request.content_type
+    if content_type == MULTIPART:
+        form = await _multipart(request)
+    elif content_type in FORM_TYPES:
+        form = _urlencoded(await read_body(request), request.charset or "utf-8")
+    else:
+        # Like aiohttp's post(): another content type carries no form fields.
+        form = MultiDictProxy(MultiDict())
+    request[_FORM] = form
+    return form
+
+
+def _urlencoded(raw: bytes, charset: str) -> MultiDictProxy[str]:
+    try:
+        text = raw.decode(charset)
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict",
+                          max_num_fields=MAX_FORM_FIELDS)
+    except LookupError:
+        raise bad_body(f"unknown charset {charset[:40]!r}") from None
+    except ValueError as exc:
+        raise bad_body(f"not a valid form in {charset[:40]}: {_short(exc)}") from None
+    return MultiDictProxy(MultiDict(pairs))
+
+
+async def _multipart(request: web.Request) -> MultiDictProxy[str]:
+    limit = _limit(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit, request.content_length)
+    try:
+        async with asyncio.timeout(_read_timeout_s(request)):
+            posted = await request.post()
+    except TimeoutError:
+        raise too_slow(_read_timeout_s(request)) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(limit, limit + 1) from None
+    except (ValueError, AssertionError) as exc:
+        raise bad_body(f"not a valid multipart form: {_short(exc)}") from None
+    return MultiDictProxy(MultiDict((k, v) for k, v in posted.items() if isinstance(v, str)))
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 # A comment line after this much silence keeps proxies from closing an event stream.
 KEEP_ALIVE_S = 15.0
 
 
+class ClientLeft(ConnectionResetError):
+    """The client closed the connection: an ordinary end, logged at debug (`http.client_left`)."""
+
+
 class EventWriter:
     """Server-sent events on a prepared response: a document written as an event when it
-    differs from the last one written, a keep-alive comment after KEEP_ALIVE_S of silence."""
+    differs from the last one written, a keep-alive comment after KEEP_ALIVE_S of silence.
+    A client that left ends the stream (`ClientLeft`) at the next wait, not the next write."""
 
-    def __init__(self, response: web.StreamResponse, last: str | None = None) -> None:
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, last: str | None = None
+    ) -> None:
+        self._request = request
         self._response = response
         self._last = last
         self._idle = 0.0
@@ -150,6 +243,9 @@ class EventWriter:
         self._idle = 0.0
 
     async def wait(self, seconds: float) -> None:
-        """Sleep, counting the silence."""
+        """Sleep, counting the silence; raises ClientLeft once the client has gone."""
         await asyncio.sleep(seconds)
         self._idle += seconds
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            raise ClientLeft("the client left the event stream")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from dispatcher.api.common import SERVICE, caller_of, error, read_json
+from dispatcher.api.common import SERVICE, caller_of, error, read_json, service_of
 from dispatcher.auth import Caller
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.requests import (
@@ -18,7 +18,7 @@ from dispatcher.incidents.requests import (
     HoldInput,
     StatisticsRequestInput,
 )
-from dispatcher.refusals import Forbidden, Invalid, Problem
+from dispatcher.refusals import Invalid, Problem
 from dispatcher.request import AlertRequest, problems
 from dispatcher.store.incidents import IncidentStore
 
@@ -56,8 +56,7 @@ def registry_of(request: web.Request) -> IncidentRegistry:
 
 def _writer(request: web.Request) -> Caller:
     caller = caller_of(request)
-    if not caller.can_send_live:
-        raise Forbidden(f"role {caller.role.value} may not record or change incidents")
+    service_of(request).permissions.check_incident_write(caller)
     return caller
 
 

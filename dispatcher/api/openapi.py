@@ -350,5 +350,19 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "ApprovalStatus": approval,
             },
         },
-        "paths": api_paths(),
+        "paths": _with_body_errors(api_paths()),
     }
+
+
+def _with_body_errors(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation with a body may refuse one it cannot decode (`api/common.py`): a form
+    with a 400, JSON with a 422."""
+    for operations in paths.values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            responses = operation.setdefault("responses", {})
+            if any(media != "application/json" for media in content):
+                responses.setdefault("400", _error("the form is not valid in its charset"))
+            if "application/json" in content:
+                responses.setdefault("422", _error("the body is not valid JSON"))
+    return paths

@@ -28,7 +28,7 @@ from channels.voice_twilio import (
     parse_call_status,
     signed_url,
 )
-from dispatcher.api.common import SERVICE, error
+from dispatcher.api.common import SERVICE, error, read_form
 from dispatcher.credentials import reveal
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
 from dispatcher.refusals import Refused
@@ -53,7 +53,7 @@ async def _signed_form(
     request: web.Request, settings: VoiceSettings, path: str
 ) -> MultiDictProxy[Any] | None:
     """The form Twilio posted, or None when the signature does not prove it was Twilio."""
-    params = await request.post()
+    params = await read_form(request)
     base = settings.callback_base_url or request.app[SERVICE].settings.service.base_url()
     url = signed_url(base, path, request.query_string)
     signature = request.headers.get("X-Twilio-Signature")

@@ -12,9 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from dispatcher.auth import ADMIN_TOKEN_NAME, Caller, Role
 from dispatcher.clock import Clock
 from dispatcher.store.audit import AuditLog
+from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.users import SessionRecord, UserExists, UserRecord, UserStore
 
 SESSION_COOKIE = "clarion_session"
@@ -67,10 +66,13 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def name_problem(name: str) -> str | None:
-    """Why a user name is not acceptable, or None."""
+def name_problem(name: str, token_names: Collection[str] = ()) -> str | None:
+    """Why a user name is not acceptable, or None (an API token's name is taken: one name is
+    one credential in the audit log)."""
     if name == ADMIN_TOKEN_NAME:
         return f"{ADMIN_TOKEN_NAME!r} is the API admin token's name"
+    if name in token_names:
+        return f"{name!r} is an API token's name"
     if not _NAME.match(name):
         return ("Use 1 to 64 lower-case letters, digits and . _ @ - "
                 "(starting with a letter or digit)")
@@ -83,46 +85,41 @@ def token_digest(token: str) -> str:
 
 
 class LoginThrottle:
-    """Failed sign-ins counted per user name and per address over a sliding window."""
+    """Sign-in tries per account name (and per address, when that limit is on), counted in
+    the store before the password is checked: parallel tries, on one node or several, each
+    take a place in the count, and only the first `per_user` of a window are checked."""
 
     def __init__(
         self,
+        limits: SignInLimits,
+        clock: Clock,
         *,
         per_user: int = 5,
-        per_address: int = 20,
+        per_address: int = 0,
         window_s: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._limits = {"user": per_user, "address": per_address}
-        self._window = window_s
+        self._store = limits
         self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._limits = {"user": per_user, "address": per_address}
+        self._window_ms = int(window_s * 1000)
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        stamps = self._failures.setdefault(key, deque())
-        cutoff = self._clock() - self._window
-        while stamps and stamps[0] <= cutoff:
-            stamps.popleft()
-        return stamps
-
-    def wait_s(self, user: str, address: str) -> float:
-        """0 when a sign-in may be tried now, else the seconds until it may."""
-        wait = 0.0
+    async def take(self, user: str, address: str) -> float:
+        """Count one try; 0 when its password may be checked, else the seconds to wait."""
+        now = self._clock.now_ms()
+        wait_ms = 0
         for kind, value in (("user", user), ("address", address)):
-            stamps = self._recent((kind, value))
-            if len(stamps) >= self._limits[kind]:
-                wait = max(wait, stamps[0] + self._window - self._clock())
-        return wait
+            limit = self._limits[kind]
+            if limit <= 0:
+                continue
+            attempt = await self._store.count(f"{kind}:{value}", now_ms=now,
+                                              window_ms=self._window_ms)
+            if attempt.failures > limit:
+                wait_ms = max(wait_ms, attempt.window_start + self._window_ms - now)
+        return max(wait_ms, 1) / 1000 if wait_ms else 0.0
 
-    def failed(self, user: str, address: str) -> None:
-        """Count one failed sign-in."""
-        now = self._clock()
-        for kind, value in (("user", user), ("address", address)):
-            self._recent((kind, value)).append(now)
-
-    def succeeded(self, user: str) -> None:
-        """A correct password clears that user's count (not the address's)."""
-        self._failures.pop(("user", user), None)
+    async def succeeded(self, user: str) -> None:
+        """A correct password clears that account's count (not the address's)."""
+        await self._store.clear(f"user:{user}")
 
 
 class SignInRefusal(StrEnum):
@@ -184,7 +181,7 @@ class Accounts:
         self.users = users
         self._audit = audit
         self._clock = clock
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or LoginThrottle(users.sign_in_limits(), clock)
         self._session_s = session_s
 
     async def add_user(
@@ -228,7 +225,7 @@ class Accounts:
     async def sign_in(self, name: str, password: str, address: str) -> SignedIn | SignInFailed:
         """Check the password (throttled per name and address) and open a session."""
         name = name.strip().lower()
-        wait = self.throttle.wait_s(name, address)
+        wait = await self.throttle.take(name, address)
         now = self._clock.now_ms()
         if wait > 0:
             await self._audit.record(at=now, actor=name or "(blank)",
@@ -241,12 +238,11 @@ class Accounts:
             verify_password, user.password_hash if user else _DUMMY_HASH, password
         )
         if user is None or not good or user.disabled:
-            self.throttle.failed(name, address)
             await self._audit.record(at=now, actor=name or "(blank)",
                                      action="console.sign_in_failed",
                                      detail={"address": address})
             return SignInFailed(SignInRefusal.WRONG)
-        self.throttle.succeeded(name)
+        await self.throttle.succeeded(name)
         return await self._open_session(user, {"address": address, "role": user.role})
 
     async def _open_session(self, user: UserRecord, detail: dict[str, object]) -> SignedIn:

@@ -11,6 +11,7 @@ from typing import Any
 
 from dispatcher import intake, refusals
 from dispatcher.api.drills import records_of
+from dispatcher.api_tokens import ListedToken
 from dispatcher.auth import Caller
 from dispatcher.domain import AlertState, ChannelKind
 from dispatcher.drill_schedule import UnknownDrill
@@ -199,6 +200,25 @@ async def dismiss_feed_proposal(
     """Decide not to send a proposal."""
     try:
         await service.feed_relay.dismiss_proposal(proposal_id, caller)
+    except refusals.Refused as exc:
+        return _refused(exc)
+    return None
+
+
+async def api_tokens(service: Service, caller: Caller) -> list[ListedToken] | Refused:
+    """Every API token, configured and stored, for someone who may manage them."""
+    try:
+        service.permissions.check_manage_tokens(caller)
+    except refusals.Refused as exc:
+        return _refused(exc)
+    return await service.token_registry.listed()
+
+
+async def revoke_token(service: Service, name: str, caller: Caller) -> Refused | None:
+    """Revoke a token by name (refused on every node from the next request); None when done."""
+    try:
+        service.permissions.check_manage_tokens(caller)
+        await service.token_registry.revoke(name, actor=caller.name)
     except refusals.Refused as exc:
         return _refused(exc)
     return None

@@ -106,7 +106,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     _quiet(settings)
     name = args.name.strip().lower()
-    problem = name_problem(name)
+    problem = name_problem(name, {t.name for t in settings.auth.tokens})
     if problem:
         print(f"clarion: user name {name!r}: {problem}", file=sys.stderr)
         return 2
@@ -123,6 +123,10 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 2
 
     async def work(accounts: Accounts) -> int:
+        if await accounts.users.token_named(name):
+            print(f"clarion: user name {name!r}: {name!r} is an API token's name",
+                  file=sys.stderr)
+            return 2
         try:
             await accounts.add_user(name, password, role=Role(args.role), segments=segments,
                                     full_name=args.full_name, title=args.title, actor=CLI_ACTOR)

@@ -66,7 +66,22 @@ class OidcSettings(SettingsModel):
 
 
 
-class ConsoleSettings(SettingsModel):
-    """The console: for now, its optional campus single sign-on."""
+class SignInSettings(SettingsModel):
+    """`[console.sign_in]`: how many failed sign-ins, counted in the store by every node."""
 
+    per_user: int = Field(
+        default=5, ge=1, description="tries of one account name per window before it waits"
+    )
+    per_address: int = Field(
+        default=0, ge=0,
+        description="tries from one client address per window; 0: no address limit (people "
+        "behind one proxy or NAT share an address: set service.trusted_proxies first)",
+    )
+    window_s: int = Field(default=900, ge=1, description="the window the tries are counted in")
+
+
+class ConsoleSettings(SettingsModel):
+    """The console: its sign-in limits and its optional campus single sign-on."""
+
+    sign_in: SignInSettings = Field(default_factory=SignInSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)

@@ -24,10 +24,11 @@ from aiohttp import web
 from channels.devices import DeviceChannel
 from dispatcher.api.alerts import TALLY_EVERY_S, status_document
 from dispatcher.api.cap import cap_document
-from dispatcher.api.common import SERVICE, EventWriter
+from dispatcher.api.common import SERVICE, EventWriter, read_form
 from dispatcher.api.devices import device_list
 from dispatcher.api.drills import records_of
 from dispatcher.auth import Role
+from dispatcher.client_address import client_address
 from dispatcher.console import actions
 from dispatcher.console.accounts import (
     CSRF_FIELD,
@@ -35,6 +36,7 @@ from dispatcher.console.accounts import (
     SESSION_COOKIE,
     SESSION_S,
     Accounts,
+    LoginThrottle,
     Person,
     SignedIn,
     SignInRefusal,
@@ -63,6 +65,7 @@ from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.approvals import ApprovalState
+from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.users import ConsoleReads, UserStore
 
 log = structlog.get_logger("clarion.console")
@@ -97,12 +100,26 @@ CONSOLE: web.AppKey[Console] = web.AppKey("console")
 PERSON: web.RequestKey[Person] = web.RequestKey("person")
 
 
+def _client_address(request: web.Request) -> str:
+    """The client's address: X-Forwarded-For only from a proxy the config trusts."""
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                          _service(request).settings.service.trusted_proxies)
+
+
 def install(app: web.Application, service: Service) -> None:
     """Add the console's routes, templates, static files and headers to the application."""
     public_url = service.settings.service.public_url or ""
     oidc = service.settings.console.oidc
     app[CONSOLE] = Console(
-        accounts=Accounts(UserStore(service.db), service.audit, service.clock),
+        accounts=Accounts(
+            UserStore(service.db), service.audit, service.clock,
+            throttle=LoginThrottle(
+                SignInLimits(service.db), service.clock,
+                per_user=service.settings.console.sign_in.per_user,
+                per_address=service.settings.console.sign_in.per_address,
+                window_s=service.settings.console.sign_in.window_s,
+            ),
+        ),
         reads=ConsoleReads(service.db),
         places=campus_places(service.settings),
         secure_cookies=public_url.startswith("https://"),
@@ -193,7 +210,7 @@ def signed_in(handler: Handler) -> Handler:
             raise web.HTTPSeeOther(f"/console/sign-in?next={target}")
         request[PERSON] = person
         if request.method not in ("GET", "HEAD"):
-            form = await request.post()
+            form = await read_form(request)
             presented = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
             if not csrf_ok(person, presented if isinstance(presented, str) else None):
                 log.warning("console.csrf_refused", actor=person.user.name, path=request.path)
@@ -225,6 +242,8 @@ def _render(
         "errors": [],
         "sso_label": "",
         "sso_error": "",
+        "may_manage_tokens": person is not None
+        and _service(request).permissions.may_manage_tokens(person.caller),
     }
     return aiohttp_jinja2.render_template(name, request, {**base, **context}, status=status)
 
@@ -256,7 +275,7 @@ def _render_sign_in(
 @routes.post("/console/sign-in")
 async def sign_in(request: web.Request) -> web.StreamResponse:
     """Check the name and password, set the session cookie."""
-    form = await request.post()
+    form = await read_form(request)
     name = str(form.get("name", "")).strip()
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
@@ -266,7 +285,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if not password:
         errors.append(FieldProblem("password", "Enter your password"))
     if not errors:
-        address = request.remote or "unknown"
+        address = _client_address(request)
         outcome = await _console(request).accounts.sign_in(name, password, address)
         if isinstance(outcome, SignedIn):
             response = web.HTTPSeeOther(target)
@@ -353,7 +372,7 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
         identity = await sso.finish(request.query.get("code", ""), pending)
     except SsoError as exc:
         return _sso_failed(request, exc.failure, str(exc))
-    address = request.remote or "unknown"
+    address = _client_address(request)
     if identity.role is None:
         log.warning("console.sso_refused", reason="no_role")
         await console.accounts.record(identity.name, "console.sign_in_failed", {
@@ -361,7 +380,9 @@ async def sso_callback(request: web.Request) -> web.StreamResponse:
         return _sso_refused(request, (
             "Your campus account is not in any group that may use Clarion. If you should have "
             "access, ask a Clarion administrator to add your group."))
-    problem = name_problem(identity.name)
+    problem = name_problem(identity.name, _service(request).auth.configured_names)
+    if problem is None and await console.accounts.users.token_named(identity.name):
+        problem = f"{identity.name!r} is an API token's name"
     if problem is not None:
         log.warning("console.sso_refused", reason="name")
         return _sso_refused(request,
@@ -539,7 +560,7 @@ async def progress_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     env = aiohttp_jinja2.get_env(request.app)
     template = env.get_template("_progress.html")
-    stream = EventWriter(response)
+    stream = EventWriter(request, response)
     while True:
         current = await service.alerts.get(record.id)
         if current is None:
@@ -575,7 +596,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     """Cancel the alert: queued deliveries stop, devices take it down."""
     service = _service(request)
     record = await _alert(service, request.match_info["id"])
-    form = await request.post()
+    form = await read_form(request)
     outcome = await actions.cancel(
         service, record, request[PERSON].caller, str(form.get("reason", "")).strip()
     )
@@ -592,7 +613,7 @@ async def add_note(request: web.Request) -> web.StreamResponse:
     """Add a follow-up note to the alert's record."""
     service = _service(request)
     record = await _alert(service, request.match_info["id"])
-    form = await request.post()
+    form = await read_form(request)
     refused = await actions.add_note(
         service, record, request[PERSON].caller, str(form.get("text", ""))
     )
@@ -698,7 +719,7 @@ async def _preview(request: web.Request, form: ComposeForm) -> Preview:
 @signed_in
 async def compose_preview(request: web.Request) -> web.Response:
     """The preview panel alone, for htmx as the dispatcher types."""
-    form = ComposeForm.from_post(await request.post())
+    form = ComposeForm.from_post(await read_form(request))
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     return _render(request, "_preview.html", {**context, "oob": True})
@@ -711,7 +732,7 @@ async def compose_check(request: web.Request) -> web.Response:
     person = request[PERSON]
     if not person.caller.can_send:
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    posted = await request.post()
+    posted = await read_form(request)
     form = ComposeForm.from_post(posted)
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
@@ -744,7 +765,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     person = request[PERSON]
     if not person.caller.can_send:
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = ComposeForm.from_post(await request.post())
+    form = ComposeForm.from_post(await read_form(request))
     preview = await _preview(request, form)
     if preview.request is None or not preview.sendable:
         context = await _compose_context(request, form, preview)
@@ -794,9 +815,9 @@ async def approval(request: web.Request) -> web.Response:
         "title": "Approve this alert?", "record": record, "state": state.value,
         "pending": state is ApprovalState.PENDING,
         "may_approve": service.permissions.may_approve(
-            person.caller, record.requested_by, record.request.audience
+            person.caller, record.requester, record.request.audience
         ),
-        "is_requester": person.user.name == record.requested_by,
+        "is_requester": person.caller.person == record.requester.person,
         "drill_mode": record.request.mode is not Mode.LIVE,
         "message": request.query.get("message", ""),
     })
@@ -825,7 +846,7 @@ async def approve(request: web.Request) -> web.StreamResponse:
 @signed_in
 async def reject(request: web.Request) -> web.StreamResponse:
     """Refuse (or withdraw) a held alert."""
-    form = await request.post()
+    form = await read_form(request)
     refused = await actions.reject(_service(request), request.match_info["id"],
                                    request[PERSON].caller, str(form.get("reason", "")).strip())
     if refused is not None:
@@ -929,6 +950,31 @@ async def run_drill(request: web.Request) -> web.StreamResponse:
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     raise web.HTTPSeeOther("/console/drills?message=" + quote(outcome.message))
+
+
+@routes.get("/console/tokens")
+@signed_in
+async def tokens(request: web.Request) -> web.Response:
+    """API tokens: whose, which role, until when; revoke one (administrators only)."""
+    listed = await actions.api_tokens(_service(request), request[PERSON].caller)
+    if isinstance(listed, actions.Refused):
+        return _forbidden(request, listed.message)
+    return _render(request, "tokens.html", {
+        "title": "API tokens", "tokens": listed, "message": request.query.get("message", ""),
+    })
+
+
+@routes.post("/console/tokens/{name}/revoke")
+@signed_in
+async def revoke_token(request: web.Request) -> web.StreamResponse:
+    """Revoke a token: every node refuses it from its next request."""
+    name = request.match_info["name"]
+    refused = await actions.revoke_token(_service(request), name, request[PERSON].caller)
+    if refused is not None:
+        if refused.forbidden:
+            return _forbidden(request, refused.message)
+        raise web.HTTPSeeOther("/console/tokens?message=" + quote(refused.message))
+    raise web.HTTPSeeOther("/console/tokens?message=" + quote(f"Token {name} revoked"))
 
 
 @routes.get("/console/history")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 
+from dispatcher.feeds.fetch import Fetcher
 from dispatcher.feeds.formats import NWS_MEDIA_TYPE, FeedEntry, read_cap_feed, read_nws
 from dispatcher.feeds.relay import FeedRelay, message_key
 from dispatcher.feeds.settings import FeedKind, FeedSource
@@ -61,9 +62,17 @@ class FeedPoller:
     """Polls every enabled feed and hands each message to the relay."""
 
     def __init__(
-        self, sources: Mapping[str, FeedSource], relay: FeedRelay, *, first_delay_s: float = 2.0
+        self,
+        sources: Mapping[str, FeedSource],
+        relay: FeedRelay,
+        *,
+        first_delay_s: float = 2.0,
+        allowed_hosts: Sequence[str] = (),
+        max_bytes: int = 5_000_000,
     ) -> None:
         self._first_delay_s = first_delay_s
+        self._allowed = tuple(allowed_hosts)
+        self._max_bytes = max_bytes
         self._sources = {n: s for n, s in sources.items() if s.enabled}
         self._relay = relay
         self._cache: dict[str, _Cache] = {}
@@ -134,18 +143,18 @@ class FeedPoller:
             headers["If-None-Match"] = cache.etag
         if cache.last_modified:
             headers["If-Modified-Since"] = cache.last_modified
-        timeout = aiohttp.ClientTimeout(total=source.timeout_s)
-        async with session.get(url, headers=headers, timeout=timeout) as resp:
-            if resp.status == 304:
-                return PollResult(url, 304)
-            if resp.status != 200:
-                raise RuntimeError(f"{url} answered {resp.status}")
-            body = await resp.read()
-            etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        fetcher = Fetcher(session, source.url, self._allowed, max_bytes=self._max_bytes,
+                          timeout_s=source.timeout_s)
+        fetched = await fetcher.get(url, headers)
+        if fetched.status == 304:
+            return PollResult(url, 304)
+        if fetched.status != 200:
+            raise RuntimeError(f"{url} answered {fetched.status}")
+        body, etag, modified = fetched.body, fetched.etag, fetched.last_modified
         entries = read_nws(body) if source.kind is FeedKind.NWS else read_cap_feed(body)
         result = PollResult(url, 200)
         for entry in entries:
-            decided = await self._entry(session, name, source, entry)
+            decided = await self._entry(fetcher, name, source, entry)
             if decided is not None:
                 result.decisions.append(decided)
         # Remembered only once every entry was handled: a failure polls the whole answer again.
@@ -153,18 +162,23 @@ class FeedPoller:
         return result
 
     async def _entry(
-        self, session: aiohttp.ClientSession, name: str, source: FeedSource, entry: FeedEntry
+        self, fetcher: Fetcher, name: str, source: FeedSource, entry: FeedEntry
     ) -> FeedEvent | None:
         alert, body = entry.alert, entry.source
         if alert is None:
             if not entry.link or entry.link in self._done_links:
                 return None
-            timeout = aiohttp.ClientTimeout(total=source.timeout_s)
+            if not fetcher.allows(entry.link):
+                # Remembered, so an entry pointing elsewhere is refused once, not every poll.
+                self._done_links.add(entry.link)
+                log.warning("feed.link_refused", feed=name, link=entry.link[:200],
+                            reason="not on the feed's origin or feeds.allowed_hosts")
+                return None
             headers = {"Accept": _ACCEPT_CAP, "User-Agent": source.user_agent}
-            async with session.get(entry.link, headers=headers, timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"{entry.link} answered {resp.status}")
-                body = await resp.read()
+            fetched = await fetcher.get(entry.link, headers)
+            if fetched.status != 200:
+                raise RuntimeError(f"{entry.link} answered {fetched.status}")
+            body = fetched.body
             found = read_cap_feed(body)
             if not found or found[0].alert is None:
                 return None

@@ -25,7 +25,7 @@ from dispatcher.feeds.settings import FeedsSettings
 from dispatcher.intake import Accepted, Held, Intake
 from dispatcher.permissions import Permissions
 from dispatcher.policy.settings import PolicySettings
-from dispatcher.refusals import Conflict, Forbidden, NotFound, Refused
+from dispatcher.refusals import Conflict, NotFound, Refused
 from dispatcher.request import AlertRequest, parse_request
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.approvals import ApprovalState
@@ -363,12 +363,7 @@ class FeedRelay:
         return await self._pending_or_any(proposal.id)
 
     def _intake_permissions_check(self, caller: Caller, request: AlertRequest) -> None:
-        permissions = self._permissions
-        permissions.check_write(caller)
-        permissions.check_send(caller, request.mode)
-        if not permissions.in_scope(caller, request.audience):
-            raise Forbidden("this proposal's audience is outside the caller's scope",
-                            counted_as="scope")
+        self._permissions.check_feed_proposal(caller, request.mode, request.audience)
 
     async def _pending(self, proposal_id: str) -> FeedProposal:
         proposal = await self._store.proposal(proposal_id)

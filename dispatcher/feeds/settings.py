@@ -48,7 +48,9 @@ class FeedSource(SettingsModel):
         default_factory=list, description="nws: forecast or county zones, /alerts/active/zone/ID"
     )
     enabled: bool = True
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="the whole fetch, redirects and body included"
+    )
     max_backoff_s: float = Field(default=600.0, gt=0, description="longest pause after failures")
     user_agent: str = Field(
         default="Clarion (alerts@example.edu)",
@@ -109,6 +111,14 @@ class FeedsSettings(SettingsModel):
         default=2.0, ge=0, description="pause after start before the first poll"
     )
     rules: Rules = Field(default_factory=Rules)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="origins ('https://alerts.example.gov') besides each feed's own that its "
+        "redirects and linked CAP documents may be fetched from; nothing else is fetched",
+    )
+    max_body_bytes: int = Field(
+        default=5_000_000, ge=1024, description="largest feed or linked document read"
+    )
     sources: dict[str, FeedSource] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -119,7 +129,8 @@ class FeedsSettings(SettingsModel):
             return data
         out: dict[str, Any] = {"sources": dict(data.get("sources", {}))}
         for key, value in data.items():
-            if key in ("enabled", "rules", "first_poll_delay_s"):
+            if key in ("enabled", "rules", "first_poll_delay_s", "allowed_hosts",
+                       "max_body_bytes"):
                 out[key] = value
             elif key != "sources":
                 out["sources"][key] = value

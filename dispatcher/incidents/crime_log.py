@@ -6,14 +6,13 @@ why an entry was held.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dispatcher.csv_export import CsvExport
 from dispatcher.incidents.model import Incident
 
 COLUMNS = ("case", "date_reported", "time_reported", "nature", "occurred", "location",
@@ -66,11 +65,6 @@ def entry_of(incident: Incident, zone: ZoneInfo) -> CrimeLogEntry:
     )
 
 
-def _cell(value: str) -> str:
-    """A CSV cell a spreadsheet will not run as a formula."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 @dataclass(frozen=True, slots=True)
 class CrimeLogPage:
     """One page of the public log: the entries of a span of days, newest first."""
@@ -96,12 +90,10 @@ class CrimeLogPage:
 
     def to_csv(self) -> str:
         """The page as `?format=csv` serves it."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(COLUMNS)
+        sheet = CsvExport(COLUMNS)
         for e in self.entries:
-            writer.writerow([_cell(getattr(e, c)) for c in COLUMNS])
-        return out.getvalue()
+            sheet.row(getattr(e, c) for c in COLUMNS)
+        return sheet.text()
 
     def to_html(self) -> str:
         """The page as people read it: a plain, accessible table."""

@@ -148,6 +148,10 @@ _ALL_CLEAR = re.compile(
     r"|\b(?:is|are) (?:lifted|over|reopened|open again|safe to (?:enter|return))\b"
     r"|\bno longer (?:a |an |in )?(?:threat|danger|effect|active|needed|necessary)\b"
     r"|\b(?:has|have) ended\b|\bthreat (?:has )?(?:ended|passed)\b"
+    # "the suspect is clear of campus", "PCSD cleared the area", "concluded their search".
+    r"|\b(?:is|are) (?:now )?clear of\b|\bcleared the (?:area|scene|building|buildings|campus)\b"
+    r"|\b(?:has |have )?concluded (?:their|its|the) (?:search|response|investigation)\b"
+    r"|\bno longer in the (?:area|building|vicinity)\b"
     r"|\btodo despejado\b|\bfin de la (?:alerta|emergencia)\b|\breanud\w+\b|"
     r"\b(?:pueden|puede) (?:regresar|volver|reanudar)\b|\bha (?:terminado|finalizado|sido "
     r"levantad[oa])\b|\bse (?:ha )?levant[oó]\b|\bya no (?:hay|existe)\b",

@@ -29,7 +29,7 @@ _INSTITUTION_CUE = re.compile(
 )
 _OFFICIAL = re.compile(
     r"\b(?:officer|detective|det\.|sergeant|sgt\.|lieutenant|lt\.|captain|chief|investigator|"
-    r"coordinator|director|dean|oficial|agente|detective)\b",
+    r"coordinator|director|dean|oficial|agente|detective)(?!\w)",
     re.IGNORECASE,
 )
 _ROLE_MAILBOX = re.compile(
@@ -55,8 +55,18 @@ _ID_NUMBER = re.compile(r"(?<![\w-])[A-Za-z]{0,2}\d{5,10}(?![\w-])")
 _ID_CUE = re.compile(
     r"(?:\bID\b|\bI\.D\.|\bidentification\b|\bstudent (?:number|no\.?|#)|\bemployee "
     r"(?:number|no\.?|#|id)|\bbadge\b|\bbanner\b|\bemplid\b|\bnetid\b|\bcwid\b|\bmatr[ií]cula\b|"
-    r"\bcarn[ée]t?\b|\bn[úu]mero de (?:estudiante|empleado)|\bstudent\b|\bestudiante\b)"
-    r"[^.;:]{0,20}$",
+    r"\bcarn[ée]t?\b|\bn[úu]mero de (?:estudiante|empleado)|\bstudent\b|\bestudiante\b"
+    # An institution's own name for its ID: "NUID", "SUID", "PID", "UIN", "Panther ID".
+    r"|\b(?-i:[A-Z]{1,5}ID|UIN|[A-Z]#)(?!\w)|\bcard (?:number|no\.?|#))"
+    # "PID: 730123456", "ID no. 1234567": a colon or "no." right after the cue.
+    r"(?:\s*(?::|no\.|num\.|#))?[^.;:]{0,20}$",
+    re.IGNORECASE,
+)
+# A person's login or social media account: "netid jdoe42", "Instagram account @ama_serwaa".
+_ACCOUNT = re.compile(
+    r"\b(?:net ?id|user ?name|login|screen ?name|(?:instagram|snapchat|twitter|tiktok|"
+    r"facebook|venmo|discord|x)\s+(?:account|handle|username|profile|name)|handle)"
+    r"\s*(?:is\s+|was\s+)?[:,(]?\s*(?P<account>@?[A-Za-z][\w.]{2,29}\d*)",
     re.IGNORECASE,
 )
 _CASE_CUE = re.compile(
@@ -76,6 +86,9 @@ _UNIT = re.compile(
     r"\b(?:room|rm\.?|apartment|apt\.?|unit|suite|ste\.?|habitaci[oó]n|cuarto|apartamento|"
     r"depto\.?|departamento|dormitorio)\s*(?:#|no\.?|number|n[úu]m(?:ero)?\.?)?\s*"
     r"(?:[A-Z]?-?\d{1,4}[A-Z]?)\b|(?<=Hall )#\s?\d{1,4}[A-Z]?\b"
+    # "her room, 214 in Anderson Hall".
+    r"|\b(?:room|apartment|suite|unit)(?:\s+(?:number|no\.?|#))?(?:,|:|\s+is|\s+was)\s+"
+    r"(?:#\s?|number\s+)?\d{2,4}[A-Z]?\b"
     # "West Hall 1104": a residence building's name with a room number after it.
     r"|(?:(?<=Hall )|(?<=Tower )|(?<=Towers )|(?<=House )|(?<=Commons )|(?<=Village ))"
     r"\d{3,4}[A-Z]?\b",
@@ -164,7 +177,8 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
     "year": re.compile(
         r"\b(?:freshman|sophomore|junior|senior|first[- ]year|second[- ]year|third[- ]year|"
         r"fourth[- ]year|graduate student|grad student|doctoral student|phd student|"
-        r"transfer student|class of \d{4}|primer año|segundo año|tercer año|cuarto año|"
+        r"transfer student|exchange student|international student|visiting student|"
+        r"class of \d{4}|primer año|segundo año|tercer año|cuarto año|"
         r"estudiante de posgrado)\b",
         re.IGNORECASE,
     ),
@@ -177,6 +191,9 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         r"\b(?:from|native of|originally from|oriund[oa] de|originari[oa] de)\s+"
         r"[A-Z][a-z]+\b(?:,?\s+(?:[A-Z]{2}\b|[A-Z][a-z]+\b))?"
         r"(?!\s+(?:Hall|Library|Center|Street|Building|Police|Avenue|Park|Lot))"
+        r"(?<!Campus)(?<!Public)(?<!University)(?<!College)(?<!Department)(?<!Police)"
+        r"(?<!Hall)(?<!Library)(?<!Center)(?<!Building)(?<!Street)(?<!Avenue)(?<!Park)"
+        r"(?<!Lot)(?<!Union)(?<!Stadium)(?<!Station)(?<!Garage)(?<!Road)(?<!Drive)"
         r"|\bhometown\b|\binternational student from\b",
     ),
     "residence": re.compile(
@@ -191,6 +208,7 @@ _ATTRIBUTES: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
+_SEX = re.compile(r"\b(?:female|male|woman|man|mujer|hombre)\b", re.IGNORECASE)
 # A place in a small group names one person: a team's position, a jersey number, the officer
 # of a club. Sports and groups are listed so that "the captain of the team" is caught and
 # "the fire captain" is not.
@@ -212,7 +230,8 @@ _POSITIONS = (
     r"outside hitter|middle blocker|coxswain|drum major|lead singer|lead vocalist|soloist|"
     r"section leader|first chair|concertmaster|president|vice president|treasurer|secretary|"
     r"chair|chairman|chairwoman|founder|manager|head coach|assistant coach|coach|mascot|"
-    r"anchor|leadoff hitter|closer|starter)"
+    r"anchor|leadoff hitter|closer|starter|guard|forward|center|winger|sprinter|swimmer|"
+    r"diver|distance runner|runner|rower|hurdler|thrower|jumper|wrestler|gymnast|golfer)"
 )
 _CLASS_YEAR = (
     r"(?:freshman|freshmen|sophomore|junior|senior|first[- ]year|second[- ]year|third[- ]year|"
@@ -220,9 +239,17 @@ _CLASS_YEAR = (
 )
 _SMALL_GROUP = re.compile(
     # "a sophomore on the soccer team", "a junior with the marching band".
-    rf"\b{_CLASS_YEAR}\s+(?:on|of|in|with|for|from)\s+(?:the\s+|a\s+|our\s+)?"
-    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    rf"\b{_CLASS_YEAR}\s+(?:[\w-]+\s+){{0,2}}?(?:on|of|in|with|for|from)\s+"
+    rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_CLASS_YEAR}\s+{_SPORTS}\s+(?:player|athlete|team member)\b"
+    # "a junior who plays on the rugby club", "a senior who rows for the crew team".
+    rf"|\b{_CLASS_YEAR}\s+(?:who|that)\s+(?:plays|played|competes|competed|swims|runs|rows|"
+    rf"sings|dances|performs|is|was)\s+(?:on|for|with|in)\s+(?:the\s+|a\s+|our\s+)?"
+    rf"[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
+    # "a sophomore who wrestles for the Buckeyes": a sport's verb and a team's name.
+    rf"|\b{_CLASS_YEAR}\s+(?:who|that)\s+(?:plays|wrestles|swims|runs|rows|dives|fences|"
+    rf"golfs|skates|competes|pitches|sprints|throws|boxes|cheers)\s+(?:on|for|with)\s+"
+    rf"(?:the\s+)?(?-i:[A-Z][\w'-]+)"
     rf"|\b(?:starting\s+|star\s+|senior\s+|freshman\s+)?{_POSITIONS}\s+(?:of|on|for|with|in)\s+"
     rf"(?:the\s+|a\s+|our\s+)?[\w'\u2019 -]{{0,30}}?\b{_GROUP_WORDS}\b"
     rf"|\b{_GROUP_WORDS}(?:'s|\u2019s)\s+(?:starting\s+|star\s+)?{_POSITIONS}\b"
@@ -256,6 +283,15 @@ _HARMED_OR_REPORTED = re.compile(
     re.IGNORECASE,
 )
 
+# A sentence that goes on about the people just mentioned: "Both are teaching assistants".
+_ABOUT_THEM = re.compile(
+    r"\s*(?:she|he|they|both|each|one of them|one of the (?:two|three) (?:students|victims)|"
+    r"the (?:two|three) (?:students|victims|women|men))\s+(?:is|are|was|were)\b",
+    re.IGNORECASE,
+)
+_VICTIM_WORD = re.compile(
+    r"\b(?:victim|victims|complainant|survivor|v[ií]ctima)\b", re.IGNORECASE
+)
 _VICTIM_SIDE = re.compile(
     r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
     r"estudiante|residente|denunciante)\b",
@@ -361,6 +397,7 @@ def _check(
     found += _addresses(text, spans, kind, finder)
     found += _reporting(text, spans)
     found += _identifying(text, spans, kind)
+    found += _plates(text, spans)
     return sorted(_dedupe(found), key=lambda v: (v.start or 0, v.rule))
 
 
@@ -396,15 +433,35 @@ _SIGNATURE_AFTER = re.compile(
 )
 
 
+# A closing line on a line of its own, after which only the signatures follow.
+_SIGNED = re.compile(
+    r"(?:^|\n)\s*(?:sincerely|regards|best regards|respectfully|cordially|atentamente|"
+    r"saludos)\s*[,.!]?\s*\n(?:[^\n]{0,90}\n+){0,12}$",
+    re.IGNORECASE,
+)
+
+
+def _signature_lines(rest: str) -> bool:
+    """True when what is left is a few short lines (names and titles), up to 12, 600 chars."""
+    lines = [x for x in rest.split("\n") if x.strip()]
+    return len(rest) <= 600 and len(lines) <= 12 and all(len(x) <= 90 for x in lines)
+
+
 def _signature(text: str, start: int, end: int) -> bool:
     """True for the sender's signature at the end of a message: a name after a closing line
     ("Sincerely,\nMaria Delgado") or on a line of its own followed by a title or office
     ("Maria Delgado\nChief of Police"), in the message's last lines."""
-    if text[end:].count("\n") > 3 or len(text) - end > 200:
-        return False
     line_start = text.rfind("\n", 0, start) + 1
     own_line = not text[line_start:start].strip(" -\u2013\u2014") or text[line_start:start].strip(
         ) in {"Chief", "Dean", "Director", "Captain", "Lt.", "Sgt.", "Officer", "Dr."}
+    # Several senders may sign, one after another, each with a title ("Sincerely, / Gretchen
+    # Ritter / Vice Chancellor / Andrew R. Gordon / Senior Vice President").
+    if own_line and _signature_lines(text[line_start:]) and (
+        _SIGNED.search(text[:start]) or _SIGNATURE_AFTER.match(text[end:])
+    ):
+        return True
+    if text[end:].count("\n") > 3 or len(text) - end > 200:
+        return False
     if _CLOSING.search(text[max(0, start - 40) : start]):
         return True
     return own_line and (_SIGNATURE_AFTER.match(text[end:]) is not None)
@@ -468,6 +525,17 @@ def _numbers(
                 "Student and employee ID numbers identify a person; remove it.",
                 start, m.end()))
             taken.append((start, m.end()))
+    for m in _ACCOUNT.finditer(text):
+        sentence = _sentence_of(spans, m.start())
+        at = m.start() - sentence.start
+        account = m.group("account")
+        if _side(sentence.text, at) == "suspect" or not re.search(r"[@\d_.]", account):
+            # A login has a digit, a handle an "@": "your NetID and password" names none.
+            continue
+        out.append(Violation(
+            "confidentiality.account",
+            "A login or a social media account identifies its owner; remove it.",
+            m.start("account"), m.end("account")))
     for m in PHONE.finditer(text):
         if any(a < m.end() and m.start() < b for a, b in taken) or allowed.phone(m.group()):
             continue
@@ -478,6 +546,10 @@ def _numbers(
             (found.start() for found in _INSTITUTION_CUE.finditer(before)), default=None
         )
         personal_at = cue.start() if cue else None
+        official = _OFFICIAL.search(before)
+        if personal_at is None and institutional_at is None and official is not None:
+            # "contact Det. Lisa Moreno at 555-0101": an official's line, not a private one.
+            institutional_at = official.start()
         if personal_at is None and institutional_at is None and _named_before(before):
             personal_at = len(before)
         if personal_at is not None and not (
@@ -561,6 +633,11 @@ def _addresses(
     for m in ADDRESS.finditer(text):
         if finder.gazetteer.holds(m.group()):
             continue
+        if _BUILDING_BEFORE.search(text[max(0, m.start() - 60) : m.start()]) and not (
+            _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else False
+        ):
+            # "Simpson Residence Hall (6333 N. Winthrop Avenue)": a named building's address.
+            continue
         sentence = _sentence_of(spans, m.start())
         unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
@@ -579,6 +656,14 @@ def _addresses(
                 f'"{m.group()}" is the exact address of a residence.{hint}',
                 m.start(), m.end()))
     return out
+
+
+# A named building just before an address in parentheses or after a comma: its address.
+_BUILDING_BEFORE = re.compile(
+    r"\b[A-Z][\w'.-]*\s+(?:[A-Z][\w'.-]*\s+)?(?:Hall|Center|Centre|Building|Library|Tower|"
+    r"Towers|Commons|Complex|Stadium|Arena|Union|Gym|Gymnasium|Chapel|Auditorium|Garage|"
+    r"Apartments|Village|Court)\s*(?:\(|,|\bat\b|\blocated at\b)\s*$"
+)
 
 
 def _reporting(text: str, spans: list[Span]) -> list[Violation]:
@@ -606,16 +691,122 @@ _SMALL_UNIT = re.compile(
     r"researcher|intern|fellow|estudiante|miembro)s?\s+(?:in|of|from|with|at|del|de la|en)\s+"
     r"(?:the\s+|a\s+|an\s+|el\s+|la\s+)?(?:[\w'\u2019&-]+\s+){1,5}?(?:program|programme|lab|"
     r"laboratory|cohort|unit|studio|clinic|research group|group|institute|center|centre|"
-    r"department|office|programa|laboratorio|departamento)\b",
+    r"department|office|programa|laboratorio|departamento)\b"
+    # "one of six in the Arabic program": a count that says how small the unit is.
+    r"|\bone of (?:the |only )?(?:\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|a few|few)\s+(?:[\w-]+\s+)?(?:in|of|from|on)\s+(?:the\s+|a\s+|an\s+)?"
+    r"(?:[\w'\u2019&-]+\s+){1,5}?(?:program|programme|lab|laboratory|cohort|unit|studio|"
+    r"clinic|group|institute|center|centre|department|office|team|crew|class|section|major)\b",
+    re.IGNORECASE,
+)
+_INJURY = re.compile(
+    r"\b(?:injured|injury|injuries|hurt|wounded|hospitali[sz]ed|stabbed|shot|beaten|killed|"
+    r"herid[oa]|lesionad[oa])\b",
     re.IGNORECASE,
 )
 _INJURY_OR_DATE = re.compile(
-    r"\b(?:injured|injury|injuries|hurt|wounded|bruised|bruises|broken|fractured|fracture|"
-    r"concussion|laceration|cut|stab wound|hospitali[sz]ed|treated for|transported to|"
-    r"stitches|sprained|burned|herid[oa]|lesionad[oa]|hospitalizad[oa])\b"
+    r"\b(?:injured|injury|injuries|hurt|wounded|bruised|bruises|broken|broke|fractured|"
+    r"fracture|concussion|laceration|cut|stab wound|hospitali[sz]ed|treated for|transported to|"
+    r"stitches|sprained|burned|shot in|stabbed|beaten|bleeding|unconscious|killed|died|"
+    r"herid[oa]|lesionad[oa]|hospitalizad[oa])\b"
     r"|\b(?:on\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b"
     r"|\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\bon (?:monday|tuesday|wednesday|thursday|friday|"
     r"saturday|sunday)\b",
+    re.IGNORECASE,
+)
+
+
+# A person's job in a named unit: "a graduate assistant in the Physics department", "a lab
+# technician at the Smith Institute". A department has few graduate assistants. Officials
+# (director, coordinator, dean) are contacts, not in the list.
+_ROLE_IN_UNIT = re.compile(
+    r"\b(?i:(?:graduate|teaching|research|administrative|lab|laboratory|program|office|"
+    r"department|student)\s+(?:assistant|worker|technician|aide)|assistant|professor|"
+    r"instructor|lecturer|postdoc|postdoctoral (?:fellow|researcher|scholar)|researcher|"
+    r"technician|faculty member|staff member|employee|librarian|intern|fellow|TA|RA)"
+    r"\s+(?i:in|of|for|with|at|from)\s+(?i:the\s+)?(?:[A-Z][\w&'\u2019-]*\s+(?:(?:and|of|&)\s+)?)"
+    r"{1,4}(?i:department|dept\.?|program|programme|lab|laboratory|office|center|centre|"
+    r"institute|faculty|clinic|studio|library|group|unit)\b"
+    r"|\b(?i:TAs?|RAs?|assistants?|professors?|instructors?|lecturers?|researchers?|"
+    r"technicians?)\s+(?i:in|for|of)"
+    r"\s+(?:[A-Z][\w&'\u2019-]*\s+){0,2}[A-Z]{2,5}\s+\d{3,4}\b",
+)
+# One of a kind in a group names the person: "the only woman on the Geology faculty", "the
+# only exchange student in the Dance program".
+_ONLY_ONE = re.compile(
+    r"\b(?:the\s+(?:only|sole|lone|single)|its\s+only|their\s+only)\s+(?:[\w'.-]+\s+){0,3}?"
+    r"(?:student|woman|man|person|member|employee|professor|instructor|faculty member|"
+    r"athlete|player|resident|undergraduate|female|male|girl|boy|international|senior|junior|"
+    r"sophomore|freshman|first-year|transfer|veteran|mother|father|parent)s?\s+"
+    r"(?:in|on|of|at|from|with|among)\s+(?:(?:the|our|a|an|this|that|her|his|their|its)\s+"
+    r"(?:[\w'\u2019&-]+\s+){0,4}?(?:program|programme|department|dept|faculty|lab|laboratory|"
+    r"team|office|cohort|class|major|unit|staff|floor|crew|squad|club|band|choir|ensemble|"
+    r"hall|building|company|residence|house|section|course|college|school|group|roster|"
+    r"studio|center|centre|institute|clinic|wing|suite)\b"
+    # "the only female Ph.D. student in Mechanical Engineering": a field named.
+    r"|(?-i:[A-Z][\w&-]+(?:\s+(?:and\s+|&\s+)?[A-Z][\w&-]+){0,3}))",
+    re.IGNORECASE,
+)
+# A license plate: "Washington plate BXY9231", "license plate number KJL-4471", "tag CU 88213".
+_PLATE = re.compile(
+    r"\b(?i:(?:license|licence|registration|tag)\s+plate|plates?|tag|licen[cs]e)"
+    r"(?:\s+(?i:number|no\.?|#|reading|of))?\s*[:#]?\s*"
+    r"(?P<plate>(?=[A-Z0-9 -]{0,9}\d)(?=[A-Z0-9 -]{0,9}[A-Z])[A-Z0-9]{1,4}(?:[- ]?[A-Z0-9]{1,5}))"
+    r"(?![\w-])"
+)
+# Words that tie a vehicle or a plate to a victim (an owner), not to the suspect.
+_OWNER = re.compile(
+    r"\b(?:victim|victim's|victims|complainant|owner|owners|owned|belongs|belonging|belonged|"
+    r"registered to|student's|student|resident|her|his|their|v[ií]ctima|propietari[oa])\b",
+    re.IGNORECASE,
+)
+
+
+def _plates(text: str, spans: list[Span]) -> list[Violation]:
+    """A license plate of a victim's car; a suspect's plate is for the public to look for."""
+    out = []
+    for m in _PLATE.finditer(text):
+        sentence = _sentence_of(spans, m.start())
+        body = sentence.text
+        at = m.start() - sentence.start
+        suspects = _SUSPECT_SIDE.search(body) and not _OWNER.search(body[:at])
+        if _side(body, at) == "suspect" or suspects:
+            continue
+        if not _OWNER.search(body):
+            continue
+        out.append(Violation(
+            "confidentiality.license_plate",
+            f'"{m.group("plate")}" is the license plate of a victim\'s vehicle; it identifies '
+            "its owner. Remove it (a suspect's plate may stay).",
+            m.start("plate"), m.end("plate")))
+    return out
+
+
+def _harmed(body: str) -> bool:
+    """True when the sentence says someone was harmed (reporting alone is not enough: "a
+    graduate assistant in Physics reported a suspicious package")."""
+    return any(
+        not re.fullmatch(r"(?i)reported|told police|disclosed|denunci[oó]|report[oó]", m.group())
+        for m in _HARMED_OR_REPORTED.finditer(body)
+    )
+
+
+def _not_contact(body: str, index: int) -> bool:
+    """True unless the words before index make the person someone to contact or report to."""
+    return _CONTACT_BEFORE.search(body[:index]) is None
+
+
+_CONTACT_BEFORE = re.compile(
+    r"\b(?:to|contact|call|email|e-mail|see|ask|with)\s+(?:the\s+|a\s+|an\s+)?$", re.I
+)
+
+
+# A count that makes a unit small: "one of four students in the Turkish language program".
+_FEW_IN_UNIT = re.compile(
+    r"\bone of (?:the |only )?(?:two|three|four|five|six|seven|eight|nine|ten|[2-9]|1[0-2])\s+"
+    r"(?:[\w-]+\s+)?(?:in|of|on|from)\s+(?:the\s+|a\s+|an\s+|its\s+)?"
+    r"(?:[\w'\u2019&-]+\s+){0,4}?(?:program|programme|lab|laboratory|cohort|unit|studio|"
+    r"clinic|group|department|office|team|crew|class|section|major|staff|faculty)\b",
     re.IGNORECASE,
 )
 
@@ -624,6 +815,27 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
     out = []
     for sentence in spans:
         body = sentence.text
+        only = _ONLY_ONE.search(body) or _FEW_IN_UNIT.search(body)
+        if only is not None and not _doer(body, only.start()):
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{only.group()}" points to one person. Say "a student" (or "an employee") '
+                "instead.", sentence.start + only.start(), sentence.start + only.end()))
+            continue
+        job = _ROLE_IN_UNIT.search(body)
+        if (
+            job is not None and not _doer(body, job.start()) and _not_contact(body, job.start())
+            and (_VICTIM_WORD.search(body) or _harmed(body) or _ABOUT_THEM.match(body)
+                 or _INJURY.search(body))
+        ):
+            article = re.search(r"\b(?:the|a|an|el|la|un|una)\s+$", body[: job.start()], re.I)
+            begin = article.start() if article else job.start()
+            out.append(Violation(
+                "confidentiality.identifying_details",
+                f'"{body[begin : job.end()]}" names a job in one unit, held by few people. Say '
+                '"a student" (or "an employee") instead.', sentence.start + begin,
+                sentence.start + job.end()))
+            continue
         unit = _SMALL_UNIT.search(body)
         if unit is not None and _INJURY_OR_DATE.search(body) and not _doer(body, unit.start()):
             out.append(Violation(
@@ -649,6 +861,10 @@ def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violatio
                 if _side(body, m.start()) == "suspect":
                     continue
                 kinds.setdefault(name, m.span())
+        sex = _SEX.search(body)
+        if "hometown" in kinds and sex is not None and _side(body, sex.start()) != "suspect":
+            # "a 19-year-old female student from Busan": beside a hometown, the sex narrows too.
+            kinds.setdefault("sex", sex.span())
         if len(kinds) >= 3:
             start = min(a for a, _ in kinds.values())
             end = max(b for _, b in kinds.values())
@@ -667,6 +883,8 @@ _SMALL_GROUP_HINT = re.compile(
     r"team|squad|club|band|orchestra|choir|chorus|ensemble|crew|cast|troupe|fraternity|"
     r"sorority|chapter|council|government|senate|association|society|league|group|program|"
     r"jersey|uniform|number|no\.|#|player|athlete|member|plays|equipo|banda|coro|orquesta|"
+    r"wrestles|swims|rows|dives|fences|golfs|skates|competes|pitches|sprints|throws|boxes|"
+    r"cheers|runs|"
     r"fraternidad|hermandad|selecci|camiseta|dorsal|n[uú]mero|jugador|integrante|miembro|"
     + _SPORTS[3:-1],
     re.IGNORECASE,
@@ -688,7 +906,7 @@ def _small_group(body: str) -> tuple[int, int] | None:
     for m in _SMALL_GROUP.finditer(body):
         if not _doer(body, m.start()) and not _SPEAKING.match(body[m.end() :]):
             return m.span()
-    if _HARMED_OR_REPORTED.search(body):
+    if _HARMED_OR_REPORTED.search(body) or _INJURY_OR_DATE.search(body):
         for m in _TEAM_MEMBER.finditer(body):
             if not _doer(body, m.start()):
                 return m.start(), m.end()

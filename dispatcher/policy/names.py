@@ -147,7 +147,7 @@ class NameFinder:
         """The names in one sentence, spans relative to it."""
         return tuple(self._in_sentence(sentence, tokenize(sentence)))
 
-    def _classify(self, tokens: list[Token], shouting: bool) -> list[Cls | None]:
+    def _classify(self, tokens: list[Token], shouting: bool, text: str = "") -> list[Cls | None]:
         """A class for every capitalized token (None for lowercase words)."""
         keys = [_base(t) for t in tokens]
         raw = [t.key for t in tokens]
@@ -166,7 +166,7 @@ class NameFinder:
                 continue
             token, key = tokens[index], keys[index]
             if not (token.capitalized or token.initial):
-                if self._lowercase_name(tokens, keys, out, index):
+                if self._lowercase_name(tokens, keys, out, index, text):
                     out[index] = Cls.NAME
                 index += 1
                 continue
@@ -213,19 +213,43 @@ class NameFinder:
         return out
 
     def _lowercase_name(
-        self, tokens: list[Token], keys: list[str], classes: list[Cls | None], index: int
+        self, tokens: list[Token], keys: list[str], classes: list[Cls | None], index: int,
+        text: str = "",
     ) -> bool:
         """A name written in lower case right after a cue: "victim jennifer smith",
-        "reported by aisha". A given name that is only a name, or a surname after one."""
+        "reported by aisha". A given name that is only a name, or a surname after one; or
+        any word that is no common word, when a person's apposition follows it ("reported by
+        chidinma, who lives there")."""
         if index == 0:
             return False
         key, before = keys[index], keys[index - 1]
         if classes[index - 1] is Cls.NAME and not tokens[index - 1].capitalized:
-            return bool(self.lexicon.surname_weight(key)) and key not in _LOWER_STOP
+            return (
+                bool(self.lexicon.surname_weight(key)) or self._described(tokens, index, text)
+            ) and key not in _LOWER_STOP
         cue = before in _LOWER_CUES or (_is_role(before) and not tokens[index - 1].capitalized)
-        return (
-            cue and len(key) > 2 and key not in _LOWER_STOP
-            and self.lexicon.given_weight(key) >= GIVEN_WEIGHT
+        named = any(k in _NAMED_AS for k in keys[max(0, index - 6) : index])
+        if before in {"as", "como"} and named:
+            # "named by friends as kwesi mensah": a name, whatever its case.
+            seeking = any(k in _SEEKING for k in keys[:index])
+            return not seeking and key not in _LOWER_STOP | _LOWER_WORDS and len(key) > 1
+        if not cue or len(key) <= 2 or key in _LOWER_STOP or key in _LOWER_WORDS:
+            return False
+        if before in _LOWER_HONORIFICS:
+            # "ms. nwachukwu": after an honorific comes a name, whatever it is.
+            return True
+        return self.lexicon.given_weight(key) >= GIVEN_WEIGHT or self._described(
+            tokens, index, text
+        )
+
+    @staticmethod
+    def _described(tokens: list[Token], index: int, text: str) -> bool:
+        """A person's apposition right after the word: ", who", ", a resident", ", 19,"."""
+        return bool(text) and (
+            _LOWER_APPOSITION.match(text[tokens[index].end :]) is not None
+            or (index + 1 < len(tokens) and not tokens[index + 1].capitalized
+                and _LOWER_APPOSITION.match(text[tokens[index + 1].end :]) is not None
+                and tokens[index + 1].key not in _LOWER_STOP | _LOWER_WORDS)
         )
 
     def _surname_after_given(
@@ -253,7 +277,7 @@ class NameFinder:
     def _in_sentence(self, text: str, tokens: list[Token]) -> list[NameHit]:
         letters = [c for t in tokens for c in t.text if c.isalpha()]
         shouting = bool(letters) and sum(c.isupper() for c in letters) > 0.8 * len(letters)
-        classes = self._classify(tokens, shouting)
+        classes = self._classify(tokens, shouting, text)
         self._mark_places(text, tokens, classes)
         hits: list[NameHit] = []
         index = 0
@@ -406,6 +430,14 @@ class NameFinder:
         if prev in MONTH_NAMES or (names and _base(names[0]) in MONTH_NAMES and len(names) == 1
                                    and end < len(tokens) and tokens[end].number):
             return None
+        if prev in {"dear", "estimada", "estimado", "estimados", "estimadas", "querida",
+                    "querido"}:
+            # "Dear Loyola Community": whom the message greets.
+            return None
+        if end < len(tokens) and tokens[end].key in _THING_AFTER and not _possessive(run[-1]):
+            # "Washington plate BXY9231", "the Caz Limo bus services", "Uber app": what
+            # follows makes the words a state's plate or a business, not a person.
+            return None
         after = text[run[-1].end :]
         # Roles: a title ("Ms."), an official ("Officer"), a suspect cue, or a role noun.
         if self._official_after(after) or (
@@ -420,21 +452,63 @@ class NameFinder:
         if _role_before(before_keys):
             score += ROLE_SCORE
             cues.append("role")
-        elif (
-            prev in _PERSON_AFTER
-            and len(run) == 1
-            and self.lexicon.given_weight(_base(run[0])) >= GIVEN_WEIGHT
-        ):
-            # "reported by Minh", "walking with Aisha": a lone given name after a word that
-            # introduces a person.
+        elif prev in _PERSON_AFTER and self._introduced(run, names):
+            # "reported by Minh", "walking with Aisha", "reported by Maricel Dela Cruz": a
+            # lone given name, or a run of name words, after a word that introduces a person.
             score += ROLE_SCORE
             cues.append("person_cue")
+        elif (
+            prev == "by" and len(run) == 1 and len(before_keys) > 1
+            and before_keys[-2] in _REPORTED and not run[0].upper
+        ):
+            # "called by Bayarmaa", "reported by Thandiwe": who reported is a person here
+            # (an office is written with its office word: "reported by Campus Safety").
+            score += ROLE_SCORE
+            cues.append("reported_by")
+        elif _owned_before(before_keys) and (
+            (2 <= len(names) <= 4 and all(_NAME_SHAPE.fullmatch(t.text) for t in names))
+            or self._introduced(run, names)
+        ):
+            # "belongs to Wiremu Tane", "a car owned by Ana Lima": an owner is a person.
+            score += ROLE_SCORE
+            cues.append("owner")
+        elif self._apposed(text, tokens, start, end) and (
+            len(names) >= 2 or _PREDICATE_AFTER.match(text[run[-1].end :])
+        ):
+            # "One of the students whose room was burglarized, Siosaia Tupou, lost a laptop":
+            # a name set off by commas after a phrase about a person.
+            score += ROLE_SCORE
+            cues.append("apposed")
+        elif (
+            prev == "with" and len(run) == 1 and len(before_keys) > 1
+            and before_keys[-2] in _WITH_VERBS and not run[0].upper
+        ):
+            # "walking with Kalani", "was with Tavita": company kept is a person.
+            score += ROLE_SCORE
+            cues.append("with_person")
+        elif _identified_before(before_keys, tokens, start):
+            # "the victim was identified by the family as Taini Redcloud".
+            score += ROLE_SCORE
+            cues.append("identified")
+        if (
+            _possessive(run[-1]) and end < len(tokens) and tokens[end].key in RELATIONS
+            and "role" not in cues
+        ):
+            # "Kaur's roommate", "Adaeze's boyfriend": only a person has a roommate.
+            score += ROLE_SCORE
+            cues.append("relation")
+        if not run[0].capitalized and "role" not in cues:
+            # A name in lower case was only taken for one after a cue ("reported by kofi").
+            score += ROLE_SCORE
+            cues.append("lower_case")
         # Fail safe: a full name (a known given name or surname with another capitalized word,
         # or initials with a word) is a person's unless something above said otherwise.
         full = self._full_name(names, initials)
         located = (
             not cues
             and not full
+            and not _PERSON_APPOSITION.match(after)
+            and not _WHO_AFTER.match(after)
             and (
                 prev in LOCATION_PREPOSITIONS
                 or (prev in {"the", "el", "la"} and len(before_keys) > 1
@@ -471,7 +545,10 @@ class NameFinder:
             score += weight
             if weight:
                 cues.append("lexicon")
-            if not initials and _sentence_start(text, run[0]) and "title" not in cues:
+            if (
+                not initials and _sentence_start(text, run[0]) and "title" not in cues
+                and "belonging" not in cues and "relation" not in cues
+            ):
                 score -= SENTENCE_START_PENALTY
         elif len(names) >= 2:
             first = lex.given_weight(_base(names[0]))
@@ -489,6 +566,31 @@ class NameFinder:
         if score < THRESHOLD:
             return None
         return self._hit(text, run, score, cues, Role.PERSON)
+
+    @staticmethod
+    def _apposed(text: str, tokens: list[Token], start: int, end: int) -> bool:
+        """A run between commas with a person's role word among the eight words before it."""
+        if not text[: tokens[start].start].rstrip().endswith(","):
+            return False
+        if not text[tokens[end - 1].end :].lstrip().startswith(","):
+            return False
+        window = [_base(t) for t in tokens[max(0, start - 8) : start]]
+        return any(
+            key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES or key in _PERSON_HEADS
+            for key in window
+        )
+
+    def _introduced(self, run: list[Token], names: list[Token]) -> bool:
+        """A run after "by" or "with" that is a person's: a lone known given name, or two to
+        four name words of which one is a known given name or surname ("Maricel Dela Cruz");
+        "with Parkland Auto Licensing" has none."""
+        lex = self.lexicon
+        if len(run) == 1:
+            return lex.given_weight(_base(run[0])) >= GIVEN_WEIGHT
+        return 2 <= len(names) <= 4 and any(
+            lex.given_weight(_base(t)) >= GIVEN_WEIGHT or lex.surname_weight(_base(t))
+            >= SURNAME_WEIGHT for t in names
+        )
 
     def _full_name(self, names: list[Token], initials: list[Token]) -> bool:
         """A known given name first or a known surname last, with another capitalized word
@@ -542,15 +644,112 @@ class NameFinder:
         return NameHit(word, start, end, round(score, 2), tuple(cues), role)
 
 
+# Nouns that make the capitalized words before them a thing: a plate's state, a business.
+_THING_AFTER = word_set(
+    "plate plates tag tags bus buses shuttle shuttles taxi cab cabs app apps store stores "
+    "shop restaurant cafe pharmacy bank station market hotel services service company "
+    "dealership garage lot staff employees personnel workers crews crew officers deputies"
+)
+# People one has: after a name in the possessive they make it a person's ("Kaur's roommate").
+RELATIONS = word_set(
+    "roommate roommates suitemate suitemates housemate boyfriend girlfriend partner husband "
+    "wife fiance fiancee friend friends mother father mom dad parents parent sister brother "
+    "son daughter family cousin aunt uncle classmate classmates teammate teammates "
+    "coworker coworkers colleague neighbor neighbour advisor companion roommate's"
+)
+# Words that say who a name belongs to across a few words: "identified by the family as".
+_IDENTIFIED = word_set("identified identificado identificada known")
+# Verbs after which "with" introduces the person one was with: "walking with Kalani".
+_WITH_VERBS = word_set(
+    "was were walking walked talking talked speaking spoke arguing argued staying stayed "
+    "living lived traveling travelling met meeting sitting sat studying hanging out home "
+    "along together"
+)
+# Verbs after which "by" introduces who reported or found something.
+_REPORTED = word_set(
+    "reported called contacted notified discovered found witnessed observed seen alerted "
+    "noticed spotted heard recognized recognised approached rescued helped "
+    "reportado reportada llamado encontrado encontrada"
+)
+
+
+# A name's shape: a capital, then letters, with hyphens or apostrophes between such parts
+# ("Wiremu", "Eze-Okafor", "O'Neil"); not "Rent-A-Car".
+_NAME_SHAPE = re.compile(r"[A-Z][a-z\u00e0-\u00ff]+(?:['\u2019-][A-Z]?[a-z\u00e0-\u00ff]+)*(?:'s)?")
+
+
+# Nouns for a person, beyond the roles: "The person who pulled the alarm, Hamid Rezaei,".
+_PERSON_HEADS = word_set(
+    "person persons people individual individuals man men woman women caller callers driver "
+    "drivers owner owners clerk clerks customer customers passenger pedestrian worker workers "
+    "visitor visitors guest guests scholar scholars injured hurt"
+)
+# A one-word apposition followed by its predicate: ", Kalani, is at the hospital".
+_PREDICATE_AFTER = re.compile(
+    r"^\s*,\s*(?:who\s+)?(?:is|was|were|are|has|had|remains|remained|suffered|sustained|"
+    r"told|said|reported|lost|lives|lived|called|ran|fled|was not|is not)\b",
+    re.IGNORECASE,
+)
+# ", who": what follows a person's name, not a place's.
+_WHO_AFTER = re.compile(r"^\s*,\s*(?:who|whom|whose|quien|quienes)\b", re.IGNORECASE)
+
+
+def _owned_before(before_keys: list[str]) -> bool:
+    """ "belongs to", "registered to", "owned by", "driven by" just before a name."""
+    if len(before_keys) < 2:
+        return False
+    prev, verb = before_keys[-1], before_keys[-2]
+    return (prev == "to" and verb in {"belongs", "belonged", "belonging", "registered"}) or (
+        prev == "by" and verb in {"owned", "driven", "rented", "leased", "registered"}
+    )
+
+
+def _identified_before(before_keys: list[str], tokens: list[Token], start: int) -> bool:
+    """ "identified (by the family) as X": a name given for a person; not when a suspect cue
+    comes first ("the suspect was identified by police as ...")."""
+    if len(before_keys) > 1 and before_keys[-1] in {"is", "was", "es"} and before_keys[-2] in {
+        "name", "nombre"
+    }:
+        # "whose name is Thandiwe".
+        return True
+    if not before_keys or before_keys[-1] not in {"as", "como"}:
+        return False
+    for token in reversed(tokens[max(0, start - 8) : start - 1]):
+        key = _base(token)
+        if key in _SEEKING:
+            return False
+        if key in _IDENTIFIED:
+            return not any(_base(t) in _SEEKING for t in tokens[: start])
+    return False
+
+
 # Words after which a lone given name is a person: "reported by Minh", "with Aisha".
 _PERSON_AFTER = word_set("by with con por")
 # Words after which a name may be written in lower case ("victim jennifer smith").
-_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named")
+_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named mr mrs ms mx")
+_LOWER_HONORIFICS = word_set("mr mrs ms mx")
+_NAMED_AS = word_set("named identified identificado identificada")
 # Lower-case words that are names in the lists and ordinary words in a sentence.
 _LOWER_STOP = word_set(
     "and or the a an of in on at to for from was is were has had her his their our your "
     "will may can so it this that all police campus student students walking walked near "
     "long young un una uno unos unas el la los las de del para por con sin mas muy"
+)
+
+
+# Everyday words that may follow "by", "with" or "victim" before an apposition: "reported
+# by someone, who", "with friends, who".
+_LOWER_WORDS = word_set(
+    "someone somebody anyone anybody everyone everybody nobody others other friends friend "
+    "family phone email text mail herself himself themselves itself person people man woman "
+    "men women male female individual individuals group groups officer officers staff "
+    "security neighbors neighbours witnesses residents roommates another multiple several "
+    "two three four five unknown known local nearby walking jogging running driving car "
+    "vehicle bike bicycle foot hand force gun knife weapon approximately about over around"
+)
+# After a word in lower case: an apposition that says it is a person.
+_LOWER_APPOSITION = re.compile(
+    r"^\s*(?:,\s*(?:who|whom|whose|an?|age[sd]?|\d{1,2})\b|\(\s*\d{1,2}\b)", re.IGNORECASE
 )
 
 
@@ -587,7 +786,8 @@ _SEEKING = SUSPECT_CUES | word_set(
 # Words between such a cue and the name: "looking for", "a warrant has been issued for",
 # "the suspect, identified as", "busca a".
 _SEEKING_GAP = word_set(
-    "for as a an the identified named is was are has have been issued out of "
+    "for as a an the identified named is was are has have been issued out of by police "
+    "investigators officers detectives later "
     "a al el la por como identificado identificada de"
 )
 

@@ -53,6 +53,8 @@ _REMOVE = frozenset(
         "confidentiality.id_number",
         "confidentiality.date_of_birth",
         "confidentiality.reporting_choice",
+        "confidentiality.license_plate",
+        "confidentiality.account",
     }
 )
 

@@ -126,6 +126,9 @@ def _ends_sentence(text: str, index: int) -> bool:
             return not after
         noun = re.search(r"(\w+)\s+\w\.$", text[: index + 1])
         return noun is not None and fold(noun.group(1)) in LETTERED
+    if "." in word and text[index + 1 :].lstrip()[:1].islower():
+        # "a Ph.D. student", "a U.S. citizen": a dotted abbreviation before a lowercase word.
+        return False
     return fold(word) not in ABBREVIATIONS
 
 

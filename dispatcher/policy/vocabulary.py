@@ -20,6 +20,8 @@ PERSON_TITLES = word_set(
 # Officials named in their role (a contact, a spokesperson): not a victim.
 OFFICIAL_TITLES = word_set(
     "officer ofc detective det sergeant sgt lieutenant lt captain capt chief deputy corporal cpl "
+    "vice mayor governor senator congressman congresswoman councilman councilwoman "
+    "councilmember commissioner chaplain "
     "trooper investigator agent dean president chancellor provost director coordinator "
     "commander cmdr sheriff marshal inspector oficial agente sargento teniente capitan jefe jefa "
     "rector rectora decano decana director directora coordinador coordinadora superintendent "
@@ -52,6 +54,8 @@ VICTIM_PREDICATES = word_set(
     "hit raped kidnapped abducted missing victimized confronted grabbed pushed bitten burned "
     "burglarized mugged drugged fondled choked strangled cut wounded treated rescued located "
     "reported told said stated called contacted described informed notified disclosed "
+    "grazed kicked slapped tackled knocked shoved chased cornered dragged bruised scratched "
+    "pinned "
     "asaltado asaltada robado robada agredido agredida atacado atacada herido herida "
     "lesionado lesionada golpeado golpeada amenazado amenazada acosado acosada denuncio "
     "reporto informo dijo declaro llamo"
@@ -75,7 +79,8 @@ PLACE_SUFFIXES = word_set(
     "woods forest hill heights point landing yard yards exchange shops shop mart "
     "boathouse playhouse stadium's tunnel walk walkway path promenade esplanade oval ring "
     "bookstore ballroom lounge kitchen cafe's plant facility facilities "
-    "fountain statue monument sculpture mural plaque obelisk carillon"
+    "fountain statue monument sculpture mural plaque obelisk carillon neighborhood "
+    "neighbourhood district quarter precinct corridor courtyard"
 )
 PLACE_PREFIXES = word_set(
     "lot building gate route mount mt lake fort ft camp saint st san santa calle avenida av "
@@ -95,7 +100,10 @@ ORGANIZATION_WORDS = word_set(
     "servicios seguridad salud universidad condado ciudad bomberos emergencias "
     # Laws and awards named after people ("the Jeanne Clery Act"), and transit lines ("the
     # Red Line"): the name belongs to the thing.
-    "act acts law laws amendment bill award awards scholarship prize fund line lines ley"
+    "act acts law laws amendment bill award awards scholarship prize fund line lines ley "
+    # Apps and platforms: "the victim's Instagram account".
+    "instagram snapchat facebook twitter tiktok venmo discord whatsapp linkedin tinder grindr "
+    "bumble hinge uber lyft doordash"
 )
 
 # Capitalized words that start sentences and headers of alerts: never a name by themselves.
@@ -140,7 +148,10 @@ ALERT_WORDS = word_set(
 MONTH_NAMES = word_set("april may june august")
 
 # Words that join parts of one name ("Juan de la Cruz", "Ludwig van Beethoven").
-NAME_PARTICLES = word_set("de del la las los van von der den da di du le bin ben al el y")
+NAME_PARTICLES = word_set(
+    "de del la las los van von der den da di du le bin ben al el y dos das della dei degli "
+    "delle ibn bint binti"
+)
 NAME_SUFFIXES = word_set("jr sr ii iii iv")
 
 # Prepositions that put the next capitalized words on the map ("near Adams", "at Wells Fargo").

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher.api.common import REFUSAL_STATUS, error, service_of
+from dispatcher.api.common import REFUSAL_STATUS, error, read_form, service_of
 from dispatcher.refusals import Conflict, NotFound, Refused
 
 routes = web.RouteTableDef()
@@ -97,7 +97,7 @@ async def answer_tap(request: web.Request) -> web.Response:
     """One tap: the token is checked and used up, and the answer recorded."""
     service = service_of(request)
     alert_id, token = request.match_info["alert_id"], request.match_info["token"]
-    form = await request.post()
+    form = await read_form(request)
     option = str(form.get("option") or "")
     try:
         recorded = await service.responses.answer_with_token(alert_id, token, option)

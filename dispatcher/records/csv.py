@@ -3,12 +3,11 @@ when given, the crime part (statistics, timely-warning decisions, requests to lo
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dispatcher.csv_export import CsvExport
 from dispatcher.domain import Mode
 from dispatcher.records.model import CleryRecord, CleryReport, in_channel_order, iso, local_date
 
@@ -103,23 +102,21 @@ def _pairs(mapping: dict[str, Any]) -> str:
 def report_csv(report: CleryReport, crimes: dict[str, Any] | None = None) -> str:
     """One row per alert, then the scheduled drills that did not run, the warnings and the
     crime part of the report (`IncidentRegistry.report_section`) when it is given."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer = CsvExport(CSV_COLUMNS)
     for r in report.records:
-        writer.writerow(_csv_row(r, report.zone, report.qualifying_modes))
+        writer.row(_csv_row(r, report.zone, report.qualifying_modes))
     blank = dict.fromkeys(CSV_COLUMNS, "")
     for u in report.unrun:
-        writer.writerow({**blank, "record": "scheduled_drill_not_run", "scheduled_drill":
+        writer.row({**blank, "record": "scheduled_drill_not_run", "scheduled_drill":
                          u.drill, "scheduled_for": iso(u.scheduled_for, report.zone),
                          "state": u.status, "message": u.detail}.values())
     for w in report.warnings:
-        writer.writerow({**blank, "record": "warning", "alert_id": w.alert_id or "",
+        writer.row({**blank, "record": "warning", "alert_id": w.alert_id or "",
                          "category": w.code, "message": w.message}.values())
     if crimes is not None:
         for row in _crime_rows(crimes, report.zone):
-            writer.writerow({**blank, **row}.values())
-    return out.getvalue()
+            writer.row({**blank, **row}.values())
+    return writer.text()
 
 
 def _crime_rows(crimes: dict[str, Any], zone: ZoneInfo) -> list[dict[str, str]]:

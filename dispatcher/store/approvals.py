@@ -61,6 +61,7 @@ class ApprovalRecord:
     request: AlertRequest
     audience_counts: dict[str, Any]
     requested_by: str
+    requested_person: str
     requester_role: Role
     requester_scopes: tuple[str, ...]
     requested_at: int
@@ -73,7 +74,8 @@ class ApprovalRecord:
     @property
     def requester(self) -> Caller:
         """The caller who composed the request."""
-        return Caller(self.requested_by, self.requester_role, self.requester_scopes)
+        return Caller(self.requested_by, self.requester_role, self.requester_scopes,
+                      person=self.requested_person)
 
     def state_at(self, now_ms: int) -> ApprovalState:
         """The state as callers see it: a pending request past its time has expired."""
@@ -104,7 +106,8 @@ class ApprovalRecord:
 
 
 _COLUMNS = (
-    "id, state, request, audience_counts, requested_by, requester_role, requester_scopes,"
+    "id, state, request, audience_counts, requested_by, requested_person, requester_role,"
+    " requester_scopes,"
     " requested_at, expires_at, decided_by, decided_at, reason, alert_id"
 )
 
@@ -116,6 +119,8 @@ def _record(row: Row) -> ApprovalRecord:
         request=AlertRequest.model_validate_json(row["request"]),
         audience_counts=json.loads(row["audience_counts"]),
         requested_by=row["requested_by"],
+        # Requests held before people were recorded: the composer's name was their person.
+        requested_person=row["requested_person"] or row["requested_by"],
         requester_role=Role(row["requester_role"]),
         requester_scopes=tuple(json.loads(row["requester_scopes"])),
         requested_at=int(row["requested_at"]),
@@ -159,9 +164,9 @@ class ApprovalStore:
             approval_id = new_approval_id(now_ms)
             await tx.execute(
                 "INSERT INTO approvals (id, state, kind, mode, audience, audience_total,"
-                " audience_counts, request, request_sha256, requested_by, requester_role,"
-                " requester_scopes, requested_at, expires_at, idempotency_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " audience_counts, request, request_sha256, requested_by, requested_person,"
+                " requester_role, requester_scopes, requested_at, expires_at, idempotency_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     approval_id,
                     ApprovalState.PENDING.value,
@@ -173,6 +178,7 @@ class ApprovalStore:
                     request.model_dump_json(),
                     fingerprint,
                     caller.name,
+                    caller.person,
                     caller.role.value,
                     json.dumps(list(caller.scopes)),
                     now_ms,
@@ -187,6 +193,7 @@ class ApprovalStore:
                 action="approval.requested",
                 detail={
                     "approval_id": approval_id,
+                    "person": caller.person,
                     "role": caller.role.value,
                     "kind": request.kind.value,
                     "mode": request.mode.value,
@@ -269,7 +276,8 @@ class ApprovalStore:
                     actor=approver.name,
                     action="approval.approved",
                     alert_id=alert_id,
-                    detail={"approval_id": approval_id, "role": approver.role.value},
+                    detail={"approval_id": approval_id, "person": approver.person,
+                            "role": approver.role.value},
                 )
 
     async def reject(
@@ -296,7 +304,7 @@ class ApprovalStore:
                     at=now_ms,
                     actor=actor.name,
                     action="approval.rejected",
-                    detail={"approval_id": approval_id, "role": actor.role.value,
-                            "reason": reason},
+                    detail={"approval_id": approval_id, "person": actor.person,
+                            "role": actor.role.value, "reason": reason},
                 )
         return changed == 1

@@ -92,6 +92,10 @@ class LateResult:
     state: DeliveryState
     changed: bool
     """True when the receipt moved the delivery to `state`."""
+    early: bool = False
+    """A device's ack for a delivery its class has not published yet (the device saw the
+    alert on the shared event stream): not applied; the engine applies it once the class's
+    batch is settled, so that class still publishes its part of the zone's state."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -246,12 +250,17 @@ class DeliveryLedger:
         """The claim of `queued` rows that are due, or of `sending` rows whose lease ran out:
         its WHERE and ORDER BY follow the partial index of that state (migrations 0007 and
         0013): queued rows by urgency, then due time."""
+        # Queued rows: one class of urgency per claim, the most urgent that has a due row (the
+        # first entry of the same index), so a batch never carries a less urgent alert's rows
+        # behind a more urgent one's.
         due, order = {
-            "queued": ("d.urgency < ? AND d.next_attempt_at <= ?",
-                       "d.urgency, d.next_attempt_at, d.id"),
+            "queued": (f"d.urgency < ? AND d.urgency < COALESCE(({_FRONT_CLASS_END}), 0)"
+                       " AND d.next_attempt_at <= ?", "d.urgency, d.next_attempt_at, d.id"),
             "sending": ("d.lease_until < ? AND d.urgency < ?", "d.lease_until, d.id"),
         }[state]
-        bounds = (before, now_ms) if state == "queued" else (now_ms, before)
+        bounds = (
+            (before, channel.value, now_ms, now_ms) if state == "queued" else (now_ms, before)
+        )
         # The alert's state is a per-row probe of its primary key, not an anti-join:
         # PostgreSQL would price an anti-join against a store of one or two alerts as if it
         # removed every row, and then sort the whole due range instead of reading it in order.
@@ -490,6 +499,10 @@ class DeliveryLedger:
                     continue
                 did = int(row["id"])
                 current = states.get(did) or DeliveryState(row["state"])
+                if receipt.channel.is_device and current is DeliveryState.QUEUED:
+                    results.append(LateResult(row["alert_id"], did, row["recipient"], current,
+                                              False, early=True))
+                    continue
                 target = _LATE_STATE.get(receipt.outcome, current)
                 changed = _advances(current, target)
                 if changed:
@@ -744,6 +757,14 @@ _FRONT_QUEUED_SQL = (
     "SELECT d.urgency, d.alert_id FROM deliveries d WHERE d.channel = ? AND d.state = 'queued'"
     " AND d.next_attempt_at <= ? AND (SELECT a.state FROM alerts a WHERE a.id = d.alert_id)"
     " <> 'cancelled' ORDER BY d.urgency, d.next_attempt_at, d.id LIMIT 1"
+)
+# Where the class of the most urgent due queued row of a live alert ends (its first urgency
+# past it); NULL when the channel has none due.
+_FRONT_CLASS_END = (
+    f"SELECT (f.urgency / {RANK_CLASS_SPAN} + 1) * {RANK_CLASS_SPAN} FROM deliveries f"
+    " WHERE f.channel = ? AND f.state = 'queued' AND f.next_attempt_at <= ?"
+    " AND (SELECT a.state FROM alerts a WHERE a.id = f.alert_id) <> 'cancelled'"
+    " ORDER BY f.urgency, f.next_attempt_at, f.id LIMIT 1"
 )
 _FRONT_SENDING_SQL = (
     "SELECT d.urgency, d.alert_id FROM deliveries d WHERE d.channel = ? AND d.state = 'sending'"

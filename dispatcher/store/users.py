@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.store.database import Database, Row
+from dispatcher.store.sign_in import SignInLimits
 
 
 class UserExists(Exception):
@@ -64,6 +65,15 @@ class UserStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def sign_in_limits(self) -> SignInLimits:
+        """The failed sign-in counts kept beside the users."""
+        return SignInLimits(self._db)
+
+    async def token_named(self, name: str) -> bool:
+        """Whether an API token kept in the store has this name (a user may not take it)."""
+        return bool(await self._db.fetchval(
+            "SELECT COUNT(*) FROM api_tokens WHERE name = ?", (name,)))
 
     async def count(self) -> int:
         """How many users exist, disabled ones included."""

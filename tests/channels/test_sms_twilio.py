@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -46,6 +47,7 @@ from dispatcher.domain import (
     urgency_rank,
 )
 from dispatcher.policy.settings import RenderingSettings
+from dispatcher.settings import ServiceSettings
 
 GOOD = "+15555550101"
 OTHER = "+15555550102"
@@ -92,6 +94,8 @@ class ServiceStandIn:
 
     engine: LateReceipts
     channels: dict[ChannelKind, Any]
+    # The body limits every route reads bodies under (`service.max_body_bytes`, read timeout).
+    settings: Any = field(default_factory=lambda: SimpleNamespace(service=ServiceSettings()))
 
 
 @dataclass

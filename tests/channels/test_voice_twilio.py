@@ -203,6 +203,32 @@ async def _place(api_url: str, numbers: list[str], **overrides: Any) -> list[Out
     return [r.outcome for r in receipts]
 
 
+class TestReconcile:
+    """A call whose status callbacks were lost is settled by asking its Call resource."""
+
+    async def test_ended_calls_are_read_back_by_sid(
+        self, calls_api: tuple[TwilioSandbox, str]
+    ) -> None:
+        """Nobody answers (the stand-in's calls end no-answer): the resources say so, a call
+        still ringing is left out, and an unknown SID is failed as unknown."""
+        api, url = calls_api
+        channel = TwilioVoice(VoiceSettings.model_validate(_settings_raw(url)))
+        await channel.start(RecordingSink())
+        try:
+            targets = [Target(f"P{i}", f"+1617555{i:04d}") for i in range(3)]
+            receipts = await channel.send(make_batch(ChannelKind.VOICE, targets))
+            sids = [r.provider_ref for r in receipts]
+            async with asyncio.timeout(10):
+                while not all(c.done.is_set() for c in api.calls):
+                    await asyncio.sleep(0.01)
+            answers = await channel.reconcile([*sids, "CA" + "0" * 32])
+        finally:
+            await channel.close()
+        assert [answers[s].outcome for s in sids] == [Outcome.FAILED] * 3
+        assert all("no-answer" in answers[s].detail for s in sids)
+        assert "unknown to the provider" in answers["CA" + "0" * 32].detail
+
+
 class TestPacing:
     """Calls into one area code are spaced; other area codes do not wait behind them."""
 

@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import AsyncIterator, Callable
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest_asyncio
 from channels.sandbox.server import Sandbox
 from dispatcher.auth import Role
 from dispatcher.cli import main as cli_main
+from dispatcher.client_address import client_address
 from dispatcher.clock import Clock
 from dispatcher.console.accounts import (
     SESSION_COOKIE,
@@ -38,6 +40,7 @@ from dispatcher.domain import recipient_hash
 from dispatcher.settings import Settings
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
+from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.users import UserExists, UserStore
 from tests.support import Running, start_service
 
@@ -54,16 +57,6 @@ class MovableClock(Clock):
         return super().now_ms() + self.offset_ms
 
 
-class Seconds:
-    """A monotonic clock for the throttle that only moves when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest_asyncio.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated SQLite store."""
@@ -73,23 +66,17 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def seconds() -> Seconds:
-    """The throttle's clock."""
-    return Seconds()
-
-
-@pytest.fixture
 def clock() -> MovableClock:
     """The store's clock."""
     return MovableClock()
 
 
 @pytest_asyncio.fixture
-async def accounts(db: Database, clock: MovableClock, seconds: Seconds) -> Accounts:
+async def accounts(db: Database, clock: MovableClock) -> Accounts:
     """Accounts with one dispatcher, Dana."""
     made = Accounts(UserStore(db), AuditLog(db), clock,
-                    throttle=LoginThrottle(per_user=3, per_address=5, window_s=600,
-                                           clock=seconds))
+                    throttle=LoginThrottle(SignInLimits(db), clock, per_user=3, per_address=5,
+                                           window_s=600))
     await made.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
     return made
 
@@ -181,7 +168,7 @@ class TestSessions:
 class TestLoginLimit:
     """Failed sign-ins are limited per user name and per address."""
 
-    async def test_per_user(self, accounts: Accounts, seconds: Seconds) -> None:
+    async def test_per_user(self, accounts: Accounts, clock: MovableClock) -> None:
         """After three wrong passwords even the right one waits, until the window passes."""
         for _ in range(3):
             wrong = await accounts.sign_in("dana", "wrong-password", "10.0.0.1")
@@ -189,8 +176,40 @@ class TestLoginLimit:
         held = await accounts.sign_in("dana", PASSWORD, "10.0.0.2")
         assert isinstance(held, SignInFailed) and held.refusal is SignInRefusal.THROTTLED
         assert 0 < held.wait_s <= 600
-        seconds.now += 601
+        clock.offset_ms += 601_000
         assert isinstance(await accounts.sign_in("dana", PASSWORD, "10.0.0.2"), SignedIn)
+
+    async def test_parallel_tries_are_counted_before_checking(self, accounts: Accounts,
+                                                              db: Database) -> None:
+        """Forty wrong passwords at once: only the limit's three are checked."""
+        tries = await asyncio.gather(*(accounts.sign_in("dana", f"wrong-{n}", f"10.1.0.{n}")
+                                       for n in range(40)))
+        refusals = [t.refusal for t in tries if isinstance(t, SignInFailed)]
+        assert refusals.count(SignInRefusal.WRONG) == 3
+        assert refusals.count(SignInRefusal.THROTTLED) == 37
+        checked = await db.fetchval(
+            "SELECT COUNT(*) FROM audit WHERE action = 'console.sign_in_failed'")
+        assert checked == 3
+
+    async def test_limit_is_shared_by_nodes(self, db: Database, clock: MovableClock) -> None:
+        """Two services on one store count one account's tries together."""
+        nodes = [Accounts(UserStore(db), AuditLog(db), clock,
+                          throttle=LoginThrottle(SignInLimits(db), clock, per_user=3))
+                 for _ in range(2)]
+        await nodes[0].add_user("erin", PASSWORD, role=Role.DISPATCHER, actor="tests")
+        for n in range(4):
+            await nodes[n % 2].sign_in("erin", "wrong-password", "10.0.0.1")
+        held = await nodes[1].sign_in("erin", PASSWORD, "10.0.0.1")
+        assert isinstance(held, SignInFailed) and held.refusal is SignInRefusal.THROTTLED
+
+    async def test_address_limit_is_off_by_default(self, db: Database,
+                                                   clock: MovableClock) -> None:
+        """Failures of other names from one shared address never lock a person out."""
+        made = Accounts(UserStore(db), AuditLog(db), clock)
+        await made.add_user("fay", PASSWORD, role=Role.ADMIN, actor="tests")
+        for n in range(30):
+            await made.sign_in(f"guess{n}", "wrong-password", "10.0.0.9")
+        assert isinstance(await made.sign_in("fay", PASSWORD, "10.0.0.9"), SignedIn)
 
     async def test_per_address(self, accounts: Accounts) -> None:
         """Guessing many names from one address is stopped too."""
@@ -407,6 +426,40 @@ class TestCookiesAndLimitOverHttp:
         throttled = await running.service.db.fetchval(
             "SELECT COUNT(*) FROM audit WHERE action = 'console.sign_in_throttled'")
         assert throttled == 1
+
+
+class TestClientAddress:
+    """X-Forwarded-For names the client only when a trusted proxy sent it."""
+
+    def test_untrusted_peer_is_the_client(self) -> None:
+        """A header from anyone but a trusted proxy is ignored."""
+        assert client_address("203.0.113.7", "10.9.9.9", []) == "203.0.113.7"
+        trusted = [ip_network("10.0.0.0/8")]
+        assert client_address("203.0.113.7", "10.9.9.9", trusted) == "203.0.113.7"
+
+    def test_trusted_proxy_names_the_client(self) -> None:
+        """Read from the right, past trusted proxies; what the client wrote to the left of
+        the proxy's entry does not count."""
+        trusted = [ip_network("10.0.0.0/8")]
+        assert client_address("10.0.0.2", "198.51.100.4", trusted) == "198.51.100.4"
+        assert client_address("10.0.0.2", "1.2.3.4, 198.51.100.4, 10.0.0.3",
+                              trusted) == "198.51.100.4"
+        assert client_address("10.0.0.2", "not-an-address", trusted) == "10.0.0.2"
+
+    async def test_sign_in_audits_the_forwarded_client(
+        self, make_settings: Callable[..., Settings]
+    ) -> None:
+        """Behind a trusted proxy the audit log records the client, not the proxy."""
+        run = await start_service(make_settings(service={"trusted_proxies": ["127.0.0.1"]}))
+        try:
+            await run.client.post("/console/sign-in", data={
+                "name": "nobody", "password": "wrong-password"},
+                headers={"X-Forwarded-For": "198.51.100.4"})
+            detail = await run.service.db.fetchval(
+                "SELECT detail FROM audit WHERE action = 'console.sign_in_failed'")
+            assert "198.51.100.4" in detail
+        finally:
+            await run.client.close()
 
 
 class TestCli:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from dispatcher.domain import ChannelKind
 from tests.console.conftest import (
     ACCOUNTS,
     Console,
@@ -278,6 +279,47 @@ class TestDrillMode:
         await page.get_by_role("button", name="Check and send").click()
         await expect(page.locator("#drill-banner")).to_be_visible()
         await expect(page.locator("#confirm-question")).to_contain_text("Send to")
+
+    async def test_a_drill_waiting_behind_a_live_alert_says_so(
+        self, console: Console, browser: Browser, shots: Path
+    ) -> None:
+        """While the store holds a pause for the drill's SMS, its page says behind which
+        alert it waits, with a link there, and passes axe; once the pause ends, it does not."""
+        run = console.run
+        ids = []
+        for body in (
+            {"kind": "emergency", "mode": "drill", "audience": "all", "channels": ["email"],
+             "text": "Evacuation drill. Leave your building by the nearest exit now."},
+            {"kind": "emergency", "audience": "all", "channels": ["email"], "zones": ["b"],
+             "text": GAS},
+        ):
+            resp = await run.post_alert(body)
+            assert resp.status == 202, await resp.text()
+            ids.append((await resp.json())["id"])
+        drill, live = ids
+        # Done first: finishing an alert ends its pauses.
+        await final_status(console, drill)
+        pauses = run.service.pauses
+        now = run.service.clock.now_ms()
+        await pauses.open(ChannelKind.SMS, [drill], behind=live, now_ms=now)
+        # axe-core is injected as a script: this context lets it past the page's CSP.
+        ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        page = await ctx.new_page()
+        try:
+            await sign_in(page, console, "dana")
+            await page.goto(console.url + f"alerts/{drill}")
+            notice = page.locator("#waiting-behind")
+            await expect(notice).to_contain_text("Waiting behind a more urgent alert")
+            await expect(notice.get_by_role("link", name=live)).to_have_attribute(
+                "href", f"/console/alerts/{live}")
+            await shot(page, shots, "waiting-behind")
+            assert await axe_violations(page) == []
+            await pauses.close(ChannelKind.SMS, now_ms=now + 1)
+            await page.reload()
+            await expect(page.locator("#waiting-behind")).to_have_count(0)
+        finally:
+            await pauses.close(ChannelKind.SMS, now_ms=now + 1)
+            await ctx.close()
 
     async def test_drill_only_role_sees_no_live_choice(self, console: Console,
                                                        page: Page) -> None:

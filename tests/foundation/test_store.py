@@ -115,6 +115,30 @@ class TestLedger:
         await db.close()
         assert counts["sms"]["delivered"] == 1 and counts["sms"]["accepted"] == 0
 
+    async def test_a_device_ack_before_its_class_published_waits(self, tmp_path: Path) -> None:
+        """A siren's ack for a delivery still queued (it heard the alert on the shared event
+        stream) is early: nothing changes, so the siren channel still claims and publishes;
+        once claimed, the same ack applies."""
+        db = await open_database(f"sqlite:///{tmp_path / 'r.db'}")
+        await _alert(db)
+        ledger = DeliveryLedger(db, RetryPolicy(1, 10))
+        await ledger.enqueue(
+            "a1", [PlannedDelivery(ChannelKind.SIREN, "siren-1", "a", "en", "device")], 0
+        )
+        early = await ledger.record_late(
+            ChannelKind.SIREN, Outcome.DELIVERED, alert_id="a1", recipient="siren-1", now_ms=1
+        )
+        assert early is not None and early.early and not early.changed
+        [claimed] = await ledger.claim(
+            ChannelKind.SIREN, owner="A", limit=1, now_ms=2, lease_ms=1000
+        )
+        applied = await ledger.record_late(
+            ChannelKind.SIREN, Outcome.DELIVERED, alert_id="a1", recipient="siren-1", now_ms=3
+        )
+        await db.close()
+        assert claimed.recipient == "siren-1"
+        assert applied is not None and applied.changed and not applied.early
+
     async def test_retry_past_deadline_fails(self, tmp_path: Path) -> None:
         """A transient failure with no time left before the deadline is a failure, with why."""
         db = await open_database(f"sqlite:///{tmp_path / 'd.db'}")

@@ -235,6 +235,7 @@ def write_config(
     channels: tuple[str, ...] = ("email",),
     email_rate: float = 0,
     callback_url: str = "",
+    reconcile_after_s: float = 300,
 ) -> Path:
     """A config for `clarion serve` nodes sending to this sandbox; its path."""
     base = config_dir()
@@ -242,7 +243,7 @@ def write_config(
     sections = [
         f'[store]\nurl = "{store_url}"\nlease_s = {lease_s}\n',
         "[dispatch]\nretry_base_s = 0.05\nretry_max_s = 0.5\npoll_s = 0.05\n"
-        f"shutdown_grace_s = {grace_s}\n",
+        f"shutdown_grace_s = {grace_s}\nreconcile_after_s = {reconcile_after_s}\n",
         '[logging]\nlevel = "info"\n',
         f'[directory]\npeople = "{people}"\ndevices = "{base / "campus" / "devices.csv"}"\n'
         f'buildings = "{base / "campus" / "buildings.csv"}"\nzones = "{base / "zones.geojson"}"\n',

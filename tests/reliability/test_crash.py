@@ -165,6 +165,39 @@ class TestKillNine:
         assert all(n <= 2 * IN_FLIGHT for n in duplicates.values()), duplicates
 
 
+class TestNothingStaysAccepted:
+    """Status callbacks that came while the node was dead are made good by asking Twilio."""
+
+    async def test_kill_restart_and_reconcile_leave_nothing_accepted(
+        self, tmp_path: Path, processes: list[Process], report: Report
+    ) -> None:
+        """SIGKILL mid-fan-out: callbacks posted meanwhile are lost, so some SMS are still
+        accepted when the restarted node finishes; its sweep asks each Message resource, and
+        then every SMS is delivered or failed, none accepted."""
+        sandbox = SandboxProcess(tmp_path)
+        node = Node("node", tmp_path / "clarion.toml")
+        write_config(
+            tmp_path, sandbox, store_url=f"sqlite:///{tmp_path / 'clarion.db'}",
+            channels=("sms",), callback_url=f"{node.url}/v1/callbacks/twilio", lease_s=4,
+            reconcile_after_s=1,
+        )
+        await start(processes, sandbox, node)
+        accepted = await node.post_alert({**ALERT, "channels": ["sms"], "audience": EMPLOYEES})
+        expected = {"sms": accepted["audience"]["by_channel"]["sms"]}
+        await kill_when_sent(node, sandbox, expected, 0.5)
+        await asyncio.sleep(0.5)  # callbacks due meanwhile fail: nobody listens
+        await start(processes, node)
+        doc = await node.wait_done(accepted["id"])
+        report("accepted_when_done", doc["channels"]["sms"]["accepted"])
+        async with asyncio.timeout(60):
+            while doc["channels"]["sms"]["accepted"]:
+                await asyncio.sleep(0.2)
+                doc = await node.status(accepted["id"])
+        sms = doc["channels"]["sms"]
+        assert sms["delivered"] + sms["failed"] == sms["total"] == expected["sms"]
+        assert "delivery.reconciled" in node.tail(400)
+
+
 class TestGracefulStop:
     """SIGTERM drains what is in flight, hands back the rest and exits within the grace time."""
 

@@ -181,6 +181,16 @@ class TestDeciding:
         assert (await held.decide("watch", approval_id, "reject")).status == 403
         assert (await held.decide("alice", approval_id, "reject")).status == 200
 
+    async def test_scoped_token_cannot_veto_outside_its_scope(self, held: Approvals) -> None:
+        """A token scoped to one segment may neither approve nor reject a campus-wide request."""
+        approval_id = (await (await held.send("alice")).json())["id"]
+        for verb in ("approve", "reject"):
+            resp = await held.decide("north", approval_id, verb)
+            assert resp.status == 403, (verb, await resp.text())
+        status = await (await held.client.get(f"/v1/approvals/{approval_id}",
+                                              headers=bearer("bob"))).json()
+        assert status["state"] == "pending"
+
     async def test_expired_requests_cannot_be_approved(self, held: Approvals) -> None:
         """After approval.expires_s the request is expired: 409, nothing sent."""
         approval_id = (await (await held.send("alice")).json())["id"]
