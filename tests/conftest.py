@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from channels.sandbox.server import Sandbox
 from dispatcher.settings import Settings, config_dir
@@ -25,6 +26,14 @@ def hermetic() -> Iterator[None]:
     seen = watch.take()
     if seen:
         pytest.fail("not hermetic: " + "; ".join(sorted(set(seen))), pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hypothesis keeps its files in the session's folder, not in the working directory."""
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+    yield
+    set_hypothesis_home_dir(None)
 
 
 @pytest_asyncio.fixture

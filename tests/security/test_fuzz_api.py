@@ -22,7 +22,6 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis import checks as sc
 
 from channels.sandbox.server import Sandbox
@@ -85,14 +84,6 @@ class ServedService:
             await runner.cleanup()
         finally:
             await box.stop()
-
-
-@pytest.fixture(autouse=True)
-def hypothesis_home(tmp_path: Path) -> Iterator[None]:
-    """Hypothesis keeps its files in the test's folder, not in the working directory."""
-    set_hypothesis_home_dir(tmp_path / ".hypothesis")
-    yield
-    set_hypothesis_home_dir(None)
 
 
 def fuzz_settings(tmp_path: Path, people: Path) -> Callable[[Sandbox], Settings]:
