@@ -28,8 +28,12 @@ tools:
 run: $(VENV)/.installed tools
 	$(VENV)/bin/clarion run
 
+# One worker per core (pytest-xdist); each test file runs whole on one worker, so a module's
+# shared fixtures are made once. TEST_ARGS adds options, e.g. TEST_ARGS="-n 0" for one process.
+TEST_WORKERS ?= auto
+TEST_ARGS ?=
 test: $(VENV)/.installed tools
-	$(PY) -m pytest -q -m "not heavy"
+	$(PY) -m pytest -q -m "not heavy" -n $(TEST_WORKERS) --dist loadfile $(TEST_ARGS)
 
 test-heavy: $(VENV)/.installed tools
 	$(PY) -m pytest -q -m heavy

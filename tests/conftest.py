@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from channels.sandbox.server import Sandbox
-from dispatcher.settings import Settings, config_dir, load_settings
-from tests.support import EMAIL_ONLY, TOKEN, Running, start_service
+from dispatcher.settings import Settings, config_dir
+from tests.hermetic import guard
+from tests.support import EMAIL_ONLY, Running, own_config, point_push_at, start_service
+
+
+@pytest.fixture(autouse=True)
+def hermetic() -> Iterator[None]:
+    """Fails a test that reached a fixed port or wrote a file in the repository."""
+    watch = guard()
+    watch.take()
+    yield
+    seen = watch.take()
+    if seen:
+        pytest.fail("not hermetic: " + "; ".join(sorted(set(seen))), pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hypothesis keeps its files in the session's folder, not in the working directory."""
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+    yield
+    set_hypothesis_home_dir(None)
 
 
 @pytest_asyncio.fixture
@@ -29,7 +50,7 @@ SettingsFactory = Callable[..., Settings]
 
 @pytest.fixture
 def make_settings(tmp_path: Path, sandbox: Sandbox) -> SettingsFactory:
-    """Embedded default settings, store in tmp_path, e-mail at the sandbox.
+    """The test's own settings (`own_config`): store in tmp_path, e-mail at the sandbox.
 
     `channels` adds channels from the embedded config (patched with the given keys);
     other keyword arguments patch top-level sections.
@@ -38,13 +59,7 @@ def make_settings(tmp_path: Path, sandbox: Sandbox) -> SettingsFactory:
     def make(
         channels: dict[str, dict[str, Any]] | None = None, **sections: dict[str, Any]
     ) -> Settings:
-        base = load_settings()
-        raw = base.model_dump(mode="json", exclude={"base_dir"})
-        raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
-        raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
-        raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
-        # The embedded feeds poll the `make run` sandbox's port; tests poll their own servers.
-        raw["feeds"]["enabled"] = False
+        raw = own_config(tmp_path)
         email = dict(raw["channels"].get("email.smtp", {}))
         email.update({"host": "127.0.0.1", "port": sandbox.smtp.port, "security": "none"})
         raw["channels"]["email.smtp"] = email
@@ -110,10 +125,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     plugins = {name: await import_module(name).attach(box, args) for name in sandbox_cli.PLUGINS}
     await box.start()
     mqtt = {"port": args.mqtt_port, "ack_timeout_s": 5.0}
-    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
-    raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
-    raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
+    raw = own_config(tmp_path)
     raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})
     # Real sender rates (1, 3 and 100 a second) would make this a minute-long test.
     raw["channels"]["sms.twilio"].update(
@@ -125,15 +137,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     for name in DEVICE_CHANNELS:
         raw["channels"][name].update(mqtt)
     raw["channels"] = {k: v for k, v in raw["channels"].items() if k in ALL_CHANNELS}
-    port = free_port()
-    raw["service"].update({"port": port, "public_url": f"http://127.0.0.1:{port}"})
     raw["base_dir"] = config_dir()
     settings = Settings.model_validate(raw)
-    run = await start_service(settings, port=port)
-    # The example campus's push targets name the default sandbox port; point them here.
-    await run.service.db.execute(
-        "UPDATE people SET push = replace(push, '127.0.0.1:8026', ?)", (f"127.0.0.1:{box.port}",)
-    )
+    run = await start_service(settings)
+    await point_push_at(run.service.db, box.url)
     try:
         yield Stack(box, plugins, run)
     finally:

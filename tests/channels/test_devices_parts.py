@@ -95,9 +95,9 @@ class TestBuses:
     def test_equal_settings_share_a_bus_and_others_do_not(self) -> None:
         """Channels on one broker share a bus; another port gets its own."""
         buses = DeviceBuses(SetClock(0))
-        siren = buses.channel(SirenChannel, DeviceSettings(port=1883, ack_timeout_s=5))
-        pa = buses.channel(PaChannel, DeviceSettings(port=1883, ack_timeout_s=9))
-        other = buses.channel(SirenChannel, DeviceSettings(port=1884))
+        siren = buses.channel(SirenChannel, DeviceSettings(port=21883, ack_timeout_s=5))
+        pa = buses.channel(PaChannel, DeviceSettings(port=21883, ack_timeout_s=9))
+        other = buses.channel(SirenChannel, DeviceSettings(port=21884))
         assert siren.bus is pa.bus
         assert other.bus is not siren.bus
         assert len(buses.buses()) == 2

@@ -28,6 +28,7 @@ from channels.sandbox.server import Sandbox
 from dispatcher.domain import Batch, Delivery, Outcome
 from tests.channels.conftest import RecordingSink
 from tests.channels.test_devices import alert
+from tests.hermetic import MQTT_PORT
 
 
 def devices_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
@@ -157,10 +158,10 @@ class TestPlugin:
         assert mosquitto.running
 
     def test_broker_urls(self) -> None:
-        """mqtt://host:port, host:port and a bare host (1883) are understood."""
+        """mqtt://host:port, host:port and a bare host (MQTT's own port) are understood."""
         assert plugin.parse_broker_url("mqtt://10.0.0.5:1999") == ("10.0.0.5", 1999)
         assert plugin.parse_broker_url("broker.local:8883") == ("broker.local", 8883)
-        assert plugin.parse_broker_url("broker.local") == ("broker.local", 1883)
+        assert plugin.parse_broker_url("broker.local") == ("broker.local", MQTT_PORT)
 
 
 

@@ -25,9 +25,9 @@ from channels.sandbox import cli as sandbox_cli
 from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.auth import Role
-from dispatcher.settings import Settings, config_dir, load_settings
+from dispatcher.settings import Settings, config_dir
 from tests.pg import pg_cluster, pg_url
-from tests.support import TOKEN, Running, start_service
+from tests.support import TOKEN, Running, own_config, push_at, start_service
 
 # The throwaway PostgreSQL server, for the accounts tests on that dialect.
 __all__ = ["pg_cluster", "pg_url"]
@@ -86,7 +86,7 @@ def _small_campus(folder: Path, push_port: int) -> Path:
         writer = csv.writer(f)
         writer.writerow(rows[0])
         for row in rows[1 : PEOPLE + 1]:
-            writer.writerow([c.replace("127.0.0.1:8026", f"127.0.0.1:{push_port}") for c in row])
+            writer.writerow([push_at(c, f"http://127.0.0.1:{push_port}") for c in row])
     return path
 
 
@@ -102,14 +102,13 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
     for name in sandbox_cli.PLUGINS:
         await import_module(name).attach(box, args)
     await box.start()
-    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-    raw["store"]["url"] = f"sqlite:///{folder / 'clarion.db'}"
+    port = free_port()
+    raw = own_config(folder, port=port)
     raw["auth"] = {
         "token": TOKEN, "override_roles": ["admin"], "tokens": [],
         "approval": {"enabled": True, "min_audience": APPROVAL_AT,
                      "approver_roles": ["admin", "dispatcher"]},
     }
-    raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
     raw["directory"]["people"] = str(_small_campus(folder, box.port))
     raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})
     raw["channels"]["sms.twilio"].update({
@@ -119,8 +118,6 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
     for name in ("siren.mqtt", "signage.mqtt", "pa.mqtt"):
         raw["channels"][name].update({"port": args.mqtt_port, "ack_timeout_s": 5.0})
     raw["channels"] = {k: v for k, v in raw["channels"].items() if k in ALL_CHANNELS}
-    port = free_port()
-    raw["service"].update({"port": port, "public_url": f"http://127.0.0.1:{port}"})
     raw["drills"]["schedule"]["monthly-siren-test"]["enabled"] = True
     raw["base_dir"] = config_dir()
     os.environ["CLARION_CONSOLE_PASSWORD"] = ACCOUNTS["admin"].password

@@ -28,9 +28,9 @@ from dispatcher.auth import Role
 from dispatcher.console.accounts import SESSION_COOKIE, SSO_PASSWORD_HASH, hash_password
 from dispatcher.console.settings import OidcSettings
 from dispatcher.console.web import CONSOLE
-from dispatcher.settings import Settings, config_dir, load_settings
+from dispatcher.settings import Settings, config_dir
 from tests.console.conftest import axe_violations, shot
-from tests.support import TOKEN, Running, start_service
+from tests.support import Running, own_config, start_service
 
 PASSWORD = "break-glass-password-01"
 ROLES = {"clarion-admins": "admin", "clarion-dispatchers": "dispatcher",
@@ -295,18 +295,14 @@ async def browser_sso(tmp_path: Path) -> AsyncIterator[tuple[Running, OidcProvid
     """The service with SSO on, and its provider, in the browser tests' event loop."""
     idp = OidcProvider()
     await idp.start()
-    port = free_port()
-    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
-    raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
+    raw = own_config(tmp_path)
     raw["channels"] = {}
-    raw["service"].update({"port": port, "public_url": f"http://127.0.0.1:{port}"})
     raw["console"] = {"oidc": {
         "enabled": True, "issuer": idp.issuer, "client_id": idp.client_id,
         "client_secret": idp.client_secret, "roles": ROLES,
     }}
     raw["base_dir"] = config_dir()
-    run = await start_service(Settings.model_validate(raw), port=port)
+    run = await start_service(Settings.model_validate(raw))
     try:
         yield run, idp
     finally:

@@ -149,7 +149,7 @@ class TestFetcher:
     def test_origins(self) -> None:
         """Scheme, host and port make an origin; only http and https are fetched."""
         assert origin("https://API.weather.gov/alerts") == ("https", "api.weather.gov", 443)
-        assert origin("http://127.0.0.1:8026/x") == ("http", "127.0.0.1", 8026)
+        assert origin("http://127.0.0.1:8081/x") == ("http", "127.0.0.1", 8081)
         assert origin("file:///etc/passwd") is None
         assert origin("gopher://x/") is None
 

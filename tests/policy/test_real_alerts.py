@@ -85,7 +85,7 @@ class TestDerivedShortTexts:
         sms = verdict["derived"]["sms"]
         assert sms.startswith("UNIV ALERT: Shots have been fired near Berkey Hall")
         assert "immediately shelter in place" in sms
-        assert sms.endswith("Full text: http://127.0.0.1:8025/public/")
+        assert sms.endswith(f"Full text: {settings().service.base_url()}/public/")
         assert "Officers are searching" not in sms
 
     def test_instruction_field_preferred(self) -> None:

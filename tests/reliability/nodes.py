@@ -23,7 +23,7 @@ import aiohttp
 
 from channels.sandbox.broker import free_port
 from dispatcher.settings import TOKEN_ENV, config_dir
-from tests.support import AUTH, TOKEN
+from tests.support import AUTH, TOKEN, push_at
 
 ROOT = Path(__file__).resolve().parents[2]
 # Batches in flight per channel (batch_size x concurrency) bound the duplicates of a crash.
@@ -213,7 +213,6 @@ def campus_copy(folder: Path, sandbox_url: str) -> Path:
     """The example people file with push targets at this sandbox; its path."""
     source = config_dir() / "campus" / "people.csv"
     target = folder / "people.csv"
-    host = sandbox_url.removeprefix("http://")
     with source.open(newline="", encoding="utf-8") as src, target.open(
         "w", newline="", encoding="utf-8"
     ) as dst:
@@ -221,7 +220,7 @@ def campus_copy(folder: Path, sandbox_url: str) -> Path:
         writer = csv.DictWriter(dst, fieldnames=list(reader.fieldnames or []))
         writer.writeheader()
         for row in reader:
-            row["push"] = row["push"].replace("127.0.0.1:8026", host)
+            row["push"] = push_at(row["push"], sandbox_url)
             writer.writerow(row)
     return target
 

@@ -24,8 +24,8 @@ from channels.sandbox.twilio import TwilioSandbox
 from dispatcher.api.app import build_app
 from dispatcher.domain import ChannelKind
 from dispatcher.service import Service
-from dispatcher.settings import Settings, config_dir, load_settings
-from tests.support import TOKEN, Running
+from dispatcher.settings import Settings, config_dir
+from tests.support import Running, own_config, point_push_at, seed_store
 
 MESSAGING_SERVICE = "MG" + "0" * 32
 
@@ -98,12 +98,10 @@ def rig_settings(
     store_url: str = "",
 ) -> Settings:
     """The embedded default config pointed at these providers, with only `channels` enabled."""
-    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-    raw["store"]["url"] = store_url or f"sqlite:///{folder / 'clarion.db'}"
-    raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
-    raw["dispatch"].update(
-        {"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05, **(dispatch or {})}
-    )
+    raw = own_config(folder, port=service_port)
+    if store_url:
+        raw["store"]["url"] = store_url
+    raw["dispatch"].update(dispatch or {})
     box = providers.sandbox
     defaults: dict[str, dict[str, Any]] = {
         "email.smtp": {"port": box.smtp.port, "security": "none", "batch_size": 50,
@@ -134,16 +132,14 @@ async def start_rig_service(
     breakers: Mapping[ChannelKind, BreakerSettings] | None = None,
 ) -> Running:
     """The service on `port`, breakers tuned, push targets pointed at the providers."""
+    await seed_store(settings)
     service = await Service.open(settings)
     for kind, tuned in (breakers or {}).items():
         service.engine.breakers[kind] = CircuitBreaker(service.channels[kind].name, tuned)
     server = TestServer(build_app(service), host="127.0.0.1", port=port)
     client = TestClient(server)
     await client.start_server()
-    await service.db.execute(
-        "UPDATE people SET push = replace(push, '127.0.0.1:8026', ?)",
-        (f"127.0.0.1:{providers.sandbox.port}",),
-    )
+    await point_push_at(service.db, providers.sandbox.url)
     return Running(service, client)
 
 

@@ -20,8 +20,8 @@ from channels.sandbox import cli as sandbox_cli
 from channels.sandbox.server import Sandbox
 from channels.sandbox.twilio import TwilioSandbox
 from dispatcher.api.drills import records_of
-from dispatcher.settings import Settings, config_dir, load_settings
-from tests.support import AUTH, TOKEN, Running, start_service
+from dispatcher.settings import Settings, config_dir
+from tests.support import AUTH, Running, own_config, start_service
 
 # Messages a second the one sending number takes: slow enough that alerts overlap.
 RATE = 150
@@ -55,7 +55,6 @@ class Rig:
 async def _rig(
     tmp_path: Path, *, callback_port: int | None = None, reconcile_after_s: float = 300.0
 ) -> AsyncIterator[Rig]:
-    from channels.sandbox.broker import free_port
 
     parser = argparse.ArgumentParser()
     sandbox_cli.register(parser.add_subparsers())
@@ -64,28 +63,22 @@ async def _rig(
     box = Sandbox(port=0, smtp_port=0)
     twilio: TwilioSandbox = await import_module("channels.sandbox.twilio").attach(box, args)
     await box.start()
-    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
-    raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
-    raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05,
-                            "reconcile_after_s": reconcile_after_s})
+    raw = own_config(tmp_path)
+    raw["dispatch"]["reconcile_after_s"] = reconcile_after_s
     raw["store"]["lease_s"] = 2.0  # the sweep (which reconciles) runs every second
-    raw["feeds"]["enabled"] = False
     raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})
     raw["channels"]["sms.twilio"].update({
         "api_base_url": box.url,
         "senders": [{"number": "+15550000001", "type": "long_code", "rate_per_second": RATE}],
     })
-    port = free_port()
     if callback_port is not None:
         # Status callbacks go where nothing listens: as if the service were down then.
         raw["channels"]["sms.twilio"]["status_callback_url"] = (
             f"http://127.0.0.1:{callback_port}/v1/callbacks/twilio")
     raw["channels"] = {k: v for k, v in raw["channels"].items()
                        if k in ("email.smtp", "sms.twilio")}
-    raw["service"].update({"port": port, "public_url": f"http://127.0.0.1:{port}"})
     raw["base_dir"] = config_dir()
-    run = await start_service(Settings.model_validate(raw), port=port)
+    run = await start_service(Settings.model_validate(raw))
     try:
         yield Rig(run, twilio)
     finally:

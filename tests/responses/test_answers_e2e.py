@@ -16,12 +16,13 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
+from channels.sandbox.server import Sandbox
 from dispatcher.api.answers import INBOUND_PATH
 from dispatcher.api.app import build_app
 from dispatcher.clock import Clock
 from dispatcher.service import Service
 from tests.conftest import SettingsFactory, Stack
-from tests.support import AUTH
+from tests.support import AUTH, point_push_at
 
 PHONE = "+12025550100"  # P000002 in the example campus
 ASK = {"kind": "emergency", "mode": "drill", "audience": "id:P000002",
@@ -190,14 +191,15 @@ class SteppedClock(Clock):
 
 @pytest_asyncio.fixture
 async def stepped(
-    make_settings: SettingsFactory,
+    make_settings: SettingsFactory, sandbox: Sandbox
 ) -> AsyncIterator[tuple[TestClient, Service, SteppedClock]]:
-    """The e-mail-and-push service on a clock the test moves."""
+    """The e-mail-and-push service on a clock the test moves, pushing to its own sandbox."""
     clock = SteppedClock()
     service = await Service.open(make_settings(channels={"email.smtp": {}, "push.apprise": {}}),
                                  clock=clock)
     client = TestClient(TestServer(build_app(service), host="127.0.0.1"))
     await client.start_server()
+    await point_push_at(service.db, sandbox.url)
     yield client, service, clock
     await client.close()
 

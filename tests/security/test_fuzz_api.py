@@ -24,13 +24,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks as sc
 
-from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.api.app import build_app
 from dispatcher.service import Service
-from dispatcher.settings import Settings, config_dir, load_settings
+from dispatcher.settings import Settings, config_dir
 from tests.security.conftest import TOKENS, token_entries
-from tests.support import TOKEN
+from tests.support import TOKEN, own_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEFAULT_REQUESTS = 300
@@ -92,15 +91,11 @@ def fuzz_settings(tmp_path: Path, people: Path) -> Callable[[Sandbox], Settings]
     small campus, every test token, approval on, and no rate limit (fuzzing is one token)."""
 
     def make(box: Sandbox) -> Settings:
-        raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-        port = free_port()
-        raw["service"].update({"port": port})
-        raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
+        raw = own_config(tmp_path)
         raw["auth"] = {
             "token": TOKEN, "tokens": token_entries(), "rate_per_second": 0,
             "approval": {"enabled": True, "min_audience": 60},
         }
-        raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
         raw["directory"]["people"] = str(people)
         raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})
         raw["channels"]["sms.twilio"].update({"api_base_url": box.url})

@@ -23,9 +23,9 @@ from channels.sandbox import cli as sandbox_cli
 from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.observability import configure_logging
-from dispatcher.settings import Settings, config_dir, load_settings
+from dispatcher.settings import Settings, config_dir
 from tests.conftest import ALL_CHANNELS, DEVICE_CHANNELS, Stack
-from tests.support import AUTH, TOKEN, start_service
+from tests.support import AUTH, TOKEN, own_config, point_push_at, start_service
 from tests.test_every_channel import EVERY, settled
 
 
@@ -56,10 +56,7 @@ async def stack(tmp_path: Path, small_people: Path) -> AsyncIterator[Stack]:
     box = Sandbox(port=0, smtp_port=0)
     plugins = {name: await import_module(name).attach(box, args) for name in sandbox_cli.PLUGINS}
     await box.start()
-    raw = load_settings().model_dump(mode="json", exclude={"base_dir"})
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'clarion.db'}"
-    raw["auth"] = {"token": TOKEN, "override_roles": ["admin"], "tokens": []}
-    raw["dispatch"].update({"retry_base_s": 0.05, "retry_max_s": 0.2, "poll_s": 0.05})
+    raw = own_config(tmp_path)
     raw["directory"]["people"] = str(small_people)
     raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})
     raw["channels"]["sms.twilio"].update({
@@ -69,13 +66,9 @@ async def stack(tmp_path: Path, small_people: Path) -> AsyncIterator[Stack]:
     for name in DEVICE_CHANNELS:
         raw["channels"][name].update({"port": args.mqtt_port, "ack_timeout_s": 5.0})
     raw["channels"] = {k: v for k, v in raw["channels"].items() if k in ALL_CHANNELS}
-    port = free_port()
-    raw["service"].update({"port": port, "public_url": f"http://127.0.0.1:{port}"})
     raw["base_dir"] = config_dir()
-    run = await start_service(Settings.model_validate(raw), port=port)
-    await run.service.db.execute(
-        "UPDATE people SET push = replace(push, '127.0.0.1:8026', ?)", (f"127.0.0.1:{box.port}",)
-    )
+    run = await start_service(Settings.model_validate(raw))
+    await point_push_at(run.service.db, box.url)
     try:
         yield Stack(box, plugins, run)
     finally:

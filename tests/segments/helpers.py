@@ -14,7 +14,7 @@ from dispatcher.store.database import Database
 from segments.audience import AudienceResolver, PlannedDelivery, load_campus
 from segments.directory import DirectoryImporter, ImportReport
 from segments.settings import DirectorySettings
-from segments.synthetic import write_campus
+from segments.synthetic import PUSH_SINK, write_campus
 
 PEOPLE_COLUMNS = (
     "id", "first_name", "last_name", "email", "phone", "push", "role", "building", "campus",
@@ -35,7 +35,7 @@ def person(person_id: str, **fields: str) -> dict[str, str]:
         "last_name": f"Quorin{n}",
         "email": f"t.quorin{n}@example.edu",
         "phone": f"+1201555{100 + n % 100:04d}",
-        "push": f"json://127.0.0.1:8026/push/{person_id}",
+        "push": f"{PUSH_SINK}{person_id}",
         "role": "student",
         "building": "north-hall",
         "campus": "",

@@ -13,6 +13,7 @@ from dispatcher.settings import config_dir
 from dispatcher.store.database import open_database
 from segments.audience import AudienceError, AudienceResolver, PlannedDelivery
 from segments.settings import DirectorySettings
+from segments.synthetic import PUSH_SINK
 from tests.segments.helpers import LATE_MS, NOON_MS, PEOPLE_KINDS, Campus, person
 
 ADVISORY = AlertKind.ADVISORY
@@ -133,7 +134,7 @@ class TestPreferences:
         planned = await filled.plan("id:PLAIN", channels=PEOPLE_KINDS)
         assert {p.channel: p.address for p in planned} == {
             ChannelKind.SMS: "+12015550100",
-            ChannelKind.PUSH: "json://127.0.0.1:8026/push/PLAIN",
+            ChannelKind.PUSH: f"{PUSH_SINK}PLAIN",
             ChannelKind.EMAIL: "t.quorin0@example.edu",
         }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import phonenumbers
 
 from segments.synthetic import (
+    PUSH_SINK,
     ZONES,
     fictional_area_codes,
     fictional_phone,
@@ -50,7 +51,7 @@ class TestPeople:
                 national = str(number.national_number)
                 assert national[3:6] == "555" and 100 <= int(national[6:]) <= 199
             if row["push"]:
-                assert row["push"] == f"json://127.0.0.1:8026/push/{row['id']}"
+                assert row["push"] == f"{PUSH_SINK}{row['id']}"
 
     def test_phone_numbers_are_distinct_up_to_the_range(self) -> None:
         capacity = 100 * len(fictional_area_codes())
