@@ -72,6 +72,8 @@ class _Waiter:
     order: int
     amount: float = field(compare=False)
     wake: asyncio.Future[None] | None = field(default=None, compare=False)
+    queued: bool = field(default=False, compare=False)
+    """In the heap and still waiting (one that left is dropped when it reaches the top)."""
 
     def poke(self) -> None:
         if self.wake is not None and not self.wake.done():
@@ -85,13 +87,24 @@ class _Queue:
         self.way = way
         self.heap: list[_Waiter] = []
 
+    def push(self, waiter: _Waiter) -> None:
+        waiter.queued = True
+        heapq.heappush(self.heap, waiter)
+
     def head(self) -> _Waiter | None:
+        # Waiters that left (gave way, cancelled) go when they reach the top: leaving costs
+        # O(1), not a search of thousands of waiters.
+        while self.heap and not self.heap[0].queued:
+            heapq.heappop(self.heap)
         return self.heap[0] if self.heap else None
 
+    def take(self, waiter: _Waiter) -> None:
+        """The head leaves the queue with its turn."""
+        heapq.heappop(self.heap)
+        waiter.queued = False
+
     def remove(self, waiter: _Waiter) -> None:
-        if waiter in self.heap:
-            self.heap.remove(waiter)
-            heapq.heapify(self.heap)
+        waiter.queued = False
 
     async def sleep(self, waiter: _Waiter) -> None:
         """Wait to be poked (or for the right of way to change), then check it."""
@@ -137,15 +150,15 @@ class UrgentLimiter:
         a more urgent class has the right of way."""
         amount = min(float(amount), self.max_rate)
         self._queue.way.check(rank)
-        if not self._queue.heap and self._fits(amount):
+        if self._queue.head() is None and self._fits(amount):
             self._level += amount
             return
         waiter = _Waiter(rank, next(_order), amount)
-        heapq.heappush(self._queue.heap, waiter)
+        self._queue.push(waiter)
         try:
             while True:
                 if self._queue.head() is waiter and self._fits(amount):
-                    heapq.heappop(self._queue.heap)
+                    self._queue.take(waiter)
                     self._level += amount
                     return
                 self._schedule()
@@ -182,15 +195,15 @@ class UrgentSlots:
         """Take a slot, waiting behind every more urgent waiter; raises GiveWay when a more
         urgent class has the right of way."""
         self._queue.way.check(rank)
-        if not self._queue.heap and self._free > 0:
+        if self._queue.head() is None and self._free > 0:
             self._free -= 1
             return
         waiter = _Waiter(rank, next(_order), 1.0)
-        heapq.heappush(self._queue.heap, waiter)
+        self._queue.push(waiter)
         try:
             while True:
                 if self._queue.head() is waiter and self._free > 0:
-                    heapq.heappop(self._queue.heap)
+                    self._queue.take(waiter)
                     self._free -= 1
                     return
                 await self._queue.sleep(waiter)
