@@ -753,18 +753,17 @@ _DEFER_SQL = (
 )
 # The most urgent due queued row of a live alert, and the most urgent row in flight: the
 # first entry of each partial index (the in-flight one is as small as the batches out).
-_FRONT_QUEUED_SQL = (
-    "SELECT d.urgency, d.alert_id FROM deliveries d WHERE d.channel = ? AND d.state = 'queued'"
-    " AND d.next_attempt_at <= ? AND (SELECT a.state FROM alerts a WHERE a.id = d.alert_id)"
-    " <> 'cancelled' ORDER BY d.urgency, d.next_attempt_at, d.id LIMIT 1"
-)
-# Where the class of the most urgent due queued row of a live alert ends (its first urgency
-# past it); NULL when the channel has none due.
-_FRONT_CLASS_END = (
-    f"SELECT (f.urgency / {RANK_CLASS_SPAN} + 1) * {RANK_CLASS_SPAN} FROM deliveries f"
-    " WHERE f.channel = ? AND f.state = 'queued' AND f.next_attempt_at <= ?"
+# The most urgent due queued row of a live alert on a channel: the first entry of the queued
+# index (channel, urgency, next_attempt_at, id), read by `front` and inside every claim.
+_FIRST_DUE_QUEUED = (
+    " FROM deliveries f WHERE f.channel = ? AND f.state = 'queued' AND f.next_attempt_at <= ?"
     " AND (SELECT a.state FROM alerts a WHERE a.id = f.alert_id) <> 'cancelled'"
     " ORDER BY f.urgency, f.next_attempt_at, f.id LIMIT 1"
+)
+_FRONT_QUEUED_SQL = "SELECT f.urgency, f.alert_id" + _FIRST_DUE_QUEUED
+# Where the class of that row ends (its first urgency past it); NULL when none is due.
+_FRONT_CLASS_END = (
+    f"SELECT (f.urgency / {RANK_CLASS_SPAN} + 1) * {RANK_CLASS_SPAN}" + _FIRST_DUE_QUEUED
 )
 _FRONT_SENDING_SQL = (
     "SELECT d.urgency, d.alert_id FROM deliveries d WHERE d.channel = ? AND d.state = 'sending'"
