@@ -61,6 +61,8 @@ TWILIO_ERRORS: dict[int, str] = {
     30008: "unknown delivery error",
     30034: "sender not registered (A2P 10DLC)",
 }
+# The error Twilio answers for a number that sent STOP to the carrier.
+OPTED_OUT = 21610
 
 
 # --- settings -----------------------------------------------------------------------------
@@ -167,6 +169,8 @@ class StatusEvent:
     delivery_id: int | None
     alert_id: str | None
     detail: str
+    opted_out: bool = False
+    """The carrier says the number sent it STOP."""
 
 
 _STATUS_OUTCOMES = {
@@ -198,7 +202,15 @@ def parse_status_callback(
     code = str(params.get("ErrorCode") or "")
     if outcome is Outcome.FAILED and code:
         detail = f"{status}: {error_detail(code)}"
-    return StatusEvent(outcome, sid, status, delivery_id, query.get("a") or None, detail)
+    return StatusEvent(
+        outcome, sid, status, delivery_id, query.get("a") or None, detail,
+        opted_out=outcome is Outcome.FAILED and _is_opted_out(code),
+    )
+
+
+def _is_opted_out(code: int | str | None) -> bool:
+    """True for Twilio's error code of a number that sent STOP to the carrier."""
+    return str(code or "").strip() == str(OPTED_OUT)
 
 
 def _message_answer(message: Any) -> ProviderAnswer | None:
@@ -349,6 +361,7 @@ class _Result:
     provider_ref: str = ""
     retry_after_s: float | None = None
     cause: str = ""
+    opted_out: bool = False
 
 
 class TwilioSms(Channel):
@@ -545,7 +558,7 @@ def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) ->
     detail = error_detail(exc.code, status)
     if is_transient_http(status):
         return _Result(Outcome.RETRY, detail, retry_after_s=retry_after)
-    return _Result(Outcome.FAILED, detail)
+    return _Result(Outcome.FAILED, detail, opted_out=_is_opted_out(exc.code))
 
 
 def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
@@ -561,5 +574,6 @@ def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
 
 def _receipt(delivery: Delivery, result: _Result) -> Receipt:
     return Receipt(
-        delivery.id, result.outcome, result.detail, result.provider_ref, result.retry_after_s
+        delivery.id, result.outcome, result.detail, result.provider_ref, result.retry_after_s,
+        opted_out=result.opted_out,
     )

@@ -255,6 +255,9 @@ class Receipt:
     detail: str = ""
     provider_ref: str = ""
     retry_after_s: float | None = None
+    opted_out: bool = False
+    """The carrier says this recipient opted out of our messages on this channel (sent STOP
+    to it): nothing more is sent to the address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,3 +280,5 @@ class LateReceipt:
     alert_id: str | None = None
     recipient: str | None = None
     detail: str = ""
+    opted_out: bool = False
+    """The carrier says this recipient opted out of our messages on this channel."""

@@ -15,7 +15,6 @@ from channels.sms_twilio import (
 from dispatcher.api.common import SERVICE, error, read_form
 from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind, LateReceipt
-from dispatcher.engine import CARRIER_STOP
 
 log = structlog.get_logger("clarion.api.callbacks")
 
@@ -43,7 +42,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     event = parse_status_callback(params, request.query)
     if event is None:
         return web.Response(status=204)
-    if CARRIER_STOP in event.detail and params.get("To"):
+    if event.opted_out and params.get("To"):
         # The carrier says this number sent STOP: no SMS to it from now on.
         await service.responses.carrier_refused([str(params["To"])])
     # The engine is the ReceiptSink: it stamps the time, counts, and closes finished alerts.
@@ -55,6 +54,7 @@ async def twilio_status(request: web.Request) -> web.Response:
             provider_ref=event.message_sid,
             alert_id=event.alert_id,
             detail=event.detail,
+            opted_out=event.opted_out,
         )
     )
     log.debug(
