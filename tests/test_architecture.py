@@ -141,3 +141,54 @@ class TestImports:
         assert [n for n in nested if n[0] not in NESTED_ALLOWED] == []
         # Each exception is still needed, or it goes.
         assert {n[0] for n in nested} == set(NESTED_ALLOWED)
+
+
+# Channel modules the engine may import: the contract and its shared parts, no provider.
+CHANNEL_CONTRACT = {"channels", "channels.base", "channels.breaker", "channels.errors",
+                    "channels.pacing"}
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+class TestEngineAndChannels:
+    """Channels and the engine meet at the channel contract only."""
+
+    def test_no_channel_imports_the_engine(self) -> None:
+        """No module under `channels/` imports `dispatcher.engine` or one of its parts."""
+        edges = graph()[0]
+        found = {
+            (name, dep) for name, deps in edges.items() if _in(name, "channels")
+            for dep in deps if _in(dep, "dispatcher.engine")
+        }
+        assert found == set()
+
+    def test_the_engine_imports_no_provider(self) -> None:
+        """The engine's parts import the channel contract, never a provider's module."""
+        edges = graph()[0]
+        parts = [name for name in edges if _in(name, "dispatcher.engine")]
+        assert {"dispatcher.engine", "dispatcher.engine.loop"} <= set(parts)
+        found = {
+            (name, dep) for name in parts for dep in edges[name]
+            if _in(dep, "channels") and dep not in CHANNEL_CONTRACT
+        }
+        assert found == set()
+
+    def test_the_rules_would_see_a_breach(self) -> None:
+        """The scan reads a provider's module in the engine's imports as a breach."""
+        assert "channels.sms_twilio" in MODULES and "channels.sms_twilio" not in CHANNEL_CONTRACT
+        assert _in("dispatcher.engine.loop", "dispatcher.engine")
+        assert not _in("dispatcher.engines", "dispatcher.engine")
+
+    def test_the_engine_names_no_provider(self) -> None:
+        """No part of the engine, nor the status callback route, names a provider's error
+        code: the channel module reads its own and says it as a typed receipt field."""
+        texts = {
+            name: path.read_text(encoding="utf-8").lower() for name, path in MODULES.items()
+            if _in(name, "dispatcher.engine")
+        }
+        assert texts
+        assert [n for n, text in texts.items() if "twilio" in text or "21610" in text] == []
+        callbacks = MODULES["dispatcher.api.callbacks"].read_text(encoding="utf-8")
+        assert "21610" not in callbacks

@@ -219,6 +219,8 @@ class TestContract:
         ]
         assert receipts[0].provider_ref.startswith("SM") and len(receipts[0].provider_ref) == 34
         assert "21211" in receipts[1].detail and "21610" in receipts[3].detail
+        # Only the opted-out number is said to be so, as a field the engine reads.
+        assert [r.opted_out for r in receipts] == [False, False, False, True, False, False]
 
     @pytest.mark.parametrize(
         ("reply", "outcome", "code"),
@@ -568,6 +570,22 @@ class TestCallbacks:
             public_callback_url(configured, "d=1&a=A")
             == "https://alerts.example.edu/v1/callbacks/twilio?d=1&a=A"
         )
+
+    @pytest.mark.parametrize(
+        ("status", "code", "opted_out"),
+        [
+            ("undelivered", "21610", True),
+            ("failed", "21610", True),
+            ("undelivered", "30003", False),
+            ("failed", "", False),
+            ("delivered", "", False),
+        ],
+    )
+    def test_parse_says_a_carrier_opt_out(self, status: str, code: str, opted_out: bool) -> None:
+        """A failed callback with the opt-out error code says the number opted out."""
+        params = {"MessageSid": "SM1", "MessageStatus": status, "ErrorCode": code}
+        event = parse_status_callback(params, {"d": "7"})
+        assert event is not None and event.opted_out is opted_out
 
     def test_parse_without_delivery_id(self) -> None:
         """Callbacks without our query still match by SID."""

@@ -180,3 +180,48 @@ class TestOpenBreaker:
         assert sms[-2]["detail"] == "not sent: sms.twilio unavailable (circuit open)"
         # Two whole batches before the breaker opened, then single-message probes only.
         assert providers.twilio.requests <= 2 * 20 + 10, providers.twilio.requests
+
+
+async def settled_sms(running: Running, alert_id: str, people: list[dict[str, Any]]) -> None:
+    """Wait (bounded) until each of these people's SMS is no longer queued, sending or only
+    accepted: the provider's last word on it has been recorded."""
+    async with asyncio.timeout(20):
+        while True:
+            found = await deliveries(running, alert_id)
+            states = [found[("sms", p["id"])]["state"] for p in people]
+            if all(s not in ("queued", "sending", "accepted") for s in states):
+                return
+            await asyncio.sleep(0.05)
+
+
+class TestCarrierOptOut:
+    """The carrier's word that a number opted out keeps every later SMS off it, whether the
+    word comes with the send or in a status callback."""
+
+    async def test_refused_send_and_status_callback_both_list_the_number(self, rig: Rig) -> None:
+        """21610 on the send, and 21610 in an undelivered status callback, put the number on
+        the opt-out list; another carrier failure does not. The next alert sends those two no
+        SMS."""
+        providers, running = await rig()
+        people = await people_with(running, f"role = 'staff' AND {REACHABLE}", 4)
+        refused, reported, undelivered, fine = (p["phone"] for p in people)
+        providers.twilio.opted_out.add(refused)
+        providers.twilio.fate(reported, "undelivered", 21610)
+        providers.twilio.fate(undelivered, "undelivered", 30003)
+        first = await send(running, people, ["sms"])
+        await running.wait_state(first)
+        await settled_sms(running, first, people)
+        responses = running.service.responses
+        assert await responses.opted_out([refused, reported, undelivered, fine]) == {
+            refused, reported
+        }
+        sent_before = len(providers.twilio.sent)
+        second = await send(running, people, ["sms"])
+        await running.wait_state(second)
+        found = await deliveries(running, second)
+        states = [found[("sms", p["id"])]["state"] for p in people]
+        assert states[:2] == ["suppressed", "suppressed"]
+        assert "suppressed" not in states[2:]
+        again = {m.to for m in providers.twilio.sent[sent_before:]}
+        assert refused not in again and reported not in again
+        assert {undelivered, fine} <= again
