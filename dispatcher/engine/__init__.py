@@ -119,8 +119,7 @@ class Engine:
         self._sweeper = Sweeper(
             settings=settings, channels=channels, ledger=ledger, alerts=self._alerts,
             receipts=self._receipts, responses=responses, clock=clock, wakes=self._wakes,
-            lease_ms=self._leases.lease_ms, resolving=self._resolver.resolving,
-            dispatch=self.dispatch,
+            leases=self._leases, resolver=self._resolver,
         )
         self._running: list[asyncio.Task[None]] = []
         self._heartbeat: asyncio.Task[None] | None = None

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import structlog
 
@@ -13,6 +13,7 @@ from dispatcher.clock import Clock
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
 from dispatcher.engine.alerts import Alerts
 from dispatcher.engine.receipts import LateReceipts
+from dispatcher.engine.resolver import Resolver
 from dispatcher.engine.tasks import Wakes
 from dispatcher.responses import Responses
 from dispatcher.settings import Settings
@@ -67,9 +68,8 @@ class Sweeper:
         responses: Responses | None,
         clock: Clock,
         wakes: Wakes,
-        lease_ms: int,
-        resolving: Callable[[str], bool],
-        dispatch: Callable[[str], None],
+        leases: Leases,
+        resolver: Resolver,
     ) -> None:
         self._settings = settings
         self._channels = channels
@@ -79,9 +79,8 @@ class Sweeper:
         self._responses = responses
         self._clock = clock
         self._wakes = wakes
-        self._lease_ms = lease_ms
-        self._resolving = resolving
-        self._dispatch = dispatch
+        self._leases = leases
+        self._resolver = resolver
 
     async def run(self) -> None:
         """Sweep now and then, until cancelled."""
@@ -114,10 +113,13 @@ class Sweeper:
         for record in dispatching:
             if record.resolved_at is not None:
                 await self._alerts.finish(record.id)
-            elif not self._resolving(record.id) and now - record.created_at > self._lease_ms:
+            elif (
+                not self._resolver.resolving(record.id)
+                and now - record.created_at > self._leases.lease_ms
+            ):
                 # Its resolver died (or failed): re-planning is idempotent, so take it over.
                 log.info("engine.resume_resolution", alert_id=record.id)
-                self._dispatch(record.id)
+                self._resolver.dispatch(record.id)
 
     def _escalated(self, alert_id: str, added: int) -> None:
         """An escalation round queued deliveries: the alert is sending again, wake the loops."""
