@@ -50,6 +50,7 @@ import aiohttp
 import structlog
 from apprise import Apprise, AppriseAsset, NotifyType
 from apprise.result import AppriseResult, AppriseResultStatus
+from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import Field
 from yarl import URL
 
@@ -102,7 +103,7 @@ class Gateway:
     """Where and how a push gateway address is posted to."""
 
     url: URL
-    headers: Mapping[str, str]
+    headers: CIMultiDictProxy[str]
 
 
 def gateway(address: str) -> Gateway | None:
@@ -132,11 +133,12 @@ def gateway(address: str) -> Gateway | None:
         return None
     if not url.host or not all(_header_ok(n, v) for n, v in headers.items()):
         return None
-    sent = {"Content-Type": "application/json", "User-Agent": "Clarion"}
+    sent = CIMultiDict({"Content-Type": "application/json", "User-Agent": "Clarion"})
     if url.user is not None:
         sent["Authorization"] = _basic(url.user, url.password or "")
-    sent.update(headers)
-    return Gateway(url.with_user(None).with_query(params or None), sent)
+    for name, value in headers.items():
+        sent[name] = value  # the address's own headers win, whatever their case
+    return Gateway(url.with_user(None).with_query(params or None), CIMultiDictProxy(sent))
 
 
 def push_body(alert: AlertContext, title: str, text: str) -> bytes:
@@ -326,7 +328,7 @@ class ApprisePush(Channel):
         self, route: Gateway, alert: AlertContext, title: str, text: str, start_by: float
     ) -> _Outcome:
         """One post to a gateway; its answer or failure becomes an outcome."""
-        headers = dict(route.headers)
+        headers = CIMultiDict(route.headers)
         if self.settings.alert_header:
             headers[ALERT_HEADER] = alert.alert_id
         body = push_body(alert, title, text)

@@ -162,6 +162,17 @@ class TestGatewayRequest:
         scheme, _, encoded = headers["authorization"].partition(" ")
         assert (scheme, base64.b64decode(encoded).decode()) == ("Basic", "alice:s3cr@t")
 
+    async def test_address_headers_win(
+        self, server: tuple[Recorder, str], make_channel: Callable[..., ApprisePush]
+    ) -> None:
+        """A `+` header replaces the channel's own of that name, whatever its case."""
+        recorder, host = server
+        url = f"json://{host}/p?+content-type=application/vnd.alert%2Bjson&+USER-AGENT=Campus"
+        assert await send(make_channel(), url) == [Outcome.ACCEPTED]
+        (seen,) = recorder.seen
+        sent = [(k, v) for k, v in seen.headers if k in ("content-type", "user-agent")]
+        assert sent == [("content-type", "application/vnd.alert+json"), ("user-agent", "Campus")]
+
     async def test_json_body(
         self, server: tuple[Recorder, str], make_channel: Callable[..., ApprisePush]
     ) -> None:
