@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextvars
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,15 +14,12 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import structlog
 from pydantic import Field, SecretStr, model_validator
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
-from twilio.rest import Client
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
+from channels.twilio_rest import TWILIO_API, TwilioError, TwilioRest
 from dispatcher.credentials import SettingsModel, reveal
 from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, ProviderAnswer, Receipt
 from dispatcher.policy import gsm
@@ -32,7 +27,6 @@ from dispatcher.policy import gsm
 log = structlog.get_logger("clarion.channel.sms")
 
 CALLBACK_PATH = "/v1/callbacks/twilio"
-TWILIO_API = "https://api.twilio.com"
 # Share of timeout_s a batch may wait for its senders' pace (the engine allows 3 x timeout_s).
 PACE_SHARE = 1.5
 # Twilio accepts ValidityPeriod between 1 and 36000 seconds.
@@ -213,13 +207,13 @@ def _is_opted_out(code: int | str | None) -> bool:
     return str(code or "").strip() == str(OPTED_OUT)
 
 
-def _message_answer(message: Any) -> ProviderAnswer | None:
+def _message_answer(message: Mapping[str, Any]) -> ProviderAnswer | None:
     """A fetched Message resource as an answer; None while it is still under way."""
-    status = str(message.status or "").lower()
+    status = str(message.get("status") or "").lower()
     outcome = _STATUS_OUTCOMES.get(status)
     if outcome is None or outcome is Outcome.ACCEPTED:
         return None
-    code = message.error_code
+    code = message.get("error_code")
     detail = f"{status}: {error_detail(code)}" if outcome is Outcome.FAILED and code else status
     return ProviderAnswer(outcome, f"{detail} (asked the provider)")
 
@@ -229,8 +223,8 @@ UNKNOWN_TO_PROVIDER = "unknown to the provider when asked (twilio 20404)"
 
 async def ask_twilio(
     sids: Sequence[str],
-    fetch: Callable[[str], Awaitable[Any]],
-    answer: Callable[[Any], ProviderAnswer | None],
+    fetch: Callable[[str], Awaitable[Mapping[str, Any]]],
+    answer: Callable[[Mapping[str, Any]], ProviderAnswer | None],
     *,
     at_once: int = 8,
 ) -> dict[str, ProviderAnswer]:
@@ -243,13 +237,13 @@ async def ask_twilio(
         async with slots:
             try:
                 resource = await fetch(sid)
-            except TwilioRestException as exc:
-                if int(exc.status or 0) == 404:
+            except TwilioError as exc:
+                if exc.status == 404:
                     found[sid] = ProviderAnswer(Outcome.FAILED, UNKNOWN_TO_PROVIDER)
                 else:
                     log.info("twilio.fetch_failed", status=exc.status, code=exc.code)
                 return
-            except (TimeoutError, aiohttp.ClientError, OSError, TwilioException) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 log.info("twilio.fetch_failed", error=type(exc).__name__)
                 return
             result = answer(resource)
@@ -274,73 +268,6 @@ def error_detail(code: int | str | None, http_status: int | None = None) -> str:
 
 
 # --- the channel -----------------------------------------------------------------------------
-
-# The Retry-After of the response the current task just got (the library drops headers).
-_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "twilio_retry_after", default=None
-)
-
-
-class TwilioTransport(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """Twilio's async HTTP client with what it lacks: a timeout, Retry-After, plain headers."""
-
-    def __init__(self, timeout_s: float) -> None:
-        # No max_retries: its retries re-POST on any 5xx and can send an SMS twice.
-        super().__init__(pool_connections=False)
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the signature the twilio client calls
-        allow_redirects: bool = False,
-    ) -> Response:
-        """One request; an error response's Retry-After is kept for the calling task."""
-        sent = dict(headers or {})
-        if auth is not None:
-            # Built here: aiohttp deprecates the BasicAuth helper the library uses.
-            pair = f"{auth[0]}:{auth[1]}".encode()
-            sent["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        body: str | None = None
-        if data:
-            # Encoded here: aiohttp's FormData (a multipart writer underneath, even for a plain
-            # form) costs more than the rest of the request.
-            body = urlencode(data, doseq=True)
-            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
-        session: aiohttp.ClientSession = self.session
-        async with session.request(
-            method.upper(),
-            url,
-            params=params,
-            data=body,
-            headers=sent,
-            allow_redirects=allow_redirects,
-        ) as reply:
-            text = await reply.text()
-            if reply.status >= 400:
-                _retry_after.set(_parse_retry_after(reply.headers.get("Retry-After")))
-            return Response(reply.status, text, reply.headers)
-
-
-def last_retry_after() -> float | None:
-    """The Retry-After (seconds) of the error response this task got last, if it had one."""
-    return _retry_after.get()
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # HTTP-date form: Twilio sends seconds, and the backoff covers the rest
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
 
 @dataclass(slots=True)
 class _Sender:
@@ -376,8 +303,12 @@ class TwilioSms(Channel):
         super().__init__(settings)
         assert isinstance(settings, TwilioSettings)
         self.settings: TwilioSettings = settings
-        self._client: Client | None = None
-        self._http: AsyncTwilioHttpClient | None = None
+        self._rest = TwilioRest(
+            settings.api_base_url,
+            settings.account_sid,
+            reveal(settings.auth_token),
+            timeout_s=settings.timeout_s,
+        )
         self._senders = self._build_senders(settings, self.right_of_way)
 
     @staticmethod
@@ -398,39 +329,18 @@ class TwilioSms(Channel):
 
     async def start(self, receipts: ReceiptSink, /) -> None:
         """Open the HTTP session (status arrives by callback, not through `receipts`)."""
-        # The library loads its Messages resource on first use (~0.1 s): here, not on the
-        # first alert's clock.
-        _ = self._twilio().messages
+        self._rest.open()
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._http is not None:
-            await self._http.close()
-        self._http = self._client = None
-
-    def _twilio(self) -> Client:
-        if self._client is None:
-            self._http = TwilioTransport(self.settings.timeout_s)
-            client = Client(
-                self.settings.account_sid,
-                reveal(self.settings.auth_token),
-                http_client=self._http,
-                environment={},
-            )
-            # `environment={}` is falsy, so the client still read os.environ: clear what
-            # TWILIO_EDGE / TWILIO_REGION would do to our host.
-            client.edge = client.region = None
-            client.api.base_url = self.settings.api_base_url.rstrip("/")
-            self._client = client
-        return self._client
+        await self._rest.close()
 
     async def reconcile(self, provider_refs: Sequence[str], /) -> dict[str, ProviderAnswer]:
         """Each message's status from its Message resource (GET .../Messages/{Sid}.json)."""
-        client = self._twilio()
 
-        async def fetch(sid: str) -> Any:
+        async def fetch(sid: str) -> Mapping[str, Any]:
             async with asyncio.timeout(self.settings.timeout_s):
-                return await client.messages(sid).fetch_async()
+                return await self._rest.fetch("Messages", sid)
 
         return await ask_twilio(provider_refs, fetch, _message_answer)
 
@@ -442,7 +352,6 @@ class TwilioSms(Channel):
 
     async def transmit(self, batch: Batch, /) -> Sequence[Receipt]:
         """Send each delivery from the next free sender; receipts in delivery order."""
-        client = self._twilio()
         remaining_s = batch.alert.expires_ms / 1000 - time.time()
         validity = min(self.settings.validity_period_s, math.floor(remaining_s))
         results: list[_Result | None] = [None] * len(batch.deliveries)
@@ -469,9 +378,7 @@ class TwilioSms(Channel):
                 if auth_failed.is_set():
                     results[index] = _AUTH_FAILED
                     continue
-                result = await self._send_one(
-                    client, sender, batch, delivery, validity, pace_until
-                )
+                result = await self._send_one(sender, batch, delivery, validity, pace_until)
                 results[index] = result
                 if result.cause == "auth":
                     # The rest would fail alike: spare the API (and the account's reputation).
@@ -489,7 +396,6 @@ class TwilioSms(Channel):
 
     async def _send_one(
         self,
-        client: Client,
         sender: _Sender,
         batch: Batch,
         delivery: Delivery,
@@ -509,32 +415,35 @@ class TwilioSms(Channel):
                 return _GAVE_WAY
         elif self.right_of_way.yields(batch.alert.rank):
             return _GAVE_WAY
-        params: dict[str, Any] = {"to": delivery.address, "body": text}
-        params["validity_period"] = validity
+        form: list[tuple[str, str]] = [
+            ("To", delivery.address),
+            ("Body", text),
+            ("ValidityPeriod", str(validity)),
+        ]
         if sender.service_sid:
-            params["messaging_service_sid"] = sender.service_sid
+            form.append(("MessagingServiceSid", sender.service_sid))
         else:
-            params["from_"] = sender.from_
+            form.append(("From", sender.from_))
         if callback := self.settings.status_callback_url:
-            params["status_callback"] = status_callback_url(
-                callback, delivery.id, batch.alert.alert_id
+            form.append(
+                ("StatusCallback", status_callback_url(callback, delivery.id, batch.alert.alert_id))
             )
-        _retry_after.set(None)
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                message = await client.messages.create_async(**params)
-        except TwilioRestException as exc:
-            result = _classify_rest_error(exc, _retry_after.get())
+                message = await self._rest.create("Messages", form)
+        except TwilioError as exc:
+            result = _classify_rest_error(exc, exc.retry_after_s)
         except TimeoutError:
             result = _Result(Outcome.RETRY, "twilio timed out", cause="timeout")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             result = _Result(
                 Outcome.RETRY, f"twilio unreachable ({type(exc).__name__})", cause="unreachable"
             )
-        except (aiohttp.ClientError, TwilioException) as exc:
+        except aiohttp.ClientError as exc:
             result = _Result(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
         else:
-            return _Result(Outcome.ACCEPTED, str(message.status or "queued"), str(message.sid))
+            status = str(message.get("status") or "queued")
+            return _Result(Outcome.ACCEPTED, status, str(message.get("sid") or ""))
         log.info(
             "sms.send_failed",
             channel=self.name,
@@ -551,7 +460,7 @@ _AUTH_FAILED = _Result(Outcome.FAILED, error_detail(20003, 401), cause="auth")
 _GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
 
 
-def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) -> _Result:
+def _classify_rest_error(exc: TwilioError, retry_after: float | None) -> _Result:
     status = int(exc.status or 0)
     if status in (401, 403):
         return _AUTH_FAILED

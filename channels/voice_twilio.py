@@ -22,20 +22,13 @@ import aiohttp
 import phonenumbers
 import structlog
 from pydantic import Field, SecretStr, model_validator
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.rest import Client
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter, UrgentSlots
-from channels.sms_twilio import (
-    TWILIO_API,
-    TWILIO_ERRORS,
-    TwilioTransport,
-    ask_twilio,
-    last_retry_after,
-)
+from channels.sms_twilio import TWILIO_ERRORS, ask_twilio
+from channels.twilio_rest import TWILIO_API, TwilioError, TwilioRest
 from dispatcher.credentials import SettingsModel, reveal
 from dispatcher.domain import (
     AlertContext,
@@ -280,9 +273,9 @@ def parse_call_status(params: Mapping[str, Any], query: Mapping[str, str]) -> Ca
     return CallEvent(outcome, sid, status, delivery_id, query.get("a") or None, detail)
 
 
-def _call_answer(call: Any) -> ProviderAnswer | None:
+def _call_answer(call: Mapping[str, Any]) -> ProviderAnswer | None:
     """A fetched Call resource as an answer; None while the call is still under way."""
-    status = str(call.status or "").lower()
+    status = str(call.get("status") or "").lower()
     outcome = _CALL_OUTCOMES.get(status)
     if outcome is None or outcome is Outcome.ACCEPTED or status == "in-progress":
         return None
@@ -345,8 +338,12 @@ class TwilioVoice(Channel):
         super().__init__(settings)
         assert isinstance(settings, VoiceSettings)
         self.settings: VoiceSettings = settings
-        self._client: Client | None = None
-        self._http: TwilioTransport | None = None
+        self._rest = TwilioRest(
+            settings.api_base_url,
+            settings.account_sid,
+            reveal(settings.auth_token),
+            timeout_s=settings.timeout_s,
+        )
         way = self.right_of_way
         self._callers = [
             _Caller(c.number, _pace(c.rate_per_second, way)) for c in settings.callers
@@ -358,15 +355,12 @@ class TwilioVoice(Channel):
         self._placed: dict[str, tuple[int, list[str]]] = {}
 
     async def start(self, receipts: ReceiptSink, /) -> None:
-        """Load the Calls resource now, not on the first alert's clock (status comes by
-        callback, not through `receipts`)."""
-        _ = self._twilio().calls
+        """Open the HTTP session (status comes by callback, not through `receipts`)."""
+        self._rest.open()
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        if self._http is not None:
-            await self._http.close()
-        self._http = self._client = None
+        await self._rest.close()
 
     async def take_down(self, alert: AlertContext, /) -> None:
         """The alert was cancelled: cancel its calls that still queue or ring (an answered
@@ -374,14 +368,12 @@ class TwilioVoice(Channel):
         _, sids = self._placed.pop(alert.alert_id, (0, []))
         if not sids:
             return
-        client = self._twilio()
-
         async def cancel(sid: str) -> bool:
             try:
                 # A cancel is as urgent as anything: it goes first and never gives way.
                 async with self._requests.slot(0), asyncio.timeout(self.settings.timeout_s):
-                    await client.calls(sid).update_async(status="canceled")
-            except (TwilioException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    await self._rest.update("Calls", sid, [("Status", "canceled")])
+            except (TwilioError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 # An answered or ended call cannot be canceled; Twilio says so with a 4xx.
                 log.info("voice.cancel_failed", channel=self.name, alert_id=alert.alert_id,
                          error=type(exc).__name__)
@@ -398,27 +390,12 @@ class TwilioVoice(Channel):
             del self._placed[gone]
         self._placed.setdefault(alert.alert_id, (alert.expires_ms, []))[1].append(sid)
 
-    def _twilio(self) -> Client:
-        if self._client is None:
-            self._http = TwilioTransport(self.settings.timeout_s)
-            client = Client(
-                self.settings.account_sid,
-                reveal(self.settings.auth_token),
-                http_client=self._http,
-                environment={},
-            )
-            client.edge = client.region = None
-            client.api.base_url = self.settings.api_base_url.rstrip("/")
-            self._client = client
-        return self._client
-
     async def reconcile(self, provider_refs: Sequence[str], /) -> dict[str, ProviderAnswer]:
         """Each call's status from its Call resource (GET .../Calls/{Sid}.json)."""
-        client = self._twilio()
 
-        async def fetch(sid: str) -> Any:
+        async def fetch(sid: str) -> Mapping[str, Any]:
             async with asyncio.timeout(self.settings.timeout_s):
-                return await client.calls(sid).fetch_async()
+                return await self._rest.fetch("Calls", sid)
 
         return await ask_twilio(provider_refs, fetch, _call_answer)
 
@@ -442,7 +419,6 @@ class TwilioVoice(Channel):
         if batch.alert.expires_ms / 1000 - time.time() < 1:
             expired = _Result(Outcome.FAILED, "alert expired before calling")
             return [_receipt(d, expired) for d in batch.deliveries]
-        client = self._twilio()
         # Pacing waits end in time for the last request to finish within the engine's limit.
         pace_until = asyncio.get_running_loop().time() + self.settings.timeout_s * PACE_SHARE
         auth_failed = asyncio.Event()
@@ -450,7 +426,7 @@ class TwilioVoice(Channel):
         async def one(delivery: Delivery) -> _Result:
             if auth_failed.is_set():
                 return _AUTH_FAILED
-            result = await self._call(client, batch, delivery, pace_until, auth_failed)
+            result = await self._call(batch, delivery, pace_until, auth_failed)
             if result.cause == "auth":
                 auth_failed.set()
             return result
@@ -463,7 +439,6 @@ class TwilioVoice(Channel):
 
     async def _call(
         self,
-        client: Client,
         batch: Batch,
         delivery: Delivery,
         pace_until: float,
@@ -485,37 +460,39 @@ class TwilioVoice(Channel):
             return _AUTH_FAILED
         base = self.settings.callback_base_url
         alert_id = batch.alert.alert_id
-        params: dict[str, Any] = {
-            "to": delivery.address,
-            "from_": caller.number,
-            "url": callback_url(base, TWIML_PATH, delivery.id, alert_id),
-            "method": "POST",
-            "status_callback": callback_url(base, STATUS_PATH, delivery.id, alert_id),
-            "status_callback_event": list(STATUS_EVENTS),
-            "status_callback_method": "POST",
-            "timeout": self.settings.ring_timeout_s,
-            "time_limit": self.settings.time_limit_s,
-        }
+        form = [
+            ("To", delivery.address),
+            ("From", caller.number),
+            ("Url", callback_url(base, TWIML_PATH, delivery.id, alert_id)),
+            ("Method", "POST"),
+            ("StatusCallback", callback_url(base, STATUS_PATH, delivery.id, alert_id)),
+            *(("StatusCallbackEvent", event) for event in STATUS_EVENTS),
+            ("StatusCallbackMethod", "POST"),
+            ("Timeout", str(self.settings.ring_timeout_s)),
+            ("TimeLimit", str(self.settings.time_limit_s)),
+        ]
         try:
             await self._requests.acquire(rank)
         except GiveWay:
             return _GAVE_WAY
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                call = await client.calls.create_async(**params)
-        except TwilioRestException as exc:
-            result = _classify_rest_error(exc, last_retry_after())
+                call = await self._rest.create("Calls", form)
+        except TwilioError as exc:
+            result = _classify_rest_error(exc, exc.retry_after_s)
         except TimeoutError:
             result = _Result(Outcome.RETRY, "twilio timed out", cause="timeout")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             result = _Result(
                 Outcome.RETRY, f"twilio unreachable ({type(exc).__name__})", cause="unreachable"
             )
-        except (aiohttp.ClientError, TwilioException) as exc:
+        except aiohttp.ClientError as exc:
             result = _Result(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
         else:
-            self._remember(batch.alert, str(call.sid))
-            return _Result(Outcome.ACCEPTED, f"call {call.status or 'queued'}", str(call.sid))
+            sid = str(call.get("sid") or "")
+            if sid:
+                self._remember(batch.alert, sid)
+            return _Result(Outcome.ACCEPTED, f"call {call.get('status') or 'queued'}", sid)
         finally:
             self._requests.release()
         log.info(
@@ -534,7 +511,7 @@ _AUTH_FAILED = _Result(Outcome.FAILED, call_error_detail(20003, 401), cause="aut
 _GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
 
 
-def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) -> _Result:
+def _classify_rest_error(exc: TwilioError, retry_after: float | None) -> _Result:
     status = int(exc.status or 0)
     if status in (401, 403):
         return _AUTH_FAILED

@@ -1,4 +1,5 @@
-"""An HTTP sink for Apprise's `json://` targets: `POST /push/{recipient}`, failures on cue.
+"""A push gateway stand-in: `POST /push/{recipient}` with the JSON body `push.apprise` posts
+to gateways (documented in `channels/push_apprise.py`), failures on cue.
 
 Simulated people also tap the answer link an alert's question puts in its push message: the
 sink opens the page (GET) and presses a button (POST), as a phone's browser does."""
@@ -30,7 +31,7 @@ ANSWER_LINK = re.compile(r"https?://\S+/public/answer/[0-9A-Za-z_-]+/[0-9A-Za-z.
 
 @dataclass
 class PushSink:
-    """Records each notification Apprise posts; answers scripted statuses when told to."""
+    """Records each notification posted to it; answers scripted statuses when told to."""
 
     stats: Stats = field(default_factory=Stats)
     error_rate: float = 0.0
@@ -73,15 +74,17 @@ class PushSink:
             payload = json.loads(await request.read())
         except (UnicodeDecodeError, json.JSONDecodeError):
             return web.json_response({"error": "body is not JSON"}, status=400)
-        if not isinstance(payload, dict):
-            return web.json_response({"error": "body is not a JSON object"}, status=400)
+        problem = _body_problem(payload)
+        if problem:
+            return web.json_response({"error": problem}, status=400)
         self.stats.record(
             "push",
-            request.headers.get(ALERT_HEADER, ""),
+            request.headers.get(ALERT_HEADER) or str(payload.get("alert_id", "")),
             recipient,
-            str(payload.get("message", "")),
+            payload["message"],
             title=str(payload.get("title", "")),
             type=str(payload.get("type", "")),
+            drill=str(payload.get("drill", "")).lower(),
         )
         link = ANSWER_LINK.search(str(payload.get("message", "")))
         if link and self._random.random() < self.click_rate:
@@ -117,11 +120,36 @@ class PushSink:
 
 
 PUSH: web.AppKey[PushSink] = web.AppKey("sandbox.push")
+# The body's fields and their types; `alert_id` and `drill` are Clarion's, the rest are also
+# what Apprise's own json:// webhook posts (Apprise sends addresses with options itself).
+_FIELDS: dict[str, type] = {
+    "version": str,
+    "title": str,
+    "message": str,
+    "type": str,
+    "attachments": list,
+    "alert_id": str,
+    "drill": bool,
+}
+_REQUIRED = ("title", "message")
+
+
+def _body_problem(payload: object) -> str:
+    """What is wrong with a posted body, or "" when it is one a gateway accepts."""
+    if not isinstance(payload, dict):
+        return "body is not a JSON object"
+    for name in _REQUIRED:
+        if name not in payload:
+            return f"{name} missing"
+    for name, kind in _FIELDS.items():
+        if name in payload and not isinstance(payload[name], kind):
+            return f"{name} is not a {kind.__name__}"
+    return ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The push sink's flags."""
-    group = parser.add_argument_group("Apprise json:// sink")
+    group = parser.add_argument_group("push gateway (json://) sink")
     group.add_argument("--push-error-rate", type=float, default=0.0, help="share answered 503")
     group.add_argument("--push-delay", type=float, default=0.0, help="seconds per request")
     group.add_argument("--push-seed", type=int, default=None, help="seed for the error share")

@@ -189,6 +189,37 @@ class TestReceipts:
         assert sink[0].requests < 200
 
 
+class TestSink:
+    """The sandbox's gateway takes the body the channel documents, and nothing else."""
+
+    @pytest.mark.parametrize(
+        ("body", "problem"),
+        [
+            ([], "body is not a JSON object"),
+            ({"title": "T"}, "message missing"),
+            ({"title": "T", "message": 5}, "message is not a str"),
+            ({"title": "T", "message": "M", "drill": "yes"}, "drill is not a bool"),
+        ],
+    )
+    async def test_refuses_other_bodies(
+        self, sink: tuple[PushSink, str], body: Any, problem: str
+    ) -> None:
+        """A body that is not the documented one is a 400 that says why; nothing is counted."""
+        async with aiohttp.ClientSession() as http, http.post(
+            f"http://{sink[1]}/push/P1", json=body
+        ) as response:
+            assert (response.status, await response.json()) == (400, {"error": problem})
+        assert sink[0].stats.of("push") == []
+
+    async def test_drill_flag_recorded(
+        self, sink: tuple[PushSink, str], make_channel: Callable[..., ApprisePush]
+    ) -> None:
+        """The sink keeps the body's drill flag beside the text."""
+        await make_channel().send(Batch(alert(mode=Mode.DRILL), targets(sink[1], "P1")))
+        (received,) = sink[0].stats.of("push")
+        assert received.meta["drill"] == "true"
+
+
 class TestTargets:
     """Where the alert id rides."""
 

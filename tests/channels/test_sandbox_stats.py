@@ -80,8 +80,16 @@ async def send_email(box: Sandbox, to: str) -> None:
 
 
 async def send_push(http: aiohttp.ClientSession, box: Sandbox, recipient: str) -> None:
-    """One notification as Apprise's json:// posts it."""
-    payload = {"title": "Emergency", "message": "Evacuate building A", "type": "failure"}
+    """One notification as push.apprise posts it to a gateway."""
+    payload = {
+        "version": "1.0",
+        "title": "Emergency",
+        "message": "Evacuate building A",
+        "type": "info",
+        "attachments": [],
+        "alert_id": ALERT,
+        "drill": False,
+    }
     headers = {"X-Clarion-Alert": ALERT, "Content-Type": "application/json"}
     async with http.post(
         f"{box.url}/push/{recipient}", data=json.dumps(payload), headers=headers

@@ -23,6 +23,7 @@ from channels.sandbox.stats import Stats
 from channels.sandbox.twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioSandbox
 from channels.voice_twilio import (
     GATHER_PATH,
+    STATUS_EVENTS,
     STATUS_PATH,
     TWIML_PATH,
     SpeechVoice,
@@ -293,6 +294,42 @@ class TestPacing:
         assert outcomes[0] is Outcome.ACCEPTED
         assert Outcome.RETRY in outcomes
         assert len(api.calls) == outcomes.count(Outcome.ACCEPTED)
+
+
+class TestErrors:
+    """What the Calls API answers becomes the receipt, read from the response itself."""
+
+    async def test_429_carries_its_retry_after(
+        self, calls_api: tuple[TwilioSandbox, str]
+    ) -> None:
+        """A 429's Retry-After rides on the receipt; a 21211 fails with its code."""
+        api, url = calls_api
+        api.retry_after_s = 9
+        api.script("+16175550000", "429")
+        api.script("+16175550001", "21211")
+        channel = TwilioVoice(VoiceSettings.model_validate(_settings_raw(url)))
+        await channel.start(RecordingSink())
+        try:
+            targets = [Target("P0", "+16175550000"), Target("P1", "+16175550001")]
+            busy, invalid = await channel.send(make_batch(ChannelKind.VOICE, targets))
+        finally:
+            await channel.close()
+        assert (busy.outcome, busy.retry_after_s) == (Outcome.RETRY, 9.0)
+        assert busy.detail == "twilio 20429 (too many requests), HTTP 429"
+        assert (invalid.outcome, invalid.retry_after_s) == (Outcome.FAILED, None)
+        assert invalid.detail == "twilio 21211 (invalid To number), HTTP 400"
+        assert api.calls == []
+
+    async def test_call_form_as_twilio_documents_it(
+        self, calls_api: tuple[TwilioSandbox, str]
+    ) -> None:
+        """The stand-in got the callback URLs and every status event as repeated fields."""
+        api, url = calls_api
+        assert await _place(url, ["+16175550002"]) == [Outcome.ACCEPTED]
+        (call,) = api.calls
+        assert call.events == STATUS_EVENTS
+        assert call.url.startswith(f"{url}{TWIML_PATH}?d=")
+        assert call.status_callback.startswith(f"{url}{STATUS_PATH}?d=")
 
 
 # --- the service: TwiML, keys and status through the real routes -------------------------------

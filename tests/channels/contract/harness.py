@@ -741,7 +741,7 @@ class SmtpHarness(ChannelHarness):
 
 
 class AppriseHarness(ChannelHarness):
-    """`push.apprise` with json:// targets on the sandbox's push sink."""
+    """`push.apprise` with json:// gateway targets on the sandbox's push sink."""
 
     name = "push.apprise"
     kind = ChannelKind.PUSH
@@ -756,7 +756,7 @@ class AppriseHarness(ChannelHarness):
         Fault("http_410", "http_4xx", reason="HTTP 410"),
         Fault("target_away", "away"),
     )
-    drill_marks = frozenset({"text_prefix"})
+    drill_marks = frozenset({"text_prefix", "drill_flag"})
     _statuses: ClassVar[Mapping[str, int]] = {
         "http_429": 429,
         "http_500": 500,
@@ -816,7 +816,12 @@ class AppriseHarness(ChannelHarness):
     async def arrivals(self, alert_id: str) -> list[Arrival]:
         """Posts the sink accepted with the alert's header."""
         return [
-            Arrival(m.recipient, m.text, text_marks(m.text, m.meta.get("title", "")))
+            Arrival(
+                m.recipient,
+                m.text,
+                text_marks(m.text, m.meta.get("title", ""))
+                | ({"drill_flag"} if m.meta.get("drill") == "true" else set()),
+            )
             for m in self.sink.stats.of("push", alert_id)
         ]
 
