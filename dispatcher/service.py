@@ -46,6 +46,7 @@ from dispatcher.store.users import ConsoleReads, UserStore
 from dispatcher.views.alerts import AlertViews
 from dispatcher.views.cap import CapDocuments
 from dispatcher.views.devices import DeviceViews
+from dispatcher.views.drills import DrillViews
 from dispatcher.views.progress import ProgressStreams
 from segments.audience import AudienceResolver
 
@@ -164,6 +165,7 @@ class Service:
         self.views = AlertViews(self.ledger, self.pauses, self.console_reads, self.channels)
         self.devices = DeviceViews(self.directory, self.channels)
         self.cap = CapDocuments(settings, self.alerts)
+        self.drills = DrillViews(self.scheduler, self.clock)
         self.records = CleryRecords(
             db, self.alerts, self.ledger, self.audit, settings.drills,
             institution=settings.service.institution, responses=self.responses,

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, held_response, read_json, service_of
-from dispatcher.drill_schedule import UnknownDrill, describe
+from dispatcher.drill_schedule import UnknownDrill
 from dispatcher.incidents.statistics import section_html
 from dispatcher.records import note_text, render_html, report_csv
 
@@ -31,19 +31,8 @@ def _invalid(name: str, message: str) -> web.HTTPUnprocessableEntity:
 @routes.get("/v1/drills")
 async def list_drills(request: web.Request) -> web.Response:
     """The configured drills with their next times and recent runs."""
-    service = service_of(request)
-    scheduler = service.scheduler
-    items = []
-    for name in scheduler.settings.schedule:
-        doc = describe(scheduler.settings, name, service.clock.now_ms())
-        doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, RECENT_RUNS)]
-        items.append(doc)
-    items.sort(key=lambda d: (d["next_ms"] is None, d["next_ms"] or 0, d["name"]))
-    return web.json_response({
-        "timezone": scheduler.settings.timezone,
-        "grace_s": scheduler.settings.grace_s,
-        "drills": items,
-    })
+    schedule = await service_of(request).drills.schedule(recent=RECENT_RUNS)
+    return web.json_response(schedule.to_json())
 
 
 @routes.post("/v1/drills/{name}/run")

@@ -52,7 +52,6 @@ from dispatcher.console.compose import (
 from dispatcher.console.oidc import OidcClient, SsoError, SsoFailure
 from dispatcher.console.zonemap import draw
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.drill_schedule import describe
 from dispatcher.places import campus_places
 from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
@@ -74,6 +73,8 @@ CSP = (
 # How often a viewer looks at its alert's shared progress (in memory: the alert's progress
 # stream reads the store once per change for every viewer).
 LOOK_EVERY_S = 0.5
+# Runs of each drill its page lists.
+RECENT_RUNS = 5
 PROGRESS_STATES = ("queued", "accepted", "delivered", "failed", "suppressed")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -904,16 +905,10 @@ async def devices(request: web.Request) -> web.Response:
 @signed_in
 async def drills(request: web.Request) -> web.Response:
     """Scheduled drills with their next times."""
-    service = _service(request)
-    scheduler = service.scheduler
-    items = []
-    for name in scheduler.settings.schedule:
-        doc = describe(scheduler.settings, name, service.clock.now_ms())
-        doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, 5)]
-        items.append(doc)
+    schedule = await _service(request).drills.schedule(recent=RECENT_RUNS)
     return _render(request, "drills.html", {
-        "title": "Drills", "drills": items, "may_run": request[PERSON].caller.can_send,
-        "timezone": scheduler.settings.timezone,
+        "title": "Drills", "drills": [d.to_json() for d in schedule.drills],
+        "may_run": request[PERSON].caller.can_send, "timezone": schedule.timezone,
         "message": request.query.get("message", ""),
     })
 
