@@ -24,6 +24,7 @@ from dispatcher.intake import Held
 from dispatcher.request import parse_request, problems
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
+from dispatcher.views.progress import Progress
 from segments.zones import zones_overlapping
 
 routes = web.RouteTableDef()
@@ -186,9 +187,13 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
     answers: EventWriter | None = None
     async with service.progress.watch(record.id) as watch:
         progress = await watch.first()
+        shown: tuple[Progress | None, str] = (None, "")
         while progress is not None:
             if answers is None:
-                doc = json.dumps(progress.event_json())
+                if progress is not shown[0]:
+                    # Written out once per progress read, not once per look.
+                    shown = (progress, json.dumps(progress.event_json()))
+                doc = shown[1]
                 await stream.changed("progress", doc)
                 if progress.final:
                     await stream.event(progress.record.state.value, doc)

@@ -542,9 +542,13 @@ async def progress_events(request: web.Request) -> web.StreamResponse:
     stream = EventWriter(request, response)
     async with service.progress.watch(record.id) as watch:
         progress = await watch.first()
+        shown: tuple[Progress | None, str] = (None, "")
         while progress is not None:
-            await stream.changed("progress", template.render(
-                **_progress(request, progress), person=request[PERSON], csrf=""))
+            if progress is not shown[0]:
+                # Rendered once per progress read, not once per look.
+                shown = (progress, template.render(
+                    **_progress(request, progress), person=request[PERSON], csrf=""))
+            await stream.changed("progress", shown[1])
             if progress.final:
                 state = progress.record.state.value
                 await stream.event(state, state)
