@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from channels.base import Channel
 from channels.devices import DeviceChannel, DevicePresence
@@ -15,19 +15,10 @@ from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.ledger import DeliveryLedger
 from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.users import ConsoleReads
+from dispatcher.views.model import ReadModel
 
 # The fractions of an alert's deliveries whose arrival times the console shows.
 PERCENTILES = (0.5, 0.9, 0.99)
-
-
-class ReadModel(BaseModel):
-    """A response body: frozen, unknown fields refused, written with its JSON names."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    def to_json(self) -> dict[str, Any]:
-        """The body as JSON values, with the names the API has always used."""
-        return self.model_dump(mode="json", by_alias=True)
 
 
 class DevicePresenceView(ReadModel):

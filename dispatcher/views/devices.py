@@ -10,7 +10,7 @@ from channels.base import Channel
 from channels.devices import Availability, DeviceChannel, DevicePresence
 from dispatcher.domain import ChannelKind
 from dispatcher.store.directory import DirectoryStore
-from dispatcher.views.alerts import ReadModel
+from dispatcher.views.model import ReadModel
 
 
 class DeviceItem(ReadModel):

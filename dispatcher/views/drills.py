@@ -6,7 +6,7 @@ from __future__ import annotations
 from dispatcher.clock import Clock
 from dispatcher.drill_schedule import describe
 from dispatcher.scheduler import DrillScheduler
-from dispatcher.views.alerts import ReadModel
+from dispatcher.views.model import ReadModel
 
 
 class DrillRunView(ReadModel):
