@@ -2,7 +2,7 @@
 
 The stores tell `ProgressStreams.changed` about every committed change of an alert or its
 deliveries (the alert store about creates, state changes and cancels; the ledger about
-enqueues, claims, settles, late receipts and fallbacks). Each alert that someone watches has
+enqueues, claims, settles, late receipts and diversions). Each alert that someone watches has
 one task that reads the alert's progress once per change and keeps the result; the API's
 event stream and the console's progress page only look at that result, so N viewers of an
 alert cost one read per change, not N. Changes no notification reaches (another node writing
