@@ -42,7 +42,6 @@ from channels.sandbox import twilio as twilio_plugin
 from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
 from dispatcher.api.app import build_app
-from dispatcher.api.drills import records_of
 from dispatcher.observability import configure_logging
 from dispatcher.service import Service
 from dispatcher.settings import Settings, config_dir, load_settings
@@ -162,7 +161,7 @@ async def _measure(scenario: str, client: TestClient[Any, Any], service: Service
         theirs = sorted((m for m in sms if m.alert_id == other), key=lambda m: m.at)
         unique = {m.recipient for m in theirs}
         total = (await service.ledger.counts(other))["sms"]["total"]
-        record = await records_of(service).record(other)
+        record = await service.records.record(other)
         result[name] = {
             "sms": len(theirs),
             "handed_over_during_emergency": sum(1 for m in theirs if mine[0] <= m.at <= mine[-1]),

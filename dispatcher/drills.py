@@ -24,20 +24,14 @@ from rich.table import Table
 from dispatcher.clock import Clock
 from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
 from dispatcher.drill_schedule import describe
-from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
-from dispatcher.permissions import Permissions
-from dispatcher.records import CleryRecords, CleryReport, purge, render_html, report_csv
-from dispatcher.responses import Responses
+from dispatcher.records import CleryReport, purge, render_html, report_csv
 from dispatcher.scheduler import DrillRun, recent_runs
+from dispatcher.service import Service
 from dispatcher.settings import Settings
-from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
-from dispatcher.store.incidents import IncidentStore
-from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
-from dispatcher.store.responses import ResponseStore
 
 
 def register(sub: Any) -> None:
@@ -194,21 +188,14 @@ async def _report(
     now = Clock().now_ms()
     if year is None:
         year = datetime.fromtimestamp(now / 1000, tz=drills.zone()).year
-    db = await open_database(settings.store.url)
+    # The records and the incident registry as the composition root builds them.
+    service = await Service.open(settings)
     try:
-        audit = AuditLog(db)
-        records = CleryRecords(
-            db, AlertStore(db, audit), DeliveryLedger(db, RetryPolicy(1, 1)), audit, drills,
-            institution=settings.service.institution,
-            responses=Responses(ResponseStore(db, audit), clock=Clock()),
-        )
-        report = await records.report(year, now_ms=now)
-        permissions = Permissions(settings.auth, settings.directory.segments, settings.incidents)
-        incidents = IncidentRegistry(settings, IncidentStore(db, audit), Clock(), permissions)
-        crimes = await incidents.report_section(year)
+        report = await service.records.report(year, now_ms=now)
+        crimes = await service.incidents.report_section(year)
         return report, crimes
     finally:
-        await db.close()
+        await service.db.close()
 
 
 # -- purge -----------------------------------------------------------------------------------------

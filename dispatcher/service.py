@@ -14,14 +14,19 @@ from channels.sms_twilio import default_callback_url
 from dispatcher.api_tokens import TokenRegistry
 from dispatcher.auth import Authenticator
 from dispatcher.clock import Clock
+from dispatcher.console.accounts import Accounts, LoginThrottle
+from dispatcher.console.oidc import CALLBACK_PATH, OidcClient
 from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.feeds.poller import FeedPoller
 from dispatcher.feeds.relay import FeedRelay
+from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.intake import Intake
 from dispatcher.observability import Metrics
 from dispatcher.permissions import Permissions
+from dispatcher.public.feed import PublicFeed
+from dispatcher.records import CleryRecords
 from dispatcher.responses import Responses
 from dispatcher.scheduler import DrillScheduler
 from dispatcher.settings import Settings
@@ -31,14 +36,25 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
 from dispatcher.store.feeds import FeedStore
+from dispatcher.store.incidents import IncidentStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.responses import ResponseStore
+from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.tokens import TokenStore
-from dispatcher.store.users import UserStore
+from dispatcher.store.users import ConsoleReads, UserStore
+from dispatcher.views.alerts import AlertViews
+from dispatcher.views.cap import CapDocuments
+from dispatcher.views.devices import DeviceViews
+from dispatcher.views.drills import DrillViews
+from dispatcher.views.progress import ProgressStreams
 from segments.audience import AudienceResolver
 
 log = structlog.get_logger("clarion.service")
+
+# How often a watched alert's progress is read again when no notification came: changes on
+# another node of a shared store, or the sweep's, reach its viewers within this.
+PROGRESS_REFRESH_S = {"sqlite": 5.0, "postgres": 1.0}
 
 
 class Service:
@@ -62,7 +78,8 @@ class Service:
             settings.auth, settings.directory.segments, settings.incidents
         )
         self.audit = AuditLog(db)
-        self.token_registry = TokenRegistry(settings.auth, self.tokens, UserStore(db),
+        self.users = UserStore(db)
+        self.token_registry = TokenRegistry(settings.auth, self.tokens, self.users,
                                             self.audit, self.clock)
         self.alerts = AlertStore(db, self.audit)
         dispatch = settings.dispatch
@@ -135,6 +152,51 @@ class Service:
             allowed_hosts=settings.feeds.allowed_hosts,
             max_bytes=settings.feeds.max_body_bytes,
         )
+        self.incidents = IncidentRegistry(
+            settings, IncidentStore(db, self.audit), self.clock, self.permissions
+        )
+        self._build_views()
+        self._build_console()
+
+    def _build_views(self) -> None:
+        """The read models the API and the console show, and the alerts' progress streams."""
+        settings, db = self.settings, self.db
+        self.console_reads = ConsoleReads(db)
+        self.views = AlertViews(self.ledger, self.pauses, self.console_reads, self.channels)
+        self.devices = DeviceViews(self.directory, self.channels)
+        self.cap = CapDocuments(settings, self.alerts)
+        self.drills = DrillViews(self.scheduler, self.clock)
+        self.records = CleryRecords(
+            db, self.alerts, self.ledger, self.audit, settings.drills,
+            institution=settings.service.institution, responses=self.responses,
+        )
+        self.progress = ProgressStreams(
+            self.alerts, self.views, self.responses, self.clock,
+            refresh_s=PROGRESS_REFRESH_S.get(db.dialect, 1.0),
+        )
+        self.alerts.subscribe(self.progress.changed, progress=True)
+        self.ledger.subscribe(self.progress.changed)
+        # The public pages' snapshot, which the alert store tells about every change.
+        self.public_feed = PublicFeed(
+            settings, self.alerts, self.clock, shared_store=db.dialect != "sqlite"
+        )
+
+    def _build_console(self) -> None:
+        """The console's accounts (sign-in, sessions, login limits) and campus SSO."""
+        console = self.settings.console
+        self.accounts = Accounts(
+            self.users, self.audit, self.clock,
+            throttle=LoginThrottle(
+                SignInLimits(self.db), self.clock,
+                per_user=console.sign_in.per_user,
+                per_address=console.sign_in.per_address,
+                window_s=console.sign_in.window_s,
+            ),
+        )
+        self.sso = (
+            OidcClient(console.oidc, self.settings.service.base_url() + CALLBACK_PATH)
+            if console.oidc.enabled else None
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> Service:
@@ -168,6 +230,7 @@ class Service:
         """Stop the drill scheduler, drain the engine and close the store."""
         await self.feed_poller.stop()
         await self.scheduler.stop()
+        await self.progress.close()
         await self.engine.stop()
         await self.responses.close()
         await self.db.close()

@@ -26,6 +26,7 @@ from dispatcher.settings import Settings, load_settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
+from dispatcher.views.cap import CapDocuments
 
 XSD = Path(__file__).resolve().parent / "data" / "CAP-v1.2.xsd"
 NS = {"cap": CAP_NS, "atom": "http://www.w3.org/2005/Atom"}
@@ -50,6 +51,10 @@ class Parts:
     alerts: AlertStore
     clock: Clock = field(default_factory=Clock)
     channels: dict[ChannelKind, Channel] = field(default_factory=dict)
+    cap: CapDocuments = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cap = CapDocuments(self.settings, self.alerts)
 
 
 @pytest_asyncio.fixture

@@ -8,7 +8,6 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from channels.devices import DeviceChannel
 from dispatcher.api.common import (
     EventWriter,
     caller_of,
@@ -20,12 +19,12 @@ from dispatcher.api.common import (
 )
 from dispatcher.api.incidents import link_requested_incident
 from dispatcher.cap import parse_cap
-from dispatcher.domain import AlertState, ChannelKind, DeliveryState, recipient_hash
+from dispatcher.domain import AlertState, ChannelKind, DeliveryState
 from dispatcher.intake import Held
-from dispatcher.observability import redact_text
 from dispatcher.request import parse_request, problems
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
+from dispatcher.views.progress import Progress
 from segments.zones import zones_overlapping
 
 routes = web.RouteTableDef()
@@ -97,42 +96,12 @@ async def _alert_or_404(service: Service, alert_id: str) -> AlertRecord:
     return record
 
 
-async def status_document(service: Service, record: AlertRecord) -> dict[str, Any]:
-    """What `GET /v1/alerts/{id}` returns."""
-    channels = await service.ledger.counts(record.id)
-    offline = {
-        kind.value: [p.as_json() for p in channel.offline_in(record.zones)]
-        for kind, channel in service.channels.items()
-        if kind in record.channels and isinstance(channel, DeviceChannel)
-    }
-    return {
-        "id": record.id,
-        "kind": record.kind.value,
-        "mode": record.mode.value,
-        "state": record.state.value,
-        "audience": record.audience_counts,
-        "channels": channels,
-        "created_at": record.created_at,
-        "sending_at": record.sending_at,
-        "done_at": record.done_at,
-        "expires_at": record.expires_at,
-        "references": record.references_id,
-        "content_version": record.content_version,
-        "devices_offline": {k: v for k, v in offline.items() if v},
-        # Channels that wait now behind a more urgent alert (a drill behind a live emergency).
-        "waiting_behind": {
-            p.channel.value: {"alert_id": p.behind_alert_id, "since": p.started_at}
-            for p in await service.pauses.of(record.id) if p.ended_at is None
-        },
-    }
-
-
 @routes.get("/v1/alerts/{id}")
 async def get_alert(request: web.Request) -> web.Response:
     """State, audience counts and per-channel delivery counts."""
     service = service_of(request)
     record = await _alert_or_404(service, request.match_info["id"])
-    return web.json_response(await status_document(service, record))
+    return web.json_response((await service.views.status(record)).to_json())
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -186,39 +155,15 @@ async def list_deliveries(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100, 1, 1000)
     channel = _enum_param(request, "channel", ChannelKind)
     state = _enum_param(request, "state", DeliveryState)
-    rows = await service.ledger.page(
+    page = await service.views.deliveries(
         record.id, after=after, limit=limit, channel=channel, state=state
     )
-    items = [
-        {
-            "id": r["id"],
-            "channel": r["channel"],
-            "recipient": recipient_hash(r["recipient"]),
-            "role": r["role"],
-            "language": r["language"],
-            "state": r["state"],
-            "attempts": r["attempts"],
-            "provider_ref": r["provider_ref"],
-            "detail": redact_text(r["detail"]) if r["detail"] else None,
-            "updated_at": r["updated_at"],
-        }
-        for r in rows
-    ]
-    nxt = items[-1]["id"] if len(items) == limit else None
-    return web.json_response({"items": items, "next": nxt})
+    return web.json_response(page.to_json())
 
 
-# How old an answer tally an event stream may show (one count serves every viewer).
-TALLY_EVERY_S = 2.0
-
-
-async def _still_asked(service: Service, alert_id: str) -> bool:
-    """The alert's question is open and the alert not withdrawn."""
-    question = await service.responses.question(alert_id)
-    if question is None or not question.is_open(service.clock.now_ms()):
-        return False
-    current = await service.alerts.get(alert_id)
-    return current is not None and current.state is not AlertState.CANCELLED
+# How often a viewer looks at its alert's shared progress (in memory: the store is read once
+# per change for every viewer, by the alert's progress stream).
+LOOK_EVERY_S = 0.25
 
 
 @routes.get("/v1/alerts/{id}/events")
@@ -237,29 +182,29 @@ async def alert_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    asks = record.request.ask is not None
     stream = EventWriter(request, response)
-    status: dict[str, Any] = {}
-    while True:
-        current = await service.alerts.get(record.id)
-        if current is None:
-            break
-        status = await status_document(service, current)
-        if asks:
-            status["responses"] = (
-                await service.responses.recent_tally(record.id, TALLY_EVERY_S)).as_json()
-        doc = json.dumps(status)
-        await stream.changed("progress", doc)
-        if current.state is not AlertState.DISPATCHING:
-            await stream.event(current.state.value, doc)
-            break
-        await stream.wait(0.25)
-    # Answers keep coming after the last delivery is settled.
-    answers = EventWriter(request, response, json.dumps(status.get("responses")))
-    while asks and await _still_asked(service, record.id):
-        await answers.wait(TALLY_EVERY_S)
-        tally = await service.responses.recent_tally(record.id, TALLY_EVERY_S)
-        await answers.changed("responses", json.dumps(tally.as_json()))
+    # After the final state: answers keep coming after the last delivery is settled.
+    answers: EventWriter | None = None
+    async with service.progress.watch(record.id) as watch:
+        progress = await watch.first()
+        shown: tuple[Progress | None, str] = (None, "")
+        while progress is not None:
+            if answers is None:
+                if progress is not shown[0]:
+                    # Written out once per progress read, not once per look.
+                    shown = (progress, json.dumps(progress.event_json()))
+                doc = shown[1]
+                await stream.changed("progress", doc)
+                if progress.final:
+                    await stream.event(progress.record.state.value, doc)
+                    tally = progress.answers.as_json() if progress.answers else None
+                    answers = EventWriter(request, response, json.dumps(tally))
+            elif progress.answers is not None:
+                await answers.changed("responses", json.dumps(progress.answers.as_json()))
+            if watch.over:
+                break
+            await (answers or stream).wait(LOOK_EVERY_S)
+            progress = watch.latest
     await response.write_eof()
     return response
 

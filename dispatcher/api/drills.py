@@ -9,25 +9,15 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, held_response, read_json, service_of
-from dispatcher.api.incidents import incident_report_section
-from dispatcher.drill_schedule import UnknownDrill, describe
+from dispatcher.drill_schedule import UnknownDrill
 from dispatcher.incidents.statistics import section_html
-from dispatcher.records import CleryRecords, note_text, render_html, report_csv
-from dispatcher.service import Service
+from dispatcher.records import note_text, render_html, report_csv
 
 routes = web.RouteTableDef()
 
 RECENT_RUNS = 10
 FORMATS = ("json", "csv", "html")
 MIN_YEAR, MAX_YEAR = 1990, 9999
-
-
-def records_of(service: Service) -> CleryRecords:
-    """The Clery records over the service's store."""
-    return CleryRecords(
-        service.db, service.alerts, service.ledger, service.audit, service.scheduler.settings,
-        institution=service.settings.service.institution, responses=service.responses,
-    )
 
 
 def _invalid(name: str, message: str) -> web.HTTPUnprocessableEntity:
@@ -41,19 +31,8 @@ def _invalid(name: str, message: str) -> web.HTTPUnprocessableEntity:
 @routes.get("/v1/drills")
 async def list_drills(request: web.Request) -> web.Response:
     """The configured drills with their next times and recent runs."""
-    service = service_of(request)
-    scheduler = service.scheduler
-    items = []
-    for name in scheduler.settings.schedule:
-        doc = describe(scheduler.settings, name, service.clock.now_ms())
-        doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, RECENT_RUNS)]
-        items.append(doc)
-    items.sort(key=lambda d: (d["next_ms"] is None, d["next_ms"] or 0, d["name"]))
-    return web.json_response({
-        "timezone": scheduler.settings.timezone,
-        "grace_s": scheduler.settings.grace_s,
-        "drills": items,
-    })
+    schedule = await service_of(request).drills.schedule(recent=RECENT_RUNS)
+    return web.json_response(schedule.to_json())
 
 
 @routes.post("/v1/drills/{name}/run")
@@ -91,7 +70,7 @@ async def add_note(request: web.Request) -> web.Response:
         text = note_text(body.get("text"))
     except ValueError as exc:
         raise _invalid("text", str(exc).removeprefix("text: ")) from None
-    records = records_of(service)
+    records = service.records
     note = await records.add_note(record.id, author=caller.name, text=text,
                                   now_ms=service.clock.now_ms())
     return web.json_response(note.as_json(records.zone), status=201)
@@ -104,7 +83,7 @@ async def list_notes(request: web.Request) -> web.Response:
     alert_id = request.match_info["id"]
     if await service.alerts.get(alert_id) is None:
         return error(404, f"no alert {alert_id}")
-    records = records_of(service)
+    records = service.records
     return web.json_response(
         {"items": [n.as_json(records.zone) for n in await records.notes(alert_id)]}
     )
@@ -114,7 +93,7 @@ async def list_notes(request: web.Request) -> web.Response:
 async def alert_record(request: web.Request) -> web.Response:
     """One alert's Clery record."""
     service = service_of(request)
-    records = records_of(service)
+    records = service.records
     record = await records.record(request.match_info["id"])
     if record is None:
         return error(404, f"no alert {request.match_info['id']}")
@@ -125,7 +104,7 @@ async def alert_record(request: web.Request) -> web.Response:
 async def clery_report(request: web.Request) -> web.Response:
     """The year's notifications, warnings and tests: JSON (default), CSV or HTML."""
     service = service_of(request)
-    records = records_of(service)
+    records = service.records
     now = service.clock.now_ms()
     raw_year = request.query.get("year")
     if raw_year is None:
@@ -142,7 +121,7 @@ async def clery_report(request: web.Request) -> web.Response:
         raise _invalid("format", f"one of {', '.join(FORMATS)}")
     report = await records.report(year, now_ms=now)
     filename = f"clery-{year}.{fmt}"
-    crimes = await incident_report_section(request, year)
+    crimes = await service.incidents.report_section(year)
     if fmt == "csv":
         return web.Response(
             text=report_csv(report, crimes), content_type="text/csv", charset="utf-8",

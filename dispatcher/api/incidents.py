@@ -20,7 +20,6 @@ from dispatcher.incidents.requests import (
 )
 from dispatcher.refusals import Invalid, Problem
 from dispatcher.request import AlertRequest, problems
-from dispatcher.store.incidents import IncidentStore
 
 routes = web.RouteTableDef()
 
@@ -34,16 +33,11 @@ CRIME_LOG_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-
 
 
 def setup(app: web.Application) -> None:
-    """Build the registry once the service is up, and seed the example incidents."""
+    """Serve the service's incident registry, and seed the example incidents at startup."""
+    app[INCIDENTS] = app[SERVICE].incidents
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        service = app[SERVICE]
-        registry = IncidentRegistry(
-            service.settings, IncidentStore(service.db, service.audit), service.clock,
-            service.permissions,
-        )
-        await registry.seed_example()
-        app[INCIDENTS] = registry
+        await app[INCIDENTS].seed_example()
         yield
 
     app.cleanup_ctx.append(lifecycle)
@@ -82,11 +76,6 @@ async def link_requested_incident(
             raise Invalid.one("incident", f"no incident {alert.incident}")
         return
     await registry.link_alert(alert.incident, alert_id, caller_of(request))
-
-
-async def incident_report_section(request: web.Request, year: int) -> dict[str, Any]:
-    """For the yearly Clery report: crime statistics and requests to local police."""
-    return await request.app[INCIDENTS].report_section(year)
 
 
 @routes.post("/v1/incidents")

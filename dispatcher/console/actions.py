@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher import intake, refusals
-from dispatcher.api.drills import records_of
 from dispatcher.api_tokens import ListedToken
 from dispatcher.auth import Caller
 from dispatcher.domain import AlertState, ChannelKind
@@ -158,7 +157,7 @@ async def add_note(
     except ValueError as exc:
         return Refused(str(exc).removeprefix("text: "),
                        problems=[{"field": "text", "message": str(exc).removeprefix("text: ")}])
-    await records_of(service).add_note(record.id, author=caller.name, text=clean,
+    await service.records.add_note(record.id, author=caller.name, text=clean,
                                        now_ms=service.clock.now_ms())
     return None
 

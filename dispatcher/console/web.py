@@ -21,12 +21,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from channels.devices import DeviceChannel
-from dispatcher.api.alerts import TALLY_EVERY_S, status_document
-from dispatcher.api.cap import cap_document
 from dispatcher.api.common import SERVICE, EventWriter, read_form
-from dispatcher.api.devices import device_list
-from dispatcher.api.drills import records_of
 from dispatcher.auth import Role
 from dispatcher.client_address import client_address
 from dispatcher.console import actions
@@ -36,7 +31,6 @@ from dispatcher.console.accounts import (
     SESSION_COOKIE,
     SESSION_S,
     Accounts,
-    LoginThrottle,
     Person,
     SignedIn,
     SignInRefusal,
@@ -55,18 +49,16 @@ from dispatcher.console.compose import (
     field_id,
     templates_for,
 )
-from dispatcher.console.oidc import CALLBACK_PATH, OidcClient, SsoError, SsoFailure
+from dispatcher.console.oidc import OidcClient, SsoError, SsoFailure
 from dispatcher.console.zonemap import draw
-from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode, recipient_hash
-from dispatcher.drill_schedule import describe
-from dispatcher.observability import redact_text
+from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.places import campus_places
 from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.approvals import ApprovalState
-from dispatcher.store.sign_in import SignInLimits
-from dispatcher.store.users import ConsoleReads, UserStore
+from dispatcher.store.users import ConsoleReads
+from dispatcher.views.progress import Progress
 
 log = structlog.get_logger("clarion.console")
 
@@ -78,7 +70,11 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-PERCENTILES = (0.5, 0.9, 0.99)
+# How often a viewer looks at its alert's shared progress (in memory: the alert's progress
+# stream reads the store once per change for every viewer).
+LOOK_EVERY_S = 0.5
+# Runs of each drill its page lists.
+RECENT_RUNS = 5
 PROGRESS_STATES = ("queued", "accepted", "delivered", "failed", "suppressed")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -109,23 +105,13 @@ def _client_address(request: web.Request) -> str:
 def install(app: web.Application, service: Service) -> None:
     """Add the console's routes, templates, static files and headers to the application."""
     public_url = service.settings.service.public_url or ""
-    oidc = service.settings.console.oidc
     app[CONSOLE] = Console(
-        accounts=Accounts(
-            UserStore(service.db), service.audit, service.clock,
-            throttle=LoginThrottle(
-                SignInLimits(service.db), service.clock,
-                per_user=service.settings.console.sign_in.per_user,
-                per_address=service.settings.console.sign_in.per_address,
-                window_s=service.settings.console.sign_in.window_s,
-            ),
-        ),
-        reads=ConsoleReads(service.db),
+        accounts=service.accounts,
+        reads=service.console_reads,
         places=campus_places(service.settings),
         secure_cookies=public_url.startswith("https://"),
         zone=ZoneInfo(service.settings.drills.timezone),
-        sso=OidcClient(oidc, service.settings.service.base_url() + CALLBACK_PATH)
-        if oidc.enabled else None,
+        sso=service.sso,
     )
     env = aiohttp_jinja2.setup(
         app,
@@ -454,30 +440,23 @@ async def _alert(service: Service, alert_id: str) -> AlertRecord:
     return record
 
 
-async def _progress(request: web.Request, record: AlertRecord) -> dict[str, Any]:
-    service = _service(request)
-    doc = await status_document(service, record)
-    timing = await _console(request).reads.delivered_at(record.id, PERCENTILES)
-    started = record.sending_at or record.created_at
-    timing["after_s"] = {
-        k: (round((v - started) / 1000, 1) if v is not None else None)
-        for k, v in timing["at"].items()
-    }
-    failures = [
-        {
-            "channel": r["channel"],
-            "recipient": recipient_hash(r["recipient"]),
-            "detail": redact_text(r["detail"]) if r["detail"] else "no reason given",
-            "attempts": r["attempts"],
-            "at": r["updated_at"],
-        }
-        for r in await _console(request).reads.failure_reasons(record.id)
-    ]
-    # Redrawn every half second by the progress stream: one count serves every viewer.
-    tally = await service.responses.recent_tally(record.id, TALLY_EVERY_S)
-    return {"doc": doc, "timing": timing, "failures": failures, "record": record,
-            "states": PROGRESS_STATES, "answers": tally if tally.asked else None,
-            "may_see_need_help": service.permissions.may_see_need_help(
+async def _read_progress(service: Service, alert_id: str) -> Progress:
+    progress = await service.progress.read(alert_id)
+    if progress is None:
+        raise web.HTTPNotFound(text="no such alert")
+    return progress
+
+
+def _progress(request: web.Request, progress: Progress) -> dict[str, Any]:
+    """What the progress table shows: the alert's shared progress, and what this viewer may
+    open."""
+    record = progress.record
+    answers = progress.answers
+    return {"doc": progress.status.to_json(), "timing": progress.timing.to_json(),
+            "failures": [f.to_json() for f in progress.failures], "record": record,
+            "states": PROGRESS_STATES,
+            "answers": answers if answers is not None and answers.asked else None,
+            "may_see_need_help": _service(request).permissions.may_see_need_help(
                 request[PERSON].caller, record.request.audience)}
 
 
@@ -486,10 +465,10 @@ async def _progress(request: web.Request, record: AlertRecord) -> dict[str, Any]
 async def follow(request: web.Request) -> web.Response:
     """One alert: live progress per channel, failures, offline devices, and what to do next."""
     service = _service(request)
-    record = await _alert(service, request.match_info["id"])
-    progress = await _progress(request, record)
+    progress = await _read_progress(service, request.match_info["id"])
+    record = progress.record
     caller = request[PERSON].caller
-    notes = await records_of(service).notes(record.id)
+    notes = await service.records.notes(record.id)
     trail = [
         {"seq": r["seq"], "at": r["at"], "actor": r["actor"], "action": r["action"],
          "detail": json.loads(r["detail"])}
@@ -497,7 +476,7 @@ async def follow(request: web.Request) -> web.Response:
     ]
     return _render(request, "alert.html", {
         "title": f"{KIND_LABELS[record.kind.value]} {record.id}",
-        "record": record, **progress,
+        "record": record, **_progress(request, progress),
         "may_act": actions.may_act_on(service, record, caller),
         "notes": notes, "trail": trail,
         "drill_mode": record.mode is not Mode.LIVE,
@@ -535,7 +514,7 @@ async def alert_cap(request: web.Request) -> web.Response:
     """The alert's CAP 1.2 document, as the feed publishes it."""
     service = _service(request)
     record = await _alert(service, request.match_info["id"])
-    return web.Response(body=await cap_document(service, record),
+    return web.Response(body=await service.cap.document(record),
                         content_type="application/xml", charset="utf-8")
 
 
@@ -543,8 +522,8 @@ async def alert_cap(request: web.Request) -> web.Response:
 @signed_in
 async def progress_fragment(request: web.Request) -> web.Response:
     """The progress table alone (what the event stream and the refresh swap in)."""
-    record = await _alert(_service(request), request.match_info["id"])
-    return _render(request, "_progress.html", await _progress(request, record))
+    progress = await _read_progress(_service(request), request.match_info["id"])
+    return _render(request, "_progress.html", _progress(request, progress))
 
 
 @routes.get("/console/alerts/{id}/events")
@@ -561,17 +540,21 @@ async def progress_events(request: web.Request) -> web.StreamResponse:
     env = aiohttp_jinja2.get_env(request.app)
     template = env.get_template("_progress.html")
     stream = EventWriter(request, response)
-    while True:
-        current = await service.alerts.get(record.id)
-        if current is None:
-            break
-        context = await _progress(request, current)
-        await stream.changed("progress",
-                             template.render(**context, person=request[PERSON], csrf=""))
-        if current.state is not AlertState.DISPATCHING:
-            await stream.event(current.state.value, current.state.value)
-            break
-        await stream.wait(0.5)
+    async with service.progress.watch(record.id) as watch:
+        progress = await watch.first()
+        shown: tuple[Progress | None, str] = (None, "")
+        while progress is not None:
+            if progress is not shown[0]:
+                # Rendered once per progress read, not once per look.
+                shown = (progress, template.render(
+                    **_progress(request, progress), person=request[PERSON], csrf=""))
+            await stream.changed("progress", shown[1])
+            if progress.final:
+                state = progress.record.state.value
+                await stream.event(state, state)
+                break
+            await stream.wait(LOOK_EVERY_S)
+            progress = watch.latest
     await response.write_eof()
     return response
 
@@ -917,26 +900,19 @@ async def dismiss_feed_proposal(request: web.Request) -> web.StreamResponse:
 async def devices(request: web.Request) -> web.Response:
     """Sirens, signs and speakers, and whether they are online."""
     service = _service(request)
-    items = await device_list(service)
-    connected = any(isinstance(c, DeviceChannel) for c in service.channels.values())
+    items = [d.to_json() for d in await service.devices.devices()]
     return _render(request, "devices.html", {"title": "Devices", "devices": items,
-                                             "connected": connected})
+                                             "connected": service.devices.configured})
 
 
 @routes.get("/console/drills")
 @signed_in
 async def drills(request: web.Request) -> web.Response:
     """Scheduled drills with their next times."""
-    service = _service(request)
-    scheduler = service.scheduler
-    items = []
-    for name in scheduler.settings.schedule:
-        doc = describe(scheduler.settings, name, service.clock.now_ms())
-        doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, 5)]
-        items.append(doc)
+    schedule = await _service(request).drills.schedule(recent=RECENT_RUNS)
     return _render(request, "drills.html", {
-        "title": "Drills", "drills": items, "may_run": request[PERSON].caller.can_send,
-        "timezone": scheduler.settings.timezone,
+        "title": "Drills", "drills": [d.to_json() for d in schedule.drills],
+        "may_run": request[PERSON].caller.can_send, "timezone": schedule.timezone,
         "message": request.query.get("message", ""),
     })
 
@@ -998,7 +974,7 @@ async def reports(request: web.Request) -> web.Response:
     except ValueError:
         year = this_year
     year = min(max(year, 1990), 9999)
-    report = await records_of(service).report(year, now_ms=service.clock.now_ms())
+    report = await service.records.report(year, now_ms=service.clock.now_ms())
     return _render(request, "reports.html", {
         "title": f"Clery report {year}", "year": year, "summary": report.summary(),
         "years": list(range(this_year, this_year - 8, -1)),
@@ -1011,7 +987,7 @@ async def report_download(request: web.Request) -> web.Response:
     """The year's Clery report as a CSV or HTML file."""
     service = _service(request)
     year = int(request.match_info["year"])
-    report = await records_of(service).report(year, now_ms=service.clock.now_ms())
+    report = await service.records.report(year, now_ms=service.clock.now_ms())
     if request.match_info["fmt"] == "csv":
         return web.Response(
             text=report_csv(report), content_type="text/csv",

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 
+from dispatcher.clock import Clock
 from dispatcher.public.atom import atom_document
 from dispatcher.public.page import LANGUAGES, render_page
 from dispatcher.public.snapshot import (
@@ -25,10 +25,8 @@ from dispatcher.public.snapshot import (
     build_snapshot,
     select,
 )
-
-if TYPE_CHECKING:
-    from dispatcher.service import Service
-    from dispatcher.store.alerts import AlertRecord
+from dispatcher.settings import Settings
+from dispatcher.store.alerts import AlertRecord, AlertStore
 
 log = structlog.get_logger("clarion.public")
 
@@ -41,19 +39,22 @@ RETRY_S = 1.0
 
 
 class PublicFeed:
-    """Holds the current public snapshot of one service and keeps it current."""
+    """Holds the current public snapshot of one store's alerts and keeps it current."""
 
-    def __init__(self, service: Service) -> None:
-        self._service = service
-        settings = service.settings
+    def __init__(
+        self, settings: Settings, alerts: AlertStore, clock: Clock, *, shared_store: bool
+    ) -> None:
+        self._settings = settings
+        self._alerts = alerts
+        self._clock = clock
         self._public = settings.public
         self._zone = ZoneInfo(settings.public.timezone or settings.drills.timezone)
-        self._shared_store = service.db.dialect != "sqlite"
+        self._shared_store = shared_store
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._atom_inputs: tuple[tuple[str, int, str], ...] | None = None
         self.rebuilds = 0
-        self._snapshot = self._render(PublicState((), None), [], service.clock.now_ms())
+        self._snapshot = self._render(PublicState((), None), [], clock.now_ms())
 
     @property
     def snapshot(self) -> Snapshot:
@@ -63,7 +64,7 @@ class PublicFeed:
     @property
     def page_url(self) -> str:
         """The public page's address."""
-        return self._public.page(self._service.settings.service.base_url())
+        return self._public.page(self._settings.service.base_url())
 
     def changed(self, alert_id: str) -> None:
         """An alert was created, updated, cancelled or cleared: rebuild soon, once for all."""
@@ -72,12 +73,12 @@ class PublicFeed:
     def rebuild_if_expired(self) -> None:
         """Ask for a rebuild when a shown alert has expired and the timer has not fired yet."""
         until = self._snapshot.state.valid_until_ms
-        if until is not None and self._service.clock.now_ms() >= until:
+        if until is not None and self._clock.now_ms() >= until:
             self._dirty.set()
 
     async def start(self) -> None:
         """Build the first snapshot, then keep it current."""
-        self._service.alerts.subscribe(self.changed)
+        self._alerts.subscribe(self.changed)
         await self.rebuild()
         self._task = asyncio.create_task(self._keep_current(), name="public-snapshot")
 
@@ -90,11 +91,11 @@ class PublicFeed:
 
     async def rebuild(self) -> Snapshot:
         """Read the active alerts once and render every public representation."""
-        now = self._service.clock.now_ms()
-        records = await self._service.alerts.active(now)
+        now = self._clock.now_ms()
+        records = await self._alerts.active(now)
         oldest = min((r.created_at for r in records), default=now)
         # Updates and all clears that replace or end the alerts read above: made after them.
-        links = await self._service.alerts.supersessions_since(oldest)
+        links = await self._alerts.supersessions_since(oldest)
         state = select(records, links, now)
         previous = self._snapshot
         snapshot = self._render(state, records, now)
@@ -106,7 +107,7 @@ class PublicFeed:
         return snapshot
 
     def _render(self, state: PublicState, records: list[AlertRecord], now_ms: int) -> Snapshot:
-        settings = self._service.settings
+        settings = self._settings
         institution = settings.service.institution
         pages = {
             lang: render_page(state, lang, institution=institution, zone=self._zone)
@@ -123,7 +124,7 @@ class PublicFeed:
         if inputs == self._atom_inputs and previous is not None and previous.atom is not None:
             return previous.atom
         self._atom_inputs = inputs
-        settings = self._service.settings
+        settings = self._settings
         body = atom_document(records, base_url=settings.service.base_url(),
                              institution=settings.service.institution, updated_ms=now_ms)
         return Representation.of(body, "application/atom+xml")
@@ -134,7 +135,7 @@ class PublicFeed:
             waits.append(self._public.refresh_s)
         until = self._snapshot.state.valid_until_ms
         if until is not None:
-            waits.append(max(0.0, (until - self._service.clock.now_ms()) / 1000) + 0.001)
+            waits.append(max(0.0, (until - self._clock.now_ms()) / 1000) + 0.001)
         return min(waits)
 
     async def _keep_current(self) -> None:

@@ -170,8 +170,7 @@ async def demo_page(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Keep the public snapshot in memory for as long as the service runs."""
-    service = app[SERVICE]
-    feed = PublicFeed(service)
+    feed = app[SERVICE].public_feed
     app[PUBLIC_FEED] = feed
 
     async def lifecycle(_app: web.Application) -> object:

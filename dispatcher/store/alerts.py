@@ -158,14 +158,22 @@ class AlertStore:
         self._db = db
         self._audit = audit
         self._listeners: list[Callable[[str], None]] = []
+        self._progress_listeners: list[Callable[[str], None]] = []
 
-    def subscribe(self, listener: Callable[[str], None]) -> None:
+    def subscribe(self, listener: Callable[[str], None], *, progress: bool = False) -> None:
         """Call `listener(alert_id)` after each committed create or cancel (the public
-        snapshot rebuilds on it); listeners must be quick and must not raise."""
+        snapshot rebuilds on it), and with `progress` also after each step of dispatching
+        (sending began, audience resolved, done); listeners must be quick and must not raise."""
         self._listeners.append(listener)
+        if progress:
+            self._progress_listeners.append(listener)
 
     def _changed(self, alert_id: str) -> None:
         for listener in self._listeners:
+            listener(alert_id)
+
+    def _progressed(self, alert_id: str) -> None:
+        for listener in self._progress_listeners:
             listener(alert_id)
 
     async def create(
@@ -298,10 +306,11 @@ class AlertStore:
 
     async def mark_sending(self, alert_id: str, now_ms: int) -> None:
         """Record when sending began (the first time only)."""
-        await self._db.execute(
+        if await self._db.execute(
             "UPDATE alerts SET sending_at = ? WHERE id = ? AND sending_at IS NULL",
             (now_ms, alert_id),
-        )
+        ):
+            self._progressed(alert_id)
 
     async def mark_resolved(self, alert_id: str, now_ms: int, counts: dict[str, Any]) -> None:
         """The audience is fully in the outbox; keep its counts."""
@@ -309,6 +318,7 @@ class AlertStore:
             "UPDATE alerts SET resolved_at = ?, audience_counts = ? WHERE id = ?",
             (now_ms, json.dumps(counts), alert_id),
         )
+        self._progressed(alert_id)
 
     async def mark_done(self, alert_id: str, now_ms: int) -> bool:
         """Dispatching -> done, once nothing is left to send; True when it changed."""
@@ -316,6 +326,8 @@ class AlertStore:
             MARK_DONE_SQL,
             (AlertState.DONE.value, now_ms, alert_id, AlertState.DISPATCHING.value, alert_id),
         )
+        if changed > 0:
+            self._progressed(alert_id)
         return changed > 0
 
     async def cancel(self, alert_id: str, *, actor: str, reason: str, now_ms: int) -> int:

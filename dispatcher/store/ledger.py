@@ -7,7 +7,7 @@ was claimed and not yet settled (at least once, never silently lost).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +149,18 @@ class DeliveryLedger:
         self._db = db
         self._retry = retry
         self._rng = rng or random.Random()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(alert_id)` after each committed change of an alert's deliveries
+        (enqueue, claim, settle, late receipts, diversion; not the sweep's bulk updates), once
+        per alert and change; listeners must be quick and must not raise."""
+        self._listeners.append(listener)
+
+    def _changed(self, alert_ids: Iterable[str]) -> None:
+        for alert_id in dict.fromkeys(alert_ids):
+            for listener in self._listeners:
+                listener(alert_id)
 
     async def enqueue(
         self, alert_id: str, planned: Sequence[PlannedDelivery], now_ms: int, *,
@@ -185,6 +197,7 @@ class DeliveryLedger:
                 " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
                 (alert_id, now_ms, alert_id, *columns),
             )
+            self._changed((alert_id,))
             return
         async with self._db.transaction(urgent=urgent) as tx:
             await tx.executemany(
@@ -194,6 +207,7 @@ class DeliveryLedger:
                 " ON CONFLICT (alert_id, channel, recipient) DO NOTHING",
                 [(*r, alert_id) for r in rows],
             )
+        self._changed((alert_id,))
 
     async def claim(
         self,
@@ -235,6 +249,7 @@ class DeliveryLedger:
         ]
         # The most urgent alert's rows first: the engine sends a batch's alerts in this order.
         claimed.sort(key=lambda c: (c.urgency, c.id))
+        self._changed(c.alert_id for c in claimed)
         return claimed
 
     def _claim_sql(
@@ -454,6 +469,7 @@ class DeliveryLedger:
                 await tx.executemany(_DEFER_SQL, deferred)
             await _insert_receipts(tx, log_rows)
             added = await _insert_fallbacks(tx, fallbacks, now_ms)
+        self._changed(c.alert_id for c in claimed)
         return Settled(
             failed_ids=tuple(failed_ids), fallbacks=added, deferred=len(deferred), **counts
         )
@@ -519,6 +535,7 @@ class DeliveryLedger:
                 # In id order, so two nodes writing the same rows lock them alike.
                 await tx.executemany(_LATE_SQL, [changes[did] for did in sorted(changes)])
             await _insert_receipts(tx, log_rows)
+        self._changed(r.alert_id for r in results if r is not None and r.changed)
         return results
 
     async def add_fallbacks(self, fallbacks: Sequence[Fallback], now_ms: int) -> int:
@@ -556,9 +573,11 @@ class DeliveryLedger:
                 [(i, a, channel.value, DeliveryState.FAILED.value, detail, "", now_ms)
                  for i, a in moved.items()],
             )
-            return await _insert_fallbacks(
+            added = await _insert_fallbacks(
                 tx, [f for f in fallbacks if f.origin in moved], now_ms
             )
+        self._changed(moved.values())
+        return added
 
     def _divert_sql(self, n: int) -> str:
         marks = ",".join("?" * n)

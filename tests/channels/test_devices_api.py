@@ -21,6 +21,8 @@ from dispatcher.api import devices as devices_api
 from dispatcher.api.common import SERVICE
 from dispatcher.domain import ChannelKind
 from dispatcher.store.database import Database, open_database
+from dispatcher.store.directory import DirectoryStore
+from dispatcher.views.devices import DeviceViews
 from tests.channels.conftest import RecordingSink
 
 
@@ -30,6 +32,10 @@ class Parts:
 
     db: Database
     channels: dict[ChannelKind, Channel] = field(default_factory=dict)
+    devices: DeviceViews = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.devices = DeviceViews(DirectoryStore(self.db), self.channels)
 
 
 @pytest_asyncio.fixture

@@ -19,7 +19,6 @@ import pytest_asyncio
 from channels.sandbox import cli as sandbox_cli
 from channels.sandbox.server import Sandbox
 from channels.sandbox.twilio import TwilioSandbox
-from dispatcher.api.drills import records_of
 from dispatcher.settings import Settings, config_dir
 from tests.support import AUTH, Running, own_config, start_service
 
@@ -134,7 +133,7 @@ class TestLiveBeforeDrill:
         attempts = await rig.run.service.db.fetchval(
             "SELECT MAX(attempts) FROM deliveries WHERE alert_id = ?", (drill,))
         assert attempts == 1
-        record = await records_of(rig.run.service).record(drill)
+        record = await rig.run.service.records.record(drill)
         assert record is not None
         doc = record.as_json(record_zone(rig))
         assert [p["behind"] for p in doc["paused"]] == [gas]
@@ -162,7 +161,7 @@ class TestLiveBeforeDrill:
 
 
 def record_zone(rig: Rig) -> Any:
-    return records_of(rig.run.service).zone
+    return rig.run.service.records.zone
 
 
 class TestReconciliation:
