@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +61,7 @@ from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode, recipien
 from dispatcher.drill_schedule import describe
 from dispatcher.observability import redact_text
 from dispatcher.places import campus_places
+from dispatcher.public.snapshot import in_force
 from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
@@ -430,11 +431,16 @@ async def home(request: web.Request) -> web.Response:
     """Active alerts, and what waits for approval."""
     service = _service(request)
     now = service.clock.now_ms()
-    active = await service.alerts.active(now)
-    rows = [(a, reached(await service.ledger.counts(a.id))) for a in active]
+    records = await service.alerts.active(now)
+    oldest = min((r.created_at for r in records), default=now)
+    # The public page's rule: neither an alert an update replaced nor one an all clear ended.
+    state = in_force(records, await service.alerts.supersessions_since(oldest), now)
+    shown = [*state.active, *([state.all_clear] if state.all_clear is not None else [])]
+    rows = [(a, reached(await service.ledger.counts(a.id))) for a in shown]
     pending = await actions.pending_approvals(service, limit=20)
     return _render(request, "home.html", {
         "title": "Active alerts", "active": rows, "pending": pending,
+        "senders": await _full_names(request, [a.created_by for a in shown]),
     })
 
 
@@ -503,6 +509,7 @@ async def follow(request: web.Request) -> web.Response:
         "drill_mode": record.mode is not Mode.LIVE,
         "text": _alert_text(record),
         "message": request.query.get("message", ""),
+        "senders": await _full_names(request, [record.created_by]),
     })
 
 
@@ -521,12 +528,26 @@ async def need_help(request: web.Request) -> web.Response:
     })
 
 
+# What the alert's page shows where each person's own answer link goes at delivery.
+ANSWER_LINK_SHOWN = "[personal answer link]"
+
+
 def _alert_text(record: AlertRecord) -> str:
     for kind in (ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.EMAIL, ChannelKind.SMS):
         by_language = record.rendered.get(kind)
         if by_language:
-            return next(iter(by_language.values())).text
+            return next(iter(by_language.values())).with_link(ANSWER_LINK_SHOWN).text
     return record.request.text or ""
+
+
+async def _full_names(request: web.Request, names: Iterable[str]) -> dict[str, str]:
+    """Each sender's full name when they are a console user with one (else the name)."""
+    users = _console(request).accounts.users
+    found = {}
+    for name in set(names):
+        user = await users.get(name)
+        found[name] = user.full_name if user is not None and user.full_name else name
+    return found
 
 
 @routes.get("/console/alerts/{id}/cap")
