@@ -116,3 +116,26 @@ class TestAlertPage:
         await page.goto(console.url)
         await expect(page.locator(f'tr[data-alert="{alert_id}"]')).to_contain_text(
             "by Rosa Martínez")
+
+
+class TestExpressionErrors:
+    """An expression that does not parse is named once, where it is wrong, while typing."""
+
+    async def test_error_under_the_field_with_one_position(
+        self, console: Console, page: Page
+    ) -> None:
+        """The error quotes the word and one position (from 1), under the field as it is typed."""
+        await sign_in(page, console, "dana")
+        await page.goto(console.url + "compose")
+        await page.get_by_label("Message in English").fill(GAS)
+        await expect(page.locator("#audience-total")).to_be_visible()
+        await page.get_by_label("People matching an expression").check()
+        await page.get_by_label("Expression", exact=True).fill("role:student adn staff")
+        under = page.locator("#expression-errors .field-error")
+        await expect(under).to_contain_text("at position 14, found 'adn'")
+        text = await under.inner_text()
+        assert "character" not in text and text.count("position") == 1, text
+        await expect(page.locator(".preview-problems")).to_contain_text(
+            "at position 14, found 'adn'")
+        await page.get_by_label("Expression", exact=True).fill("role:student and role:staff")
+        await expect(under).to_have_count(0)
