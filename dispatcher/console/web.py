@@ -699,6 +699,11 @@ async def _compose_context(
         "preview": preview,
         "templates": templates_for(service),
         "template_fields": template_fields,
+        # Values each language's text shows in its own words (the rest is typed freely).
+        "template_choices": {
+            name: [labels["en"] for labels in options.values() if "en" in labels]
+            for name, options in (chosen_template.choices if chosen_template else {}).items()
+        },
         "segments": sorted(service.settings.directory.segments),
         "zones": draw(service.audience.zones, form.zones),
         "zone_list": sorted(service.audience.zones.values(), key=lambda z: z.id),

@@ -139,3 +139,25 @@ class TestExpressionErrors:
             "at position 14, found 'adn'")
         await page.get_by_label("Expression", exact=True).fill("role:student and role:staff")
         await expect(under).to_have_count(0)
+
+
+class TestTemplateLanguages:
+    """A template filled in English only previews in Spanish without English values."""
+
+    async def test_choice_and_free_text_in_spanish(self, console: Console, page: Page) -> None:
+        """The threat is offered as a choice and shown in Spanish; the place loses 'the'."""
+        await sign_in(page, console, "dana")
+        await page.goto(console.url + "compose")
+        await page.get_by_label("Template (optional)").select_option("lockdown")
+        threat = page.get_by_label("Threat", exact=True)
+        await expect(threat).to_be_visible()
+        offered = await page.locator("#choices-threat option").evaluate_all(
+            "options => options.map(o => o.value)")
+        assert "Shots fired" in offered, offered
+        await threat.fill("Shots fired")
+        await page.get_by_label("Location", exact=True).fill("the 300 block of Walnut Street")
+        spanish = page.locator("#marked-es")
+        await expect(spanish).to_contain_text(
+            "EMERGENCIA: Disparos reportados en 300 block of Walnut Street.")
+        text = await spanish.inner_text()
+        assert "Shots" not in text and " the " not in text, text
