@@ -440,7 +440,8 @@ async def home(request: web.Request) -> web.Response:
     pending = await actions.pending_approvals(service, limit=20)
     return _render(request, "home.html", {
         "title": "Active alerts", "active": rows, "pending": pending,
-        "senders": await _full_names(request, [a.created_by for a in shown]),
+        "senders": await _full_names(
+            request, [*(a.created_by for a in shown), *(r.requested_by for r in pending)]),
     })
 
 
@@ -542,12 +543,9 @@ def _alert_text(record: AlertRecord) -> str:
 
 async def _full_names(request: web.Request, names: Iterable[str]) -> dict[str, str]:
     """Each sender's full name when they are a console user with one (else the name)."""
-    users = _console(request).accounts.users
-    found = {}
-    for name in set(names):
-        user = await users.get(name)
-        found[name] = user.full_name if user is not None and user.full_name else name
-    return found
+    wanted = set(names)
+    users = await _console(request).accounts.users.all()
+    return {u.name: u.full_name for u in users if u.name in wanted and u.full_name}
 
 
 @routes.get("/console/alerts/{id}/cap")
@@ -1010,7 +1008,10 @@ async def history(request: web.Request) -> web.Response:
     service = _service(request)
     ids = await _console(request).reads.recent_alert_ids(200)
     records = [r for r in [await service.alerts.get(i) for i in ids] if r is not None]
-    return _render(request, "history.html", {"title": "Alert history", "records": records})
+    return _render(request, "history.html", {
+        "title": "Alert history", "records": records,
+        "senders": await _full_names(request, [r.created_by for r in records]),
+    })
 
 
 @routes.get("/console/reports")

@@ -116,6 +116,9 @@ class TestAlertPage:
         await page.goto(console.url)
         await expect(page.locator(f'tr[data-alert="{alert_id}"]')).to_contain_text(
             "by Rosa Martínez")
+        await page.goto(console.url + "history")
+        row = page.locator("tr", has=page.locator(f'a[href="/console/alerts/{alert_id}"]'))
+        await expect(row).to_contain_text("Rosa Martínez")
 
 
 class TestExpressionErrors:
