@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 
 DEFAULT_URL = "http://127.0.0.1:8025"
+# Where `clarion run` keeps the API token it prints, beside the store of the embedded config.
+RUN_TOKEN_FILE = Path("var") / "api-token"
 
 
 def register(sub: Any) -> None:
@@ -125,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Start `clarion sandbox` and `clarion serve`, print how to send a first alert."""
     # SIGTERM (from a supervisor or `timeout`) must stop the children too, as Ctrl-C does.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    token = os.environ.get(TOKEN_ENV) or f"demo-{os.urandom(9).hex()}"
+    token = run_token()
     # The console's first admin, if the store has no users yet, gets this password.
     first_password = os.environ.get(FIRST_PASSWORD_ENV) or generate_password()
     env = {**os.environ, TOKEN_ENV: token, FIRST_PASSWORD_ENV: first_password}
@@ -177,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "  sandbox  http://127.0.0.1:8026/stats\n"
             f"  feeds    {DEFAULT_URL}/console/feeds   (the sandbox NWS tornado warning is sent,\n"
             "           its county flood watch waits there as a proposal)\n"
-            f"  token    {token}\n\n"
+            f"  token    {token}   (kept in {RUN_TOKEN_FILE}: the same at every start)\n\n"
             "Send a first alert:\n"
             f"  curl -s -X POST {DEFAULT_URL}/v1/alerts -H 'Authorization: Bearer {token}' \\\n"
             f"       -H 'Content-Type: application/json' -d '{body}'\n\n"
@@ -201,6 +204,34 @@ def cmd_run(args: argparse.Namespace) -> int:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def run_token(path: Path = RUN_TOKEN_FILE) -> str:
+    """The API token `clarion run` serves with: $CLARION_API_TOKEN when set, else the one kept in
+    `path`, made the first time. A token exported after one start works after the next."""
+    given = os.environ.get(TOKEN_ENV)
+    if given:
+        return given
+    kept = _read_token(path)
+    if kept:
+        return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = f"demo-{secrets.token_hex(16)}"
+    try:
+        # Only the owner reads it; O_EXCL: of two starts at once, the first one's token wins.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_token(path) or token
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    return token
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _relay(proc: subprocess.Popen[str], listening: threading.Event, created: list[bool]) -> None:
@@ -309,18 +340,26 @@ async def _follow(http: aiohttp.ClientSession, url: str, alert_id: str) -> int:
             async with http.get(f"{url}/v1/alerts/{alert_id}") as resp:
                 status = await resp.json()
             for kind, counts in sorted(status.get("channels", {}).items()):
-                handed = sum(
-                    counts.get(k, 0) for k in ("accepted", "delivered", "failed", "suppressed")
-                )
-                detail = f"delivered {counts.get('delivered', 0)}  failed {counts.get('failed', 0)}"
+                done, total, detail = channel_progress(counts)
                 if kind not in bars:
-                    bars[kind] = progress.add_task(kind, total=counts["total"], detail=detail)
-                progress.update(bars[kind], total=counts["total"], completed=handed, detail=detail)
+                    bars[kind] = progress.add_task(kind, total=total, detail=detail)
+                progress.update(bars[kind], total=total, completed=done, detail=detail)
             if status["state"] != "dispatching":
                 break
             await asyncio.sleep(0.5)
     print(f"alert {alert_id} {status['state']}")
     return 0
+
+
+def channel_progress(counts: dict[str, int]) -> tuple[int, int, str]:
+    """One channel's bar from its status counts: deliveries handed over (accepted, delivered
+    or failed) of `total`, the deliveries to make. Both leave suppressed ones out (people
+    whose preferences or missing address keep the channel from them); the detail names them."""
+    done = sum(counts.get(k, 0) for k in ("accepted", "delivered", "failed"))
+    detail = f"delivered {counts.get('delivered', 0)}  failed {counts.get('failed', 0)}"
+    if counts.get("suppressed", 0):
+        detail += f"  not reached {counts['suppressed']}"
+    return done, counts.get("total", 0), detail
 
 
 def cmd_status(args: argparse.Namespace) -> int:

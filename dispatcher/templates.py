@@ -20,13 +20,25 @@ A template is a TOML file in the templates folder (`config/templates/` by defaul
 
 `{name}` is replaced by the field; in language `xx` a field `name_xx` wins over `name`.
 A part between `[[` and `]]` is left out when a field in it has no value.
+
+A field may offer choices with a label in every language of the template, so that a value
+chosen in one language reads in each other one in that language:
+
+    [choices.hazard]                 # or: [choices] hazard = "hazards", a set of _choices.toml
+    fire = { en = "Fire alarm and smoke", es = "Alarma de incendio y humo" }
+
+A value given as a choice's id or as any of its labels is put in each language as that
+language's label. Any other value is free text, written in the request's language: another
+language's text gets it as typed, less a leading article of the language it was written in
+("cerca de 300 block of Walnut Street", not "cerca de the 300 block ..."). `_choices.toml` in
+the templates folder holds choice sets that several templates share.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +52,15 @@ PARTS = ("text", "headline", "instruction", "description")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 _OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+SHARED_CHOICES = "_choices.toml"
+# The articles a free-text value loses when it is put, untranslated, into another language.
+ARTICLES = {
+    "en": frozenset({"the", "a", "an"}),
+    "es": frozenset({"el", "la", "los", "las", "un", "una", "unos", "unas"}),
+}
+
+# A field's choices: choice id to its label in each language.
+Choices = dict[str, dict[str, str]]
 
 
 class TemplateError(ValueError):
@@ -58,6 +79,7 @@ class Template:
     languages: dict[str, dict[str, str]]
     language_defaults: dict[str, dict[str, str]]
     sample: dict[str, str]
+    choices: dict[str, Choices] = field(default_factory=dict)
 
     @property
     def kind(self) -> AlertKind:
@@ -81,8 +103,28 @@ class Template:
         required = set(self.required())
         return sorted(n for n in self.fields if n not in required)
 
-    def fill(self, values: dict[str, str], language: str) -> dict[str, str]:
-        """The template's parts in one language with the fields filled in."""
+    def place(self, name: str, value: str, language: str, written_in: str) -> str:
+        """A field's value as `language`'s text shows it: a choice as that language's label;
+        free text written in another language as typed, less its leading article."""
+        wanted = _key(value)
+        for option, labels in self.choices.get(name, {}).items():
+            if wanted in (_key(option), _key(option.replace("_", " "))) or any(
+                wanted == _key(label) for label in labels.values()
+            ):
+                return labels.get(language, value)
+        if language == written_in:
+            return value
+        first, _, rest = value.partition(" ")
+        if rest and first.casefold() in ARTICLES.get(written_in, ()):
+            return rest
+        return value
+
+    def fill(
+        self, values: dict[str, str], language: str, written_in: str | None = None
+    ) -> dict[str, str]:
+        """The template's parts in one language with the fields filled in; the values are
+        written in `written_in` (by default the same language)."""
+        source = written_in or language
         if language not in self.languages:
             raise TemplateError(
                 f"template {self.name!r} has no {language!r} version "
@@ -91,14 +133,19 @@ class Template:
         local = self.language_defaults.get(language, {})
 
         def lookup(name: str) -> str | None:
-            for candidate in (
-                values.get(f"{name}_{language}"),
-                values.get(name),
-                local.get(name),
-                self.defaults.get(name),
-            ):
-                if candidate is not None and candidate.strip():
-                    return candidate.strip()
+            own = values.get(f"{name}_{language}")
+            if own is not None and own.strip():
+                return own.strip()
+            given = values.get(name)
+            if given is not None and given.strip():
+                return self.place(name, given.strip(), language, source)
+            fallback = local.get(name)
+            if fallback is not None and fallback.strip():
+                return fallback.strip()
+            default = self.defaults.get(name)
+            if default is not None and default.strip():
+                # The template's own defaults are written in English.
+                return self.place(name, default.strip(), language, "en")
             return None
 
         missing: list[str] = []
@@ -129,6 +176,11 @@ class Template:
         return out
 
 
+def _key(value: str) -> str:
+    """A value as choices compare it: case, spacing and a final full stop aside."""
+    return " ".join(value.casefold().split()).rstrip(".")
+
+
 def _tidy(text: str) -> str:
     """Spaces and punctuation left right after a field was filled in."""
     text = re.sub(r"[ \t]+", " ", text).strip()
@@ -151,7 +203,60 @@ def _strings(value: Any, where: str) -> dict[str, str]:
     return dict(value)
 
 
-def parse_template(name: str, raw: dict[str, Any]) -> Template:
+def _choices(
+    raw: Any, shared: dict[str, Choices], languages: list[str], where: str
+) -> dict[str, Choices]:
+    """The `[choices]` table: each field's options, or the name of a shared set; every option
+    has a label in every language of the template."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TemplateError(f"{where} [choices] must be a table")
+    out: dict[str, Choices] = {}
+    for name, options in raw.items():
+        if isinstance(options, str):
+            if options not in shared:
+                known = ", ".join(sorted(shared)) or "none"
+                raise TemplateError(
+                    f"{where} [choices] {name}: no shared set {options!r} (sets: {known})")
+            options = shared[options]
+        if not isinstance(options, dict) or not options:
+            raise TemplateError(f"{where} [choices.{name}] must be a table of options")
+        table: Choices = {}
+        for option, labels in options.items():
+            labels = _strings(labels, f"{where} [choices.{name}] {option}")
+            missing = [lang for lang in languages if not labels.get(lang, "").strip()]
+            if missing:
+                raise TemplateError(f"{where} [choices.{name}] {option}: no label in "
+                                    f"{', '.join(missing)}")
+            table[option] = labels
+        out[name] = table
+    return out
+
+
+def shared_choices(folder: Path) -> dict[str, Choices]:
+    """The choice sets of `_choices.toml` in the templates folder, by name."""
+    path = folder / SHARED_CHOICES
+    if not path.is_file():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"{SHARED_CHOICES}: not valid TOML: {exc}") from None
+    sets: dict[str, Choices] = {}
+    for name, options in raw.items():
+        if not isinstance(options, dict):
+            raise TemplateError(f"{SHARED_CHOICES}: [{name}] must be a table of options")
+        sets[name] = {
+            option: _strings(labels, f"{SHARED_CHOICES} [{name}] {option}")
+            for option, labels in options.items()
+        }
+    return sets
+
+
+def parse_template(
+    name: str, raw: dict[str, Any], shared: dict[str, Choices] | None = None
+) -> Template:
     """A template from its decoded TOML; raises TemplateError naming what is wrong."""
     where = f"template {name!r}"
     kinds_raw = raw.get("kind")
@@ -186,6 +291,7 @@ def parse_template(name: str, raw: dict[str, Any]) -> Template:
         languages=languages,
         language_defaults=language_defaults,
         sample=_strings(raw.get("sample"), f"{where} [sample]"),
+        choices=_choices(raw.get("choices"), shared or {}, sorted(languages), where),
     )
 
 
@@ -202,7 +308,7 @@ def load_template(name: str, folder: Path | None = None) -> Template:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"template {name!r}: not valid TOML: {exc}") from None
-    return parse_template(name, raw)
+    return parse_template(name, raw, shared_choices(folder))
 
 
 def list_templates(folder: Path | None = None) -> list[Template]:
@@ -210,7 +316,10 @@ def list_templates(folder: Path | None = None) -> list[Template]:
     folder = folder or default_folder()
     if not folder.is_dir():
         return []
-    return [load_template(p.stem, folder) for p in sorted(folder.glob("*.toml"))]
+    return [
+        load_template(p.stem, folder)
+        for p in sorted(folder.glob("*.toml")) if not p.name.startswith("_")
+    ]
 
 
 def expand(request: AlertRequest, folder: Path | None = None) -> AlertRequest:
@@ -245,7 +354,7 @@ def expand(request: AlertRequest, folder: Path | None = None) -> AlertRequest:
         for lang in template.languages:
             if lang == request.language or lang in translations:
                 continue
-            filled = template.fill(request.fields, lang)
+            filled = template.fill(request.fields, lang, written_in=request.language)
             translations[lang] = Translation.model_validate(filled).model_dump(exclude_none=True)
         data["translations"] = translations
         return AlertRequest.model_validate(data)

@@ -233,13 +233,20 @@ def county_cap(identifier: str, event: str, *, sent: datetime, expires: datetime
     ).encode()
 
 
+# The demo's upstream identifiers. They never change: an upstream message is decided once
+# (its sender and identifier), so a restarted sandbox serves the messages the service has
+# already relayed, and a restart does not sound a new tornado warning across the campus.
+DEMO_TORNADO = "sandbox.tor.demo"
+DEMO_FLOOD_WATCH = "county-ffa-demo"
+
+
 def demo(now: datetime | None = None) -> FeedStandIns:
-    """What `make run` shows: a tornado warning over the campus and a county flood watch."""
+    """What `make run` shows: a tornado warning over the campus and a county flood watch,
+    under the same identifiers at every start."""
     now = now or datetime.now(UTC)
     stand_ins = FeedStandIns()
-    stamp = now.strftime("%Y%m%d%H%M")
     stand_ins.put_nws(nws_feature(
-        f"sandbox.tor.{stamp}", "Tornado Warning", sent=now, expires=now + timedelta(minutes=45),
+        DEMO_TORNADO, "Tornado Warning", sent=now, expires=now + timedelta(minutes=45),
         same="TOR", ring=CAMPUS_BOX,
         headline="Tornado Warning issued for Philadelphia County until 45 minutes from now",
         description="At this time, a severe thunderstorm capable of producing a tornado was "
@@ -249,8 +256,8 @@ def demo(now: datetime | None = None) -> FeedStandIns:
         instruction="Take shelter now in a basement or an interior room on the lowest floor. "
         "Stay away from windows.",
     ))
-    stand_ins.put_county(f"county-ffa-{stamp}", county_cap(
-        f"county-ffa-{stamp}", "Flood Watch", sent=now, expires=now + timedelta(hours=12),
+    stand_ins.put_county(DEMO_FLOOD_WATCH, county_cap(
+        DEMO_FLOOD_WATCH, "Flood Watch", sent=now, expires=now + timedelta(hours=12),
         headline="Flood Watch for Example County through tomorrow morning",
         description="Heavy rain of 2 to 4 inches may cause flooding of creeks, streams and "
         "low-lying areas, including the parking lots along the creek.",

@@ -362,10 +362,10 @@ async def build_preview(
             exclude_zones=request.exclude_zones,
         )
     except AudienceError as exc:
-        where = f" (at character {exc.position + 1})" if exc.position is not None else ""
+        # The message already says where (one position, counted from 1) and quotes the word.
         target = "zones" if "zone" in str(exc) and form.zones else (
             "expression" if form.segment == CUSTOM else "segment")
-        found.append(FieldProblem(target, f"{exc}{where}"))
+        found.append(FieldProblem(target, str(exc)))
     if counts is not None:
         people = sum(n for role, n in counts["by_role"].items() if role != "device")
         for kind in channels:

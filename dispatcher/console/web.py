@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from dispatcher.console.oidc import OidcClient, SsoError, SsoFailure
 from dispatcher.console.zonemap import draw
 from dispatcher.domain import AlertKind, ChannelKind, Mode
 from dispatcher.places import campus_places
+from dispatcher.public.snapshot import in_force
 from dispatcher.records import render_html, report_csv
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
@@ -416,11 +417,17 @@ async def home(request: web.Request) -> web.Response:
     """Active alerts, and what waits for approval."""
     service = _service(request)
     now = service.clock.now_ms()
-    active = await service.alerts.active(now)
-    rows = [(a, reached(await service.ledger.counts(a.id))) for a in active]
+    records = await service.alerts.active(now)
+    oldest = min((r.created_at for r in records), default=now)
+    # The public page's rule: neither an alert an update replaced nor one an all clear ended.
+    state = in_force(records, await service.alerts.supersessions_since(oldest), now)
+    shown = [*state.active, *([state.all_clear] if state.all_clear is not None else [])]
+    rows = [(a, reached(await service.ledger.counts(a.id))) for a in shown]
     pending = await actions.pending_approvals(service, limit=20)
     return _render(request, "home.html", {
         "title": "Active alerts", "active": rows, "pending": pending,
+        "senders": await _full_names(
+            request, [*(a.created_by for a in shown), *(r.requested_by for r in pending)]),
     })
 
 
@@ -482,6 +489,7 @@ async def follow(request: web.Request) -> web.Response:
         "drill_mode": record.mode is not Mode.LIVE,
         "text": _alert_text(record),
         "message": request.query.get("message", ""),
+        "senders": await _full_names(request, [record.created_by]),
     })
 
 
@@ -500,12 +508,23 @@ async def need_help(request: web.Request) -> web.Response:
     })
 
 
+# What the alert's page shows where each person's own answer link goes at delivery.
+ANSWER_LINK_SHOWN = "[personal answer link]"
+
+
 def _alert_text(record: AlertRecord) -> str:
     for kind in (ChannelKind.PUSH, ChannelKind.SIGNAGE, ChannelKind.EMAIL, ChannelKind.SMS):
         by_language = record.rendered.get(kind)
         if by_language:
-            return next(iter(by_language.values())).text
+            return next(iter(by_language.values())).with_link(ANSWER_LINK_SHOWN).text
     return record.request.text or ""
+
+
+async def _full_names(request: web.Request, names: Iterable[str]) -> dict[str, str]:
+    """Each sender's full name when they are a console user with one (else the name)."""
+    wanted = set(names)
+    users = await _console(request).accounts.users.all()
+    return {u.name: u.full_name for u in users if u.name in wanted and u.full_name}
 
 
 @routes.get("/console/alerts/{id}/cap")
@@ -661,6 +680,11 @@ async def _compose_context(
         "preview": preview,
         "templates": templates_for(service),
         "template_fields": template_fields,
+        # Values each language's text shows in its own words (the rest is typed freely).
+        "template_choices": {
+            name: [labels["en"] for labels in options.values() if "en" in labels]
+            for name, options in (chosen_template.choices if chosen_template else {}).items()
+        },
         "segments": sorted(service.settings.directory.segments),
         "zones": draw(service.audience.zones, form.zones),
         "zone_list": sorted(service.audience.zones.values(), key=lambda z: z.id),
@@ -960,7 +984,10 @@ async def history(request: web.Request) -> web.Response:
     service = _service(request)
     ids = await _console(request).reads.recent_alert_ids(200)
     records = [r for r in [await service.alerts.get(i) for i in ids] if r is not None]
-    return _render(request, "history.html", {"title": "Alert history", "records": records})
+    return _render(request, "history.html", {
+        "title": "Alert history", "records": records,
+        "senders": await _full_names(request, [r.created_by for r in records]),
+    })
 
 
 @routes.get("/console/reports")

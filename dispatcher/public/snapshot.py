@@ -149,11 +149,20 @@ def _group(mode: Mode) -> bool:
     return mode is Mode.LIVE
 
 
-def select(
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """The alerts in force, most urgent first, and the latest all clear still in force."""
+
+    active: list[AlertRecord]
+    all_clear: AlertRecord | None
+
+
+def in_force(
     records: Iterable[AlertRecord], supersessions: Iterable[Supersession], now_ms: int
-) -> PublicState:
-    """Choose what is shown: alerts not cancelled, not expired, not replaced by an update and
-    not cleared by an all clear; and the latest all clear still in force."""
+) -> InForce:
+    """Alerts not cancelled, not expired, not replaced by an update and not cleared by an all
+    clear; and the latest all clear still in force. The public page and the console's list of
+    active alerts both show this."""
     superseded = {s.references_id for s in supersessions if s.references_id is not None}
     cleared_up_to: dict[bool, tuple[int, str]] = {}
     for s in supersessions:
@@ -179,9 +188,18 @@ def select(
         # A new alert since: the old all clear no longer describes the campus.
         latest_clear = None
     active.sort(key=lambda r: (_KIND_ORDER[r.kind], r.mode is not Mode.LIVE, -r.created_at))
-    shown = [*active, *([latest_clear] if latest_clear is not None else [])]
+    return InForce(active, latest_clear)
+
+
+def select(
+    records: Iterable[AlertRecord], supersessions: Iterable[Supersession], now_ms: int
+) -> PublicState:
+    """Choose what is shown: the alerts `in_force`."""
+    chosen = in_force(records, supersessions, now_ms)
+    latest_clear = chosen.all_clear
+    shown = [*chosen.active, *([latest_clear] if latest_clear is not None else [])]
     return PublicState(
-        active=tuple(public_alert(r) for r in active),
+        active=tuple(public_alert(r) for r in chosen.active),
         all_clear=public_alert(latest_clear) if latest_clear is not None else None,
         valid_until_ms=min((r.expires_at for r in shown), default=None),
     )

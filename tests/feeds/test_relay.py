@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from channels.sandbox.feeds import CAMPUS_BOX, FeedStandIns, county_cap, nws_feature
+from channels.sandbox.feeds import CAMPUS_BOX, FeedStandIns, county_cap, demo, nws_feature
 from dispatcher.auth import Role
 from dispatcher.console.web import CONSOLE
 from dispatcher.feeds.settings import FeedSource
@@ -599,3 +599,25 @@ class TestConsole:
         alert_id = sent.headers["Location"].rsplit("/", 1)[1]
         entries = await running.service.audit.entries(alert_id)
         assert entries[0]["actor"] == "dana"
+
+
+class TestSandboxDemo:
+    """`make run`'s demo feed: a restart of the sandbox and the service relays nothing new."""
+
+    async def test_a_restart_does_not_sound_the_tornado_warning_again(
+        self, running: Running, upstream: tuple[FeedStandIns, str]
+    ) -> None:
+        """The demo is made again at the next start, minutes later, under the same ids."""
+        stand_ins, _ = upstream
+        for restart in range(2):
+            made = demo(_now() + timedelta(minutes=7 * restart))
+            stand_ins.nws.clear()
+            stand_ins.county.clear()
+            for feature in made.nws.values():
+                stand_ins.put_nws(feature)
+            for identifier, document in made.county.items():
+                stand_ins.put_county(identifier, document)
+            await poll(running.service, "nws")
+            await poll(running.service, "county")
+        outcomes = sorted(e["outcome"] for e in await events(running))
+        assert outcomes == ["proposed", "sent"]
