@@ -10,6 +10,7 @@ from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, held_response, read_json, service_of
 from dispatcher.api.incidents import incident_report_section
+from dispatcher.api.openapi import error_reply
 from dispatcher.drill_schedule import UnknownDrill, describe
 from dispatcher.incidents.statistics import section_html
 from dispatcher.records import CleryRecords, note_text, render_html, report_csv
@@ -154,14 +155,9 @@ async def clery_report(request: web.Request) -> web.Response:
     return web.json_response({**report.to_json(), **crimes})
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
-
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
-_COMMON = {"401": _error("missing or unknown bearer token, or a bad signature"),
-           "429": _error("too many requests with this token")}
+_COMMON = {"401": error_reply("missing or unknown bearer token, or a bad signature"),
+           "429": error_reply("too many requests with this token")}
 _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
 _OBJECT = {"type": "object"}
@@ -184,9 +180,9 @@ OPENAPI_PATHS: dict[str, Any] = {
             "202": {"description": "the drill's alert is stored and dispatching", "content": {
                 "application/json": {"schema": {"type": "object",
                                                 "required": ["id", "status_url", "run"]}}}},
-            "403": _error("the role may not send"),
-            "404": _error("no such drill in the config"),
-            "422": _error("the drill's alert breaks the policy or names a missing template"),
+            "403": error_reply("the role may not send"),
+            "404": error_reply("no such drill in the config"),
+            "422": error_reply("the drill's alert breaks the policy or names a missing template"),
             **_COMMON,
         },
     }},
@@ -201,8 +197,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                                         "maxLength": 4000}}}}}},
             "responses": {"201": {"description": "the note", "content": {
                 "application/json": {"schema": _OBJECT}}},
-                "403": _error("a drill token may annotate drills and tests only"),
-                "404": _error("no such alert"), "422": _error("invalid body"), **_COMMON},
+                "403": error_reply("a drill token may annotate drills and tests only"),
+                "404": error_reply("no such alert"), "422": error_reply("invalid body"), **_COMMON},
         },
         "get": {
             "summary": "An alert's follow-up notes",
@@ -210,7 +206,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [_ID],
             "responses": {"200": {"description": "the notes, oldest first", "content": {
                 "application/json": {"schema": _OBJECT}}},
-                "404": _error("no such alert"), **_COMMON},
+                "404": error_reply("no such alert"), **_COMMON},
         },
     },
     "/v1/alerts/{id}/record": {"get": {
@@ -219,7 +215,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "parameters": [_ID],
         "responses": {"200": {"description": "the record", "content": {
             "application/json": {"schema": _OBJECT}}},
-            "404": _error("no such alert"), **_COMMON},
+            "404": error_reply("no such alert"), **_COMMON},
     }},
     "/v1/reports/clery": {"get": {
         "summary": "The year's emergency notifications, timely warnings and tests",
@@ -236,7 +232,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "application/json": {"schema": _OBJECT},
                 "text/csv": {"schema": {"type": "string"}},
                 "text/html": {"schema": {"type": "string"}}}},
-            "422": _error("invalid year or format"),
+            "422": error_reply("invalid year or format"),
             **_COMMON,
         },
     }},

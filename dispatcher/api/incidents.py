@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from dispatcher.api.common import SERVICE, caller_of, error, read_json, service_of
+from dispatcher.api.openapi import error_reply
 from dispatcher.auth import Caller
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.requests import (
@@ -240,11 +241,6 @@ async def public_crime_log(request: web.Request) -> web.Response:
                         headers=headers)
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-
-
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 _OBJECT = {"type": "object"}
 _ID = {"name": "id", "in": "path", "required": True,
@@ -253,13 +249,13 @@ _JSON = {"application/json": {"schema": _OBJECT}}
 _BODY = {"required": True, "content": _JSON}
 
 _ERRORS = {
-    "401": _error("missing or unknown bearer token, or a bad signature"),
-    "403": _error("the role may not do this"),
-    "404": _error("no such incident"),
-    "409": _error("contradicts what is stored (already held, decided, or not needed)"),
-    "413": _error("body too large"),
-    "422": _error("invalid request, or its text names a person (located violations)"),
-    "429": _error("too many requests with this token"),
+    "401": error_reply("missing or unknown bearer token, or a bad signature"),
+    "403": error_reply("the role may not do this"),
+    "404": error_reply("no such incident"),
+    "409": error_reply("contradicts what is stored (already held, decided, or not needed)"),
+    "413": error_reply("body too large"),
+    "422": error_reply("invalid request, or its text names a person (located violations)"),
+    "429": error_reply("too many requests with this token"),
 }
 
 
@@ -321,5 +317,5 @@ OPENAPI_PATHS: dict[str, Any] = {
             "text/html": {"schema": {"type": "string"}},
             "text/csv": {"schema": {"type": "string"}},
             "application/json": {"schema": _OBJECT}}},
-            "422": _error("invalid format or page")}}},
+            "422": error_reply("invalid format or page")}}},
 }
