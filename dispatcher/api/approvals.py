@@ -7,7 +7,15 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dispatcher.api.common import ErrorBody, caller_of, error, read_json, reply, service_of
+from dispatcher.api.common import (
+    ErrorBody,
+    ViolationBody,
+    caller_of,
+    error,
+    read_json,
+    reply,
+    service_of,
+)
 from dispatcher.api.incidents import link_requested_incident
 from dispatcher.api.openapi import Body, Reply, Route, refused
 from dispatcher.store.approvals import ApprovalRecord, ApprovalStore
@@ -54,7 +62,7 @@ class Approved(BaseModel):
     status_url: str
     approval_id: str
     audience: dict[str, Any]
-    warnings: list[dict[str, Any]]
+    warnings: list[ViolationBody]
 
 
 class RejectBody(BaseModel):
@@ -110,7 +118,7 @@ async def approve(request: web.Request) -> web.Response:
         status_url=f"/v1/alerts/{accepted.id}",
         approval_id=approval_id,
         audience=accepted.audience,
-        warnings=accepted.warnings,
+        warnings=[ViolationBody.model_validate(w) for w in accepted.warnings],
     ), status=202)
 
 

@@ -31,6 +31,15 @@ def caller_of(request: web.Request) -> Caller:
     return request[CALLER]
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def unless_none(description: str | None = None) -> Any:
+    """A field default of None that a reply leaves out rather than writing `null`."""
+    return Field(default=None, exclude_if=_is_none, description=description)
+
+
 class ProblemBody(BaseModel):
     """One located problem of a request: the field (or header, or `(body)`) and what is wrong."""
 
@@ -38,6 +47,25 @@ class ProblemBody(BaseModel):
 
     field: str
     message: str
+
+
+class ViolationBody(BaseModel):
+    """One finding of the policy, located in the text it was found in (the lint contract's
+    entry; a blocking one in a refusal, a warning beside a sent alert)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rule: str
+    message: str
+    start: int | None
+    end: int | None
+    severity: str
+    channel: str | None
+    language: str | None
+    field: str | None
+    overridden: bool
+    suggestion: str | None = unless_none(
+        "a neutral rewrite of the span (empty: delete it), when the rule has one")
 
 
 class ErrorBody(BaseModel):
@@ -50,15 +78,15 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error: str
-    problems: list[ProblemBody] | None = None
-    violations: list[dict[str, Any]] | None = None
-    id: str | None = None
-    index: int | None = None
-    retry_after_s: float | None = None
+    problems: list[ProblemBody] | None = unless_none()
+    violations: list[ViolationBody] | None = unless_none()
+    id: str | None = unless_none()
+    index: int | None = unless_none()
+    retry_after_s: float | None = unless_none()
 
     def text(self) -> str:
         """The body as JSON, without the fields that do not apply."""
-        return self.model_dump_json(exclude_none=True)
+        return self.model_dump_json()
 
 
 def error(
@@ -67,15 +95,6 @@ def error(
     """A JSON error response (`ErrorBody`), and no stack trace, ever."""
     body = ErrorBody.model_validate({"error": message, **extra})
     return web.json_response(text=body.text(), status=status, headers=headers)
-
-
-def _is_none(value: object) -> bool:
-    return value is None
-
-
-def unless_none(description: str | None = None) -> Any:
-    """A field default of None that a reply leaves out rather than writing `null`."""
-    return Field(default=None, exclude_if=_is_none, description=description)
 
 
 def reply(body: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None
@@ -116,7 +135,7 @@ class HeldReply(BaseModel):
     state: str
     audience: dict[str, Any]
     expires_at: int
-    warnings: list[dict[str, Any]]
+    warnings: list[ViolationBody]
 
 
 def held_response(held: Held) -> web.Response:
@@ -128,7 +147,7 @@ def held_response(held: Held) -> web.Response:
         state=record.state.value,
         audience=record.audience_counts,
         expires_at=record.expires_at,
-        warnings=held.warnings,
+        warnings=[ViolationBody.model_validate(w) for w in held.warnings],
     ), status=202)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from dispatcher.api.common import (
     HeldReply,
@@ -18,9 +18,22 @@ from dispatcher.api.common import (
 )
 from dispatcher.api.openapi import Param, Reply, Route, refused
 from dispatcher.intake import Held
+from dispatcher.request import problems
 from dispatcher.store.feeds import FeedEvent, FeedProposal, ProposalState
 
 routes = web.RouteTableDef()
+
+MAX_EVENTS = 1000
+# Ids are stored as 64-bit integers; a larger cursor names no decision.
+MAX_ID = 2**62
+
+
+class EventsQuery(BaseModel):
+    """The query of `GET /v1/feeds/events`: a page size (kept within 1 to MAX_EVENTS) and the
+    id the page ends before."""
+
+    limit: int = 100
+    before: int | None = Field(default=None, ge=0, le=MAX_ID)
 
 
 class FeedDecision(BaseModel):
@@ -95,12 +108,11 @@ async def feed_events(request: web.Request) -> web.Response:
     """Every relay decision (sent, proposed, updated, cleared, ignored, suppressed, refused)."""
     service = service_of(request)
     try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-        before = int(request.query["before"]) if "before" in request.query else None
-    except ValueError:
-        return error(422, "invalid parameters",
-                     problems=[{"field": "limit/before", "message": "integers"}])
-    events = await service.feed_relay.store.events(limit=limit, before_id=before)
+        query = EventsQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return error(422, "invalid parameters", problems=problems(exc))
+    limit = min(max(query.limit, 1), MAX_EVENTS)
+    events = await service.feed_relay.store.events(limit=limit, before_id=query.before)
     return reply(FeedDecisions(
         items=[FeedDecision.of(e) for e in events],
         next=f"/v1/feeds/events?before={events[-1].id}&limit={limit}"
@@ -159,10 +171,11 @@ NO_SUCH = refused("no such proposal")
 
 ROUTES = (
     Route("get", "/v1/feeds/events", "Every decision on an upstream feed message, newest first",
-          params=(Param("limit", "query", Annotated[int, Field(ge=1, le=1000)]),
-                  Param("before", "query", int)),
+          params=(Param("limit", "query", Annotated[int, Field(ge=1, le=MAX_EVENTS)]),
+                  Param("before", "query", Annotated[int, Field(ge=0, le=MAX_ID)])),
           replies={200: Reply("decisions", FeedDecisions),
-                   422: refused("limit or before is not an integer")}),
+                   422: refused("limit or before is not a whole number, or before is out of "
+                                "range")}),
     Route("get", "/v1/feeds/proposals", "Draft alerts from the feeds waiting for a dispatcher",
           params=(Param("state", "query", Literal["pending", "sent", "dismissed", "all"]),),
           replies={200: Reply("proposals", Proposals),

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, Field, RootModel
 
-from dispatcher.api.common import error, read_json, reply, service_of, unless_none
+from dispatcher.api.common import (
+    ViolationBody,
+    error,
+    read_json,
+    reply,
+    service_of,
+    unless_none,
+)
 from dispatcher.api.openapi import Body, Reply, Route, refused
 from dispatcher.lint import LintInputError, lint_one
 from dispatcher.places import campus_places
@@ -23,22 +30,6 @@ MAX_ITEMS = 500
 class LintInput(RootModel[AlertRequest | Annotated[
         list[AlertRequest], Field(min_length=1, max_length=MAX_ITEMS)]]):
     """One alert request, or a list of them judged in order."""
-
-
-class ViolationBody(BaseModel):
-    """One finding of the policy, located in the text it was found in."""
-
-    rule: str
-    message: str
-    start: int | None
-    end: int | None
-    severity: str
-    channel: str | None
-    language: str | None
-    field: str | None
-    overridden: bool
-    suggestion: str | None = unless_none(
-        "a neutral rewrite of the span (empty: delete it), when the rule has one")
 
 
 class LintVerdict(BaseModel):

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from dispatcher.api.common import ErrorBody, HeldReply
+from dispatcher.api.common import ErrorBody, HeldReply, ViolationBody
 from dispatcher.domain import ChannelKind, DeliveryState
 from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
@@ -98,7 +98,7 @@ class Accepted(BaseModel):
     id: str
     status_url: str
     audience: dict[str, Any]
-    warnings: list[dict[str, Any]] = Field(
+    warnings: list[ViolationBody] = Field(
         description="policy findings that did not block the send")
 
 
@@ -147,6 +147,32 @@ class PlaceholderDeviceList(BaseModel):
     devices: list[dict[str, Any]]
     counts: dict[str, dict[str, int]]
     broker_connected: bool
+
+
+class PlaceholderAlertRecord(BaseModel):
+    """Placeholder for the Clery record read model (`GET /v1/alerts/{id}/record`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class PlaceholderNote(BaseModel):
+    """Placeholder for the follow-up note read model (`POST /v1/alerts/{id}/notes`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class PlaceholderNotes(BaseModel):
+    """Placeholder for the list of follow-up notes (`GET /v1/alerts/{id}/notes`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[dict[str, Any]]
+
+
+class PlaceholderCleryReport(BaseModel):
+    """Placeholder for the yearly Clery report read model (`GET /v1/reports/clery`)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 # -- the routes of modules that do not carry their own table ------------------------------
