@@ -111,7 +111,7 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
     """An OpenAPI 3.1 document."""
 
 
-# -- placeholders for the read models of `dispatcher.views` -------------------------------
+# -- placeholders for the read models shared by the API and the console -------------------
 # Each stands in for a read model shared by the API and the console until that model is
 # plugged into the route table in its place. They accept any extra key, so they describe
 # the replies of today without narrowing them.
@@ -177,7 +177,7 @@ class PlaceholderCleryReport(BaseModel):
 
 # -- the routes of modules that do not carry their own table ------------------------------
 # `api/alerts.py`, `api/cap.py`, `api/devices.py` and `api/callbacks.py` are described here;
-# `app.py` adds these tables to the modules' own.
+# `routes_of` adds these routes to the modules' own tables.
 
 CAP_MEDIA_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 NOT_FOUND = refused("no such alert")
