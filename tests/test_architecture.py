@@ -4,6 +4,8 @@ the console beside the API, not on top of it."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -237,6 +239,19 @@ class TestListedStatically:
         listed = _route_modules() - {m for m in _route_modules() if m.startswith(CONSOLE)}
         assert "dispatcher.api.alerts" in listed
         assert listed - edges["dispatcher.api.app"] == set()
+
+    def test_the_modules_other_packages_import_load_first(self) -> None:
+        """Each module that code outside the API imports loads in a fresh interpreter: listing
+        the route modules did not close a loop through a package's `__init__`."""
+        entry_points = ("dispatcher.api.common", "dispatcher.public.routes",
+                        "dispatcher.public.answer", "dispatcher.console.web")
+        runs = [subprocess.Popen([sys.executable, "-c", f"import {name}"], cwd=ROOT,  # noqa: S603
+                                 stderr=subprocess.PIPE, text=True) for name in entry_points]
+        errors = {name: run.communicate(timeout=120)[1] for name, run in zip(
+            entry_points, runs, strict=True)}
+        failed = {name: errors[name].strip().splitlines()[-1:]
+                  for name, run in zip(entry_points, runs, strict=True) if run.returncode}
+        assert failed == {}
 
     def test_every_channel_module_is_imported_by_the_registry(self) -> None:
         """The registry imports each channel's module."""
