@@ -202,6 +202,12 @@ class TestAgainstTheService:
         call("GET", "/v1/feeds/events", 422, query={"before": str(2**90)})
         call("GET", "/v1/feeds/proposals", 200, query={"state": "all"})
         call("GET", "/v1/devices", 200)
+        # A moment at the edge of the calendar is refused, not a 500 from date arithmetic.
+        incident = {"reported_at": "9999-12-31T23:59:59-05:00", "location": "Lot C",
+                    "geography": "on_campus", "nature": "Theft from a vehicle"}
+        refused = call("POST", "/v1/incidents", 422, body=incident,
+                       media_type="application/json")
+        assert [p["field"] for p in refused["problems"]] == ["reported_at"]
         call("GET", "/healthz", 200, headers={})
         verdict = call("POST", "/v1/lint", 200, body=alert, media_type="application/json")
         assert verdict["ok"] is True
