@@ -3,24 +3,80 @@ and an alert's tallies, with the need-help list for the roles allowed to read it
 
 from __future__ import annotations
 
-from typing import Any
 from xml.sax.saxutils import escape
 
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from channels.sms_twilio import TwilioSettings, public_callback_url, signature_valid
-from dispatcher.api.common import caller_of, error, read_form, service_of
+from dispatcher.api.common import caller_of, error, read_form, reply, service_of, unless_none
+from dispatcher.api.openapi import FORM, Body, Reply, Route, refused
 from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind, recipient_hash
 from dispatcher.responses import Keyword, SmsReply
 from dispatcher.service import Service
+from dispatcher.store.responses import NeedsHelp
 
 log = structlog.get_logger("clarion.api.answers")
 
 routes = web.RouteTableDef()
 
 INBOUND_PATH = "/v1/callbacks/twilio/inbound"
+
+
+class InboundSms(BaseModel):
+    """The form of Twilio's inbound SMS webhook (the fields read; others are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    From: str | None = None
+    To: str | None = None
+    Body: str | None = None
+    MessageSid: str | None = None
+
+
+class AnswerCounts(BaseModel):
+    """Safe, need help and no answer, and their total."""
+
+    safe: int
+    need_help: int
+    no_answer: int
+    total: int
+
+
+class PersonNeedingHelp(BaseModel):
+    """Someone who answered that they need help, and how to reach them."""
+
+    person_id: str
+    name: str
+    building: str
+    phone: str
+    email: str
+    answered_on: str
+    answered_at: int
+
+    @classmethod
+    def of(cls, person: NeedsHelp) -> PersonNeedingHelp:
+        """The person as the tally lists them."""
+        return cls(person_id=person.person_id,
+                   name=f"{person.first_name} {person.last_name}".strip(),
+                   building=person.building, phone=person.phone, email=person.email,
+                   answered_on=person.channel, answered_at=person.answered_at)
+
+
+class AnswerTally(AnswerCounts):
+    """The answers to an alert's question, in all and per zone and building; the people who
+    need help only for the roles allowed to read them."""
+
+    alert_id: str
+    asked: bool
+    by_zone: dict[str, AnswerCounts]
+    by_building: dict[str, AnswerCounts]
+    time_to_50_percent_s: float | None
+    time_to_90_percent_s: float | None
+    escalation_rounds: int
+    need_help_people: list[PersonNeedingHelp] | None = unless_none()
 
 # What the TwiML answer says, by language; English when a language has no entry.
 _REPLIES = {
@@ -100,39 +156,24 @@ async def alert_responses(request: web.Request) -> web.Response:
     record = await service.alerts.get(alert_id)
     if record is None:
         return error(404, f"no alert {alert_id}")
-    tally = await service.responses.tally(alert_id)
-    doc: dict[str, Any] = tally.as_json()
+    tally = AnswerTally.model_validate((await service.responses.tally(alert_id)).as_json())
     if service.permissions.may_see_need_help(caller, record.request.audience):
         people = await service.responses.need_help(alert_id, actor=caller.name)
-        doc["need_help_people"] = [
-            {"person_id": p.person_id, "name": f"{p.first_name} {p.last_name}".strip(),
-             "building": p.building, "phone": p.phone, "email": p.email,
-             "answered_on": p.channel, "answered_at": p.answered_at}
-            for p in people
-        ]
-    return web.json_response(doc, headers={"Cache-Control": "no-store"})
+        tally.need_help_people = [PersonNeedingHelp.of(p) for p in people]
+    return reply(tally, headers={"Cache-Control": "no-store"})
 
 
-OPENAPI_PATHS: dict[str, Any] = {
-    INBOUND_PATH: {
-        "post": {
-            "summary": "Twilio inbound SMS webhook: replies 1/2/SAFE/HELP/SI/AYUDA, STOP, START",
-            "security": [],
-            "requestBody": {"content": {"application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": {
-                    "From": {"type": "string"}, "To": {"type": "string"},
-                    "Body": {"type": "string"}, "MessageSid": {"type": "string"}}}}}},
-            "responses": {"200": {"description": "TwiML"},
-                          "403": {"description": "missing or invalid X-Twilio-Signature"}},
-        }
-    },
-    "/v1/alerts/{id}/responses": {
-        "get": {
-            "summary": "answers to the alert's question: counts per zone and building",
-            "parameters": [{"name": "id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "counts; need_help_people for allowed roles"},
-                          "404": {"description": "no such alert"}},
-        }
-    },
-}
+ROUTES = (
+    Route("post", INBOUND_PATH,
+          "Twilio inbound SMS webhook: replies 1/2/SAFE/HELP/SI/AYUDA, STOP, START",
+          auth=False, body=Body(InboundSms, media=(FORM,), required=False),
+          replies={200: Reply("TwiML", text=("application/xml",)),
+                   403: refused("missing or invalid X-Twilio-Signature"),
+                   404: refused("sms.twilio is not configured")}),
+    Route("get", "/v1/alerts/{id}/responses",
+          "Answers to the alert's question: counts per zone and building",
+          replies={200: Reply("counts; need_help_people for allowed roles", AnswerTally),
+                   404: refused("no such alert")}),
+)
+
+

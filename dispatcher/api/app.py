@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from importlib import import_module
+from types import ModuleType
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from dispatcher.api import ROUTE_MODULES
+from dispatcher.api import (
+    alerts,
+    answers,
+    approvals,
+    callbacks,
+    cap,
+    devices,
+    drills,
+    feeds,
+    incidents,
+    lint,
+    ops,
+    voice,
+)
 from dispatcher.api.common import CALLER, SERVICE, error, read_body, refusal_response
+from dispatcher.api.openapi import DOCUMENT, hand_written_paths, openapi_document, routes_of
 from dispatcher.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -22,10 +36,32 @@ from dispatcher.auth import (
 )
 from dispatcher.console.web import install as install_console
 from dispatcher.observability import redact_text
+from dispatcher.public import answer as public_answer
+from dispatcher.public import routes as public_routes
 from dispatcher.refusals import Forbidden, Refused
 from dispatcher.service import Service
 
 log = structlog.get_logger("clarion.api")
+
+# The route modules, mounted in this order. Each has `routes`, and describes its operations
+# for /openapi.json in a route table (`ROUTES`) or, by hand, in `OPENAPI_PATHS`; it may have
+# a `setup(app)` run inside the service's lifetime.
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    ops,
+    alerts,
+    lint,
+    callbacks,
+    voice,
+    answers,
+    cap,
+    devices,
+    approvals,
+    drills,
+    incidents,
+    feeds,
+    public_routes,
+    public_answer,
+)
 
 # Paths open without a token: probes, metrics, the API description, provider callbacks
 # (those carry their own signatures).
@@ -105,9 +141,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _unauthorized(message: str) -> web.Response:
-    return web.json_response(
-        {"error": message}, status=401, headers={"WWW-Authenticate": 'Bearer realm="clarion"'}
-    )
+    return error(401, message, headers={"WWW-Authenticate": 'Bearer realm="clarion"'})
 
 
 @web.middleware
@@ -142,11 +176,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             return _unauthorized("this signature was used before: a request is signed once")
     wait = auth.throttle(caller)
     if wait > 0:
-        return web.json_response(
-            {"error": "too many requests with this token", "retry_after_s": round(wait, 3)},
-            status=429,
-            headers={"Retry-After": retry_after(wait)},
-        )
+        return error(429, "too many requests with this token", retry_after_s=round(wait, 3),
+                     headers={"Retry-After": retry_after(wait)})
     request[CALLER] = caller
     if request.method not in ("GET", "HEAD"):
         try:
@@ -172,8 +203,10 @@ def build_app(service: Service) -> web.Application:
         client_max_size=service.settings.service.max_body_bytes,
     )
     app[SERVICE] = service
-    modules = [import_module(name) for name in ROUTE_MODULES]
-    for module in modules:
+    app[DOCUMENT] = openapi_document(
+        service.settings, routes_of(ROUTE_MODULES), hand_written_paths(ROUTE_MODULES)
+    )
+    for module in ROUTE_MODULES:
         app.add_routes(module.routes)
     # The operator console: its own sign-in, sessions and CSRF, outside the bearer-token API.
     install_console(app, service)
@@ -184,7 +217,7 @@ def build_app(service: Service) -> web.Application:
         await service.stop()
 
     app.cleanup_ctx.append(lifecycle)  # type: ignore[arg-type]
-    for module in modules:
+    for module in ROUTE_MODULES:
         # A module's own start and stop (`setup(app)`), run inside the service's lifetime.
         setup = getattr(module, "setup", None)
         if setup is not None:

@@ -2,25 +2,82 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dispatcher.api.common import caller_of, error, read_json, service_of
+from dispatcher.api.common import (
+    ErrorBody,
+    ViolationBody,
+    caller_of,
+    error,
+    read_json,
+    reply,
+    service_of,
+)
 from dispatcher.api.incidents import link_requested_incident
-from dispatcher.store.approvals import ApprovalStore
+from dispatcher.api.openapi import Body, Reply, Route, refused
+from dispatcher.store.approvals import ApprovalRecord, ApprovalStore
 
 routes = web.RouteTableDef()
 
 MAX_REASON = 2000
 
 
+class ApprovalStatus(BaseModel):
+    """A held alert request: its state, who asked and decided, and the alert once approved."""
+
+    id: str
+    state: Literal["pending", "approved", "rejected", "expired"]
+    kind: str
+    mode: str
+    audience: dict[str, Any]
+    requested_by: str
+    requested_at: int
+    expires_at: int
+    decided_by: str | None
+    decided_at: int | None
+    reason: str | None
+    alert_id: str | None
+    alert_url: str | None
+    request: dict[str, Any] = Field(description="the alert request as it was composed")
+
+    @classmethod
+    def of(cls, record: ApprovalRecord, now_ms: int) -> ApprovalStatus:
+        """The status of a stored record at a moment (a pending one past its time expired)."""
+        return cls.model_validate(record.as_json(now_ms))
+
+
+class ApprovalList(BaseModel):
+    """Requests waiting for a second person, oldest first."""
+
+    items: list[ApprovalStatus]
+
+
+class Approved(BaseModel):
+    """The 202 of an approval: the alert is stored durably and dispatching."""
+
+    id: str
+    status_url: str
+    approval_id: str
+    audience: dict[str, Any]
+    warnings: list[ViolationBody]
+
+
+class RejectBody(BaseModel):
+    """Why a held request is refused (optional)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(default="", max_length=MAX_REASON)
+
+
 def _store(request: web.Request) -> ApprovalStore:
     store = service_of(request).intake.approvals
     if store is None:
         raise web.HTTPServiceUnavailable(
-            text=json.dumps({"error": "two-person approval is not available on this service"}),
+            text=ErrorBody(error="two-person approval is not available on this service").text(),
             content_type="application/json",
         )
     return store
@@ -32,7 +89,7 @@ async def list_approvals(request: web.Request) -> web.Response:
     service = service_of(request)
     now = service.clock.now_ms()
     records = await _store(request).pending(now)
-    return web.json_response({"items": [r.as_json(now) for r in records]})
+    return reply(ApprovalList(items=[ApprovalStatus.of(r, now) for r in records]))
 
 
 @routes.get("/v1/approvals/{id}")
@@ -43,7 +100,7 @@ async def get_approval(request: web.Request) -> web.Response:
     record = await _store(request).get(approval_id)
     if record is None:
         return error(404, f"no approval request {approval_id}")
-    return web.json_response(record.as_json(service.clock.now_ms()))
+    return reply(ApprovalStatus.of(record, service.clock.now_ms()))
 
 
 @routes.post("/v1/approvals/{id}/approve")
@@ -56,16 +113,13 @@ async def approve(request: web.Request) -> web.Response:
     held = await _store(request).get(approval_id)
     if held is not None:
         await link_requested_incident(request, held.request, accepted.id)
-    return web.json_response(
-        {
-            "id": accepted.id,
-            "status_url": f"/v1/alerts/{accepted.id}",
-            "approval_id": approval_id,
-            "audience": accepted.audience,
-            "warnings": accepted.warnings,
-        },
-        status=202,
-    )
+    return reply(Approved(
+        id=accepted.id,
+        status_url=f"/v1/alerts/{accepted.id}",
+        approval_id=approval_id,
+        audience=accepted.audience,
+        warnings=[ViolationBody.model_validate(w) for w in accepted.warnings],
+    ), status=202)
 
 
 @routes.post("/v1/approvals/{id}/reject")
@@ -74,90 +128,46 @@ async def reject(request: web.Request) -> web.Response:
     service = service_of(request)
     approval_id = request.match_info["id"]
     _store(request)
-    reason = ""
+    body = RejectBody()
     if request.can_read_body:
-        body = await read_json(request)
-        reason_value: Any = body.get("reason", "") if isinstance(body, dict) else None
-        if (
-            not isinstance(body, dict)
-            or set(body) - {"reason"}
-            or not isinstance(reason_value, str)
-            or len(reason_value) > MAX_REASON
-        ):
+        try:
+            body = RejectBody.model_validate(await read_json(request))
+        except ValidationError:
             return error(422, "invalid request", problems=[
                 {"field": "reason", "message": f"a string of at most {MAX_REASON} characters"}])
-        reason = reason_value
-    record = await service.intake.reject(approval_id, caller_of(request), reason)
-    return web.json_response(record.as_json(service.clock.now_ms()))
+    record = await service.intake.reject(approval_id, caller_of(request), body.reason)
+    return reply(ApprovalStatus.of(record, service.clock.now_ms()))
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+NO_SUCH = refused("no such approval request")
+
+ROUTES = (
+    Route("get", "/v1/approvals", "Alert requests waiting for a second person's approval",
+          replies={200: Reply("pending requests, oldest first", ApprovalList),
+                   503: refused("two-person approval is not available on this service")}),
+    Route("get", "/v1/approvals/{id}", "One held alert request",
+          replies={200: Reply("the held request", ApprovalStatus), 404: NO_SUCH,
+                   503: refused("two-person approval is not available on this service")}),
+    Route("post", "/v1/approvals/{id}/approve",
+          "Approve a held request as a second person; the alert is sent",
+          replies={
+              202: Reply("the alert is stored durably and dispatching", Approved),
+              403: refused("the role may not approve, or the composer tried to approve"),
+              404: NO_SUCH,
+              409: refused("rejected, expired, or already being decided"),
+              422: refused("the request no longer passes the checks it passed when held"),
+              503: refused("two-person approval is not available on this service"),
+          }),
+    Route("post", "/v1/approvals/{id}/reject", "Reject a held request (or withdraw one's own)",
+          body=Body(RejectBody, required=False),
+          replies={
+              200: Reply("the held request, rejected", ApprovalStatus),
+              403: refused("the role may not reject"),
+              404: NO_SUCH,
+              409: refused("no longer pending"),
+              422: refused("invalid body"),
+              503: refused("two-person approval is not available on this service"),
+          }),
+)
 
 
-_ID = {"name": "id", "in": "path", "required": True,
-       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
-_STATUS = {"description": "the held request",
-           "content": {"application/json": {"schema": {
-               "$ref": "#/components/schemas/ApprovalStatus"}}}}
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
-_COMMON = {"401": _error("missing or unknown bearer token, or a bad signature"),
-           "429": _error("too many requests with this token")}
-
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/approvals": {"get": {
-        "summary": "Alert requests waiting for a second person's approval",
-        "security": _SECURED,
-        "responses": {
-            "200": {"description": "pending requests, oldest first", "content": {
-                "application/json": {"schema": {
-                    "type": "object", "required": ["items"],
-                    "properties": {"items": {"type": "array", "items": {
-                        "$ref": "#/components/schemas/ApprovalStatus"}}}}}}},
-            **_COMMON,
-        },
-    }},
-    "/v1/approvals/{id}": {"get": {
-        "summary": "One held alert request",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {"200": _STATUS, "404": _error("no such approval request"), **_COMMON},
-    }},
-    "/v1/approvals/{id}/approve": {"post": {
-        "summary": "Approve a held request as a second person; the alert is sent",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {
-            "202": {"description": "the alert is stored durably and dispatching", "content": {
-                "application/json": {"schema": {
-                    "type": "object", "required": ["id", "status_url", "approval_id"],
-                    "properties": {"id": {"type": "string"}, "status_url": {"type": "string"},
-                                   "approval_id": {"type": "string"}}}}}},
-            "403": _error("the role may not approve, or the composer tried to approve"),
-            "404": _error("no such approval request"),
-            "409": _error("rejected, expired, or already being decided"),
-            "422": _error("the request no longer passes the checks it passed when held"),
-            **_COMMON,
-        },
-    }},
-    "/v1/approvals/{id}/reject": {"post": {
-        "summary": "Reject a held request (or withdraw one's own)",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "requestBody": {"required": False, "content": {"application/json": {"schema": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"reason": {"type": "string", "maxLength": MAX_REASON}}}}}},
-        "responses": {
-            "200": _STATUS,
-            "403": _error("the role may not reject"),
-            "404": _error("no such approval request"),
-            "409": _error("no longer pending"),
-            "413": _error("body too large"),
-            "422": _error("invalid body"),
-            **_COMMON,
-        },
-    }},
-}

@@ -1,4 +1,5 @@
-"""What every route module shares: the service key, the caller, and error bodies."""
+"""What every route module shares: the service key, the caller, the one error body, typed
+JSON replies, and the one way request bodies are read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.auth import Caller
 from dispatcher.intake import Held
@@ -29,9 +31,76 @@ def caller_of(request: web.Request) -> Caller:
     return request[CALLER]
 
 
-def error(status: int, message: str, **extra: Any) -> web.Response:
-    """A JSON error body: `{"error": message, ...}` and no stack trace, ever."""
-    return web.json_response({"error": message, **extra}, status=status)
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def unless_none(description: str | None = None) -> Any:
+    """A field default of None that a reply leaves out rather than writing `null`."""
+    return Field(default=None, exclude_if=_is_none, description=description)
+
+
+class ProblemBody(BaseModel):
+    """One located problem of a request: the field (or header, or `(body)`) and what is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    message: str
+
+
+class ViolationBody(BaseModel):
+    """One finding of the policy, located in the text it was found in (the lint contract's
+    entry; a blocking one in a refusal, a warning beside a sent alert)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rule: str
+    message: str
+    start: int | None
+    end: int | None
+    severity: str
+    channel: str | None
+    language: str | None
+    field: str | None
+    overridden: bool
+    suggestion: str | None = unless_none(
+        "a neutral rewrite of the span (empty: delete it), when the rule has one")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response: what went wrong and, where known, where.
+
+    Only the fields that apply are written (`problems` for invalid input, `violations` for the
+    policy, `id` for the alert an Idempotency-Key already names, `index` for the item of a
+    list, `retry_after_s` for a rate limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    problems: list[ProblemBody] | None = unless_none()
+    violations: list[ViolationBody] | None = unless_none()
+    id: str | None = unless_none()
+    index: int | None = unless_none()
+    retry_after_s: float | None = unless_none()
+
+    def text(self) -> str:
+        """The body as JSON, without the fields that do not apply."""
+        return self.model_dump_json()
+
+
+def error(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    """A JSON error response (`ErrorBody`), and no stack trace, ever."""
+    body = ErrorBody.model_validate({"error": message, **extra})
+    return web.json_response(text=body.text(), status=status, headers=headers)
+
+
+def reply(body: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None
+          ) -> web.Response:
+    """A JSON response written from its typed model."""
+    return web.json_response(text=body.model_dump_json(), status=status, headers=headers)
 
 
 # The one place a refusal becomes an HTTP status; the first matching class wins.
@@ -57,21 +126,29 @@ def refusal_response(exc: Refused) -> web.Response:
     return error(status, exc.message, **extra)
 
 
+class HeldReply(BaseModel):
+    """The 202 for a request held for a second person's approval."""
+
+    id: str
+    status_url: str
+    approval_required: bool = True
+    state: str
+    audience: dict[str, Any]
+    expires_at: int
+    warnings: list[ViolationBody]
+
+
 def held_response(held: Held) -> web.Response:
     """The 202 for a request held for a second person's approval."""
     record = held.record
-    return web.json_response(
-        {
-            "id": record.id,
-            "status_url": f"/v1/approvals/{record.id}",
-            "approval_required": True,
-            "state": record.state.value,
-            "audience": record.audience_counts,
-            "expires_at": record.expires_at,
-            "warnings": held.warnings,
-        },
-        status=202,
-    )
+    return reply(HeldReply(
+        id=record.id,
+        status_url=f"/v1/approvals/{record.id}",
+        state=record.state.value,
+        audience=record.audience_counts,
+        expires_at=record.expires_at,
+        warnings=[ViolationBody.model_validate(w) for w in held.warnings],
+    ), status=202)
 
 
 # -- bodies: the one way a request body is read and decoded ----------------------------------
@@ -94,7 +171,7 @@ def too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
     return web.HTTPRequestEntityTooLarge(
         max_size=limit,
         actual_size=actual,
-        text=json.dumps({"error": f"body over {limit} bytes"}),
+        text=ErrorBody(error=f"body over {limit} bytes").text(),
         content_type="application/json",
     )
 
@@ -106,7 +183,7 @@ def _read_timeout_s(request: web.Request) -> float:
 def too_slow(seconds: float) -> web.HTTPRequestTimeout:
     """The 408 for a body not received within the read timeout; the connection is closed."""
     return web.HTTPRequestTimeout(
-        text=json.dumps({"error": f"the body did not arrive within {seconds:g} s"}),
+        text=ErrorBody(error=f"the body did not arrive within {seconds:g} s").text(),
         content_type="application/json",
         headers={"Connection": "close"},
     )
@@ -114,8 +191,8 @@ def too_slow(seconds: float) -> web.HTTPRequestTimeout:
 
 def bad_body(message: str, *, status: int = 400) -> web.HTTPException:
     """A 400 (or 422) naming what is wrong with the body, as JSON."""
-    body = json.dumps({"error": "invalid request",
-                       "problems": [{"field": "(body)", "message": message}]})
+    body = ErrorBody(error="invalid request",
+                     problems=[ProblemBody(field="(body)", message=message)]).text()
     cls = web.HTTPUnprocessableEntity if status == 422 else web.HTTPBadRequest
     return cls(text=body, content_type="application/json")
 

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from dispatcher.api.common import caller_of, error, held_response, read_json, service_of
+from dispatcher.api.common import (
+    HeldReply,
+    caller_of,
+    error,
+    held_response,
+    read_json,
+    service_of,
+)
+from dispatcher.api.openapi import (
+    Body,
+    Param,
+    PlaceholderAlertRecord,
+    PlaceholderCleryReport,
+    PlaceholderNote,
+    PlaceholderNotes,
+    Reply,
+    Route,
+    refused,
+)
 from dispatcher.drill_schedule import UnknownDrill
 from dispatcher.incidents.statistics import section_html
 from dispatcher.records import note_text, render_html, report_csv
@@ -133,90 +152,70 @@ async def clery_report(request: web.Request) -> web.Response:
     return web.json_response({**report.to_json(), **crimes})
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+class DrillSchedule(BaseModel):
+    """The configured drills with their next times and recent runs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    timezone: str
+    grace_s: int
+    drills: list[dict[str, Any]]
 
 
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
-_COMMON = {"401": _error("missing or unknown bearer token, or a bad signature"),
-           "429": _error("too many requests with this token")}
-_ID = {"name": "id", "in": "path", "required": True,
-       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
-_OBJECT = {"type": "object"}
+class DrillStarted(BaseModel):
+    """The 202 of a drill fired now: its alert is stored and dispatching."""
 
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/drills": {"get": {
-        "summary": "Scheduled drills with their next times and recent runs",
-        "security": _SECURED,
-        "responses": {"200": {"description": "the schedule", "content": {"application/json": {
-            "schema": {"type": "object", "required": ["drills"], "properties": {
-                "timezone": {"type": "string"}, "grace_s": {"type": "integer"},
-                "drills": {"type": "array", "items": _OBJECT}}}}}}, **_COMMON},
-    }},
-    "/v1/drills/{name}/run": {"post": {
-        "summary": "Fire a configured drill now",
-        "security": _SECURED,
-        "parameters": [{"name": "name", "in": "path", "required": True,
-                        "schema": {"type": "string"}}],
-        "responses": {
-            "202": {"description": "the drill's alert is stored and dispatching", "content": {
-                "application/json": {"schema": {"type": "object",
-                                                "required": ["id", "status_url", "run"]}}}},
-            "403": _error("the role may not send"),
-            "404": _error("no such drill in the config"),
-            "422": _error("the drill's alert breaks the policy or names a missing template"),
-            **_COMMON,
-        },
-    }},
-    "/v1/alerts/{id}/notes": {
-        "post": {
-            "summary": "Add a follow-up note to an alert's or drill's Clery record (audited)",
-            "security": _SECURED,
-            "parameters": [_ID],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["text"], "additionalProperties": False,
-                "properties": {"text": {"type": "string", "minLength": 1,
-                                        "maxLength": 4000}}}}}},
-            "responses": {"201": {"description": "the note", "content": {
-                "application/json": {"schema": _OBJECT}}},
-                "403": _error("a drill token may annotate drills and tests only"),
-                "404": _error("no such alert"), "422": _error("invalid body"), **_COMMON},
-        },
-        "get": {
-            "summary": "An alert's follow-up notes",
-            "security": _SECURED,
-            "parameters": [_ID],
-            "responses": {"200": {"description": "the notes, oldest first", "content": {
-                "application/json": {"schema": _OBJECT}}},
-                "404": _error("no such alert"), **_COMMON},
-        },
-    },
-    "/v1/alerts/{id}/record": {"get": {
-        "summary": "One alert's Clery record",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {"200": {"description": "the record", "content": {
-            "application/json": {"schema": _OBJECT}}},
-            "404": _error("no such alert"), **_COMMON},
-    }},
-    "/v1/reports/clery": {"get": {
-        "summary": "The year's emergency notifications, timely warnings and tests",
-        "security": _SECURED,
-        "parameters": [
-            {"name": "year", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": MIN_YEAR, "maximum": MAX_YEAR},
-             "description": "calendar year in drills.timezone; default the current one"},
-            {"name": "format", "in": "query", "required": False,
-             "schema": {"type": "string", "enum": list(FORMATS), "default": "json"}},
-        ],
-        "responses": {
-            "200": {"description": "the report", "content": {
-                "application/json": {"schema": _OBJECT},
-                "text/csv": {"schema": {"type": "string"}},
-                "text/html": {"schema": {"type": "string"}}}},
-            "422": _error("invalid year or format"),
-            **_COMMON,
-        },
-    }},
-}
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    status_url: str
+    drill: str
+    run: dict[str, Any]
+
+
+class DrillStartedOrHeld(RootModel[DrillStarted | HeldReply]):
+    """The 202 of a drill fired now: dispatching, or held for a second person's approval."""
+
+
+class NoteBody(BaseModel):
+    """A follow-up note to an alert's record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+NO_ALERT = refused("no such alert")
+
+ROUTES = (
+    Route("get", "/v1/drills", "Scheduled drills with their next times and recent runs",
+          replies={200: Reply("the schedule", DrillSchedule)}),
+    Route("post", "/v1/drills/{name}/run", "Fire a configured drill now",
+          params=(Param("name", "path", str, required=True),),
+          replies={
+              202: Reply("the drill's alert is stored and dispatching", DrillStartedOrHeld),
+              403: refused("the role may not send"),
+              404: refused("no such drill in the config"),
+              422: refused("the drill's alert breaks the policy or names a missing template"),
+          }),
+    Route("post", "/v1/alerts/{id}/notes",
+          "Add a follow-up note to an alert's or drill's Clery record (audited)",
+          body=Body(NoteBody),
+          replies={201: Reply("the note", PlaceholderNote),
+                   403: refused("a drill token may annotate drills and tests only"),
+                   404: NO_ALERT, 422: refused("invalid body")}),
+    Route("get", "/v1/alerts/{id}/notes", "An alert's follow-up notes",
+          replies={200: Reply("the notes, oldest first", PlaceholderNotes), 404: NO_ALERT}),
+    Route("get", "/v1/alerts/{id}/record", "One alert's Clery record",
+          replies={200: Reply("the record", PlaceholderAlertRecord), 404: NO_ALERT}),
+    Route("get", "/v1/reports/clery",
+          "The year's emergency notifications, timely warnings and tests",
+          params=(
+              Param("year", "query", Annotated[int, Field(ge=MIN_YEAR, le=MAX_YEAR)],
+                    description="calendar year in drills.timezone; default the current one"),
+              Param("format", "query", Literal["json", "csv", "html"]),
+          ),
+          replies={200: Reply("the report", PlaceholderCleryReport,
+                              text=("text/csv", "text/html")),
+                   422: refused("invalid year or format")}),
+)

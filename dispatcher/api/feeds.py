@@ -2,15 +2,105 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
-from dispatcher.api.common import caller_of, error, held_response, service_of
+from dispatcher.api.common import (
+    HeldReply,
+    caller_of,
+    error,
+    held_response,
+    reply,
+    service_of,
+    unless_none,
+)
+from dispatcher.api.openapi import Param, Reply, Route, refused
 from dispatcher.intake import Held
-from dispatcher.store.feeds import ProposalState
+from dispatcher.request import problems
+from dispatcher.store.feeds import FeedEvent, FeedProposal, ProposalState
 
 routes = web.RouteTableDef()
+
+MAX_EVENTS = 1000
+# Ids are stored as 64-bit integers; a larger cursor names no decision.
+MAX_ID = 2**62
+
+
+class EventsQuery(BaseModel):
+    """The query of `GET /v1/feeds/events`: a page size (kept within 1 to MAX_EVENTS) and the
+    id the page ends before."""
+
+    limit: int = 100
+    before: int | None = Field(default=None, ge=0, le=MAX_ID)
+
+
+class FeedDecision(BaseModel):
+    """One relay decision: what came in, what was done, and why."""
+
+    id: int
+    at: int
+    feed: str
+    message: str
+    thread: str
+    event: str
+    outcome: str
+    reason: str
+    alert_id: str | None
+    proposal_id: str | None
+
+    @classmethod
+    def of(cls, event: FeedEvent) -> FeedDecision:
+        """The decision as the API shows it."""
+        return cls.model_validate(event.as_json())
+
+
+class FeedDecisions(BaseModel):
+    """A page of relay decisions, newest first, and the link to the next older page."""
+
+    items: list[FeedDecision]
+    next: str | None
+
+
+class Proposal(BaseModel):
+    """A draft campus alert from a feed, waiting for a dispatcher (the upstream document
+    only when one proposal is read)."""
+
+    id: str
+    feed: str
+    event: str
+    upstream: str
+    state: ProposalState
+    created_at: int
+    request: dict[str, Any]
+    decided_by: str | None
+    decided_at: int | None
+    alert_id: str | None
+    source: str | None = unless_none("the upstream document the proposal came from")
+
+    @classmethod
+    def of(cls, proposal: FeedProposal, *, source: bool = True) -> Proposal:
+        """The proposal as the API shows it."""
+        return cls.model_validate(proposal.as_json(source=source))
+
+
+class Proposals(BaseModel):
+    """Proposals in one state (or all)."""
+
+    items: list[Proposal]
+
+
+class ProposalSent(BaseModel):
+    """The 202 of a proposal sent: its alert is stored durably and dispatching."""
+
+    id: str
+    status_url: str
+    proposal: Proposal
+
+
+class ProposalReply(RootModel[ProposalSent | HeldReply]):
+    """The 202 of a proposal sent: dispatching, or held for a second person's approval."""
 
 
 @routes.get("/v1/feeds/events")
@@ -18,17 +108,16 @@ async def feed_events(request: web.Request) -> web.Response:
     """Every relay decision (sent, proposed, updated, cleared, ignored, suppressed, refused)."""
     service = service_of(request)
     try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-        before = int(request.query["before"]) if "before" in request.query else None
-    except ValueError:
-        return error(422, "invalid parameters",
-                     problems=[{"field": "limit/before", "message": "integers"}])
-    events = await service.feed_relay.store.events(limit=limit, before_id=before)
-    return web.json_response({
-        "items": [e.as_json() for e in events],
-        "next": f"/v1/feeds/events?before={events[-1].id}&limit={limit}"
+        query = EventsQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        return error(422, "invalid parameters", problems=problems(exc))
+    limit = min(max(query.limit, 1), MAX_EVENTS)
+    events = await service.feed_relay.store.events(limit=limit, before_id=query.before)
+    return reply(FeedDecisions(
+        items=[FeedDecision.of(e) for e in events],
+        next=f"/v1/feeds/events?before={events[-1].id}&limit={limit}"
         if len(events) == limit else None,
-    })
+    ))
 
 
 @routes.get("/v1/feeds/proposals")
@@ -41,7 +130,7 @@ async def list_proposals(request: web.Request) -> web.Response:
                      problems=[{"field": "state", "message": "pending, sent, dismissed or all"}])
     state = None if raw == "all" else ProposalState(raw)
     found = await service.feed_relay.store.proposals(state)
-    return web.json_response({"items": [p.as_json(source=False) for p in found]})
+    return reply(Proposals(items=[Proposal.of(p, source=False) for p in found]))
 
 
 @routes.get("/v1/feeds/proposals/{id}")
@@ -51,7 +140,7 @@ async def get_proposal(request: web.Request) -> web.Response:
     proposal = await service.feed_relay.store.proposal(request.match_info["id"])
     if proposal is None:
         return error(404, f"no proposal {request.match_info['id']}")
-    return web.json_response(proposal.as_json())
+    return reply(Proposal.of(proposal))
 
 
 @routes.post("/v1/feeds/proposals/{id}/send")
@@ -64,11 +153,8 @@ async def send_proposal(request: web.Request) -> web.Response:
     if isinstance(accepted, Held):
         return held_response(accepted)
     alert_id = accepted.id
-    return web.json_response(
-        {"id": alert_id, "status_url": f"/v1/alerts/{alert_id}", "proposal": proposal.as_json(
-            source=False)},
-        status=202,
-    )
+    return reply(ProposalSent(id=alert_id, status_url=f"/v1/alerts/{alert_id}",
+                              proposal=Proposal.of(proposal, source=False)), status=202)
 
 
 @routes.post("/v1/feeds/proposals/{id}/dismiss")
@@ -78,67 +164,35 @@ async def dismiss_proposal(request: web.Request) -> web.Response:
     proposal = await service.feed_relay.dismiss_proposal(
         request.match_info["id"], caller_of(request)
     )
-    return web.json_response(proposal.as_json(source=False))
+    return reply(Proposal.of(proposal, source=False))
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+NO_SUCH = refused("no such proposal")
+
+ROUTES = (
+    Route("get", "/v1/feeds/events", "Every decision on an upstream feed message, newest first",
+          params=(Param("limit", "query", Annotated[int, Field(ge=1, le=MAX_EVENTS)]),
+                  Param("before", "query", Annotated[int, Field(ge=0, le=MAX_ID)])),
+          replies={200: Reply("decisions", FeedDecisions),
+                   422: refused("limit or before is not a whole number, or before is out of "
+                                "range")}),
+    Route("get", "/v1/feeds/proposals", "Draft alerts from the feeds waiting for a dispatcher",
+          params=(Param("state", "query", Literal["pending", "sent", "dismissed", "all"]),),
+          replies={200: Reply("proposals", Proposals),
+                   422: refused("state is not pending, sent, dismissed or all")}),
+    Route("get", "/v1/feeds/proposals/{id}", "One proposal with its upstream document",
+          replies={200: Reply("the proposal", Proposal), 404: NO_SUCH}),
+    Route("post", "/v1/feeds/proposals/{id}/send", "Send a proposal as the caller's alert",
+          replies={202: Reply("the alert is durable, or held for approval", ProposalReply),
+                   403: refused("the role may not send it"),
+                   404: NO_SUCH,
+                   409: refused("the proposal is no longer pending"),
+                   422: refused("policy violations")}),
+    Route("post", "/v1/feeds/proposals/{id}/dismiss", "Decide not to send a proposal",
+          replies={200: Reply("the dismissed proposal", Proposal),
+                   403: refused("the role may not dismiss it"),
+                   404: NO_SUCH,
+                   409: refused("the proposal is no longer pending")}),
+)
 
 
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
-_ID = {"name": "id", "in": "path", "required": True,
-       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
-_OBJECT = {"application/json": {"schema": {"type": "object"}}}
-_COMMON = {"401": _error("missing or unknown bearer token, or a bad signature"),
-           "429": _error("too many requests with this token")}
-
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/feeds/events": {"get": {
-        "summary": "Every decision on an upstream feed message, newest first",
-        "security": _SECURED,
-        "parameters": [
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                       "maximum": 1000}},
-            {"name": "before", "in": "query", "schema": {"type": "integer"}},
-        ],
-        "responses": {"200": {"description": "decisions", "content": _OBJECT},
-                      "422": _error("limit or before is not an integer"), **_COMMON},
-    }},
-    "/v1/feeds/proposals": {"get": {
-        "summary": "Draft alerts from the feeds waiting for a dispatcher",
-        "security": _SECURED,
-        "parameters": [{"name": "state", "in": "query", "schema": {
-            "type": "string", "enum": ["pending", "sent", "dismissed", "all"]}}],
-        "responses": {"200": {"description": "proposals", "content": _OBJECT},
-                      "422": _error("state is not pending, sent, dismissed or all"), **_COMMON},
-    }},
-    "/v1/feeds/proposals/{id}": {"get": {
-        "summary": "One proposal with its upstream document",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {"200": {"description": "the proposal", "content": _OBJECT},
-                      "404": _error("no such proposal"), **_COMMON},
-    }},
-    "/v1/feeds/proposals/{id}/send": {"post": {
-        "summary": "Send a proposal as the caller's alert",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {"202": {"description": "the alert is durable", "content": _OBJECT},
-                      "403": _error("the role may not send it"),
-                      "404": _error("no such proposal"),
-                      "409": _error("the proposal is no longer pending"),
-                      "422": _error("policy violations"), **_COMMON},
-    }},
-    "/v1/feeds/proposals/{id}/dismiss": {"post": {
-        "summary": "Decide not to send a proposal",
-        "security": _SECURED,
-        "parameters": [_ID],
-        "responses": {"200": {"description": "the dismissed proposal", "content": _OBJECT},
-                      "403": _error("the role may not dismiss it"),
-                      "404": _error("no such proposal"),
-                      "409": _error("the proposal is no longer pending"), **_COMMON},
-    }},
-}

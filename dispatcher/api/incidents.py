@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dispatcher.api.common import SERVICE, caller_of, error, read_json, service_of
+from dispatcher.api.openapi import Body, Param, Reply, Route, refused
 from dispatcher.auth import Caller
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.requests import (
     DecisionInput,
     DispositionInput,
     HoldInput,
+    IncidentInput,
     StatisticsRequestInput,
 )
 from dispatcher.refusals import Invalid, Problem
@@ -229,86 +231,82 @@ async def public_crime_log(request: web.Request) -> web.Response:
                         headers=headers)
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+class IncidentReply(BaseModel):
+    """An incident as the registry shows it (private fields only for the roles allowed)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
-_OBJECT = {"type": "object"}
-_ID = {"name": "id", "in": "path", "required": True,
-       "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
-_JSON = {"application/json": {"schema": _OBJECT}}
-_BODY = {"required": True, "content": _JSON}
+class IncidentList(BaseModel):
+    """Recent incidents, late entries and overdue decisions."""
 
-_ERRORS = {
-    "401": _error("missing or unknown bearer token, or a bad signature"),
-    "403": _error("the role may not do this"),
-    "404": _error("no such incident"),
-    "409": _error("contradicts what is stored (already held, decided, or not needed)"),
-    "413": _error("body too large"),
-    "422": _error("invalid request, or its text names a person (located violations)"),
-    "429": _error("too many requests with this token"),
+    model_config = ConfigDict(extra="allow")
+
+
+class DecisionReply(BaseModel):
+    """The timely-warning decision and, for a warning, the alert request to send."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CrimeStatistics(BaseModel):
+    """Annual Security Report statistics and the requests to local police."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CrimeLogPage(BaseModel):
+    """A page of the public daily crime log."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+_MAY_WRITE = {
+    403: refused("the role may not do this"),
+    404: refused("no such incident"),
+    409: refused("contradicts what is stored (already held, decided, or not needed)"),
+    422: refused("invalid request, or its text names a person (located violations)"),
 }
 
 
-def _op(summary: str, ok: str, description: str, *, path_id: bool = False,
-        body: bool = False, query: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary, "security": _SECURED,
-        "responses": {ok: {"description": description, "content": _JSON}, **_ERRORS},
-    }
-    parameters = ([_ID] if path_id else []) + (query or [])
-    if parameters:
-        op["parameters"] = parameters
-    if body:
-        op["requestBody"] = _BODY
-    return op
+def _page(name: str, low: int, high: int) -> Param:
+    return Param(name, "query", Annotated[int, Field(ge=low, le=high)])
 
 
-def _query(name: str, low: int, high: int) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False,
-            "schema": {"type": "integer", "minimum": low, "maximum": high}}
-
-
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/incidents": {
-        "post": _op("Record a reported crime", "201", "the incident", body=True),
-        "get": _op("Recent incidents, late entries and overdue decisions", "200",
-                   "the incidents", query=[_query("days", 1, MAX_DAYS)]),
-    },
-    "/v1/incidents/{id}": {
-        "get": _op("One incident; ?include=private for allowed roles (audited)", "200",
-                   "the incident", path_id=True,
-                   query=[{"name": "include", "in": "query", "required": False,
-                           "schema": {"type": "string", "enum": ["private"]}}]),
-        "patch": _op("Change the disposition (kept as history)", "200", "the incident",
-                     path_id=True, body=True),
-    },
-    "/v1/incidents/{id}/hold": {"post": _op(
-        "Hold an entry back from the public log", "200", "the incident", path_id=True,
-        body=True)},
-    "/v1/incidents/{id}/release": {"post": _op(
-        "Release a held entry to the public log", "200", "the incident", path_id=True)},
-    "/v1/incidents/{id}/decision": {"post": _op(
-        "Close the timely-warning decision", "200",
-        "the decision and, for a warning, the alert request to POST to /v1/alerts",
-        path_id=True, body=True)},
-    "/v1/crime-statistics": {"get": _op(
-        "Annual Security Report statistics for three calendar years", "200",
-        "counts and requests to local police", query=[_query("year", 1990, 9999)])},
-    "/v1/crime-statistics/requests": {"post": _op(
-        "Record a request to local law enforcement for its statistics", "201",
-        "the year's requests", body=True)},
-    "/public/crime-log": {"get": {
-        "summary": "The daily crime log (no sign-in)",
-        "parameters": [
-            {"name": "format", "in": "query", "required": False,
-             "schema": {"type": "string", "enum": list(FORMATS), "default": "html"}},
-            _query("page", 1, MAX_PAGE)],
-        "responses": {"200": {"description": "the log", "content": {
-            "text/html": {"schema": {"type": "string"}},
-            "text/csv": {"schema": {"type": "string"}},
-            "application/json": {"schema": _OBJECT}}},
-            "422": _error("invalid format or page")}}},
-}
+ROUTES = (
+    Route("post", "/v1/incidents", "Record a reported crime", body=Body(IncidentInput),
+          replies={201: Reply("the incident", IncidentReply), **_MAY_WRITE}),
+    Route("get", "/v1/incidents", "Recent incidents, late entries and overdue decisions",
+          params=(_page("days", 1, MAX_DAYS),),
+          replies={200: Reply("the incidents", IncidentList), **_MAY_WRITE}),
+    Route("get", "/v1/incidents/{id}",
+          "One incident; ?include=private for allowed roles (audited)",
+          params=(Param("include", "query", Literal["private"]),),
+          replies={200: Reply("the incident", IncidentReply), **_MAY_WRITE}),
+    Route("patch", "/v1/incidents/{id}", "Change the disposition (kept as history)",
+          body=Body(DispositionInput),
+          replies={200: Reply("the incident", IncidentReply), **_MAY_WRITE}),
+    Route("post", "/v1/incidents/{id}/hold", "Hold an entry back from the public log",
+          body=Body(HoldInput),
+          replies={200: Reply("the incident", IncidentReply), **_MAY_WRITE}),
+    Route("post", "/v1/incidents/{id}/release", "Release a held entry to the public log",
+          replies={200: Reply("the incident", IncidentReply), **_MAY_WRITE}),
+    Route("post", "/v1/incidents/{id}/decision", "Close the timely-warning decision",
+          body=Body(DecisionInput),
+          replies={200: Reply("the decision and, for a warning, the alert request to POST to "
+                              "/v1/alerts", DecisionReply), **_MAY_WRITE}),
+    Route("get", "/v1/crime-statistics",
+          "Annual Security Report statistics for three calendar years",
+          params=(_page("year", 1990, 9999),),
+          replies={200: Reply("counts and requests to local police", CrimeStatistics),
+                   **_MAY_WRITE}),
+    Route("post", "/v1/crime-statistics/requests",
+          "Record a request to local law enforcement for its statistics",
+          body=Body(StatisticsRequestInput),
+          replies={201: Reply("the year's requests", CrimeStatistics), **_MAY_WRITE}),
+    Route("get", "/public/crime-log", "The daily crime log (no sign-in)", auth=False,
+          params=(Param("format", "query", Literal["html", "csv", "json"]),
+                  _page("page", 1, MAX_PAGE)),
+          replies={200: Reply("the log", CrimeLogPage, text=("text/html", "text/csv")),
+                   422: refused("invalid format or page")}),
+)

@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field, RootModel
 
-from dispatcher.api.common import error, read_json, service_of
+from dispatcher.api.common import (
+    ViolationBody,
+    error,
+    read_json,
+    reply,
+    service_of,
+    unless_none,
+)
+from dispatcher.api.openapi import Body, Reply, Route, refused
 from dispatcher.lint import LintInputError, lint_one
 from dispatcher.places import campus_places
+from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
 
 routes = web.RouteTableDef()
 
 MAX_ITEMS = 500
+
+
+class LintInput(RootModel[AlertRequest | Annotated[
+        list[AlertRequest], Field(min_length=1, max_length=MAX_ITEMS)]]):
+    """One alert request, or a list of them judged in order."""
+
+
+class LintVerdict(BaseModel):
+    """The policy's verdict on one alert request."""
+
+    ok: bool = Field(description="true when nothing blocks the send (warnings may remain)")
+    violations: list[ViolationBody]
+    segments: dict[str, int]
+    encoding: dict[str, str]
+    derived: dict[str, str] = Field(
+        description="the short channels whose text was derived from a longer one, with that text")
+    languages: dict[str, dict[str, Any]] | None = unless_none()
+
+
+class LintVerdicts(RootModel[LintVerdict | list[LintVerdict]]):
+    """The verdict, or one per request in the order given."""
 
 
 @routes.post("/v1/lint")
@@ -36,12 +67,12 @@ async def lint(request: web.Request) -> web.Response:
                 index=exc.index,
                 problems=[{"field": f"[{exc.index}]", "message": exc.message}],
             )
-        return web.json_response(verdicts)
+        return reply(LintVerdicts(verdicts))
     try:
         verdict = await asyncio.to_thread(lint_one, body, settings)
     except LintInputError as exc:
         return error(422, str(exc), problems=[{"field": "(body)", "message": str(exc)}])
-    return web.json_response(verdict)
+    return reply(LintVerdicts(LintVerdict.model_validate(verdict)))
 
 
 class _ItemError(Exception):
@@ -51,12 +82,21 @@ class _ItemError(Exception):
         self.message = message
 
 
-def _lint_all(items: list[Any], settings: Settings) -> list[dict[str, Any]]:
+def _lint_all(items: list[Any], settings: Settings) -> list[LintVerdict]:
     out = []
     places = campus_places(settings)
     for index, item in enumerate(items):
         try:
-            out.append(lint_one(item, settings, places=places))
+            out.append(LintVerdict.model_validate(lint_one(item, settings, places=places)))
         except LintInputError as exc:
             raise _ItemError(index, str(exc)) from None
     return out
+
+
+ROUTES = (
+    Route("post", "/v1/lint",
+          "The policy's verdict on an alert request (or a list), sending nothing",
+          body=Body(LintInput),
+          replies={200: Reply("the verdict, or one per request in order", LintVerdicts),
+                   422: refused("not an alert request, or an empty or too long list")}),
+)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
-from dispatcher.api.common import service_of
-from dispatcher.api.openapi import openapi_document
+from dispatcher.api.common import reply, service_of
+from dispatcher.api.openapi import DOCUMENT, OpenApiDocument, Reply, Route
 
 routes = web.RouteTableDef()
+
+
+class Health(BaseModel):
+    """Whether the service is alive and can read its store."""
+
+    ok: bool
+    store: str = Field(description="the store's dialect, or the error that reading it raised")
+    channels: list[str] | None = Field(default=None, description="the configured channels")
 
 
 @routes.get("/healthz")
@@ -18,14 +27,12 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         await service.db.ping()
     except Exception as exc:
-        return web.json_response({"ok": False, "store": type(exc).__name__}, status=503)
-    return web.json_response(
-        {
-            "ok": True,
-            "store": service.db.dialect,
-            "channels": sorted(c.name for c in service.channels.values()),
-        }
-    )
+        return reply(Health(ok=False, store=type(exc).__name__), status=503)
+    return reply(Health(
+        ok=True,
+        store=service.db.dialect,
+        channels=sorted(c.name for c in service.channels.values()),
+    ))
 
 
 @routes.get("/metrics")
@@ -38,4 +45,14 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of this API."""
-    return web.json_response(openapi_document(service_of(request).settings))
+    return web.json_response(request.app[DOCUMENT])
+
+
+ROUTES = (
+    Route("get", "/healthz", "Liveness and store access", auth=False,
+          replies={200: Reply("healthy", Health), 503: Reply("unhealthy", Health)}),
+    Route("get", "/metrics", "Prometheus metrics", auth=False,
+          replies={200: Reply("text exposition", text=("text/plain",))}),
+    Route("get", "/openapi.json", "This document", auth=False,
+          replies={200: Reply("OpenAPI 3.1", OpenApiDocument)}),
+)

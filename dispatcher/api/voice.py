@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
+from pydantic import BaseModel, ConfigDict
 
 from channels.sms_twilio import signature_valid
 from channels.voice_twilio import (
@@ -29,6 +30,15 @@ from channels.voice_twilio import (
     signed_url,
 )
 from dispatcher.api.common import SERVICE, error, read_form
+from dispatcher.api.openapi import (
+    CALLBACK_QUERY,
+    FORM,
+    TWILIO_SIGNATURE,
+    Body,
+    Reply,
+    Route,
+    refused,
+)
 from dispatcher.credentials import reveal
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
 from dispatcher.refusals import Refused
@@ -41,6 +51,17 @@ log = structlog.get_logger("clarion.api.voice")
 routes = web.RouteTableDef()
 
 TWIML = "text/xml"
+
+
+class CallForm(BaseModel):
+    """The form of Twilio's voice callbacks (the fields read; others are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    CallSid: str | None = None
+    CallStatus: str | None = None
+    Digits: str | None = None
+    ErrorCode: str | None = None
 
 
 def _voice_settings(service: Service) -> VoiceSettings | None:
@@ -192,44 +213,25 @@ async def call_status(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _signed(summary: str, fields: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
-    return {"post": {
-        "summary": summary,
-        "parameters": [
-            {"name": "X-Twilio-Signature", "in": "header", "required": False,
-             "schema": {"type": "string"}},
-            {"name": "d", "in": "query", "required": False, "schema": {"type": "string"}},
-            {"name": "a", "in": "query", "required": False, "schema": {"type": "string"}},
-        ],
-        "requestBody": {"required": False, "content": {
-            "application/x-www-form-urlencoded": {"schema": {
-                "type": "object", "properties": fields,
-                "additionalProperties": {"type": "string"}}}}},
-        "responses": {
-            **ok,
-            "403": {"description": "missing or invalid X-Twilio-Signature: nothing recorded"},
-            "404": {"description": "voice.twilio is not configured"},
-        },
-    }}
+def _signed(path: str, summary: str, ok: dict[int, Reply]) -> Route:
+    return Route(
+        "post", path, summary, auth=False,
+        params=(TWILIO_SIGNATURE, *CALLBACK_QUERY),
+        body=Body(CallForm, media=(FORM,), required=False),
+        replies={**ok,
+                 403: refused("missing or invalid X-Twilio-Signature: nothing recorded"),
+                 404: refused("voice.twilio is not configured")},
+    )
 
 
-_TWIML_OK = {"200": {"description": "TwiML", "content": {TWIML: {"schema": {"type": "string"}}}}}
+_TWIML_OK = {200: Reply("TwiML", text=(TWIML,))}
 
-OPENAPI_PATHS: dict[str, Any] = {
-    TWIML_PATH: _signed(
-        "Twilio fetches an answered call's TwiML (signed with X-Twilio-Signature)",
-        {"CallSid": {"type": "string"}, "CallStatus": {"type": "string"}},
-        _TWIML_OK,
-    ),
-    GATHER_PATH: _signed(
-        "The key a person pressed on a call: 1 safe, 2 need help (signed)",
-        {"CallSid": {"type": "string"}, "Digits": {"type": "string"}},
-        _TWIML_OK,
-    ),
-    STATUS_PATH: _signed(
-        "Twilio call status callback, a late receipt (signed)",
-        {"CallSid": {"type": "string"}, "CallStatus": {"type": "string"},
-         "ErrorCode": {"type": "string"}},
-        {"204": {"description": "recorded (or not a receipt)"}},
-    ),
-}
+ROUTES = (
+    _signed(TWIML_PATH,
+            "Twilio fetches an answered call's TwiML (signed with X-Twilio-Signature)",
+            _TWIML_OK),
+    _signed(GATHER_PATH, "The key a person pressed on a call: 1 safe, 2 need help (signed)",
+            _TWIML_OK),
+    _signed(STATUS_PATH, "Twilio call status callback, a late receipt (signed)",
+            {204: Reply("recorded (or not a receipt)")}),
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dispatcher.incidents.model import (
     HATE_ONLY,
@@ -16,6 +16,9 @@ from dispatcher.incidents.model import (
 )
 
 _TEXT = 500
+# Moments outside these years are typing errors, and the local calendar day of one at the
+# edge of what `datetime` holds would overflow.
+FIRST_YEAR, LAST_YEAR = 1900, 9998
 
 
 class _Strict(BaseModel):
@@ -51,6 +54,13 @@ class IncidentInput(_Strict):
     source: Source = Source.CAMPUS_POLICE
     victim: PrivateInput | None = None
     reporter: PrivateInput | None = None
+
+    @field_validator("reported_at", "occurred_from", "occurred_to")
+    @classmethod
+    def _in_calendar(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and not FIRST_YEAR <= moment.year <= LAST_YEAR:
+            raise ValueError(f"a moment in the years {FIRST_YEAR} to {LAST_YEAR}")
+        return moment
 
     @model_validator(mode="after")
     def _consistent(self) -> IncidentInput:
