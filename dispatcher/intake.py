@@ -20,16 +20,22 @@ from dispatcher.places import campus_places
 from dispatcher.policy import evaluate
 from dispatcher.policy.engine import finder_for
 from dispatcher.policy.verdict import Verdict
-from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Refused
+from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Problem, Refused, located
 from dispatcher.rendering import Rendered, render_alert
 from dispatcher.request import AlertRequest
 from dispatcher.settings import ConfigError, Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.approvals import ApprovalRecord, ApprovalState, ApprovalStore, alert_key
+from dispatcher.store.incidents import IncidentStore
 from dispatcher.templates import TemplateError, expand
 from segments.audience import AudienceError, AudienceResolver
 
 log = structlog.get_logger("clarion.intake")
+
+EMPTY_AUDIENCE = (
+    "this audience reaches no one (0 people and 0 devices on the chosen channels): check the "
+    "segment, zones and channels, or set allow_empty_audience to send it anyway"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +57,57 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
+class Preview:
+    """What intake would do with a request, nothing stored: the same checks as `submit`.
+
+    `refusals` are what `submit` would raise (the first one), located by field; when an
+    early check refuses (role, template, audience, scope, references, incident, channels)
+    there is nothing rendered or counted yet. A message the policy refuses is still rendered
+    and counted, and its verdict says where.
+    """
+
+    request: AlertRequest
+    refusals: tuple[Refused, ...] = ()
+    channels: tuple[ChannelKind, ...] = ()
+    rendered: Rendered | None = None
+    verdict: Verdict | None = None
+    counts: dict[str, Any] | None = None
+    held: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Nothing stops it: `submit` would store it, or hold it for approval."""
+        return not self.refusals
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        """Every refusal but the policy's, as field problems."""
+        return tuple(p for exc in self.refusals for p in located(exc))
+
+
+@dataclass(frozen=True, slots=True)
 class _Checked:
-    """A request that passed every check, with what storing it needs."""
+    """A request through every check, with what storing it needs, and what the last checks
+    (the policy, an audience of no one) refused: `submit` raises the first of those."""
 
     request: AlertRequest
     channels: list[ChannelKind]
     rendered: Rendered
-    warnings: list[dict[str, Any]]
+    verdict: Verdict
     counts: dict[str, Any]
+    refusals: tuple[Refused, ...] = ()
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """The policy's findings, as the API lists them."""
+        violations: list[dict[str, Any]] = self.verdict.to_json()["violations"]
+        return violations
 
 
 class Intake:
-    """Checks a request (role, scope, audience, template, policy, approval) and stores it with
-    its audit entry.
+    """Checks a request (role, template, audience, scope, references, incident, channels,
+    policy, an audience of no one, approval) and stores it with its audit entry and its
+    incident link.
 
     Refusals are raised as `dispatcher.refusals` types and counted here, whoever called.
     """
@@ -80,8 +124,10 @@ class Intake:
         metrics: Metrics,
         clock: Clock,
         approvals: ApprovalStore,
+        incidents: IncidentStore,
     ) -> None:
         self._settings = settings
+        self._incidents = incidents
         self._permissions = permissions
         self._alerts = alerts
         self._audience = audience
@@ -112,7 +158,26 @@ class Intake:
                 )
             return list(request.channels)
         wanted = self._settings.dispatch.default_channels.get(request.kind, list(ChannelKind))
-        return [c for c in wanted if c in configured]
+        chosen = [c for c in wanted if c in configured]
+        if not chosen:
+            raise Invalid.one(
+                "channels", f"none of the channels a {request.kind.value} uses by default is "
+                "configured on this service: choose the channels")
+        return chosen
+
+    async def preview(self, request: AlertRequest, caller: Caller) -> Preview:
+        """Every check `submit` makes, without storing or holding anything (nothing counted)."""
+        try:
+            checked = await self._check(request, caller)
+        except Refused as exc:
+            return Preview(request, refusals=(exc,))
+        held = self._needs_approval(checked) and not self._permissions.may_bypass_approval(
+            caller)
+        return Preview(
+            checked.request, refusals=checked.refusals, channels=tuple(checked.channels),
+            rendered=checked.rendered, verdict=checked.verdict, counts=checked.counts,
+            held=held,
+        )
 
     async def submit(
         self, request: AlertRequest, caller: Caller, *, idempotency_key: str | None = None
@@ -123,7 +188,7 @@ class Intake:
         person's approval and the caller's role may not bypass it. Raises a `Refused`.
         """
         with self._counted():
-            checked = await self._check(request, caller)
+            checked = self._passed(await self._check(request, caller))
             approval: dict[str, Any] | None = None
             if self._needs_approval(checked):
                 if not self._permissions.may_bypass_approval(caller):
@@ -152,7 +217,7 @@ class Intake:
         try:
             # Checked again as its composer: roles, scopes, the directory or the policy
             # may have changed while it waited.
-            checked = await self._check(record.request, record.requester)
+            checked = self._passed(await self._check(record.request, record.requester))
             accepted = await self._store(
                 checked,
                 record.requester,
@@ -205,7 +270,11 @@ class Intake:
     # -- the checks -----------------------------------------------------------------------------
 
     async def _check(self, request: AlertRequest, caller: Caller) -> _Checked:
-        """Everything that must hold before an alert is stored or held for approval."""
+        """Everything that must hold before an alert is stored or held for approval.
+
+        The first checks raise; the policy's verdict and an audience of no one come back as
+        `refusals`, so a preview shows them beside the rendering and the count.
+        """
         self._permissions.check_send(caller, request.mode)
         try:
             request = expand(request, self._settings.templates_dir())
@@ -218,6 +287,11 @@ class Intake:
         self._permissions.check_audience(caller, request.audience)
         if request.references is not None and await self._alerts.get(request.references) is None:
             raise Invalid.one("references", f"no alert {request.references}")
+        if request.incident is not None:
+            self._permissions.check_link_incident(caller)
+            refusal = await self._incidents.refusal_for_alert(request.incident)
+            if refusal is not None:
+                raise refusal
         channels = self.channels_for(request)
         # The store counts the audience on its reader thread while the policy runs here.
         counting = asyncio.ensure_future(self._audience.count(
@@ -231,7 +305,19 @@ class Intake:
             await asyncio.gather(counting, return_exceptions=True)
             raise
         counts = await counting
-        return _Checked(request, channels, rendered, verdict.to_json()["violations"], counts)
+        refusals: list[Refused] = []
+        if not verdict.ok:
+            refusals.append(PolicyBreach(verdict.to_json()["violations"]))
+        if int(counts.get("total", 0)) == 0 and not request.allow_empty_audience:
+            refusals.append(Invalid.one("audience", EMPTY_AUDIENCE))
+        return _Checked(request, channels, rendered, verdict, counts, tuple(refusals))
+
+    @staticmethod
+    def _passed(checked: _Checked) -> _Checked:
+        """The checked request, or the first refusal of the last checks raised."""
+        if checked.refusals:
+            raise checked.refusals[0]
+        return checked
 
     def _police(
         self, request: AlertRequest, caller: Caller, channels: list[ChannelKind]
@@ -246,8 +332,6 @@ class Intake:
         verdict = evaluate(
             request, rendered, self._settings.policy, overridden=overridden, places=self._places
         )
-        if not verdict.ok:
-            raise PolicyBreach(verdict.to_json()["violations"])
         return rendered, verdict
 
     def _needs_approval(self, checked: _Checked) -> bool:
@@ -330,7 +414,7 @@ class Intake:
         alert_id, created = await self._alerts.create(
             request, checked.rendered, actor=caller.name, now_ms=now, expires_ms=expires,
             channels=channels, idempotency_key=idempotency_key, audience_counts=counts,
-            clery=clery, audit_detail=audit,
+            clery=clery, audit_detail=audit, incident=request.incident,
         )
         if created:
             self._metrics.alerts.labels(request.kind.value, request.mode.value).inc()

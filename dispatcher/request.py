@@ -137,6 +137,10 @@ class AlertRequest(_Strict):
         default=None, min_length=1, max_length=100,
         description="the incident (crime log) a timely warning is about; the alert is linked",
     )
+    allow_empty_audience: bool = Field(
+        default=False,
+        description="send even when the audience resolves to no one (refused otherwise)",
+    )
 
     @field_validator("translations")
     @classmethod
@@ -161,7 +165,11 @@ class AlertRequest(_Strict):
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request, for Idempotency-Key checks."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        body = self.model_dump(mode="json")
+        if not body["allow_empty_audience"]:
+            # The default leaves no trace, so requests stored before it keep their hash.
+            del body["allow_empty_audience"]
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

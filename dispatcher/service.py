@@ -31,6 +31,7 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
 from dispatcher.store.feeds import FeedStore
+from dispatcher.store.incidents import IncidentStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.responses import ResponseStore
@@ -108,6 +109,7 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
             approvals=ApprovalStore(db, self.audit),
+            incidents=IncidentStore(db, self.audit),
         )
         self.scheduler = DrillScheduler(
             settings.drills,

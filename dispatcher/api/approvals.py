@@ -8,7 +8,6 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.api.common import caller_of, error, read_json, service_of
-from dispatcher.api.incidents import link_requested_incident
 from dispatcher.store.approvals import ApprovalStore
 
 routes = web.RouteTableDef()
@@ -53,9 +52,6 @@ async def approve(request: web.Request) -> web.Response:
     approval_id = request.match_info["id"]
     _store(request)
     accepted = await service.intake.approve(approval_id, caller_of(request))
-    held = await _store(request).get(approval_id)
-    if held is not None:
-        await link_requested_incident(request, held.request, accepted.id)
     return web.json_response(
         {
             "id": accepted.id,

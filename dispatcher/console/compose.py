@@ -11,17 +11,15 @@ from typing import Any
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
-from dispatcher.auth import Caller, scope_permits
+from dispatcher.auth import Caller
 from dispatcher.cap import render_cap
 from dispatcher.console import actions
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.policy import evaluate
 from dispatcher.policy.gsm import count as sms_count
-from dispatcher.rendering import Rendered, render_alert
+from dispatcher.rendering import Rendered
 from dispatcher.request import AlertRequest, problems
 from dispatcher.service import Service
-from dispatcher.templates import Template, TemplateError, expand, list_templates
-from segments.expression import AudienceError
+from dispatcher.templates import Template, list_templates
 
 KIND_LABELS = {
     AlertKind.EMERGENCY.value: "Emergency notification",
@@ -196,6 +194,10 @@ class Preview:
     suppressed: dict[str, int] = field(default_factory=dict)
     cap_xml: str = ""
     override_rules: tuple[str, ...] = ()
+    # Intake would hold it for a second person's approval.
+    held: bool = False
+    # The message as intake checked it (a template's text filled in).
+    message: str = ""
 
     @property
     def blocking(self) -> tuple[dict[str, Any], ...]:
@@ -280,16 +282,18 @@ def _renderings(rendered: Rendered, language: str) -> list[ChannelPreview]:
     return out
 
 
-async def build_preview(
-    service: Service,
-    form: ComposeForm,
-    caller: Caller,
-    *,
-    may_override: bool,
-    places: frozenset[str],
-) -> Preview:
-    """Validate the form, run the policy, render every channel and count the audience."""
-    settings = service.settings
+def field_for(form: ComposeForm, name: str) -> str:
+    """The form field a request field's problem belongs to, as this form is filled in."""
+    head = name.split(".", 1)[0]
+    if head == "audience":
+        return "expression" if form.segment == CUSTOM else "segment"
+    if head in ("zones", "exclude_zones"):
+        return "zones"
+    return field_id(name)
+
+
+def _form_problems(form: ComposeForm) -> list[FieldProblem]:
+    """What the form itself lacks, before there is a request to check."""
     found: list[FieldProblem] = []
     if form.confirmed_name and not form.confirmed_title:
         found.append(FieldProblem("confirmed-title", "Enter the title of the person who confirmed"))
@@ -297,85 +301,71 @@ async def build_preview(
         found.append(FieldProblem("confirmed-name", "Enter the name of the person who confirmed"))
     if not form.text and not form.template:
         found.append(FieldProblem("text", "Enter the message, or choose a template"))
-        return Preview(form, None, tuple(found))
+    return found
+
+
+def _request_of(
+    form: ComposeForm, found: list[FieldProblem], override_rules: list[str] | None = None
+) -> AlertRequest | None:
+    """The alert request the form means, or None with its problems added to `found`."""
     try:
-        request = AlertRequest.model_validate(form.request_body())
+        return AlertRequest.model_validate(form.request_body(override_rules))
     except ValidationError as exc:
         for p in problems(exc):
-            if not any(f.field_id == field_id(p["field"]) for f in found):
-                found.append(FieldProblem(field_id(p["field"]), p["message"]))
+            if override_rules and p["field"].startswith("override"):
+                message = ("Give the reason for sending despite the policy "
+                           "(at least 5 characters)")
+                found.append(FieldProblem("override-reason", message))
+            elif not any(f.field_id == field_for(form, p["field"]) for f in found):
+                found.append(FieldProblem(field_for(form, p["field"]), p["message"]))
+        return None
+
+
+async def build_preview(service: Service, form: ComposeForm, caller: Caller) -> Preview:
+    """Map the form to an alert request and show what intake would do with it (its own
+    checks, renderings, verdict and count), each problem under its field."""
+    found = _form_problems(form)
+    if not form.text and not form.template:
         return Preview(form, None, tuple(found))
-    try:
-        request = expand(request, settings.templates_dir())
-    except TemplateError as exc:
-        found.append(FieldProblem("template", str(exc)))
+    request = _request_of(form, found)
+    if request is None:
         return Preview(form, None, tuple(found))
-    segments = settings.directory.segments
-    if not scope_permits(request.audience, caller.scopes, segments):
-        found.append(FieldProblem(
-            "segment", f"You may only send to: {', '.join(caller.scopes)} "
-            "(by name, or joined to other terms with 'and')"))
-        return Preview(form, None, tuple(found))
-    channels = actions.channels_for(service, request)
-    if isinstance(channels, actions.Refused):
-        found.extend(FieldProblem("channels", p["message"]) for p in channels.problems)
-        return Preview(form, None, tuple(found))
-    if not channels:
-        found.append(FieldProblem("channels", "Choose at least one channel"))
-        return Preview(form, None, tuple(found))
-    rendered = render_alert(request, channels, settings.rendering, limits=settings.policy)
-    verdict = evaluate(request, rendered, settings.policy, places=places)
-    rules = sorted({v.rule for v in verdict.errors})
+    outcome = await actions.preview(service, request, caller)
+    rules = sorted({v.rule for v in outcome.verdict.errors}) if outcome.verdict else []
     if form.override and rules:
-        if not may_override:
-            found.append(FieldProblem("text", "Your role may not send despite the policy"))
-        else:
-            try:
-                request = AlertRequest.model_validate(
-                    {**request.model_dump(mode="json", exclude_none=True),
-                     "override": {"rules": rules, "reason": form.override_reason}}
-                )
-            except ValidationError:
-                found.append(FieldProblem(
-                    "override-reason", "Give the reason for sending despite the policy "
-                    "(at least 5 characters)"))
-            else:
-                verdict = evaluate(request, rendered, settings.policy,
-                                   overridden=frozenset(rules), places=places)
-    violations = [v.to_json() for v in verdict.violations]
-    marked = {"en": mark(request.text or "", [
+        overriding = _request_of(form, found, rules)
+        if overriding is not None:
+            request = overriding
+            outcome = await actions.preview(service, request, caller)
+    found.extend(FieldProblem(field_for(form, p.field), p.message) for p in outcome.problems)
+    if outcome.rendered is None or outcome.verdict is None:
+        return Preview(form, None, tuple(found))
+    checked = outcome.request
+    violations = [v.to_json() for v in outcome.verdict.violations]
+    marked = {"en": mark(checked.text or "", [
         v if v["channel"] is None and v["field"] is None else {**v, "start": None}
         for v in violations
     ])}
-    es = request.translations.get("es")
+    es = checked.translations.get("es")
     if es is not None:
         marked["es"] = mark(es.text, [
             v if v["channel"] is None and v["field"] == "translations.es.text"
             else {**v, "start": None}
             for v in violations
         ])
-    counts: dict[str, Any] | None = None
+    counts = outcome.counts
     suppressed: dict[str, int] = {}
-    try:
-        counts = await service.audience.count(
-            request.audience, request.zones, request.kind, channels,
-            exclude_zones=request.exclude_zones,
-        )
-    except AudienceError as exc:
-        where = f" (at character {exc.position + 1})" if exc.position is not None else ""
-        target = "zones" if "zone" in str(exc) and form.zones else (
-            "expression" if form.segment == CUSTOM else "segment")
-        found.append(FieldProblem(target, f"{exc}{where}"))
     if counts is not None:
         people = sum(n for role, n in counts["by_role"].items() if role != "device")
-        for kind in channels:
+        for kind in outcome.channels:
             if not kind.is_device:
                 suppressed[kind.value] = max(0, people - int(counts["by_channel"][kind.value]))
     # CAP carries the full text: a push text shaped from a longer one is not it.
-    texts = {lang: m.text for lang, m in rendered.get(ChannelKind.PUSH, {}).items()
+    texts = {lang: m.text for lang, m in outcome.rendered.get(ChannelKind.PUSH, {}).items()
              if not m.derived}
+    settings = service.settings
     cap = render_cap(
-        request, identifier="preview", sender=settings.service.sender,
+        checked, identifier="preview", sender=settings.service.sender,
         sent=datetime.now(UTC).replace(microsecond=0), texts=texts or None,
         sender_name=settings.service.institution,
     ).decode()
@@ -385,10 +375,12 @@ async def build_preview(
         problems=tuple(found),
         violations=tuple(violations),
         marked=marked,
-        channels=tuple(c.value for c in channels),
-        renderings=tuple(_renderings(rendered, request.language)),
+        channels=tuple(c.value for c in outcome.channels),
+        renderings=tuple(_renderings(outcome.rendered, checked.language)),
         counts=counts,
         suppressed=suppressed,
         cap_xml=cap,
         override_rules=tuple(rules),
+        held=outcome.held,
+        message=checked.text or "",
     )

@@ -52,7 +52,7 @@ from dispatcher.console.compose import (
     FieldProblem,
     Preview,
     build_preview,
-    field_id,
+    field_for,
     templates_for,
 )
 from dispatcher.console.oidc import CALLBACK_PATH, OidcClient, SsoError, SsoFailure
@@ -683,7 +683,7 @@ async def _compose_context(
         "zone_list": sorted(service.audience.zones.values(), key=lambda z: z.id),
         "configured": [c.value for c in ChannelKind if c in service.engine.channels],
         "may_override": _may_override(service, person),
-        "may_send_live": person.caller.can_send_live,
+        "may_send_live": service.permissions.may_send(person.caller, Mode.LIVE),
         "drill_mode": form.is_drill,
         "references": references,
         "errors": list(preview.problems) if preview else [],
@@ -696,10 +696,11 @@ async def compose_page(request: web.Request) -> web.Response:
     """The compose form, empty (or set up to update or clear an alert)."""
     service = _service(request)
     person = request[PERSON]
-    if not person.caller.can_send:
+    if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     form = _default_form(service, request.query)
-    if not person.caller.can_send_live and form.mode == Mode.LIVE.value:
+    if form.mode == Mode.LIVE.value and not service.permissions.may_send(
+            person.caller, Mode.LIVE):
         form = ComposeForm(kind=form.kind, mode=Mode.DRILL.value, channels=form.channels,
                            references=form.references, key=form.key)
     context = await _compose_context(request, form, None)
@@ -709,10 +710,7 @@ async def compose_page(request: web.Request) -> web.Response:
 async def _preview(request: web.Request, form: ComposeForm) -> Preview:
     service = _service(request)
     person = request[PERSON]
-    return await build_preview(
-        service, form, person.caller, may_override=_may_override(service, person),
-        places=_console(request).places,
-    )
+    return await build_preview(service, form, person.caller)
 
 
 @routes.post("/console/compose/preview")
@@ -730,7 +728,7 @@ async def compose_preview(request: web.Request) -> web.Response:
 async def compose_check(request: web.Request) -> web.Response:
     """Check the form: back with errors, or on to the one confirmation."""
     person = request[PERSON]
-    if not person.caller.can_send:
+    if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     posted = await read_form(request)
     form = ComposeForm.from_post(posted)
@@ -763,7 +761,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     """Send the confirmed alert as the signed-in person."""
     service = _service(request)
     person = request[PERSON]
-    if not person.caller.can_send:
+    if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     form = ComposeForm.from_post(await read_form(request))
     preview = await _preview(request, form)
@@ -777,15 +775,12 @@ async def send(request: web.Request) -> web.StreamResponse:
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     problems = [FieldProblem("text", v["message"]) for v in outcome.violations] + [
-        FieldProblem(_problem_field(p), p.get("message", "")) for p in outcome.problems
+        FieldProblem(field_for(form, str(p.get("field", "text"))), p.get("message", ""))
+        for p in outcome.problems
     ] or [FieldProblem("text", outcome.message)]
     context = await _compose_context(request, form, preview)
     context["errors"] = problems
     return _render(request, "compose.html", {"title": "Send an alert", **context}, status=422)
-
-
-def _problem_field(problem: dict[str, Any]) -> str:
-    return field_id(str(problem.get("field", "text")))
 
 
 # -- approvals ----------------------------------------------------------------------------------
@@ -935,7 +930,8 @@ async def drills(request: web.Request) -> web.Response:
         doc["recent_runs"] = [r.as_json() for r in await scheduler.runs(name, 5)]
         items.append(doc)
     return _render(request, "drills.html", {
-        "title": "Drills", "drills": items, "may_run": request[PERSON].caller.can_send,
+        "title": "Drills", "drills": items,
+        "may_run": _service(request).permissions.may_send(request[PERSON].caller, Mode.DRILL),
         "timezone": scheduler.settings.timezone,
         "message": request.query.get("message", ""),
     })

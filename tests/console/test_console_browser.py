@@ -211,7 +211,7 @@ class TestCompose:
         await page.get_by_label("People matching an expression").check()
         await page.get_by_label("Expression", exact=True).fill("role:student and (")
         problems = page.locator(".preview-problems")
-        await expect(problems).to_contain_text("at character")
+        await expect(problems).to_contain_text("at position 19")
         await page.get_by_role("button", name="Check and send").click()
         await expect(page.locator(".error-summary a[href='#expression']")).to_be_visible()
 
