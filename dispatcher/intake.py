@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +22,9 @@ from dispatcher.policy.engine import finder_for
 from dispatcher.policy.verdict import Verdict
 from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Problem, Refused, located
 from dispatcher.rendering import Rendered, render_alert
-from dispatcher.request import AlertRequest
+from dispatcher.request import AlertRequest, ConfirmedBy
 from dispatcher.settings import ConfigError, Settings
-from dispatcher.store.alerts import AlertStore
+from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.approvals import ApprovalRecord, ApprovalState, ApprovalStore, alert_key
 from dispatcher.store.incidents import IncidentStore
 from dispatcher.templates import TemplateError, expand
@@ -56,6 +56,81 @@ class Accepted:
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
+# What a follow-up (an update or all clear naming the alert it follows) inherits from that
+# alert unless the request gives it.
+INHERITED = ("audience", "zones", "exclude_zones", "channels", "language", "confirmed_by")
+
+
+def inherit(request: AlertRequest, follows: AlertRecord) -> AlertRequest:
+    """The follow-up with what it leaves out taken from the alert it follows."""
+    given = request.model_fields_set
+    earlier = follows.request
+    update: dict[str, Any] = {}
+    if "audience" not in given:
+        update["audience"] = follows.audience
+    if "zones" not in given:
+        update["zones"] = list(follows.zones)
+    if "exclude_zones" not in given:
+        update["exclude_zones"] = list(follows.exclude_zones)
+    if request.channels is None:
+        update["channels"] = list(follows.channels)
+    if "language" not in given:
+        update["language"] = earlier.language
+    if request.confirmed_by is None and earlier.confirmed_by is not None:
+        update["confirmed_by"] = earlier.confirmed_by
+    return request.model_copy(update=update) if update else request
+
+
+def whole_audience(audience: str, zones: Sequence[str], exclude_zones: Sequence[str]) -> str:
+    """One expression for an audience narrowed by its zones (zones are `zone:` terms)."""
+    parts = [f"({audience})"]
+    if zones:
+        parts.append("(" + " or ".join(f"zone:{z}" for z in zones) + ")")
+    if exclude_zones:
+        parts.append("not (" + " or ".join(f"zone:{z}" for z in exclude_zones) + ")")
+    return " and ".join(parts)
+
+
+def _reach(request: AlertRequest) -> tuple[str, frozenset[str], frozenset[str]]:
+    return request.audience, frozenset(request.zones), frozenset(request.exclude_zones)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing a follow-up does differently from the alert it follows."""
+
+    field: str
+    before: str
+    after: str
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(getattr(v, "value", v)) for v in value) or "none"
+    if isinstance(value, ConfirmedBy):
+        return f"{value.name}, {value.title}"
+    return "none" if value is None else str(value)
+
+
+def changes(
+    follows: AlertRecord, request: AlertRequest, channels: Sequence[ChannelKind]
+) -> tuple[Change, ...]:
+    """What the follow-up changes of the inherited parts, in `INHERITED`'s order."""
+    earlier = follows.request
+    pairs: dict[str, tuple[Any, Any]] = {
+        "audience": (follows.audience, request.audience),
+        "zones": (sorted(follows.zones), sorted(request.zones)),
+        "exclude_zones": (sorted(follows.exclude_zones), sorted(request.exclude_zones)),
+        "channels": (sorted(c.value for c in follows.channels), sorted(c.value for c in channels)),
+        "language": (earlier.language, request.language),
+        "confirmed_by": (earlier.confirmed_by, request.confirmed_by),
+    }
+    return tuple(
+        Change(name, _shown(before), _shown(after))
+        for name, (before, after) in pairs.items() if before != after
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Preview:
     """What intake would do with a request, nothing stored: the same checks as `submit`.
@@ -73,6 +148,9 @@ class Preview:
     verdict: Verdict | None = None
     counts: dict[str, Any] | None = None
     held: bool = False
+    follows: AlertRecord | None = None
+    changes: tuple[Change, ...] = ()
+    widened: int = 0
 
     @property
     def ok(self) -> bool:
@@ -96,6 +174,8 @@ class _Checked:
     verdict: Verdict
     counts: dict[str, Any]
     refusals: tuple[Refused, ...] = ()
+    follows: AlertRecord | None = None
+    widened: int = 0
 
     @property
     def warnings(self) -> list[dict[str, Any]]:
@@ -173,10 +253,13 @@ class Intake:
             return Preview(request, refusals=(exc,))
         held = self._needs_approval(checked) and not self._permissions.may_bypass_approval(
             caller)
+        follows = checked.follows
         return Preview(
             checked.request, refusals=checked.refusals, channels=tuple(checked.channels),
             rendered=checked.rendered, verdict=checked.verdict, counts=checked.counts,
-            held=held,
+            held=held, follows=follows, widened=checked.widened,
+            changes=() if follows is None else changes(follows, checked.request,
+                                                       checked.channels),
         )
 
     async def submit(
@@ -276,6 +359,12 @@ class Intake:
         `refusals`, so a preview shows them beside the rendering and the count.
         """
         self._permissions.check_send(caller, request.mode)
+        follows: AlertRecord | None = None
+        if request.references is not None:
+            follows = await self._alerts.get(request.references)
+            if follows is None:
+                raise Invalid.one("references", f"no alert {request.references}")
+            request = inherit(request, follows)
         try:
             request = expand(request, self._settings.templates_dir())
         except TemplateError as exc:
@@ -283,10 +372,11 @@ class Intake:
         try:
             await self._audience.check(request.audience, request.zones, request.exclude_zones)
         except AudienceError as exc:
-            raise Invalid.one("audience", str(exc)) from None
+            message = str(exc)
+            where = next((f for f in ("exclude_zones", "zones") if message.startswith(f"{f}:")),
+                         "audience")
+            raise Invalid.one(where, message.removeprefix(f"{where}: ")) from None
         self._permissions.check_audience(caller, request.audience)
-        if request.references is not None and await self._alerts.get(request.references) is None:
-            raise Invalid.one("references", f"no alert {request.references}")
         if request.incident is not None:
             self._permissions.check_link_incident(caller)
             refusal = await self._incidents.refusal_for_alert(request.incident)
@@ -310,7 +400,29 @@ class Intake:
             refusals.append(PolicyBreach(verdict.to_json()["violations"]))
         if int(counts.get("total", 0)) == 0 and not request.allow_empty_audience:
             refusals.append(Invalid.one("audience", EMPTY_AUDIENCE))
-        return _Checked(request, channels, rendered, verdict, counts, tuple(refusals))
+        widened = 0
+        if follows is not None and _reach(request) != (
+                follows.audience, frozenset(follows.zones), frozenset(follows.exclude_zones)):
+            widened = await self._newly_reached(request, follows, channels)
+            if widened and not request.widen:
+                refusals.append(Invalid.one("widen", (
+                    f"this {request.kind.value.replace('_', ' ')} reaches {widened} people "
+                    f"or devices that alert {follows.id} did not: to reach them too, widen it "
+                    "explicitly (widen: true); or keep that alert's audience and zones "
+                    "(leave them out to inherit them)")))
+        return _Checked(request, channels, rendered, verdict, counts, tuple(refusals),
+                        follows=follows, widened=widened)
+
+    async def _newly_reached(
+        self, request: AlertRequest, follows: AlertRecord, channels: list[ChannelKind]
+    ) -> int:
+        """How many people and devices a follow-up reaches that the alert it follows did not."""
+        before = whole_audience(follows.audience, follows.zones, follows.exclude_zones)
+        counts = await self._audience.count(
+            f"({request.audience}) and not ({before})", request.zones, request.kind, channels,
+            exclude_zones=request.exclude_zones,
+        )
+        return int(counts.get("total", 0))
 
     @staticmethod
     def _passed(checked: _Checked) -> _Checked:

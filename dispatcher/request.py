@@ -141,6 +141,11 @@ class AlertRequest(_Strict):
         default=False,
         description="send even when the audience resolves to no one (refused otherwise)",
     )
+    widen: bool = Field(
+        default=False,
+        description="a follow-up (`references`) may reach people the alert it follows did "
+        "not (refused otherwise)",
+    )
 
     @field_validator("translations")
     @classmethod
@@ -166,9 +171,10 @@ class AlertRequest(_Strict):
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request, for Idempotency-Key checks."""
         body = self.model_dump(mode="json")
-        if not body["allow_empty_audience"]:
-            # The default leaves no trace, so requests stored before it keep their hash.
-            del body["allow_empty_audience"]
+        for flag in ("allow_empty_audience", "widen"):
+            if not body[flag]:
+                # The default leaves no trace, so requests stored before it keep their hash.
+                del body[flag]
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

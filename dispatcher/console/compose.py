@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +15,13 @@ from dispatcher.auth import Caller
 from dispatcher.cap import render_cap
 from dispatcher.console import actions
 from dispatcher.domain import AlertKind, ChannelKind, Mode
+from dispatcher.intake import Change
 from dispatcher.policy.gsm import count as sms_count
+from dispatcher.refusals import Problem
 from dispatcher.rendering import Rendered
 from dispatcher.request import AlertRequest, problems
 from dispatcher.service import Service
+from dispatcher.store.alerts import AlertRecord
 from dispatcher.templates import Template, list_templates
 
 KIND_LABELS = {
@@ -41,8 +44,37 @@ CHANNEL_LABELS = {
     ChannelKind.SIGNAGE.value: "Digital signs",
     ChannelKind.PA.value: "Public address speakers",
 }
+# The parts a follow-up inherits, as the confirmation names them when it changes one.
+CHANGE_LABELS = {
+    "audience": "Audience",
+    "zones": "Zones",
+    "exclude_zones": "Zones left out",
+    "channels": "Channels",
+    "language": "Language",
+    "confirmed_by": "Confirmed by",
+}
 CUSTOM = "custom"
 EVERYONE = "all"
+
+# The template an all clear starts from, and where its fields come from in the alert it ends.
+ALL_CLEAR_TEMPLATE = "all_clear"
+_CLEARED_FROM = {
+    "event": ("event", "hazard", "threat", "material", "warning", "utility"),
+    "location": ("location", "building", "area"),
+}
+
+
+def _cleared(fields: Mapping[str, str]) -> dict[str, str]:
+    """The all clear's fields (what is over, and where) from the alert's own."""
+    out: dict[str, str] = {}
+    for name, sources in _CLEARED_FROM.items():
+        for suffix in ("", "_es"):
+            found = next((fields[f"{s}{suffix}"] for s in sources if f"{s}{suffix}" in fields),
+                         None)
+            if found:
+                out[f"{name}{suffix}"] = found
+    return out
+
 
 # Where each request field is on the form, so the error summary links to it.
 _FIELD_IDS = {
@@ -57,6 +89,8 @@ _FIELD_IDS = {
     "confirmed_by": "confirmed-name",
     "override": "override-reason",
     "references": "text",
+    "widen": "widen",
+    "incident": "text",
 }
 
 
@@ -87,6 +121,7 @@ class ComposeForm:
     override: bool = False
     override_reason: str = ""
     references: str = ""
+    widen: bool = False
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @classmethod
@@ -123,7 +158,42 @@ class ComposeForm:
             override=one("override") == "yes",
             override_reason=one("override_reason"),
             references=one("references"),
+            widen=one("widen") == "yes",
             key=one("key") or secrets.token_urlsafe(16),
+        )
+
+    @classmethod
+    def following(
+        cls, record: AlertRecord, kind: str, mode: str, segments: Collection[str],
+        templates: Collection[Template],
+    ) -> ComposeForm:
+        """An update (or all clear) of `record`, filled in from it: its audience, zones,
+        channels and confirmation, and its template and words to start from."""
+        earlier = record.request
+        audience = record.audience
+        if audience == EVERYONE or audience in segments:
+            segment, expression = audience, ""
+        else:
+            segment, expression = CUSTOM, audience
+        template, fields = earlier.template or "", dict(earlier.fields)
+        text = earlier.text or ""
+        text_es = next((t.text for code, t in earlier.translations.items() if code == "es"), "")
+        if kind == AlertKind.ALL_CLEAR.value and record.kind is not AlertKind.ALL_CLEAR:
+            template, fields, text, text_es = "", {}, "", ""
+            clearing = next((t for t in templates if t.name == ALL_CLEAR_TEMPLATE
+                             and AlertKind.ALL_CLEAR in t.kinds), None)
+            # From a template's alert the all clear takes what and where; free text is typed.
+            if clearing is not None and earlier.template:
+                template, fields = clearing.name, _cleared(earlier.fields)
+        confirmed = earlier.confirmed_by
+        return cls(
+            kind=kind, mode=mode, template=template, fields=fields,
+            text="" if template else text, text_es="" if template else text_es,
+            segment=segment, expression=expression, zones=record.zones,
+            channels=tuple(c.value for c in record.channels),
+            confirmed_name=confirmed.name if confirmed else "",
+            confirmed_title=confirmed.title if confirmed else "",
+            references=record.id,
         )
 
     @property
@@ -159,6 +229,8 @@ class ComposeForm:
             body["confirmed_by"] = {"name": self.confirmed_name, "title": self.confirmed_title}
         if self.references:
             body["references"] = self.references
+            if self.widen:
+                body["widen"] = True
         if self.is_drill:
             body["drill"] = {"description": "Console drill" if self.mode == "drill"
                              else "Console test", "announced": True}
@@ -198,6 +270,9 @@ class Preview:
     held: bool = False
     # The message as intake checked it (a template's text filled in).
     message: str = ""
+    # What a follow-up changes of the alert it follows, and how many it newly reaches.
+    changes: tuple[Change, ...] = ()
+    widened: int = 0
 
     @property
     def blocking(self) -> tuple[dict[str, Any], ...]:
@@ -208,6 +283,12 @@ class Preview:
     def sendable(self) -> bool:
         """Nothing stops it being sent."""
         return self.request is not None and not self.problems and not self.blocking
+
+    @property
+    def changed(self) -> tuple[tuple[str, str, str], ...]:
+        """A follow-up's changes as the confirmation lists them: what, before, after."""
+        return tuple((CHANGE_LABELS.get(c.field, c.field), c.before, c.after)
+                     for c in self.changes)
 
     @property
     def people(self) -> int:
@@ -292,6 +373,15 @@ def field_for(form: ComposeForm, name: str) -> str:
     return field_id(name)
 
 
+def _in_form_words(problem: Problem) -> str:
+    """Intake's message, with the request field it names said as the form's own choice."""
+    if problem.field == "widen":
+        reach = problem.message.split(":", 1)[0]
+        return (f"{reach[:1].upper()}{reach[1:]}: tick “Also send to people the first alert "
+                "did not reach” to send to them too, or keep its zones and audience")
+    return problem.message
+
+
 def _form_problems(form: ComposeForm) -> list[FieldProblem]:
     """What the form itself lacks, before there is a request to check."""
     found: list[FieldProblem] = []
@@ -337,7 +427,8 @@ async def build_preview(service: Service, form: ComposeForm, caller: Caller) -> 
         if overriding is not None:
             request = overriding
             outcome = await actions.preview(service, request, caller)
-    found.extend(FieldProblem(field_for(form, p.field), p.message) for p in outcome.problems)
+    found.extend(FieldProblem(field_for(form, p.field), _in_form_words(p))
+                 for p in outcome.problems)
     if outcome.rendered is None or outcome.verdict is None:
         return Preview(form, None, tuple(found))
     checked = outcome.request
@@ -383,4 +474,6 @@ async def build_preview(service: Service, form: ComposeForm, caller: Caller) -> 
         override_rules=tuple(rules),
         held=outcome.held,
         message=checked.text or "",
+        changes=outcome.changes,
+        widened=outcome.widened,
     )

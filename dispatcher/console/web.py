@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -637,20 +637,20 @@ def _may_override(service: Service, person: Person) -> bool:
     return service.permissions.may_override(person.caller)
 
 
-def _default_form(service: Service, query: Any) -> ComposeForm:
+async def _default_form(service: Service, query: Any) -> ComposeForm:
     kind = query.get("kind", AlertKind.EMERGENCY.value)
     if kind not in KIND_LABELS:
         kind = AlertKind.EMERGENCY.value
     mode = query.get("mode", Mode.LIVE.value)
     if mode not in MODE_LABELS:
         mode = Mode.LIVE.value
-    channels = _defaults_for(service, kind)
-    form = ComposeForm(kind=kind, mode=mode, channels=channels)
     references = query.get("references", "")
-    return ComposeForm(
-        kind=kind, mode=mode, channels=channels, references=references,
-        key=form.key,
-    )
+    follows = await service.alerts.get(references) if references else None
+    if follows is not None:
+        return ComposeForm.following(follows, kind, mode, service.settings.directory.segments,
+                                     templates_for(service))
+    return ComposeForm(kind=kind, mode=mode, channels=_defaults_for(service, kind),
+                       references=references)
 
 
 def _defaults_for(service: Service, kind: str) -> tuple[str, ...]:
@@ -698,11 +698,10 @@ async def compose_page(request: web.Request) -> web.Response:
     person = request[PERSON]
     if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = _default_form(service, request.query)
+    form = await _default_form(service, request.query)
     if form.mode == Mode.LIVE.value and not service.permissions.may_send(
             person.caller, Mode.LIVE):
-        form = ComposeForm(kind=form.kind, mode=Mode.DRILL.value, channels=form.channels,
-                           references=form.references, key=form.key)
+        form = replace(form, mode=Mode.DRILL.value)
     context = await _compose_context(request, form, None)
     return _render(request, "compose.html", {"title": "Send an alert", **context})
 

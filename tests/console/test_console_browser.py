@@ -382,9 +382,10 @@ class TestCancelAndAllClear:
         await page.get_by_role("link", name="Send the all clear").click()
         await expect(page.get_by_role("heading", name="Send the all clear")).to_be_visible()
         await expect(page.locator("#kind-all_clear")).to_be_checked()
+        # The all clear starts from the alert: its zone and channels are already chosen.
+        await expect(page.locator("#zone-c")).to_be_checked()
         await page.get_by_label("Message in English").fill(
             "All clear: the gas leak at the Chemistry Building is fixed. Normal activities resume.")
-        await page.locator('.zone[data-zone="c"] polygon').click()
         await settled_total(page)
         await page.get_by_role("button", name="Check and send").click()
         await page.get_by_role("button", name="Yes, send now").click()
@@ -403,6 +404,55 @@ class TestCancelAndAllClear:
         actions = [e["action"] for e in await console.run.service.audit.entries(first)]
         assert "alert.cancelled" in actions
         await final_status(console, cleared)
+
+
+class TestFollowUps:
+    """An update starts from its alert, and reaching more people is a choice the page names."""
+
+    async def test_update_inherits_and_widening_is_explicit(self, console: Console,
+                                                             page: Page) -> None:
+        """Zone c's alert: the update form has zone c and its words; adding zone a is refused
+        until "Also send to people the first alert did not reach" is ticked, and the
+        confirmation lists what changed."""
+        await sign_in(page, console, "dana")
+        await compose(page, console, GAS, zone="c")
+        await page.get_by_role("button", name="Check and send").click()
+        await page.get_by_role("button", name="Yes, send now").click()
+        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+        first = alert_id_of(page)
+        record = await console.run.service.alerts.get(first)
+        assert record is not None
+        await page.get_by_role("link", name="Send an update").click()
+        await expect(page.get_by_role("heading", name="Send an update")).to_be_visible()
+        await expect(page.locator("#zone-c")).to_be_checked()
+        await expect(page.locator("#zone-a")).not_to_be_checked()
+        await expect(page.get_by_label("Message in English")).to_have_value(GAS)
+        for kind in record.channels:
+            await expect(page.locator(f"#channel-{kind.value}")).to_be_checked()
+        await page.get_by_label("Message in English").fill(
+            "Update: the gas leak at the Chemistry Building is contained. Keep away until told.")
+        same = await settled_total(page)
+        assert same == record.audience_counts["total"]
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator("#confirm-question")).to_contain_text(f"Send to {same:,}")
+        await expect(page.locator("#confirm-changes")).to_contain_text("Nothing")
+        await page.get_by_role("button", name="No, go back and change it").click()
+        await page.locator('.zone[data-zone="a"] polygon').click()
+        await settled_total(page, not_equal=same)
+        await expect(page.locator(".preview-problems")).to_contain_text("did not")
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator(".error-summary a[href='#widen']")).to_be_visible()
+        await page.get_by_label("Also send to people the first alert did not reach").check()
+        await page.get_by_role("button", name="Check and send").click()
+        changes = page.locator("#confirm-changes")
+        await expect(changes).to_contain_text("Zones: c → a, c")
+        await expect(changes).to_contain_text("the first alert did not")
+        await page.get_by_role("button", name="Yes, send now").click()
+        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+        update = await console.run.service.alerts.get(alert_id_of(page))
+        assert update is not None and update.references_id == first
+        assert update.zones == ("a", "c") and update.request.widen
+        await final_status(console, update.id)
 
 
 class TestOperatorsDay:
