@@ -237,7 +237,7 @@ class Intake:
                     "channels", f"not configured on this service: {', '.join(missing)}"
                 )
             return list(request.channels)
-        wanted = self._settings.dispatch.default_channels.get(request.kind, list(ChannelKind))
+        wanted = self._settings.dispatch.default_channels.get(request.kind, [])
         chosen = [c for c in wanted if c in configured]
         if not chosen:
             raise Invalid.one(

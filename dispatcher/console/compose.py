@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,11 +122,29 @@ class ComposeForm:
     override_reason: str = ""
     references: str = ""
     widen: bool = False
+    # The kind whose default channels the boxes were ticked with ("" once chosen by hand).
+    defaults_of: str = ""
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @classmethod
-    def from_post(cls, data: Mapping[str, Any]) -> ComposeForm:
-        """Read the posted form (a MultiDict: zones and channels repeat)."""
+    def from_post(
+        cls, data: Mapping[str, Any], defaults: Callable[[str], tuple[str, ...]] | None = None
+    ) -> ComposeForm:
+        """Read the posted form (a MultiDict: zones and channels repeat).
+
+        Boxes still as a kind's defaults left them follow the kind now chosen (`defaults`
+        gives a kind's), so a timely warning started as an emergency sounds nothing.
+        """
+        form = cls._posted(data)
+        if (defaults is None or not form.defaults_of or form.defaults_of == form.kind
+                or form.kind not in KIND_LABELS or form.defaults_of not in KIND_LABELS):
+            return form
+        if set(form.channels) != set(defaults(form.defaults_of)):
+            return replace(form, defaults_of="")
+        return replace(form, channels=defaults(form.kind), defaults_of=form.kind)
+
+    @classmethod
+    def _posted(cls, data: Mapping[str, Any]) -> ComposeForm:
 
         def one(name: str, default: str = "") -> str:
             value = data.get(name, default)
@@ -159,6 +177,7 @@ class ComposeForm:
             override_reason=one("override_reason"),
             references=one("references"),
             widen=one("widen") == "yes",
+            defaults_of=one("defaults_of"),
             key=one("key") or secrets.token_urlsafe(16),
         )
 
@@ -294,6 +313,12 @@ class Preview:
     def people(self) -> int:
         """The distinct recipients it would reach."""
         return int((self.counts or {}).get("total", 0))
+
+
+def default_channels(service: Service, kind: str) -> tuple[str, ...]:
+    """The boxes a kind starts with: `[dispatch] default_channels`, as configured here."""
+    wanted = service.settings.dispatch.default_channels.get(AlertKind(kind), [])
+    return tuple(c.value for c in wanted if c in service.engine.channels)
 
 
 def field_id(name: str) -> str:

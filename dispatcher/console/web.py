@@ -52,6 +52,7 @@ from dispatcher.console.compose import (
     FieldProblem,
     Preview,
     build_preview,
+    default_channels,
     field_for,
     templates_for,
 )
@@ -649,13 +650,13 @@ async def _default_form(service: Service, query: Any) -> ComposeForm:
     if follows is not None:
         return ComposeForm.following(follows, kind, mode, service.settings.directory.segments,
                                      templates_for(service))
-    return ComposeForm(kind=kind, mode=mode, channels=_defaults_for(service, kind),
-                       references=references)
+    return ComposeForm(kind=kind, mode=mode, channels=default_channels(service, kind),
+                       references=references, defaults_of=kind)
 
 
-def _defaults_for(service: Service, kind: str) -> tuple[str, ...]:
-    wanted = service.settings.dispatch.default_channels.get(AlertKind(kind), list(ChannelKind))
-    return tuple(c.value for c in wanted if c in service.engine.channels)
+def _posted_form(request: web.Request, posted: Any) -> ComposeForm:
+    service = _service(request)
+    return ComposeForm.from_post(posted, lambda kind: default_channels(service, kind))
 
 
 async def _compose_context(
@@ -716,7 +717,7 @@ async def _preview(request: web.Request, form: ComposeForm) -> Preview:
 @signed_in
 async def compose_preview(request: web.Request) -> web.Response:
     """The preview panel alone, for htmx as the dispatcher types."""
-    form = ComposeForm.from_post(await read_form(request))
+    form = _posted_form(request, await read_form(request))
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     return _render(request, "_preview.html", {**context, "oob": True})
@@ -730,7 +731,7 @@ async def compose_check(request: web.Request) -> web.Response:
     if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     posted = await read_form(request)
-    form = ComposeForm.from_post(posted)
+    form = _posted_form(request, posted)
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     if posted.get("action") != "review":
@@ -762,7 +763,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     person = request[PERSON]
     if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = ComposeForm.from_post(await read_form(request))
+    form = _posted_form(request, await read_form(request))
     preview = await _preview(request, form)
     if preview.request is None or not preview.sendable:
         context = await _compose_context(request, form, preview)

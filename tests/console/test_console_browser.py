@@ -69,6 +69,11 @@ async def final_status(console: Console, alert_id: str) -> dict[str, Any]:
         raise AssertionError(f"alert {alert_id} never settled: {doc}") from None
 
 
+async def zone_name(console: Console, zone: str) -> str:
+    """A zone's name as the console shows it."""
+    return console.run.service.audience.zones[zone].name
+
+
 def alert_id_of(page: Page) -> str:
     """The id in a follow page's address."""
     match = re.search(r"/console/alerts/([0-9a-f]+)$", page.url)
@@ -225,12 +230,21 @@ class TestSendAndFollow:
         before = await console.stats()
         await sign_in(page, console, "dana")
         await compose(page, console, GAS, zone="a")
+        # Sirens and speakers are never ticked for the dispatcher: they are chosen.
+        for loud in ("Outdoor sirens", "Public address speakers"):
+            await expect(page.get_by_label(loud)).not_to_be_checked()
+            await page.get_by_label(loud).check()
+        for kind in ("siren", "pa"):
+            await expect(page.locator(f'#preview tr[data-channel="{kind}"]')).to_be_visible()
         people = await total(page)
         await page.get_by_label("Name", exact=True).fill("Pat Chen")
         await page.get_by_label("Title").fill("Chief of Police")
         await page.get_by_role("button", name="Check and send").click()
         question = page.locator("#confirm-question")
         await expect(question).to_have_text(f"Send to {people:,} people on 6 channels?")
+        await expect(page.locator("#confirm-loud")).to_have_text(
+            "Outdoor sirens will sound and public address speakers will speak in "
+            + await zone_name(console, "a") + ".")
         await shot(page, shots, "confirm")
         await page.get_by_role("button", name="Yes, send now").click()
         await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
@@ -453,6 +467,44 @@ class TestFollowUps:
         assert update is not None and update.references_id == first
         assert update.zones == ("a", "c") and update.request.widen
         await final_status(console, update.id)
+
+
+class TestChannelsByKind:
+    """The boxes follow the kind's defaults; nothing sounds unless it is chosen."""
+
+    async def test_timely_warning_started_as_emergency_sounds_nothing(
+        self, console: Console, page: Page
+    ) -> None:
+        """Switching the kind to a timely warning leaves SMS, e-mail and push, and the
+        confirmation names no siren or speaker."""
+        await sign_in(page, console, "dana")
+        await compose(page, console, FIXED)
+        for loud in ("siren", "pa"):
+            await expect(page.locator(f"#channel-{loud}")).not_to_be_checked()
+        await expect(page.locator("#channel-signage")).to_be_checked()
+        await page.locator("#kind-timely_warning").check()
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator("#confirm-question")).to_contain_text("on 3 channels?")
+        await expect(page.locator("#confirm-loud")).to_have_count(0)
+        chosen = await page.locator(".summary-list dd").first.inner_text()
+        assert sorted(chosen.split(", ")) == ["E-mail", "Push notification", "Text message (SMS)"]
+
+    async def test_api_uses_the_same_table(self, console: Console) -> None:
+        """An emergency naming no channels sounds no siren or speaker; naming them does."""
+        body = {"kind": "emergency", "text": GAS, "zones": ["a"], "mode": "drill",
+                "drill": {"description": "Channel defaults"}}
+        quiet = await console.run.client.post("/v1/alerts", json=body, headers=AUTH)
+        assert quiet.status in (200, 202), await quiet.text()
+        record = await console.run.service.alerts.get((await quiet.json())["id"])
+        assert record is not None
+        assert {c.value for c in record.channels} == {"sms", "email", "push", "signage"}
+        loud = await console.run.client.post(
+            "/v1/alerts", json={**body, "channels": ["siren", "pa"]}, headers=AUTH)
+        record = await console.run.service.alerts.get((await loud.json())["id"])
+        assert record is not None
+        assert {c.value for c in record.channels} == {"siren", "pa"}
+        for alert_id in (record.id, (await quiet.json())["id"]):
+            await final_status(console, alert_id)
 
 
 class TestOperatorsDay:
