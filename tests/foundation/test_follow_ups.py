@@ -3,9 +3,13 @@ and reach no one new unless they say so."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.support import Running
+import pytest
+
+from dispatcher.cli import main
+from tests.support import TOKEN, Running
 
 FIRST = {
     "kind": "emergency",
@@ -84,3 +88,30 @@ class TestWiden:
                                          "text": UPDATE, "zones": ["c"]})
         assert resp.status == 422, await resp.text()
         assert (await resp.json())["problems"][0]["field"] == "widen"
+
+
+class TestCommandLine:
+    """`clarion send --references` behaves as the API does."""
+
+    async def test_send_follow_up_inherits_and_widens_only_when_told(
+        self, running: Running, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without --audience the update inherits; everyone in its zone is refused until --widen."""
+        first = await sent(running, FIRST)
+        client = ["--url", str(running.client.make_url("/")).rstrip("/"), "--token", TOKEN,
+                  "--no-wait"]
+        code = await asyncio.to_thread(main, [
+            "send", UPDATE, "--references", first, *client])
+        assert code == 0, capsys.readouterr()
+        code = await asyncio.to_thread(main, [
+            "send", UPDATE, "--references", first, "--audience", "all", *client])
+        assert code != 0
+        assert '"widen"' in capsys.readouterr().err
+        code = await asyncio.to_thread(main, [
+            "send", UPDATE, "--references", first, "--audience", "all", "--widen", *client])
+        assert code == 0
+        rows = await running.service.db.fetchall(
+            "SELECT id FROM alerts WHERE references_id = ? ORDER BY created_at", (first,))
+        records = [await running.service.alerts.get(r["id"]) for r in rows]
+        assert [(r.audience, r.zones) for r in records if r is not None] == [
+            ("role:student", ("b",)), ("all", ("b",))]
