@@ -176,6 +176,8 @@ class _Checked:
     refusals: tuple[Refused, ...] = ()
     follows: AlertRecord | None = None
     widened: int = 0
+    # The request as asked, with what a follow-up inherits filled in: what a hold keeps.
+    asked: AlertRequest | None = None
 
     @property
     def warnings(self) -> list[dict[str, Any]]:
@@ -275,7 +277,8 @@ class Intake:
             approval: dict[str, Any] | None = None
             if self._needs_approval(checked):
                 if not self._permissions.may_bypass_approval(caller):
-                    return await self._hold(request, caller, checked, idempotency_key)
+                    return await self._hold(checked.asked or request, caller, checked,
+                                            idempotency_key)
                 approval = {"required": True, "bypassed": True}
                 log.warning("approval.bypassed", actor=caller.name, role=caller.role.value,
                             recipients=checked.counts.get("total", 0))
@@ -365,6 +368,7 @@ class Intake:
             if follows is None:
                 raise Invalid.one("references", f"no alert {request.references}")
             request = inherit(request, follows)
+        asked = request
         try:
             request = expand(request, self._settings.templates_dir())
         except TemplateError as exc:
@@ -411,7 +415,7 @@ class Intake:
                     "explicitly (widen: true); or keep that alert's audience and zones "
                     "(leave them out to inherit them)")))
         return _Checked(request, channels, rendered, verdict, counts, tuple(refusals),
-                        follows=follows, widened=widened)
+                        follows=follows, widened=widened, asked=asked)
 
     async def _newly_reached(
         self, request: AlertRequest, follows: AlertRecord, channels: list[ChannelKind]

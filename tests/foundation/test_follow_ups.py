@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
+from dispatcher.auth import Caller, Role
 from dispatcher.cli import main
-from tests.support import TOKEN, Running
+from dispatcher.intake import Held
+from dispatcher.request import AlertRequest
+from tests.conftest import SettingsFactory
+from tests.support import TOKEN, Running, start_service
 
 FIRST = {
     "kind": "emergency",
@@ -115,3 +119,26 @@ class TestCommandLine:
         records = [await running.service.alerts.get(r["id"]) for r in rows]
         assert [(r.audience, r.zones) for r in records if r is not None] == [
             ("role:student", ("b",)), ("all", ("b",))]
+
+
+async def test_held_follow_up_keeps_what_it_inherits(make_settings: SettingsFactory) -> None:
+    """A follow-up held for approval is held with its alert's audience and zones, so the
+    approver sees (and the scope rule judges) who it really goes to."""
+    settings = make_settings()
+    approval = settings.auth.approval.model_copy(update={"enabled": True, "min_audience": 1})
+    settings = settings.model_copy(update={"auth": settings.auth.model_copy(
+        update={"approval": approval})})
+    running = await start_service(settings)
+    try:
+        intake = running.service.intake
+        first = await intake.submit(AlertRequest.model_validate(FIRST), Caller("a", Role.ADMIN))
+        if isinstance(first, Held):
+            first = await intake.approve(first.record.id, Caller("b", Role.ADMIN))
+        held = await running.post_alert({"kind": "emergency", "references": first.id,
+                                         "text": UPDATE})
+        assert held.status == 202, await held.text()
+        record = await running.service.intake.approvals.get((await held.json())["id"])
+        assert record is not None
+        assert (record.request.audience, record.request.zones) == ("role:student", ["b"])
+    finally:
+        await running.client.close()
