@@ -697,7 +697,7 @@ async def compose_page(request: web.Request) -> web.Response:
     """The compose form, empty (or set up to update or clear an alert)."""
     service = _service(request)
     person = request[PERSON]
-    if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
+    if not service.permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     form = await _default_form(service, request.query)
     if form.mode == Mode.LIVE.value and not service.permissions.may_send(
@@ -761,7 +761,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     """Send the confirmed alert as the signed-in person."""
     service = _service(request)
     person = request[PERSON]
-    if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
+    if not service.permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     form = _posted_form(request, await read_form(request))
     preview = await _preview(request, form)

@@ -347,6 +347,28 @@ class TestOverHttp:
         assert re.search(r'<a href="#text">no alert alt_missing', await followed.text())
         assert await running.service.db.fetchval("SELECT COUNT(*) FROM alerts") == 0
 
+    async def test_all_clear_starts_from_the_alert(self, running: Running) -> None:
+        """"Send the all clear" of a template's alert opens the all-clear template with what
+        and where filled in, and the alert's audience, zones and channel chosen."""
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+        await self.sign_in(running, "dana", PASSWORD)
+        sent = await running.post_alert({
+            "kind": "emergency", "template": "evacuate", "channels": ["email"],
+            "audience": "role:student", "zones": ["b"],
+            "fields": {"hazard": "Fire alarm and smoke", "building": "Carver Hall"}})
+        assert sent.status == 202, await sent.text()
+        alert_id = (await sent.json())["id"]
+        page = await (await running.client.get(
+            f"/console/compose?references={alert_id}&kind=all_clear&mode=live")).text()
+        assert '<option value="all_clear" selected>' in page
+        assert 'name="field.event" type="text" value="Fire alarm and smoke"' in page
+        assert 'name="field.location" type="text" value="Carver Hall"' in page
+        assert re.search(r'id="zone-b" name="zone" value="b" checked', page)
+        assert re.search(r'id="channel-email" name="channel" value="email" checked', page)
+        assert 'id="expression" name="expression" type="text" spellcheck="false" ' \
+               'autocapitalize="none" value="role:student"' in page
+
     async def test_preview_shows_derived_short_text(
         self, make_settings: Callable[..., Settings]
     ) -> None:
