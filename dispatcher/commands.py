@@ -54,8 +54,17 @@ def register(sub: Any) -> None:
         choices=["emergency", "timely_warning", "advisory", "all_clear"],
     )
     send.add_argument("--mode", default="live", choices=["live", "drill", "test"])
-    send.add_argument("--audience", default="all")
-    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa,desktop")
+    send.add_argument("--audience", default=None,
+                      help="a segment expression (default: everyone; a follow-up: its alert's)")
+    send.add_argument("--channels", help="comma-separated: sms,email,push,siren,signage,pa,desktop"
+                      " (default: the kind's, [dispatch] default_channels)")
+    send.add_argument("--references", metavar="ID",
+                      help="the alert this one follows (an update or all clear): its audience, "
+                      "zones, channels and confirmation are inherited")
+    send.add_argument("--widen", action="store_true",
+                      help="let a follow-up reach people the alert it follows did not")
+    send.add_argument("--allow-empty-audience", action="store_true",
+                      help="send even when the audience resolves to no one")
     send.add_argument("--no-wait", action="store_true", help="return after the 202")
     _client_args(send)
     send.set_defaults(func=cmd_send)
@@ -283,9 +292,16 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"clarion: {args.file} is not valid JSON: {exc}", file=sys.stderr)
             return 2
     elif args.text:
-        body = {"kind": args.kind, "mode": args.mode, "text": args.text, "audience": args.audience}
+        body = {"kind": args.kind, "mode": args.mode, "text": args.text}
+        if args.audience is not None:
+            body["audience"] = args.audience
         if args.channels:
             body["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
+        if args.references:
+            body["references"] = args.references
+        for flag in ("widen", "allow_empty_audience"):
+            if getattr(args, flag):
+                body[flag] = True
     else:
         print("clarion: give the message text or --file", file=sys.stderr)
         return 2

@@ -37,17 +37,25 @@ class Permissions:
     def check_send(self, caller: Caller, mode: Mode) -> None:
         """May the caller create an alert of this mode at all?"""
         if not caller.can_send:
-            raise Forbidden(f"role {caller.role} may not send alerts")
+            raise Forbidden(f"role {caller.role} may not send alerts", field="mode")
         if mode is Mode.LIVE and not caller.can_send_live:
-            raise Forbidden(f"role {caller.role} may send drills and tests only")
+            raise Forbidden(f"role {caller.role} may send drills and tests only", field="mode")
+
+    def may_send(self, caller: Caller, mode: Mode) -> bool:
+        """Whether `check_send` would let the caller send this mode (for offering the form)."""
+        try:
+            self.check_send(caller, mode)
+        except Forbidden:
+            return False
+        return True
 
     def check_audience(self, caller: Caller, audience: str) -> None:
         """May the caller target this audience (department tokens are scoped)?"""
         if not self.in_scope(caller, audience):
             raise Forbidden(
-                f"this token may only target: {', '.join(caller.scopes)} "
+                f"You may only send to: {', '.join(caller.scopes)} "
                 "(by name, or joined to other terms with 'and')",
-                counted_as="scope",
+                counted_as="scope", field="audience",
             )
 
     def may_override(self, caller: Caller) -> bool:
@@ -57,7 +65,8 @@ class Permissions:
     def check_override(self, caller: Caller) -> None:
         """May the caller override message policy rules?"""
         if not self.may_override(caller):
-            raise Forbidden(f"role {caller.role} may not override the message policy")
+            raise Forbidden(f"role {caller.role} may not override the message policy",
+                            field="override")
 
     def may_bypass_approval(self, caller: Caller) -> bool:
         """Whether the caller may send at once what would need a second person."""
@@ -136,6 +145,14 @@ class Permissions:
         """May the caller record or change incidents and the crime log?"""
         if not caller.can_send_live:
             raise Forbidden(f"role {caller.role.value} may not record or change incidents")
+
+    def check_link_incident(self, caller: Caller) -> None:
+        """May the caller link an alert to an incident (it writes to the incident's record)?"""
+        if not caller.can_send_live:
+            raise Forbidden(
+                f"role {caller.role.value} may not link an alert to an incident",
+                field="incident",
+            )
 
     def check_manage_tokens(self, caller: Caller) -> None:
         """May the caller list, issue and revoke API tokens?"""

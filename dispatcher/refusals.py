@@ -40,11 +40,15 @@ class Refused(Exception):
 
 
 class Forbidden(Refused):
-    """The caller's role or scopes do not allow this."""
+    """The caller's role or scopes do not allow this; `field` is the request field it is
+    about (the audience, the override, the mode), when it is about one."""
 
-    def __init__(self, message: str, *, counted_as: str = "role") -> None:
+    def __init__(
+        self, message: str, *, counted_as: str = "role", field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.counted_as = counted_as
+        self.field = field
 
 
 class Invalid(Refused):
@@ -89,3 +93,14 @@ class Conflict(Refused):
     def __init__(self, message: str, *, existing_id: str | None = None) -> None:
         super().__init__(message)
         self.existing_id = existing_id
+
+
+def located(exc: Refused) -> list[Problem]:
+    """A refusal as field problems: what a form shows under each field (the policy's
+    violations are located by their own spans, and are not listed here)."""
+    if isinstance(exc, Invalid):
+        return list(exc.problems)
+    if isinstance(exc, PolicyBreach):
+        return []
+    field = exc.field if isinstance(exc, Forbidden) else None
+    return [Problem(field or "(request)", exc.message)]

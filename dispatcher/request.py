@@ -137,6 +137,15 @@ class AlertRequest(_Strict):
         default=None, min_length=1, max_length=100,
         description="the incident (crime log) a timely warning is about; the alert is linked",
     )
+    allow_empty_audience: bool = Field(
+        default=False,
+        description="send even when the audience resolves to no one (refused otherwise)",
+    )
+    widen: bool = Field(
+        default=False,
+        description="a follow-up (`references`) may reach people the alert it follows did "
+        "not (refused otherwise)",
+    )
 
     @field_validator("translations")
     @classmethod
@@ -161,7 +170,12 @@ class AlertRequest(_Strict):
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical request, for Idempotency-Key checks."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        body = self.model_dump(mode="json")
+        for flag in ("allow_empty_audience", "widen"):
+            if not body[flag]:
+                # The default leaves no trace, so requests stored before it keep their hash.
+                del body[flag]
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

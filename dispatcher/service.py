@@ -125,6 +125,7 @@ class Service:
             metrics=self.metrics,
             clock=self.clock,
             approvals=ApprovalStore(db, self.audit),
+            incidents=IncidentStore(db, self.audit),
         )
         self.scheduler = DrillScheduler(
             settings.drills,

@@ -175,16 +175,20 @@ def _default_expiry() -> dict[AlertKind, int]:
     }
 
 
+# Sound across campus only when an alert names it: never a kind's default.
+CHOSEN_ONLY = (ChannelKind.SIREN, ChannelKind.PA)
+
+
 def _default_channels() -> dict[AlertKind, list[ChannelKind]]:
     # Voice calls go out only when an alert asks for them (or as a fallback): calling every
-    # phone is a decision for the alert, not a default.
-    every: list[ChannelKind] = [c for c in ChannelKind if c is not ChannelKind.VOICE]
+    # phone is a decision for the alert, not a default. So are sirens and speakers.
     people = [ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.EMAIL]
+    shown = [*people, ChannelKind.SIGNAGE, ChannelKind.DESKTOP]
     return {
-        AlertKind.EMERGENCY: every,
+        AlertKind.EMERGENCY: shown,
         AlertKind.TIMELY_WARNING: people,
         AlertKind.ADVISORY: [ChannelKind.EMAIL, ChannelKind.PUSH],
-        AlertKind.ALL_CLEAR: every,
+        AlertKind.ALL_CLEAR: shown,
     }
 
 
@@ -192,10 +196,27 @@ class DispatchSettings(SettingsModel):
     """How the engine fans out."""
 
     expires_s: dict[AlertKind, int] = Field(default_factory=_default_expiry)
-    default_channels: dict[AlertKind, list[ChannelKind]] = Field(default_factory=_default_channels)
+    default_channels: dict[AlertKind, list[ChannelKind]] = Field(
+        default_factory=_default_channels,
+        description="the channels each kind of alert uses when it names none (the console's "
+        "boxes, the API, the CLI, incidents and feeds); sirens and PA only when named",
+    )
     enqueue_batch: int = Field(
         default=5000, ge=1, le=20000, description="most deliveries written to the outbox at once"
     )
+    @field_validator("default_channels")
+    @classmethod
+    def _nothing_sounds_by_default(
+        cls, value: dict[AlertKind, list[ChannelKind]]
+    ) -> dict[AlertKind, list[ChannelKind]]:
+        table = {**_default_channels(), **value}
+        for kind, channels in table.items():
+            loud = [c.value for c in channels if c in CHOSEN_ONLY]
+            if loud:
+                raise ValueError(f"{kind.value}: {', '.join(loud)} must be named by an alert, "
+                                 "never a kind's default (they sound across campus)")
+        return table
+
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     poll_s: float = Field(default=0.5, gt=0, description="how often idle workers look for work")

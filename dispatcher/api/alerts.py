@@ -17,7 +17,6 @@ from dispatcher.api.common import (
     read_json,
     service_of,
 )
-from dispatcher.api.incidents import link_requested_incident
 from dispatcher.cap import parse_cap
 from dispatcher.domain import AlertState, ChannelKind, DeliveryState
 from dispatcher.intake import Held
@@ -55,11 +54,9 @@ async def create_alert(request: web.Request) -> web.Response:
     except ValidationError as exc:
         service.metrics.rejected.labels("validation").inc()
         return error(422, "invalid request", problems=problems(exc))
-    await link_requested_incident(request, alert_request, None)
     accepted = await service.intake.submit(alert_request, caller_of(request), idempotency_key=key)
     if isinstance(accepted, Held):
         return held_response(accepted)
-    await link_requested_incident(request, alert_request, accepted.id)
     return web.json_response(
         {
             "id": accepted.id,

@@ -16,7 +16,6 @@ from dispatcher.api.common import (
     reply,
     service_of,
 )
-from dispatcher.api.incidents import link_requested_incident
 from dispatcher.api.openapi import Body, Reply, Route, refused
 from dispatcher.store.approvals import ApprovalRecord, ApprovalStore
 
@@ -110,9 +109,6 @@ async def approve(request: web.Request) -> web.Response:
     approval_id = request.match_info["id"]
     _store(request)
     accepted = await service.intake.approve(approval_id, caller_of(request))
-    held = await _store(request).get(approval_id)
-    if held is not None:
-        await link_requested_incident(request, held.request, accepted.id)
     return reply(Approved(
         id=accepted.id,
         status_url=f"/v1/alerts/{accepted.id}",

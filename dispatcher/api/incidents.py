@@ -21,7 +21,7 @@ from dispatcher.incidents.requests import (
     StatisticsRequestInput,
 )
 from dispatcher.refusals import Invalid, Problem
-from dispatcher.request import AlertRequest, problems
+from dispatcher.request import problems
 
 routes = web.RouteTableDef()
 
@@ -63,21 +63,6 @@ async def _body(request: web.Request, model: type[_Model]) -> _Model:
         raise Invalid([Problem(p["field"], p["message"]) for p in problems(exc)]) from None
 
 
-async def link_requested_incident(
-    request: web.Request, alert: AlertRequest, alert_id: str | None
-) -> None:
-    """For `POST /v1/alerts`: check the `incident` an alert names, then link the stored alert.
-
-    Called with no id before intake (refusing an unknown incident) and with the id after.
-    """
-    if alert.incident is None:
-        return
-    registry = request.app[INCIDENTS]
-    if alert_id is None:
-        if await registry.store.get(alert.incident) is None:
-            raise Invalid.one("incident", f"no incident {alert.incident}")
-        return
-    await registry.link_alert(alert.incident, alert_id, caller_of(request))
 
 
 @routes.post("/v1/incidents")

@@ -12,7 +12,7 @@ from typing import Any
 from dispatcher import intake, refusals
 from dispatcher.api_tokens import ListedToken
 from dispatcher.auth import Caller
-from dispatcher.domain import AlertState, ChannelKind
+from dispatcher.domain import AlertState
 from dispatcher.drill_schedule import UnknownDrill
 from dispatcher.records import note_text
 from dispatcher.request import AlertRequest
@@ -100,12 +100,9 @@ async def reject(
     return None
 
 
-def channels_for(service: Service, request: AlertRequest) -> list[ChannelKind] | Refused:
-    """The channels intake would send the request on, or why it would not."""
-    try:
-        return service.intake.channels_for(request)
-    except refusals.Refused as exc:
-        return _refused(exc)
+async def preview(service: Service, request: AlertRequest, caller: Caller) -> intake.Preview:
+    """What intake would do with the request (every check it makes), nothing stored."""
+    return await service.intake.preview(request, caller)
 
 
 def may_act_on(service: Service, record: AlertRecord, caller: Caller) -> bool:

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
-from dispatcher.auth import Caller, scope_permits
+from dispatcher.auth import Caller
 from dispatcher.cap import render_cap
 from dispatcher.console import actions
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.policy import evaluate
+from dispatcher.intake import Change
 from dispatcher.policy.gsm import count as sms_count
-from dispatcher.rendering import Rendered, render_alert
+from dispatcher.refusals import Problem
+from dispatcher.rendering import Rendered
 from dispatcher.request import AlertRequest, problems
 from dispatcher.service import Service
-from dispatcher.templates import Template, TemplateError, expand, list_templates
-from segments.expression import AudienceError
+from dispatcher.store.alerts import AlertRecord
+from dispatcher.templates import Template, list_templates
 
 KIND_LABELS = {
     AlertKind.EMERGENCY.value: "Emergency notification",
@@ -43,8 +44,37 @@ CHANNEL_LABELS = {
     ChannelKind.SIGNAGE.value: "Digital signs",
     ChannelKind.PA.value: "Public address speakers",
 }
+# The parts a follow-up inherits, as the confirmation names them when it changes one.
+CHANGE_LABELS = {
+    "audience": "Audience",
+    "zones": "Zones",
+    "exclude_zones": "Zones left out",
+    "channels": "Channels",
+    "language": "Language",
+    "confirmed_by": "Confirmed by",
+}
 CUSTOM = "custom"
 EVERYONE = "all"
+
+# The template an all clear starts from, and where its fields come from in the alert it ends.
+ALL_CLEAR_TEMPLATE = "all_clear"
+_CLEARED_FROM = {
+    "event": ("event", "hazard", "threat", "material", "warning", "utility"),
+    "location": ("location", "building", "area"),
+}
+
+
+def _cleared(fields: Mapping[str, str]) -> dict[str, str]:
+    """The all clear's fields (what is over, and where) from the alert's own."""
+    out: dict[str, str] = {}
+    for name, sources in _CLEARED_FROM.items():
+        for suffix in ("", "_es"):
+            found = next((fields[f"{s}{suffix}"] for s in sources if f"{s}{suffix}" in fields),
+                         None)
+            if found:
+                out[f"{name}{suffix}"] = found
+    return out
+
 
 # Where each request field is on the form, so the error summary links to it.
 _FIELD_IDS = {
@@ -59,6 +89,8 @@ _FIELD_IDS = {
     "confirmed_by": "confirmed-name",
     "override": "override-reason",
     "references": "text",
+    "widen": "widen",
+    "incident": "text",
 }
 
 
@@ -89,11 +121,30 @@ class ComposeForm:
     override: bool = False
     override_reason: str = ""
     references: str = ""
+    widen: bool = False
+    # The kind whose default channels the boxes were ticked with ("" once chosen by hand).
+    defaults_of: str = ""
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @classmethod
-    def from_post(cls, data: Mapping[str, Any]) -> ComposeForm:
-        """Read the posted form (a MultiDict: zones and channels repeat)."""
+    def from_post(
+        cls, data: Mapping[str, Any], defaults: Callable[[str], tuple[str, ...]] | None = None
+    ) -> ComposeForm:
+        """Read the posted form (a MultiDict: zones and channels repeat).
+
+        Boxes still as a kind's defaults left them follow the kind now chosen (`defaults`
+        gives a kind's), so a timely warning started as an emergency sounds nothing.
+        """
+        form = cls._posted(data)
+        if (defaults is None or not form.defaults_of or form.defaults_of == form.kind
+                or form.kind not in KIND_LABELS or form.defaults_of not in KIND_LABELS):
+            return form
+        if set(form.channels) != set(defaults(form.defaults_of)):
+            return replace(form, defaults_of="")
+        return replace(form, channels=defaults(form.kind), defaults_of=form.kind)
+
+    @classmethod
+    def _posted(cls, data: Mapping[str, Any]) -> ComposeForm:
 
         def one(name: str, default: str = "") -> str:
             value = data.get(name, default)
@@ -125,7 +176,43 @@ class ComposeForm:
             override=one("override") == "yes",
             override_reason=one("override_reason"),
             references=one("references"),
+            widen=one("widen") == "yes",
+            defaults_of=one("defaults_of"),
             key=one("key") or secrets.token_urlsafe(16),
+        )
+
+    @classmethod
+    def following(
+        cls, record: AlertRecord, kind: str, mode: str, segments: Collection[str],
+        templates: Collection[Template],
+    ) -> ComposeForm:
+        """An update (or all clear) of `record`, filled in from it: its audience, zones,
+        channels and confirmation, and its template and words to start from."""
+        earlier = record.request
+        audience = record.audience
+        if audience == EVERYONE or audience in segments:
+            segment, expression = audience, ""
+        else:
+            segment, expression = CUSTOM, audience
+        template, fields = earlier.template or "", dict(earlier.fields)
+        text = earlier.text or ""
+        text_es = next((t.text for code, t in earlier.translations.items() if code == "es"), "")
+        if kind == AlertKind.ALL_CLEAR.value and record.kind is not AlertKind.ALL_CLEAR:
+            template, fields, text, text_es = "", {}, "", ""
+            clearing = next((t for t in templates if t.name == ALL_CLEAR_TEMPLATE
+                             and AlertKind.ALL_CLEAR in t.kinds), None)
+            # From a template's alert the all clear takes what and where; free text is typed.
+            if clearing is not None and earlier.template:
+                template, fields = clearing.name, _cleared(earlier.fields)
+        confirmed = earlier.confirmed_by
+        return cls(
+            kind=kind, mode=mode, template=template, fields=fields,
+            text="" if template else text, text_es="" if template else text_es,
+            segment=segment, expression=expression, zones=record.zones,
+            channels=tuple(c.value for c in record.channels),
+            confirmed_name=confirmed.name if confirmed else "",
+            confirmed_title=confirmed.title if confirmed else "",
+            references=record.id,
         )
 
     @property
@@ -161,6 +248,8 @@ class ComposeForm:
             body["confirmed_by"] = {"name": self.confirmed_name, "title": self.confirmed_title}
         if self.references:
             body["references"] = self.references
+            if self.widen:
+                body["widen"] = True
         if self.is_drill:
             body["drill"] = {"description": "Console drill" if self.mode == "drill"
                              else "Console test", "announced": True}
@@ -196,6 +285,13 @@ class Preview:
     suppressed: dict[str, int] = field(default_factory=dict)
     cap_xml: str = ""
     override_rules: tuple[str, ...] = ()
+    # Intake would hold it for a second person's approval.
+    held: bool = False
+    # The message as intake checked it (a template's text filled in).
+    message: str = ""
+    # What a follow-up changes of the alert it follows, and how many it newly reaches.
+    changes: tuple[Change, ...] = ()
+    widened: int = 0
 
     @property
     def blocking(self) -> tuple[dict[str, Any], ...]:
@@ -208,9 +304,21 @@ class Preview:
         return self.request is not None and not self.problems and not self.blocking
 
     @property
+    def changed(self) -> tuple[tuple[str, str, str], ...]:
+        """A follow-up's changes as the confirmation lists them: what, before, after."""
+        return tuple((CHANGE_LABELS.get(c.field, c.field), c.before, c.after)
+                     for c in self.changes)
+
+    @property
     def people(self) -> int:
         """The distinct recipients it would reach."""
         return int((self.counts or {}).get("total", 0))
+
+
+def default_channels(service: Service, kind: str) -> tuple[str, ...]:
+    """The boxes a kind starts with: `[dispatch] default_channels`, as configured here."""
+    wanted = service.settings.dispatch.default_channels.get(AlertKind(kind), [])
+    return tuple(c.value for c in wanted if c in service.engine.channels)
 
 
 def field_id(name: str) -> str:
@@ -280,16 +388,27 @@ def _renderings(rendered: Rendered, language: str) -> list[ChannelPreview]:
     return out
 
 
-async def build_preview(
-    service: Service,
-    form: ComposeForm,
-    caller: Caller,
-    *,
-    may_override: bool,
-    places: frozenset[str],
-) -> Preview:
-    """Validate the form, run the policy, render every channel and count the audience."""
-    settings = service.settings
+def field_for(form: ComposeForm, name: str) -> str:
+    """The form field a request field's problem belongs to, as this form is filled in."""
+    head = name.split(".", 1)[0]
+    if head == "audience":
+        return "expression" if form.segment == CUSTOM else "segment"
+    if head in ("zones", "exclude_zones"):
+        return "zones"
+    return field_id(name)
+
+
+def _in_form_words(problem: Problem) -> str:
+    """Intake's message, with the request field it names said as the form's own choice."""
+    if problem.field == "widen":
+        reach = problem.message.split(":", 1)[0]
+        return (f"{reach[:1].upper()}{reach[1:]}: tick “Also send to people the first alert "
+                "did not reach” to send to them too, or keep its zones and audience")
+    return problem.message
+
+
+def _form_problems(form: ComposeForm) -> list[FieldProblem]:
+    """What the form itself lacks, before there is a request to check."""
     found: list[FieldProblem] = []
     if form.confirmed_name and not form.confirmed_title:
         found.append(FieldProblem("confirmed-title", "Enter the title of the person who confirmed"))
@@ -297,85 +416,72 @@ async def build_preview(
         found.append(FieldProblem("confirmed-name", "Enter the name of the person who confirmed"))
     if not form.text and not form.template:
         found.append(FieldProblem("text", "Enter the message, or choose a template"))
-        return Preview(form, None, tuple(found))
+    return found
+
+
+def _request_of(
+    form: ComposeForm, found: list[FieldProblem], override_rules: list[str] | None = None
+) -> AlertRequest | None:
+    """The alert request the form means, or None with its problems added to `found`."""
     try:
-        request = AlertRequest.model_validate(form.request_body())
+        return AlertRequest.model_validate(form.request_body(override_rules))
     except ValidationError as exc:
         for p in problems(exc):
-            if not any(f.field_id == field_id(p["field"]) for f in found):
-                found.append(FieldProblem(field_id(p["field"]), p["message"]))
+            if override_rules and p["field"].startswith("override"):
+                message = ("Give the reason for sending despite the policy "
+                           "(at least 5 characters)")
+                found.append(FieldProblem("override-reason", message))
+            elif not any(f.field_id == field_for(form, p["field"]) for f in found):
+                found.append(FieldProblem(field_for(form, p["field"]), p["message"]))
+        return None
+
+
+async def build_preview(service: Service, form: ComposeForm, caller: Caller) -> Preview:
+    """Map the form to an alert request and show what intake would do with it (its own
+    checks, renderings, verdict and count), each problem under its field."""
+    found = _form_problems(form)
+    if not form.text and not form.template:
         return Preview(form, None, tuple(found))
-    try:
-        request = expand(request, settings.templates_dir())
-    except TemplateError as exc:
-        found.append(FieldProblem("template", str(exc)))
+    request = _request_of(form, found)
+    if request is None:
         return Preview(form, None, tuple(found))
-    segments = settings.directory.segments
-    if not scope_permits(request.audience, caller.scopes, segments):
-        found.append(FieldProblem(
-            "segment", f"You may only send to: {', '.join(caller.scopes)} "
-            "(by name, or joined to other terms with 'and')"))
-        return Preview(form, None, tuple(found))
-    channels = actions.channels_for(service, request)
-    if isinstance(channels, actions.Refused):
-        found.extend(FieldProblem("channels", p["message"]) for p in channels.problems)
-        return Preview(form, None, tuple(found))
-    if not channels:
-        found.append(FieldProblem("channels", "Choose at least one channel"))
-        return Preview(form, None, tuple(found))
-    rendered = render_alert(request, channels, settings.rendering, limits=settings.policy)
-    verdict = evaluate(request, rendered, settings.policy, places=places)
-    rules = sorted({v.rule for v in verdict.errors})
+    outcome = await actions.preview(service, request, caller)
+    rules = sorted({v.rule for v in outcome.verdict.errors}) if outcome.verdict else []
     if form.override and rules:
-        if not may_override:
-            found.append(FieldProblem("text", "Your role may not send despite the policy"))
-        else:
-            try:
-                request = AlertRequest.model_validate(
-                    {**request.model_dump(mode="json", exclude_none=True),
-                     "override": {"rules": rules, "reason": form.override_reason}}
-                )
-            except ValidationError:
-                found.append(FieldProblem(
-                    "override-reason", "Give the reason for sending despite the policy "
-                    "(at least 5 characters)"))
-            else:
-                verdict = evaluate(request, rendered, settings.policy,
-                                   overridden=frozenset(rules), places=places)
-    violations = [v.to_json() for v in verdict.violations]
-    marked = {"en": mark(request.text or "", [
+        overriding = _request_of(form, found, rules)
+        if overriding is not None:
+            request = overriding
+            outcome = await actions.preview(service, request, caller)
+    found.extend(FieldProblem(field_for(form, p.field), _in_form_words(p))
+                 for p in outcome.problems)
+    if outcome.rendered is None or outcome.verdict is None:
+        return Preview(form, None, tuple(found))
+    checked = outcome.request
+    violations = [v.to_json() for v in outcome.verdict.violations]
+    marked = {"en": mark(checked.text or "", [
         v if v["channel"] is None and v["field"] is None else {**v, "start": None}
         for v in violations
     ])}
-    es = request.translations.get("es")
+    es = checked.translations.get("es")
     if es is not None:
         marked["es"] = mark(es.text, [
             v if v["channel"] is None and v["field"] == "translations.es.text"
             else {**v, "start": None}
             for v in violations
         ])
-    counts: dict[str, Any] | None = None
+    counts = outcome.counts
     suppressed: dict[str, int] = {}
-    try:
-        counts = await service.audience.count(
-            request.audience, request.zones, request.kind, channels,
-            exclude_zones=request.exclude_zones,
-        )
-    except AudienceError as exc:
-        # The message already says where (one position, counted from 1) and quotes the word.
-        target = "zones" if "zone" in str(exc) and form.zones else (
-            "expression" if form.segment == CUSTOM else "segment")
-        found.append(FieldProblem(target, str(exc)))
     if counts is not None:
         people = sum(n for role, n in counts["by_role"].items() if role != "device")
-        for kind in channels:
+        for kind in outcome.channels:
             if not kind.is_device:
                 suppressed[kind.value] = max(0, people - int(counts["by_channel"][kind.value]))
     # CAP carries the full text: a push text shaped from a longer one is not it.
-    texts = {lang: m.text for lang, m in rendered.get(ChannelKind.PUSH, {}).items()
+    texts = {lang: m.text for lang, m in outcome.rendered.get(ChannelKind.PUSH, {}).items()
              if not m.derived}
+    settings = service.settings
     cap = render_cap(
-        request, identifier="preview", sender=settings.service.sender,
+        checked, identifier="preview", sender=settings.service.sender,
         sent=datetime.now(UTC).replace(microsecond=0), texts=texts or None,
         sender_name=settings.service.institution,
     ).decode()
@@ -385,10 +491,14 @@ async def build_preview(
         problems=tuple(found),
         violations=tuple(violations),
         marked=marked,
-        channels=tuple(c.value for c in channels),
-        renderings=tuple(_renderings(rendered, request.language)),
+        channels=tuple(c.value for c in outcome.channels),
+        renderings=tuple(_renderings(outcome.rendered, checked.language)),
         counts=counts,
         suppressed=suppressed,
         cap_xml=cap,
         override_rules=tuple(rules),
+        held=outcome.held,
+        message=checked.text or "",
+        changes=outcome.changes,
+        widened=outcome.widened,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,8 @@ from dispatcher.console.compose import (
     FieldProblem,
     Preview,
     build_preview,
-    field_id,
+    default_channels,
+    field_for,
     templates_for,
 )
 from dispatcher.console.oidc import OidcClient, SsoError, SsoFailure
@@ -639,25 +640,25 @@ def _may_override(service: Service, person: Person) -> bool:
     return service.permissions.may_override(person.caller)
 
 
-def _default_form(service: Service, query: Any) -> ComposeForm:
+async def _default_form(service: Service, query: Any) -> ComposeForm:
     kind = query.get("kind", AlertKind.EMERGENCY.value)
     if kind not in KIND_LABELS:
         kind = AlertKind.EMERGENCY.value
     mode = query.get("mode", Mode.LIVE.value)
     if mode not in MODE_LABELS:
         mode = Mode.LIVE.value
-    channels = _defaults_for(service, kind)
-    form = ComposeForm(kind=kind, mode=mode, channels=channels)
     references = query.get("references", "")
-    return ComposeForm(
-        kind=kind, mode=mode, channels=channels, references=references,
-        key=form.key,
-    )
+    follows = await service.alerts.get(references) if references else None
+    if follows is not None:
+        return ComposeForm.following(follows, kind, mode, service.settings.directory.segments,
+                                     templates_for(service))
+    return ComposeForm(kind=kind, mode=mode, channels=default_channels(service, kind),
+                       references=references, defaults_of=kind)
 
 
-def _defaults_for(service: Service, kind: str) -> tuple[str, ...]:
-    wanted = service.settings.dispatch.default_channels.get(AlertKind(kind), list(ChannelKind))
-    return tuple(c.value for c in wanted if c in service.engine.channels)
+def _posted_form(request: web.Request, posted: Any) -> ComposeForm:
+    service = _service(request)
+    return ComposeForm.from_post(posted, lambda kind: default_channels(service, kind))
 
 
 async def _compose_context(
@@ -690,7 +691,7 @@ async def _compose_context(
         "zone_list": sorted(service.audience.zones.values(), key=lambda z: z.id),
         "configured": [c.value for c in ChannelKind if c in service.engine.channels],
         "may_override": _may_override(service, person),
-        "may_send_live": person.caller.can_send_live,
+        "may_send_live": service.permissions.may_send(person.caller, Mode.LIVE),
         "drill_mode": form.is_drill,
         "references": references,
         "errors": list(preview.problems) if preview else [],
@@ -703,12 +704,12 @@ async def compose_page(request: web.Request) -> web.Response:
     """The compose form, empty (or set up to update or clear an alert)."""
     service = _service(request)
     person = request[PERSON]
-    if not person.caller.can_send:
+    if not service.permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = _default_form(service, request.query)
-    if not person.caller.can_send_live and form.mode == Mode.LIVE.value:
-        form = ComposeForm(kind=form.kind, mode=Mode.DRILL.value, channels=form.channels,
-                           references=form.references, key=form.key)
+    form = await _default_form(service, request.query)
+    if form.mode == Mode.LIVE.value and not service.permissions.may_send(
+            person.caller, Mode.LIVE):
+        form = replace(form, mode=Mode.DRILL.value)
     context = await _compose_context(request, form, None)
     return _render(request, "compose.html", {"title": "Send an alert", **context})
 
@@ -716,17 +717,14 @@ async def compose_page(request: web.Request) -> web.Response:
 async def _preview(request: web.Request, form: ComposeForm) -> Preview:
     service = _service(request)
     person = request[PERSON]
-    return await build_preview(
-        service, form, person.caller, may_override=_may_override(service, person),
-        places=_console(request).places,
-    )
+    return await build_preview(service, form, person.caller)
 
 
 @routes.post("/console/compose/preview")
 @signed_in
 async def compose_preview(request: web.Request) -> web.Response:
     """The preview panel alone, for htmx as the dispatcher types."""
-    form = ComposeForm.from_post(await read_form(request))
+    form = _posted_form(request, await read_form(request))
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     return _render(request, "_preview.html", {**context, "oob": True})
@@ -737,10 +735,10 @@ async def compose_preview(request: web.Request) -> web.Response:
 async def compose_check(request: web.Request) -> web.Response:
     """Check the form: back with errors, or on to the one confirmation."""
     person = request[PERSON]
-    if not person.caller.can_send:
+    if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     posted = await read_form(request)
-    form = ComposeForm.from_post(posted)
+    form = _posted_form(request, posted)
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     if posted.get("action") != "review":
@@ -770,9 +768,9 @@ async def send(request: web.Request) -> web.StreamResponse:
     """Send the confirmed alert as the signed-in person."""
     service = _service(request)
     person = request[PERSON]
-    if not person.caller.can_send:
+    if not service.permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
-    form = ComposeForm.from_post(await read_form(request))
+    form = _posted_form(request, await read_form(request))
     preview = await _preview(request, form)
     if preview.request is None or not preview.sendable:
         context = await _compose_context(request, form, preview)
@@ -784,15 +782,12 @@ async def send(request: web.Request) -> web.StreamResponse:
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     problems = [FieldProblem("text", v["message"]) for v in outcome.violations] + [
-        FieldProblem(_problem_field(p), p.get("message", "")) for p in outcome.problems
+        FieldProblem(field_for(form, str(p.get("field", "text"))), p.get("message", ""))
+        for p in outcome.problems
     ] or [FieldProblem("text", outcome.message)]
     context = await _compose_context(request, form, preview)
     context["errors"] = problems
     return _render(request, "compose.html", {"title": "Send an alert", **context}, status=422)
-
-
-def _problem_field(problem: dict[str, Any]) -> str:
-    return field_id(str(problem.get("field", "text")))
 
 
 # -- approvals ----------------------------------------------------------------------------------
@@ -936,7 +931,8 @@ async def drills(request: web.Request) -> web.Response:
     schedule = await _service(request).drills.schedule(recent=RECENT_RUNS)
     return _render(request, "drills.html", {
         "title": "Drills", "drills": [d.to_json() for d in schedule.drills],
-        "may_run": request[PERSON].caller.can_send, "timezone": schedule.timezone,
+        "may_run": _service(request).permissions.may_send(request[PERSON].caller, Mode.DRILL),
+        "timezone": schedule.timezone,
         "message": request.query.get("message", ""),
     })
 

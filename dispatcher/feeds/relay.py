@@ -215,8 +215,10 @@ class FeedRelay:
             raw["references"] = thread.alert_id
             if decision.added_zones:
                 zones = decision.added_zones
+                raw["widen"] = True  # upstream's area grew: the new zones are its people
             elif decision.added_zones is None:
                 zones = None
+                raw["widen"] = True
             else:
                 # No one new to reach: the update is shown where the alert is shown.
                 zones = thread.zones

@@ -260,11 +260,6 @@ class IncidentRegistry:
         cutoff = self.clock.now_ms() - self.config.decision_overdue_s * 1000
         return await self.store.open_decisions(cutoff)
 
-    async def link_alert(self, incident_id: str, alert_id: str, caller: Caller) -> None:
-        """Link an alert sent about an incident."""
-        await self.store.link_alert(incident_id, alert_id, actor=caller.name,
-                                    at=self.clock.now_ms())
-
     # The public log
 
     async def public_page(self, page: int) -> CrimeLogPage:

@@ -14,6 +14,7 @@ from dispatcher.rendering import Rendered
 from dispatcher.request import AlertRequest
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row
+from dispatcher.store.incidents import link_alert_in
 
 # The completion check, run after every batch and receipt group: it reads the alert's
 # delivery counters (kept by triggers in the transaction of each change, migration 0007), a
@@ -189,8 +190,11 @@ class AlertStore:
         audience_counts: dict[str, Any],
         clery: dict[str, Any],
         audit_detail: dict[str, Any],
+        incident: str | None = None,
     ) -> tuple[str, bool]:
-        """Store a new alert durably; returns (id, created). Raises IdempotencyConflict."""
+        """Store a new alert durably, linked to its `incident` in the same transaction;
+        returns (id, created). Raises IdempotencyConflict, or Invalid when the incident is
+        unknown or closed (nothing is stored)."""
         fingerprint = request.fingerprint()
         async with self._db.transaction() as tx:
             if idempotency_key is not None:
@@ -244,6 +248,8 @@ class AlertStore:
                 alert_id=alert_id,
                 detail=audit_detail,
             )
+            if incident is not None:
+                await link_alert_in(tx, self._audit, incident, alert_id, actor=actor, at=now_ms)
         self._changed(alert_id)
         return alert_id, True
 

@@ -15,8 +15,45 @@ from dispatcher.incidents.model import (
     Incident,
     Source,
 )
+from dispatcher.refusals import Invalid
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row, Session
+
+# An incident in one of these takes no more alerts: the case is over, or was no crime.
+CLOSED_DISPOSITIONS = (Disposition.CLOSED, Disposition.UNFOUNDED)
+
+
+def incident_refusal(incident_id: str, disposition: Disposition | None) -> Invalid | None:
+    """Why an alert may not name this incident (unknown or closed), or None when it may."""
+    if disposition is None:
+        return Invalid.one("incident", f"no incident {incident_id}")
+    if disposition in CLOSED_DISPOSITIONS:
+        return Invalid.one(
+            "incident", f"incident {incident_id} is {disposition.value.replace('_', ' ')}: "
+            "it takes no more alerts (reopen it by changing its disposition first)")
+    return None
+
+
+async def link_alert_in(
+    tx: Session, audit: AuditLog, incident_id: str, alert_id: str, *, actor: str, at: int
+) -> None:
+    """Link a new alert to its incident inside the transaction that stores the alert.
+
+    Raises `Invalid` (and so rolls the alert back) when the incident is unknown or closed by
+    the time the alert is written.
+    """
+    row = await tx.fetchone("SELECT disposition FROM incidents WHERE id = ?", (incident_id,))
+    refusal = incident_refusal(
+        incident_id, None if row is None else Disposition(row["disposition"]))
+    if refusal is not None:
+        raise refusal
+    await tx.execute(
+        "INSERT INTO incident_alerts (incident_id, alert_id, linked_at, linked_by)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (incident_id, alert_id, at, actor),
+    )
+    await audit.append(tx, at=at, actor=actor, action="incident.alert_linked",
+                       alert_id=alert_id, detail={"incident": incident_id})
 
 _COLUMNS = (
     "id, reported_at, occurred_from, occurred_to, entered_at, location, geography, category,"
@@ -251,17 +288,12 @@ class IncidentStore:
                                         detail={"incident": incident_id, "warn": warn})
             return bool(changed)
 
-    async def link_alert(self, incident_id: str, alert_id: str, *, actor: str, at: int) -> None:
-        """Link an alert sent about the incident (once: a replayed request links nothing)."""
-        async with self.db.transaction() as tx:
-            added = await tx.execute(
-                "INSERT INTO incident_alerts (incident_id, alert_id, linked_at, linked_by)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (incident_id, alert_id, at, actor),
-            )
-            if added:
-                await self.audit.append(tx, at=at, actor=actor, action="incident.alert_linked",
-                                        alert_id=alert_id, detail={"incident": incident_id})
+    async def refusal_for_alert(self, incident_id: str) -> Invalid | None:
+        """Why an alert may not name this incident (unknown or closed), or None when it may."""
+        row = await self.db.fetchone(
+            "SELECT disposition FROM incidents WHERE id = ?", (incident_id,))
+        return incident_refusal(
+            incident_id, None if row is None else Disposition(row["disposition"]))
 
     async def alerts(self, incident_id: str) -> list[str]:
         """Ids of the alerts sent about an incident, oldest first."""

@@ -321,6 +321,54 @@ class TestOverHttp:
                                         headers={"X-CSRF-Token": csrf})
         assert "Ready to send" in await own.text()
 
+    async def test_intake_refusals_show_under_their_fields(self, running: Running) -> None:
+        """The preview and the send run intake's own checks: an audience of no one is marked
+        at the expression, an unknown alert followed at the message, and nothing is sent."""
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+        csrf = await self.sign_in(running, "dana", PASSWORD)
+        form = {"kind": "emergency", "mode": "live", "channel": "email",
+                "segment": "custom", "expression": "role:student and role:faculty",
+                "text": "Water leak in North Hall. Avoid the basement until further notice.",
+                "key": "nobody", "csrf": csrf}
+        preview = await running.client.post("/console/compose/preview", data=form,
+                                            headers={"X-CSRF-Token": csrf})
+        page = await preview.text()
+        assert re.search(r'<a href="#expression">this audience reaches no one', page), page
+        assert "Ready to send" not in page
+        # Still rendered and counted beside the problem.
+        assert 'data-total="0"' in page and "How it looks" in page
+        sent = await running.client.post("/console/send", data=form, allow_redirects=False)
+        assert sent.status == 422
+        assert 'href="#expression"' in (await sent.text()).split("error-summary", 1)[1]
+        followed = await running.client.post(
+            "/console/compose/preview", headers={"X-CSRF-Token": csrf},
+            data={**form, "segment": "all", "references": "alt_missing"})
+        assert re.search(r'<a href="#text">no alert alt_missing', await followed.text())
+        assert await running.service.db.fetchval("SELECT COUNT(*) FROM alerts") == 0
+
+    async def test_all_clear_starts_from_the_alert(self, running: Running) -> None:
+        """"Send the all clear" of a template's alert opens the all-clear template with what
+        and where filled in, and the alert's audience, zones and channel chosen."""
+        accounts = running.client.server.app[CONSOLE].accounts
+        await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+        await self.sign_in(running, "dana", PASSWORD)
+        sent = await running.post_alert({
+            "kind": "emergency", "template": "evacuate", "channels": ["email"],
+            "audience": "role:student", "zones": ["b"],
+            "fields": {"hazard": "Fire alarm and smoke", "building": "Carver Hall"}})
+        assert sent.status == 202, await sent.text()
+        alert_id = (await sent.json())["id"]
+        page = await (await running.client.get(
+            f"/console/compose?references={alert_id}&kind=all_clear&mode=live")).text()
+        assert '<option value="all_clear" selected>' in page
+        assert 'name="field.event" type="text" value="Fire alarm and smoke"' in page
+        assert 'name="field.location" type="text" value="Carver Hall"' in page
+        assert re.search(r'id="zone-b" name="zone" value="b" checked', page)
+        assert re.search(r'id="channel-email" name="channel" value="email" checked', page)
+        assert 'id="expression" name="expression" type="text" spellcheck="false" ' \
+               'autocapitalize="none" value="role:student"' in page
+
     async def test_preview_shows_derived_short_text(
         self, make_settings: Callable[..., Settings]
     ) -> None:

@@ -69,6 +69,11 @@ async def final_status(console: Console, alert_id: str) -> dict[str, Any]:
         raise AssertionError(f"alert {alert_id} never settled: {doc}") from None
 
 
+async def zone_name(console: Console, zone: str) -> str:
+    """A zone's name as the console shows it."""
+    return console.run.service.audience.zones[zone].name
+
+
 def alert_id_of(page: Page) -> str:
     """The id in a follow page's address."""
     match = re.search(r"/console/alerts/([0-9a-f]+)$", page.url)
@@ -225,12 +230,21 @@ class TestSendAndFollow:
         before = await console.stats()
         await sign_in(page, console, "dana")
         await compose(page, console, GAS, zone="a")
+        # Sirens and speakers are never ticked for the dispatcher: they are chosen.
+        for loud in ("Outdoor sirens", "Public address speakers"):
+            await expect(page.get_by_label(loud)).not_to_be_checked()
+            await page.get_by_label(loud).check()
+        for kind in ("siren", "pa"):
+            await expect(page.locator(f'#preview tr[data-channel="{kind}"]')).to_be_visible()
         people = await total(page)
         await page.get_by_label("Name", exact=True).fill("Pat Chen")
         await page.get_by_label("Title").fill("Chief of Police")
         await page.get_by_role("button", name="Check and send").click()
         question = page.locator("#confirm-question")
         await expect(question).to_have_text(f"Send to {people:,} people on 6 channels?")
+        await expect(page.locator("#confirm-loud")).to_have_text(
+            "Outdoor sirens will sound and public address speakers will speak in "
+            + await zone_name(console, "a") + ".")
         await shot(page, shots, "confirm")
         await page.get_by_role("button", name="Yes, send now").click()
         await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
@@ -382,9 +396,10 @@ class TestCancelAndAllClear:
         await page.get_by_role("link", name="Send the all clear").click()
         await expect(page.get_by_role("heading", name="Send the all clear")).to_be_visible()
         await expect(page.locator("#kind-all_clear")).to_be_checked()
+        # The all clear starts from the alert: its zone and channels are already chosen.
+        await expect(page.locator("#zone-c")).to_be_checked()
         await page.get_by_label("Message in English").fill(
             "All clear: the gas leak at the Chemistry Building is fixed. Normal activities resume.")
-        await page.locator('.zone[data-zone="c"] polygon').click()
         await settled_total(page)
         await page.get_by_role("button", name="Check and send").click()
         await page.get_by_role("button", name="Yes, send now").click()
@@ -403,6 +418,93 @@ class TestCancelAndAllClear:
         actions = [e["action"] for e in await console.run.service.audit.entries(first)]
         assert "alert.cancelled" in actions
         await final_status(console, cleared)
+
+
+class TestFollowUps:
+    """An update starts from its alert, and reaching more people is a choice the page names."""
+
+    async def test_update_inherits_and_widening_is_explicit(self, console: Console,
+                                                             page: Page) -> None:
+        """Zone c's alert: the update form has zone c and its words; adding zone a is refused
+        until "Also send to people the first alert did not reach" is ticked, and the
+        confirmation lists what changed."""
+        await sign_in(page, console, "dana")
+        await compose(page, console, GAS, zone="c")
+        await page.get_by_role("button", name="Check and send").click()
+        await page.get_by_role("button", name="Yes, send now").click()
+        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+        first = alert_id_of(page)
+        record = await console.run.service.alerts.get(first)
+        assert record is not None
+        await page.get_by_role("link", name="Send an update").click()
+        await expect(page.get_by_role("heading", name="Send an update")).to_be_visible()
+        await expect(page.locator("#zone-c")).to_be_checked()
+        await expect(page.locator("#zone-a")).not_to_be_checked()
+        await expect(page.get_by_label("Message in English")).to_have_value(GAS)
+        for kind in record.channels:
+            await expect(page.locator(f"#channel-{kind.value}")).to_be_checked()
+        await page.get_by_label("Message in English").fill(
+            "Update: the gas leak at the Chemistry Building is contained. Keep away until told.")
+        same = await settled_total(page)
+        assert same == record.audience_counts["total"]
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator("#confirm-question")).to_contain_text(f"Send to {same:,}")
+        await expect(page.locator("#confirm-changes")).to_contain_text("Nothing")
+        await page.get_by_role("button", name="No, go back and change it").click()
+        await page.locator('.zone[data-zone="a"] polygon').click()
+        await settled_total(page, not_equal=same)
+        await expect(page.locator(".preview-problems")).to_contain_text("did not")
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator(".error-summary a[href='#widen']")).to_be_visible()
+        await page.get_by_label("Also send to people the first alert did not reach").check()
+        await page.get_by_role("button", name="Check and send").click()
+        changes = page.locator("#confirm-changes")
+        await expect(changes).to_contain_text("Zones: c → a, c")
+        await expect(changes).to_contain_text("the first alert did not")
+        await page.get_by_role("button", name="Yes, send now").click()
+        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+        update = await console.run.service.alerts.get(alert_id_of(page))
+        assert update is not None and update.references_id == first
+        assert update.zones == ("a", "c") and update.request.widen
+        await final_status(console, update.id)
+
+
+class TestChannelsByKind:
+    """The boxes follow the kind's defaults; nothing sounds unless it is chosen."""
+
+    async def test_timely_warning_started_as_emergency_sounds_nothing(
+        self, console: Console, page: Page
+    ) -> None:
+        """Switching the kind to a timely warning leaves SMS, e-mail and push, and the
+        confirmation names no siren or speaker."""
+        await sign_in(page, console, "dana")
+        await compose(page, console, FIXED)
+        for loud in ("siren", "pa"):
+            await expect(page.locator(f"#channel-{loud}")).not_to_be_checked()
+        await expect(page.locator("#channel-signage")).to_be_checked()
+        await page.locator("#kind-timely_warning").check()
+        await page.get_by_role("button", name="Check and send").click()
+        await expect(page.locator("#confirm-question")).to_contain_text("on 3 channels?")
+        await expect(page.locator("#confirm-loud")).to_have_count(0)
+        chosen = await page.locator(".summary-list dd").first.inner_text()
+        assert sorted(chosen.split(", ")) == ["E-mail", "Push notification", "Text message (SMS)"]
+
+    async def test_api_uses_the_same_table(self, console: Console) -> None:
+        """An emergency naming no channels sounds no siren or speaker; naming them does."""
+        body = {"kind": "emergency", "text": GAS, "zones": ["a"], "mode": "drill",
+                "drill": {"description": "Channel defaults"}}
+        quiet = await console.run.client.post("/v1/alerts", json=body, headers=AUTH)
+        assert quiet.status in (200, 202), await quiet.text()
+        record = await console.run.service.alerts.get((await quiet.json())["id"])
+        assert record is not None
+        assert {c.value for c in record.channels} == {"sms", "email", "push", "signage"}
+        loud = await console.run.client.post(
+            "/v1/alerts", json={**body, "channels": ["siren", "pa"]}, headers=AUTH)
+        record = await console.run.service.alerts.get((await loud.json())["id"])
+        assert record is not None
+        assert {c.value for c in record.channels} == {"siren", "pa"}
+        for alert_id in (record.id, (await quiet.json())["id"]):
+            await final_status(console, alert_id)
 
 
 class TestOperatorsDay:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.auth import Authenticator, token_sha256
+from dispatcher.domain import AlertKind, ChannelKind
 from dispatcher.lint import lint_one
 from dispatcher.settings import ConfigError, config_dir, load_settings
 
@@ -52,6 +53,16 @@ class TestLoading:
             load_settings(write(tmp_path, '[channels."email.smtp"]\npool_size = 0\n'))
         with pytest.raises(ConfigError, match="unknown channel"):
             load_settings(write(tmp_path, '[channels."fax.modem"]\n'))
+
+    def test_nothing_sounds_by_default(self, tmp_path: Path) -> None:
+        """No kind's default channels sound sirens or PA, and the config may not make them."""
+        table = load_settings().dispatch.default_channels
+        assert {c.value for c in table[AlertKind.TIMELY_WARNING]} == {"sms", "push", "email"}
+        assert all(c not in (ChannelKind.SIREN, ChannelKind.PA)
+                   for channels in table.values() for c in channels)
+        with pytest.raises(ConfigError, match=r"emergency: siren must be named by an alert"):
+            load_settings(write(tmp_path, '[dispatch.default_channels]\n'
+                                          'emergency = ["sms", "siren"]\n'))
 
     def test_not_toml(self, tmp_path: Path) -> None:
         """A file that is not TOML says so."""

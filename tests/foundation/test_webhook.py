@@ -128,6 +128,30 @@ class TestIdempotency:
         assert (await resp.json())["id"] == first["id"]
 
 
+NOBODY = "role:student and role:faculty"  # one role per person: no one is both
+
+
+class TestNoAlertToNobody:
+    """An audience that resolves to no one is refused unless the request says so."""
+
+    async def test_refused_at_audience_and_nothing_stored(self, running: Running) -> None:
+        """422 with the problem at `audience`, saying how to send anyway; no alert."""
+        resp = await running.post_alert({**FIRE, "audience": NOBODY})
+        assert resp.status == 422, await resp.text()
+        (problem,) = (await resp.json())["problems"]
+        assert problem["field"] == "audience"
+        assert "reaches no one" in problem["message"]
+        assert "allow_empty_audience" in problem["message"]
+        assert await running.service.db.fetchval("SELECT COUNT(*) FROM alerts") == 0
+
+    async def test_sent_when_the_request_says_so(self, running: Running) -> None:
+        """With `allow_empty_audience` the alert is accepted, to 0 people."""
+        resp = await running.post_alert({**FIRE, "audience": NOBODY,
+                                         "allow_empty_audience": True})
+        assert resp.status == 202, await resp.text()
+        assert (await resp.json())["audience"]["total"] == 0
+
+
 class TestOperations:
     """Health, metrics and the API description."""
 

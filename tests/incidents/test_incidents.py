@@ -19,10 +19,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from dispatcher.api.app import build_app
 from dispatcher.auth import token_sha256
 from dispatcher.clock import Clock
+from dispatcher.domain import ChannelKind
 from dispatcher.incidents.calendar import entry_deadline
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.lint import lint_one
 from dispatcher.permissions import Permissions
+from dispatcher.refusals import Invalid
+from dispatcher.request import AlertRequest
 from dispatcher.service import Service
 from dispatcher.settings import Settings
 from dispatcher.store.audit import AuditLog
@@ -331,6 +334,62 @@ class TestDecision:
             "fields": {"date": "Monday", "time": "9 PM", "location": "Lot C"}}, headers=AUTH)
         assert unknown.status == 422
 
+
+    async def test_unknown_or_closed_incident_is_refused_and_nothing_stored(
+        self, desk: Desk
+    ) -> None:
+        """An alert naming an unknown or closed incident gets 422 at `incident`, and neither
+        an alert, a link nor an audit entry is written."""
+        incident = await desk.added(category="burglary", nature="Burglary of an office",
+                                    location="the Science Building")
+        closed = await desk.client.patch(f"/v1/incidents/{incident['id']}", headers=AUTH,
+                                         json={"disposition": "closed", "note": "solved"})
+        assert closed.status == 200, await closed.text()
+        db = desk.service.db
+        before = await db.fetchval("SELECT COUNT(*) FROM audit")
+        body = {"kind": "timely_warning", "channels": ["email"],
+                "text": "Burglary reported at the Science Building. Lock office doors."}
+        for named, says in ((incident["id"], "closed"), ("inc_missing", "no incident")):
+            resp = await desk.client.post("/v1/alerts", json={**body, "incident": named},
+                                          headers=DISPATCHER)
+            assert resp.status == 422, await resp.text()
+            (problem,) = (await resp.json())["problems"]
+            assert problem["field"] == "incident" and says in problem["message"]
+        assert await db.fetchval("SELECT COUNT(*) FROM alerts") == 0
+        assert await db.fetchval("SELECT COUNT(*) FROM incident_alerts") == 0
+        assert await db.fetchval("SELECT COUNT(*) FROM audit") == before
+        reopened = await desk.client.patch(f"/v1/incidents/{incident['id']}", headers=AUTH,
+                                           json={"disposition": "open", "note": "reopened"})
+        assert reopened.status == 200
+        sent = await desk.client.post("/v1/alerts", json={**body, "incident": incident["id"]},
+                                      headers=DISPATCHER)
+        assert sent.status == 202, await sent.text()
+        alert_id = (await sent.json())["id"]
+        linked = await db.fetchall("SELECT alert_id, linked_by FROM incident_alerts")
+        assert [(r["alert_id"], r["linked_by"]) for r in linked] == [(alert_id, "dispatcher1")]
+
+    async def test_link_is_checked_in_the_alert_transaction(self, desk: Desk) -> None:
+        """An incident closed after intake's check still refuses the alert when it is
+        written: the alert, its version and its audit entry are rolled back with the link."""
+        incident = await desk.added(category="burglary", nature="Burglary of an office",
+                                    location="the Science Building")
+        await desk.client.patch(f"/v1/incidents/{incident['id']}", headers=AUTH,
+                                json={"disposition": "unfounded", "note": "no crime"})
+        request = AlertRequest.model_validate(
+            {"kind": "timely_warning", "text": "Burglary at the Science Building.",
+             "incident": incident["id"]})
+        with pytest.raises(Invalid) as refused:
+            await desk.service.alerts.create(
+                request, {}, actor="dispatcher1", now_ms=desk.clock.now_ms(),
+                expires_ms=desk.clock.now_ms() + 60_000, channels=[ChannelKind.EMAIL],
+                idempotency_key=None, audience_counts={}, clery={}, audit_detail={},
+                incident=incident["id"])
+        assert refused.value.problems[0].field == "incident"
+        db = desk.service.db
+        for table in ("alerts", "alert_versions", "incident_alerts"):
+            assert await db.fetchval(f"SELECT COUNT(*) FROM {table}") == 0
+        actions = [r["action"] for r in await db.fetchall("SELECT action FROM audit")]
+        assert "alert.created" not in actions
 
 async def test_warning_held_for_approval_is_linked_once_approved(
     make_settings: SettingsFactory, tmp_path: Path

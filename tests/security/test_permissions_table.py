@@ -61,6 +61,7 @@ ACTIONS: dict[str, Check] = {
     "incident write": PERMISSIONS.check_incident_write,
     "incident private": PERMISSIONS.check_read_incident_private,
     "incident decide": PERMISSIONS.check_decide_incident,
+    "incident link": PERMISSIONS.check_link_incident,
     "manage tokens": PERMISSIONS.check_manage_tokens,
 }
 
@@ -99,6 +100,7 @@ feed proposal north   Y     Y          Y                .     .           .
 incident write        Y     Y          Y                .     .           .
 incident private      Y     .          .                .     .           .
 incident decide       Y     Y          Y                .     .           .
+incident link         Y     Y          Y                .     .           .
 manage tokens         Y     .          .                .     .           .
 """
 
@@ -138,9 +140,11 @@ def test_every_public_decision_is_covered() -> None:
     used = {"check_send", "check_audience", "check_override", "may_bypass_approval",
             "check_approve", "check_reject", "check_cancel", "check_note",
             "may_see_need_help", "check_write", "check_feed_proposal", "check_incident_write",
-            "check_read_incident_private", "check_decide_incident", "check_manage_tokens"}
+            "check_read_incident_private", "check_decide_incident", "check_manage_tokens",
+            "check_link_incident"}
     # may_* twins of a covered check_* answer the same question without raising.
-    twins = {"may_approve", "may_override", "may_read_incident_private", "may_manage_tokens"}
+    twins = {"may_approve", "may_override", "may_read_incident_private", "may_manage_tokens",
+             "may_send"}
     assert methods == used | twins
 
 
@@ -155,6 +159,9 @@ def test_twins_agree(who: str) -> None:
         (PERMISSIONS.may_override(caller), PERMISSIONS.check_override),
         (PERMISSIONS.may_read_incident_private(caller), PERMISSIONS.check_read_incident_private),
         (PERMISSIONS.may_manage_tokens(caller), PERMISSIONS.check_manage_tokens),
+        (PERMISSIONS.may_send(caller, Mode.LIVE), lambda c: PERMISSIONS.check_send(c, Mode.LIVE)),
+        (PERMISSIONS.may_send(caller, Mode.DRILL),
+         lambda c: PERMISSIONS.check_send(c, Mode.DRILL)),
     ]
     for allowed, check in pairs:
         try:
