@@ -140,7 +140,7 @@ class TestExpressionErrors:
         assert "character" not in text and text.count("position") == 1, text
         await expect(page.locator(".preview-problems")).to_contain_text(
             "at position 14, found 'adn'")
-        await page.get_by_label("Expression", exact=True).fill("role:student and role:staff")
+        await page.get_by_label("Expression", exact=True).fill("role:student or role:staff")
         await expect(under).to_have_count(0)
 
 
