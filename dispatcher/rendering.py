@@ -7,7 +7,6 @@ words of a PA announcement or a voice call), so that no one can take it for a re
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 from collections.abc import Callable
@@ -19,11 +18,14 @@ from dispatcher.policy.gsm import Encoding, count, encoding_of, normalize_punctu
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from dispatcher.policy.text import sentences, words
 from dispatcher.request import AlertRequest, ChannelTexts
+from dispatcher.templating import environment
 
 Rendered = dict[ChannelKind, dict[str, Message]]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _URL = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
+# The HTML e-mail; its template sits in dispatcher/email_templates/.
+_EMAIL = environment("dispatcher", "email_templates").get_template("alert.html")
 
 
 def languages(request: AlertRequest) -> list[str]:
@@ -298,35 +300,22 @@ def _email(
         banner,
     ]
     plain = "\n\n".join(b for b in blocks if b)
-    e = html.escape
-    rows = []
-    if banner:
-        rows.append(
-            '<p style="background:#ffd400;color:#000;padding:8px;font-weight:bold">'
-            f"{e(banner)}</p>"
-        )
-    rows.append(f"<h1>{e(p.headline)}</h1>")
-    rows += [f"<p>{e(par)}</p>" for par in body_text.split("\n\n") if par.strip()]
-    if instruction:
-        rows.append(f"<p><strong>{e(what)}:</strong> {e(instruction)}</p>")
-    if p.description and p.description not in body_text:
-        rows.append(f"<p>{e(p.description)}</p>")
-    if p.web:
-        href = p.web if p.web.startswith(("http://", "https://")) else ""
-        link = f'<a href="{e(href)}">{e(p.web)}</a>' if href else e(p.web)
-        rows.append(f"<p>{e(more)}: {link}</p>")
-    if ask:
-        rows.append(
-            f"<p><strong>{e(ask)}</strong><br>\n"
-            f'<a href="{ANSWER_LINK}" style="display:inline-block;padding:12px 20px;'
-            f'background:#0b5394;color:#fff;font-size:18px">{e(label)}</a></p>'
-        )
-    if banner:
-        rows.append(f"<p><strong>{e(banner)}</strong></p>")
-    page = (
-        f'<!DOCTYPE html>\n<html lang="{e(language)}"><head><meta charset="utf-8">'
-        f"<title>{e(subject_base)}</title></head><body>\n" + "\n".join(rows) + "\n</body></html>"
-    )
+    page = _EMAIL.render(
+        language=language,
+        subject=subject_base,
+        banner=banner,
+        headline=p.headline,
+        paragraphs=[par for par in body_text.split("\n\n") if par.strip()],
+        what=what,
+        instruction=instruction,
+        description=p.description if p.description not in body_text else "",
+        more=more,
+        web=p.web,
+        href=p.web if p.web.startswith(("http://", "https://")) else "",
+        ask=ask,
+        label=label,
+        answer_link=ANSWER_LINK,
+    ).removesuffix("\n")
     subject = _join(mark, subject_base)
     return Message(text=plain, title=p.headline, subject=subject, body=plain, html=page)
 

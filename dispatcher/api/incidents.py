@@ -31,7 +31,10 @@ MAX_PAGE = 1000
 MAX_DAYS = 3660
 # The public page: no scripts, nothing from elsewhere, not framed.
 _Model = TypeVar("_Model", bound=BaseModel)
-CRIME_LOG_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+CRIME_LOG_CSP = (
+    "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def setup(app: web.Application) -> None:

@@ -334,6 +334,13 @@ def templates_for(service: Service) -> list[Template]:
     return list_templates(service.settings.templates_dir())
 
 
+# Markup.format escapes every value it is given.
+_MARK = Markup(
+    '<mark class="violation" id="mark-{index}" data-rule="{rule}">{words}'
+    '<span class="visually-hidden"> (problem {number})</span></mark>'
+)
+
+
 def mark(text: str, violations: list[dict[str, Any]]) -> Markup:
     """The text with each violation's span in a <mark> that names the violation."""
     spans = sorted(
@@ -348,12 +355,8 @@ def mark(text: str, violations: list[dict[str, Any]]) -> Markup:
         if start < at:
             continue  # overlapping spans: the first one marks the words
         out.append(str(escape(text[at:start])))
-        rule = violations[index]["rule"]
-        out.append(
-            f'<mark class="violation" id="mark-{index}" data-rule="{escape(rule)}">'
-            f"{escape(text[start:end])}<span class=\"visually-hidden\"> "
-            f"(problem {index + 1})</span></mark>"
-        )
+        out.append(_MARK.format(index=index, rule=violations[index]["rule"],
+                                words=text[start:end], number=index + 1))
         at = end
     out.append(str(escape(text[at:])))
     return Markup("".join(out))  # noqa: S704 - every piece was escaped above

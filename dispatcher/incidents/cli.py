@@ -1,7 +1,9 @@
 """`clarion incident add|list|show|decide|disposition|hold|release`: the crime log from a shell.
 
 Each command calls a running service's API (`--url`, `--token` or $CLARION_API_TOKEN) and
-prints its JSON answer; the exit status is 0 on success, 1 when the service refused.
+prints its JSON answer, with every moment as a local date-time ("2026-11-25 09:00:00-05:00",
+in this machine's time zone) instead of the API's epoch milliseconds; the exit status is 0 on
+success, 1 when the service refused.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,30 @@ from dispatcher.incidents.model import Bias, Category, Disposition, Geography, S
 from dispatcher.settings import TOKEN_ENV
 
 DEFAULT_URL = "http://127.0.0.1:8025"
+# The fields of the API's incident documents that hold a moment in epoch milliseconds, besides
+# those named `..._at`.
+MOMENTS = frozenset({"at", "occurred_from", "occurred_to"})
+
+
+def local_times(doc: Any, zone: tzinfo | None = None) -> Any:
+    """The API's answer with each moment as a local date-time, in `zone` (default: this
+    machine's time zone)."""
+    if isinstance(doc, dict):
+        return {key: _local(value, zone) if _moment(key, value) else local_times(value, zone)
+                for key, value in doc.items()}
+    if isinstance(doc, list):
+        return [local_times(value, zone) for value in doc]
+    return doc
+
+
+def _moment(key: str, value: Any) -> bool:
+    named = key in MOMENTS or key.endswith("_at")
+    return named and isinstance(value, int) and not isinstance(value, bool)
+
+
+def _local(ms: int, zone: tzinfo | None) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone)
+    return moment.isoformat(sep=" ", timespec="seconds")
 
 
 def register(sub: Any) -> None:
@@ -92,7 +119,7 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
     token = args.token or os.environ.get(TOKEN_ENV, "")
     status, doc = asyncio.run(_request(args.url, token, method, path, body))
-    print(json.dumps(doc, indent=2))
+    print(json.dumps(local_times(doc), indent=2))
     return 0 if status < 400 else 1
 
 
@@ -119,8 +146,6 @@ def incident_body(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             body[flag] = value
     if "reported_at" not in body:
-        from datetime import UTC, datetime
-
         body["reported_at"] = datetime.now(tz=UTC).isoformat()
     return body
 
@@ -151,7 +176,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
             _request(args.url, token, "POST", "/v1/alerts", doc["alert_request"]))
         doc["alert"] = sent
         status = sent_status
-    print(json.dumps(doc, indent=2))
+    print(json.dumps(local_times(doc), indent=2))
     return 0 if status < 400 else 1
 
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dispatcher.csv_export import CsvExport
 from dispatcher.incidents.model import Incident
+from dispatcher.templating import environment
 
 COLUMNS = ("case", "date_reported", "time_reported", "nature", "occurred", "location",
            "disposition")
-HEADINGS = ("Case", "Date reported", "Time reported", "Nature", "Date and time occurred",
-            "General location", "Disposition")
+_PAGE = environment("dispatcher.incidents").get_template("crime_log.html")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +54,7 @@ def entry_of(incident: Incident, zone: ZoneInfo) -> CrimeLogEntry:
     """The public entry for an incident."""
     reported = _stamp(incident.reported_at, zone)
     return CrimeLogEntry(
-        case=incident.id,
+        case=incident.case_number,
         date_reported=reported.strftime("%Y-%m-%d"),
         time_reported=reported.strftime("%H:%M"),
         nature=incident.nature,
@@ -96,28 +95,5 @@ class CrimeLogPage:
         return sheet.text()
 
     def to_html(self) -> str:
-        """The page as people read it: a plain, accessible table."""
-        head = "".join(f'<th scope="col">{h}</th>' for h in HEADINGS)
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{escape(getattr(e, c))}</td>" for c in COLUMNS) + "</tr>"
-            for e in self.entries
-        ) or f'<tr><td colspan="{len(COLUMNS)}">No crimes were reported in these days.</td></tr>'
-        older = (
-            f'<p><a href="/public/crime-log?page={self.page + 1}">Older entries</a></p>'
-            if self.has_older else ""
-        )
-        newer = (
-            f'<p><a href="/public/crime-log?page={self.page - 1}">Newer entries</a></p>'
-            if self.page > 1 else ""
-        )
-        title = f"Daily crime log: {escape(self.institution)}"
-        return (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{title}</title></head><body><main>"
-            f"<h1>{title}</h1>"
-            f"<p>Crimes reported from {self.first_day} to {self.last_day}, newest first. "
-            'Also as <a href="?format=csv">CSV</a> and <a href="?format=json">JSON</a>.</p>'
-            f"<table><caption>Reported crimes</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody></table>{newer}{older}</main></body></html>"
-        )
+        """The page as people read it: one card per entry, readable on a phone."""
+        return _PAGE.render(log=self)

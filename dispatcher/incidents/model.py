@@ -221,6 +221,8 @@ class Incident:
     released_at: int | None = None
     released_by: str | None = None
     has_private: bool = False
+    # The public case number: the year reported and its place in that year ("2026-000123").
+    case_number: str = ""
 
     @property
     def held(self) -> bool:
@@ -231,6 +233,7 @@ class Incident:
         """The incident's non-private fields."""
         return {
             "id": self.id,
+            "case_number": self.case_number,
             "reported_at": self.reported_at,
             "occurred_from": self.occurred_from,
             "occurred_to": self.occurred_to,

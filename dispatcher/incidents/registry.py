@@ -135,7 +135,7 @@ class IncidentRegistry:
         decision = needs_decision(incident.category, incident.bias, incident.geography)
         await self.store.insert(
             incident, None if details.empty else self.seal.seal(details), decision=decision,
-            audited=audited,
+            case_year=local_date(reported, self.zone).year, audited=audited,
         )
         log.info("incident.recorded", incident=incident.id, decision_opened=decision,
                  geography=incident.geography.value)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dispatcher.incidents.model import Disposition, Geography, Incident, Section, sections_of
+from dispatcher.templating import environment
 
 COLUMNS = ("on_campus", "on_campus_housing", "noncampus", "public_property")
+_SECTION = environment("dispatcher.incidents").get_template("statistics.html")
 
 
 def _columns(geography: Geography) -> tuple[str, ...]:
@@ -96,49 +97,15 @@ def count(incidents: Iterable[Incident], years: Sequence[int], zone: ZoneInfo) -
 
 
 def section_html(section: dict[str, Any]) -> str:
-    """The yearly report's crime statistics and law enforcement requests as HTML."""
+    """The yearly report's crime statistics, law enforcement requests and timely-warning
+    decisions as HTML."""
     stats = section["crime_statistics"]
-    years = stats["years"]
-    head = "".join(f'<th scope="col">{escape(c)} {y}</th>' for c in COLUMNS for y in years)
-    body = []
-    for name, rows in sorted(stats["counts"].items()):
-        for row, cols in sorted(rows.items()):
-            cells = "".join(f"<td>{cols.get(c, {}).get(str(y), 0)}</td>"
-                            for c in COLUMNS for y in years)
-            body.append(f"<tr><th scope=\"row\">{escape(name)}: {escape(row)}</th>{cells}</tr>")
-    unfounded = ", ".join(
-        f"{y}: {sum(by.values())}" for y, by in sorted(stats["unfounded"].items())
-    )
-    requests = "".join(
-        f"<li>{escape(str(r['year']))}: {escape(r['agency'])}, asked {escape(r['requested_on'])}"
-        f"; {escape(r['response'] or 'no response recorded')}</li>"
-        for r in section["law_enforcement_requests"]
-    ) or "<li>No request to local law enforcement is recorded.</li>"
-    return (
-        "<section><h2>Crime statistics</h2>"
-        f"<table><thead><tr><th scope=\"col\">Offense</th>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-        f"<p>Unfounded crimes (not counted above): {escape(unfounded)}</p>"
-        f"<h3>Statistics requested from local law enforcement</h3><ul>{requests}</ul>"
-        f"{_decisions_html(section.get('timely_warning_decisions', []))}</section>"
-    )
-
-
-def _decisions_html(decisions: list[dict[str, Any]]) -> str:
-    """Each Clery crime's timely-warning decision, with the alerts it led to."""
-    if not decisions:
-        return "<h3>Timely-warning decisions</h3><p>No Clery crime needed a decision.</p>"
-    rows = "".join(
-        f"<tr><td>{escape(d['incident_id'])}</td><td>{escape(d['nature'])}</td>"
-        f"<td>{escape(d['category'] or '')}</td><td>{escape(d['decision'])}</td>"
-        f"<td>{escape(d['decided_by'] or '')}</td><td>{escape(d['reasons'])}</td>"
-        f"<td>{escape(', '.join(d['alerts']) or 'none')}</td></tr>"
-        for d in decisions
-    )
-    return (
-        "<h3>Timely-warning decisions</h3><table><thead><tr><th scope=\"col\">Incident</th>"
-        "<th scope=\"col\">Nature</th><th scope=\"col\">Classification</th>"
-        "<th scope=\"col\">Decision</th><th scope=\"col\">Decided by</th>"
-        "<th scope=\"col\">Reasons</th><th scope=\"col\">Alerts</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+    return _SECTION.render(
+        columns=COLUMNS,
+        years=stats["years"],
+        counts=[(name, sorted(rows.items())) for name, rows in sorted(stats["counts"].items())],
+        unfounded=", ".join(f"{y}: {sum(by.values())}"
+                            for y, by in sorted(stats["unfounded"].items())),
+        requests=section["law_enforcement_requests"],
+        decisions=section.get("timely_warning_decisions", []),
     )

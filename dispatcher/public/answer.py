@@ -5,13 +5,14 @@ scanner's prefetch too) uses nothing up, only the tap does."""
 
 from __future__ import annotations
 
-from html import escape
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from dispatcher.api.common import REFUSAL_STATUS, error, read_form, service_of
 from dispatcher.refusals import Conflict, NotFound, Refused
+from dispatcher.templating import environment
 
 routes = web.RouteTableDef()
 
@@ -33,23 +34,20 @@ _WORDS = {
            "used": "Este enlace ya se usó. Gracias por responder.",
            "invalid": "Este enlace no es válido o ha caducado."},
 }
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:0;padding:16px;max-width:32rem;"
-    "margin:auto;font-size:20px}h1{font-size:1.4em}button{display:block;width:100%;"
-    "font-size:1.3em;padding:24px;margin:16px 0;border:0;border-radius:8px;color:#fff}"
-    ".safe{background:#1d7a2e}.need_help{background:#b3261e}"
-)
+_PAGE = environment("dispatcher.public").get_template("answer.html")
 
 
-def _page(language: str, body: str, status: int = 200) -> web.Response:
+def _page(
+    language: str,
+    status: int = 200,
+    *,
+    heading: str = "",
+    message: str = "",
+    options: Sequence[tuple[str, str]] = (),
+) -> web.Response:
     words = _WORDS.get(language, _WORDS["en"])
-    html = (
-        f'<!DOCTYPE html>\n<html lang="{escape(language)}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
-        f"<title>{escape(words['title'])}</title><style>{_STYLE}</style></head>"
-        f"<body>{body}</body></html>"
-    )
+    html = _PAGE.render(language=language, title=words["title"], heading=heading,
+                        message=message, options=options)
     return web.Response(text=html, status=status, content_type="text/html", headers={
         "Content-Security-Policy": CSP, "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
@@ -62,7 +60,7 @@ def _refused(request: web.Request, exc: Refused) -> web.Response:
     if "text/html" not in request.headers.get("Accept", ""):
         return error(status, exc.message)
     key = "used" if isinstance(exc, Conflict) else "invalid"
-    return _page("en", f"<p>{escape(_WORDS['en'][key])}</p>", status)
+    return _page("en", status, message=_WORDS["en"][key])
 
 
 def _status(exc: Refused) -> int:
@@ -84,12 +82,8 @@ async def answer_page(request: web.Request) -> web.Response:
         return _refused(request, NotFound(f"alert {alert_id} asks no question"))
     language = await service.responses.store.delivery_language(alert_id, claims.person_id)
     words = _WORDS.get(language, _WORDS["en"])
-    buttons = "".join(
-        f'<button class="{o}" name="option" value="{o}">{escape(words.get(o, o))}</button>'
-        for o in question.options
-    )
-    return _page(language, f"<h1>{escape(question.text(language))}</h1>"
-                           f'<form method="post">{buttons}</form>')
+    return _page(language, heading=question.text(language),
+                 options=[(o, words.get(o, o)) for o in question.options])
 
 
 @routes.post(PATH)
@@ -105,7 +99,7 @@ async def answer_tap(request: web.Request) -> web.Response:
         return _refused(request, exc)
     language = await service.responses.store.delivery_language(alert_id, recorded.person_id)
     words = _WORDS.get(language, _WORDS["en"])
-    return _page(language, f"<h1>{escape(words['done_' + recorded.option])}</h1>")
+    return _page(language, heading=words["done_" + recorded.option])
 
 
 _PARAMETERS = [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html import escape
 from zoneinfo import ZoneInfo
 
 from dispatcher.domain import AlertKind, Mode
 from dispatcher.public.snapshot import PublicAlert, PublicState
+from dispatcher.templating import environment
 
 LANGUAGES = ("en", "es")
+_PAGE = environment("dispatcher.public").get_template("page.html")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,43 +110,60 @@ def choose_language(query: str | None, accept_language: str | None) -> str:
     return best
 
 
-def _time(ms: int, zone: ZoneInfo) -> str:
-    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    local = moment.astimezone(zone)
-    return (f'<time datetime="{moment.strftime("%Y-%m-%dT%H:%M:%SZ")}">'
-            f'{escape(local.strftime("%Y-%m-%d %H:%M %Z"))}</time>')
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A time as the page shows it: UTC for machines, the campus's local time for people."""
+
+    utc: str
+    local: str
+
+    @classmethod
+    def of(cls, ms: int, zone: ZoneInfo) -> Moment:
+        """The moment `ms` (epoch milliseconds), read in `zone`."""
+        moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
+        return cls(moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"))
 
 
-def _alert(
-    alert: PublicAlert, language: str, words: Words, zone: ZoneInfo, level: int = 2
-) -> str:
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """One alert's words on the page, in the page's language where the alert has it."""
+
+    id: str
+    classes: str
+    language: str
+    drill_label: str
+    kind: str
+    grade: str
+    update: bool
+    headline: str
+    text: str
+    instruction: str
+    sent: Moment
+    expires: Moment
+
+
+def _view(alert: PublicAlert, language: str, words: Words, zone: ZoneInfo) -> AlertView:
     text = alert.text_in(language)
-    tongue = language if language in alert.texts else alert.language
     severity = alert.severity.lower()
-    classes = f"alert severity-{escape(severity)} kind-{alert.kind.value}"
-    marker = ""
+    classes = f"alert severity-{severity} kind-{alert.kind.value}"
+    label = ""
     if alert.drill:
         classes += " drill"
         label = words.test if alert.mode is Mode.TEST else words.drill
-        marker = f'<p class="drill-label"><strong>{escape(label)}</strong></p>'
-    kind = words.kinds[alert.kind]
-    grade = words.severities.get(alert.severity, severity)
-    update = f" · {escape(words.update)}" if alert.updates else ""
-    instruction = (
-        f'<p class="instruction"><strong>{escape(words.what_to_do)}:</strong> '
-        f"{escape(text.instruction)}</p>"
-        if text.instruction else ""
-    )
-    return (
-        f'<article class="{classes}" lang="{escape(tongue)}" id="alert-{escape(alert.id)}">\n'
-        f"{marker}"
-        f'<p class="kind">{escape(kind)} · {escape(grade)}{update}</p>\n'
-        f"<h{level}>{escape(text.headline)}</h{level}>\n"
-        f'<p class="text">{escape(text.text)}</p>\n'
-        f"{instruction}"
-        f'<p class="times">{escape(words.sent)}: {_time(alert.sent_ms, zone)} · '
-        f"{escape(words.expires)}: {_time(alert.expires_ms, zone)}</p>\n"
-        "</article>\n"
+    return AlertView(
+        id=alert.id,
+        classes=classes,
+        language=language if language in alert.texts else alert.language,
+        drill_label=label,
+        kind=words.kinds[alert.kind],
+        grade=words.severities.get(alert.severity, severity),
+        update=bool(alert.updates),
+        headline=text.headline,
+        text=text.text,
+        instruction=text.instruction,
+        sent=Moment.of(alert.sent_ms, zone),
+        expires=Moment.of(alert.expires_ms, zone),
     )
 
 
@@ -158,41 +176,14 @@ def render_page(
 ) -> bytes:
     """The whole page for one language; the same state always gives the same bytes."""
     words = WORDS[language]
-    name = escape(institution)
-    title = escape(words.title.format(institution=institution))
-    parts: list[str] = []
-    if state.active:
-        parts.append(f'<section aria-labelledby="active-title">\n'
-                     f'<h1 id="active-title">{escape(words.active)}</h1>\n')
-        parts.extend(_alert(a, language, words, zone) for a in state.active)
-        parts.append("</section>\n")
-    else:
-        parts.append(
-            f'<section class="calm" aria-labelledby="none-title">\n'
-            f'<h1 id="none-title">{escape(words.none_title)}</h1>\n'
-            f"<p>{escape(words.none_text.format(institution=institution))}</p>\n</section>\n"
-        )
-    if state.all_clear is not None:
-        parts.append(
-            f'<section aria-labelledby="clear-title">\n'
-            f'<h2 id="clear-title">{escape(words.all_clear)}</h2>\n'
-            f"{_alert(state.all_clear, language, words, zone, 3)}</section>\n"
-        )
-    other = "es" if language == "en" else "en"
-    body = "".join(parts)
-    return (
-        "<!doctype html>\n"
-        f'<html lang="{language}">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{title}</title>\n"
-        '<link rel="stylesheet" href="/public/page.css">\n'
-        '<link rel="alternate" type="application/json" href="/public/alerts.json">\n'
-        "</head>\n<body>\n"
-        f'<header><p class="institution">{name}</p>\n'
-        f'<nav><a href="?lang={other}" lang="{other}" hreflang="{other}">'
-        f"{escape(words.other_language)}</a></nav></header>\n"
-        f"<main>\n{body}</main>\n"
-        f'<footer><p>{escape(words.refresh)}</p>\n'
-        f'<p><a href="/public/alerts.json">{escape(words.feed)}</a></p></footer>\n'
-        "</body>\n</html>\n"
+    return _PAGE.render(
+        language=language,
+        other="es" if language == "en" else "en",
+        words=words,
+        institution=institution,
+        title=words.title.format(institution=institution),
+        none_text=words.none_text.format(institution=institution),
+        active=[_view(a, language, words, zone) for a in state.active],
+        all_clear=None if state.all_clear is None else _view(state.all_clear, language, words,
+                                                             zone),
     ).encode()

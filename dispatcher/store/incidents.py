@@ -58,7 +58,7 @@ async def link_alert_in(
 _COLUMNS = (
     "id, reported_at, occurred_from, occurred_to, entered_at, location, geography, category,"
     " bias, nature, disposition, source, created_by, held_reason, held_at, held_by,"
-    " released_at, released_by, private_sealed IS NOT NULL AS has_private"
+    " released_at, released_by, private_sealed IS NOT NULL AS has_private, case_number"
 )
 
 
@@ -102,6 +102,7 @@ def _incident(row: Row) -> Incident:
         released_at=row["released_at"],
         released_by=row["released_by"],
         has_private=bool(row["has_private"]),
+        case_number=row["case_number"] or "",
     )
 
 
@@ -124,19 +125,30 @@ class IncidentStore:
         self.audit = audit
 
     async def insert(
-        self, incident: Incident, sealed: str | None, *, decision: bool, audited: bool = True
-    ) -> None:
-        """Store a new incident, its first disposition and (when due) its open decision."""
+        self, incident: Incident, sealed: str | None, *, decision: bool, case_year: int,
+        audited: bool = True,
+    ) -> str:
+        """Store a new incident, its first disposition and (when due) its open decision; its
+        case number (the next of `case_year`, the year it was reported)."""
         i = incident
         async with self.db.transaction() as tx:
+            taken = await tx.fetchall(
+                "INSERT INTO incident_case_counters (year, last_number) VALUES (?, 1)"
+                " ON CONFLICT (year)"
+                " DO UPDATE SET last_number = incident_case_counters.last_number + 1"
+                " RETURNING last_number",
+                (case_year,),
+            )
+            case_number = f"{case_year}-{int(taken[0]['last_number']):06d}"
             await tx.execute(
                 "INSERT INTO incidents (id, reported_at, occurred_from, occurred_to, entered_at,"
                 " location, geography, category, bias, nature, disposition, source, created_by,"
-                " private_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " private_sealed, case_number)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (i.id, i.reported_at, i.occurred_from, i.occurred_to, i.entered_at, i.location,
                  i.geography.value, None if i.category is None else i.category.value,
                  None if i.bias is None else i.bias.value, i.nature, i.disposition.value,
-                 i.source.value, i.created_by, sealed),
+                 i.source.value, i.created_by, sealed, case_number),
             )
             await self._disposition(tx, i.id, i.entered_at, i.created_by, i.disposition, "")
             if decision:
@@ -147,7 +159,9 @@ class IncidentStore:
             if audited:
                 await self.audit.append(tx, at=i.entered_at, actor=i.created_by,
                                         action="incident.created",
-                                        detail={"incident": i.id, "decision_opened": decision})
+                                        detail={"incident": i.id, "case": case_number,
+                                                "decision_opened": decision})
+        return case_number
 
     async def count(self) -> int:
         """How many incidents the store holds."""

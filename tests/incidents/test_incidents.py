@@ -21,6 +21,7 @@ from dispatcher.auth import token_sha256
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
 from dispatcher.incidents.calendar import entry_deadline
+from dispatcher.incidents.cli import local_times
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.lint import lint_one
 from dispatcher.permissions import Permissions
@@ -169,7 +170,8 @@ class TestCrimeLog:
         resp = await desk.client.post(f"/v1/incidents/{incident['id']}/release", headers=AUTH)
         assert resp.status == 200
         assert (await resp.json())["released_by"] == "admin-token"
-        assert [e["case"] for e in (await desk.public())["entries"]] == [incident["id"]]
+        assert [e["case"] for e in (await desk.public())["entries"]] == [
+            incident["case_number"]]
         again = await desk.client.post(f"/v1/incidents/{incident['id']}/release", headers=AUTH)
         assert again.status == 409
 
@@ -205,6 +207,49 @@ class TestCrimeLog:
         assert await desk.service.db.fetchval("SELECT COUNT(*) FROM incidents") == 0
 
 
+class TestCaseNumbers:
+    """The public log's case numbers: readable, one sequence per year reported, never an id."""
+
+    async def test_a_sequence_per_year_in_the_order_entered(self, desk: Desk) -> None:
+        """Two crimes of 2026 and one reported late on New Year's Eve 2025, local time."""
+        first = await desk.added()
+        eve = await desk.added(reported_at=local(2025, 12, 31, 23, 30).isoformat(),
+                               nature="Theft of a bicycle")
+        second = await desk.added(reported_at=local(2026, 11, 25, 10).isoformat(),
+                                  nature="Theft of a second parked car")
+        assert [first["case_number"], eve["case_number"], second["case_number"]] == [
+            "2026-000001", "2025-000001", "2026-000002"]
+        entries = (await desk.public())["entries"]
+        assert [e["case"] for e in entries] == ["2026-000002", "2026-000001"]
+        page = await desk.public("html")
+        assert "Case 2026-000002" in page and first["id"] not in page
+
+    async def test_crimes_recorded_at_once_get_distinct_numbers(self, desk: Desk) -> None:
+        """Five incidents recorded concurrently take the numbers one to five of their year."""
+        added = await asyncio.gather(*(desk.added(nature=f"Theft of parked car {n}")
+                                       for n in "ABCDE"))
+        assert sorted(a["case_number"] for a in added) == [
+            f"2026-{n:06d}" for n in range(1, 6)]
+
+    async def test_incidents_stored_before_numbering_are_numbered_by_the_migration(
+        self, desk: Desk
+    ) -> None:
+        """A store from before the case numbers: its incidents numbered in the order entered."""
+        ids = [(await desk.added(nature=f"Theft of parked car {n}"))["id"] for n in "AB"]
+        ids.append((await desk.added(reported_at=local(2025, 6, 1).isoformat(),
+                                     nature="Theft of a bicycle"))["id"])
+        db = desk.service.db
+        for statement in ("DROP INDEX incidents_case_number", "DROP TABLE incident_case_counters",
+                          "ALTER TABLE incidents DROP COLUMN case_number",
+                          "DELETE FROM schema_migrations WHERE name = '0016_case_numbers.sql'"):
+            await db.execute(statement)
+        await db.migrate()
+        numbers = [(await (await desk.client.get(f"/v1/incidents/{i}", headers=AUTH)).json())[
+            "case_number"] for i in ids]
+        assert numbers == ["2026-000001", "2026-000002", "2025-000001"]
+        assert (await desk.added())["case_number"] == "2026-000003"
+
+
 class TestPrivacy:
     """Victim and reporter details: sealed, shown to allowed roles, every read audited."""
 
@@ -214,7 +259,8 @@ class TestPrivacy:
                                     nature="Robbery of a phone", location="the Student Union")
         pages = [await desk.public("html"), await desk.public("csv"),
                  str(await desk.public("json"))]
-        assert all(incident["id"] in page for page in pages)
+        assert all(incident["case_number"] in page for page in pages)
+        assert not any(incident["id"] in page for page in pages)
         secrets = [*VICTIM.values(), *REPORTER.values(), "Quillfeather", "Brightwater",
                    "5555550199", "robbery"]
         for page in pages:
@@ -521,6 +567,10 @@ class TestCommandLine:
             "--category", "burglary", "--nature", "Burglary of an office", *token])
         assert code == 0
         incident = printed(capsys.readouterr().out)
+        # Moments print as local date-times, not epoch milliseconds.
+        assert datetime.fromisoformat(incident["reported_at"]) == local(2026, 11, 25, 8)
+        assert datetime.fromisoformat(incident["entered_at"]).utcoffset() is not None
+        assert incident["case_number"] == "2026-000001"
         code = await asyncio.to_thread(main, [
             "incident", "decide", incident["id"], "--warn", "--reasons",
             "Several offices entered; a continuing threat", "--send", *token])
@@ -532,6 +582,23 @@ class TestCommandLine:
         code = await asyncio.to_thread(main, ["incident", "show", "inc_missing", *token])
         assert code == 1
         capsys.readouterr()
+
+
+class TestLocalTimes:
+    """The incident CLI's moments: epoch milliseconds in, local date-times out."""
+
+    def test_every_moment_nested_or_not_and_nothing_else(self) -> None:
+        """`..._at`, `at` and the occurred range become local times; counts and flags stay."""
+        ms = int(local(2026, 11, 25, 9).timestamp() * 1000)
+        doc = {"reported_at": ms, "occurred_from": ms, "occurred_to": None, "late_entry": True,
+               "decision": {"opened_at": ms, "overdue": False},
+               "disposition_history": [{"at": ms, "note": "12"}], "items": [], "count": ms}
+        assert local_times(doc, ZONE) == {
+            "reported_at": "2026-11-25 09:00:00-05:00",
+            "occurred_from": "2026-11-25 09:00:00-05:00", "occurred_to": None, "late_entry": True,
+            "decision": {"opened_at": "2026-11-25 09:00:00-05:00", "overdue": False},
+            "disposition_history": [{"at": "2026-11-25 09:00:00-05:00", "note": "12"}],
+            "items": [], "count": ms}
 
 
 class TestExample:
