@@ -641,11 +641,14 @@ def _addresses(
         sentence = _sentence_of(spans, m.start())
         unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
-        # In a timely warning any address is taken for a residence unless its own words name
-        # a place no one lives in ("150 Stadium Place", "200 Library Way"), whoever the
-        # sentence is about.
+        # An address whose own words name a place no one lives in ("150 Stadium Place",
+        # "200 Library Way") is public, whoever the sentence is about.
         public = _NON_RESIDENTIAL.search(m.group()) is not None
-        if unit or (not public and (residence or kind is AlertKind.TIMELY_WARNING)):
+        # In a timely warning, an address is taken for a residence when the crime is one
+        # against a person or a home; "vehicle thefts occurred at 614 South Crouse Avenue"
+        # says where property was taken.
+        personal = kind is AlertKind.TIMELY_WARNING and _PERSONAL_CRIME.search(text) is not None
+        if unit or (not public and (residence or personal)):
             number = m.group(1) or ""
             hint = (
                 f' Say "the {int(number) // 100 * 100} block of ..." instead.'
@@ -656,6 +659,14 @@ def _addresses(
                 f'"{m.group()}" is the exact address of a residence.{hint}',
                 m.start(), m.end()))
     return out
+
+
+# Crimes against a person or a home: a timely warning's address then points to people.
+_PERSONAL_CRIME = re.compile(
+    r"(?i)\b(?:sexual|rape|raped|fondl\w*|assault\w*|stalk\w*|domestic|dating violence|"
+    r"burglar\w*|break-in|broke into|home invasion|voyeur\w*|indecent|harass\w*|kidnap\w*|"
+    r"abduct\w*|agresi[oó]n|violaci[oó]n|acoso|robo en (?:casa|vivienda))"
+)
 
 
 # A named building just before an address in parentheses or after a comma: its address.

@@ -229,6 +229,14 @@ class NameFinder:
             ) and key not in _LOWER_STOP
         cue = before in _LOWER_CUES or (_is_role(before) and not tokens[index - 1].capitalized)
         named = any(k in _NAMED_AS for k in keys[max(0, index - 6) : index])
+        if before in {"as", "como"} and not named and any(
+            k in _REPORTED_AS for k in keys[max(0, index - 4) : index]
+        ):
+            # "reported by police as tamar levi": a known name in lower case.
+            return key not in _LOWER_STOP | _LOWER_WORDS and (
+                self.lexicon.given_weight(key) >= GIVEN_WEIGHT
+                or self.lexicon.surname_weight(key) >= SURNAME_WEIGHT
+            )
         if before in {"as", "como"} and named:
             # "named by friends as kwesi mensah": a name, whatever its case.
             seeking = any(k in _SEEKING for k in keys[:index])
@@ -452,17 +460,20 @@ class NameFinder:
         if _role_before(before_keys):
             score += ROLE_SCORE
             cues.append("role")
-        elif prev in _PERSON_AFTER and self._introduced(run, names):
+        elif prev in _PERSON_AFTER and (
+            self._introduced(run, names) or self._unlisted_by(run, before_keys, after)
+        ):
             # "reported by Minh", "walking with Aisha", "reported by Maricel Dela Cruz": a
             # lone given name, or a run of name words, after a word that introduces a person.
             score += ROLE_SCORE
             cues.append("person_cue")
         elif (
             prev == "by" and len(run) == 1 and len(before_keys) > 1
-            and before_keys[-2] in _REPORTED and not run[0].upper
+            and before_keys[-2] in _REPORTED | _GOES and not run[0].upper
         ):
             # "called by Bayarmaa", "reported by Thandiwe": who reported is a person here
-            # (an office is written with its office word: "reported by Campus Safety").
+            # (an office is written with its office word: "reported by Campus Safety"); so is
+            # whoever "goes by" a name.
             score += ROLE_SCORE
             cues.append("reported_by")
         elif _owned_before(before_keys) and (
@@ -587,9 +598,24 @@ class NameFinder:
         lex = self.lexicon
         if len(run) == 1:
             return lex.given_weight(_base(run[0])) >= GIVEN_WEIGHT
-        return 2 <= len(names) <= 4 and any(
+        if not 2 <= len(names) <= 4:
+            return False
+        return any(
             lex.given_weight(_base(t)) >= GIVEN_WEIGHT or lex.surname_weight(_base(t))
             >= SURNAME_WEIGHT for t in names
+        )
+
+    def _unlisted_by(self, run: list[Token], before_keys: list[str], after: str) -> bool:
+        """ "shared by Yerlan Abenov and another student": after a passive verb and "by", two
+        words shaped as names, none an everyday word, are a person's whatever lists hold it.
+        A business named by two such words after "by" is taken for a person too: the
+        confidentiality check errs on the side of the victim, and the override exists."""
+        return (
+            len(run) == 2 and len(before_keys) > 1 and before_keys[-1] == "by"
+            and before_keys[-2].endswith("ed")
+            and all(_NAME_SHAPE.fullmatch(t.text) and _base(t) not in self.lexicon.everyday
+                    for t in run)
+            and not re.match(r"\s*[A-Z0-9]", after)
         )
 
     def _full_name(self, names: list[Token], initials: list[Token]) -> bool:
@@ -675,6 +701,8 @@ _REPORTED = word_set(
 
 # A name's shape: a capital, then letters, with hyphens or apostrophes between such parts
 # ("Wiremu", "Eze-Okafor", "O'Neil"); not "Rent-A-Car".
+# "a student who goes by Moana": what a person is called.
+_GOES = word_set("goes went")
 _NAME_SHAPE = re.compile(r"[A-Z][a-z\u00e0-\u00ff]+(?:['\u2019-][A-Z]?[a-z\u00e0-\u00ff]+)*(?:'s)?")
 
 
@@ -726,9 +754,12 @@ def _identified_before(before_keys: list[str], tokens: list[Token], start: int) 
 # Words after which a lone given name is a person: "reported by Minh", "with Aisha".
 _PERSON_AFTER = word_set("by with con por")
 # Words after which a name may be written in lower case ("victim jennifer smith").
-_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named mr mrs ms mx")
-_LOWER_HONORIFICS = word_set("mr mrs ms mx")
+_LOWER_CUES = word_set(
+    "by with victim complainant survivor witness roommate named mr mrs ms mx dr prof"
+)
+_LOWER_HONORIFICS = word_set("mr mrs ms mx dr prof")
 _NAMED_AS = word_set("named identified identificado identificada")
+_REPORTED_AS = word_set("reported listed known")
 # Lower-case words that are names in the lists and ordinary words in a sentence.
 _LOWER_STOP = word_set(
     "and or the a an of in on at to for from was is were has had her his their our your "

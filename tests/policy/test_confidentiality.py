@@ -91,6 +91,15 @@ class TestPlaces:
         assert _span(text, "confidentiality.street_address") == "1412 Maple Street Apt 3B"
         assert families("Burglary in the 1400 block of Maple Street." + TIP) == set()
 
+    def test_address_of_a_crime_against_property(self) -> None:
+        """A timely warning may say where vehicles were stolen; not where a person was hurt."""
+        where = (
+            "occurred at 150 Stadium Place, 614 South Crouse Avenue and 919 East Genesee Street."
+        )
+        assert families("Three vehicle thefts " + where + TIP) == set()
+        text = "Two sexual assaults " + where + TIP
+        assert _span(text, "confidentiality.street_address") == "614 South Crouse Avenue"
+
     def test_spanish_room(self) -> None:
         """Spanish room numbers are caught too."""
         text = "Robo en la habitación 305 de Hill Hall. Reporte actividad sospechosa a la policía."
@@ -139,3 +148,30 @@ class TestChoicesAndCombinations:
             "of town, described as a former student." + TIP
         )
         assert families(text) == set()
+
+
+class TestNamesAfterCues:
+    """Names no list holds, and names in lower case, where the words around say a person."""
+
+    @pytest.mark.parametrize(
+        ("text", "name"),
+        [
+            ("A student, who goes by Moana, lost her phone at the gym.", "Moana"),
+            ("One of the rooms is shared by Yerlan Abenov and another student.", "Yerlan Abenov"),
+            ("The fire started in the office of prof. kimura.", "prof. kimura"),
+            ("One victim was reported by police as tamar levi.", "tamar"),
+        ],
+    )
+    def test_person_after_a_cue(self, text: str, name: str) -> None:
+        assert _span(text + TIP, "confidentiality.name").startswith(name)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "The bicycle was reported as stolen from the rack.",
+            "The suspect left with Parkland Auto Licensing documents.",
+            "Housing is run by Residence Life and Campus Police patrols the area.",
+        ],
+    )
+    def test_not_a_person(self, text: str) -> None:
+        assert "confidentiality" not in families(text + TIP)
