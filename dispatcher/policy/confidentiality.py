@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from dispatcher.domain import AlertKind
+from dispatcher.policy.lexicon import lexicon
 from dispatcher.policy.names import NameFinder, Role
 from dispatcher.policy.rewrites import rewrite
 from dispatcher.policy.settings import DEFAULT_ID_FORMATS
-from dispatcher.policy.text import Span, sentences
+from dispatcher.policy.text import Span, fold, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
 _PERSON_CUE = re.compile(
@@ -64,11 +65,16 @@ _ID_CUE = re.compile(
 )
 # A person's login or social media account: "netid jdoe42", "Instagram account @ama_serwaa".
 _ACCOUNT = re.compile(
-    r"\b(?:net ?id|user ?name|login|screen ?name|(?:instagram|snapchat|twitter|tiktok|"
+    r"\b(?:net ?id|user ?name|login|screen ?name|onyen|uniqname|pennkey|sunet ?id|cruz ?id|"
+    r"kerberos(?: id)?|eid|(?:instagram|snapchat|twitter|tiktok|"
     r"facebook|venmo|discord|x)\s+(?:account|handle|username|profile|name)|handle)"
     r"\s*(?:is\s+|was\s+)?[:,(]?\s*(?P<account>@?[A-Za-z][\w.]{2,29}\d*)",
     re.IGNORECASE,
 )
+_NOT_ACCOUNTS = frozenset({
+    "and", "or", "the", "to", "for", "is", "was", "are", "with", "from", "at", "on", "in",
+    "of", "your", "my", "our", "their", "password",
+})
 _CASE_CUE = re.compile(
     r"\b(?:case|incident|report|reference|ref|caso|informe|reporte|file)\b[^.;]{0,12}$", re.I
 )
@@ -529,8 +535,13 @@ def _numbers(
         sentence = _sentence_of(spans, m.start())
         at = m.start() - sentence.start
         account = m.group("account")
-        if _side(sentence.text, at) == "suspect" or not re.search(r"[@\d_.]", account):
-            # A login has a digit, a handle an "@": "your NetID and password" names none.
+        if _side(sentence.text, at) == "suspect" or (
+            not re.search(r"[@\d_.]", account)
+            and (fold(account) in lexicon().words or fold(account) in _NOT_ACCOUNTS
+                 or not account.islower())
+        ):
+            # A login is no everyday word: "ONYEN mkapule" names one, "your NetID and
+            # password" none.
             continue
         out.append(Violation(
             "confidentiality.account",
@@ -602,8 +613,31 @@ def _dates_of_birth(text: str) -> list[Violation]:
     ]
 
 
+# "lives in Pritchard 3042", "the room entered, Watson 417, belongs to a student": a building's
+# name with a room number, where the sentence says someone lives or has a room there.
+_BUILDING_ROOM = re.compile(
+    r"\b(?!(?:Highway|Route|Interstate|Suite|Exit|Gate|Lot|Spring|Summer|Fall|Winter|"
+    r"January|February|March|April|May|June|July|August|September|October|November|"
+    r"December|Building|Room|Apartment|Unit)\b)[A-Z][a-z]{2,}\s+\d{3,4}[A-Z]?\b(?!\s*(?:-|am|pm|a\.m|p\.m))"
+)
+_LIVES_OR_ROOM = re.compile(
+    r"\b(?:lives|living|lived|resides|stays|staying|room|rooms|dorm)\b", re.IGNORECASE
+)
+
+
 def _units(text: str, spans: list[Span], kind: AlertKind, finder: NameFinder) -> list[Violation]:
     out = []
+    for m in _BUILDING_ROOM.finditer(text):
+        number = int(re.sub(r"\D", "", m.group().split()[-1]))
+        if 1900 <= number <= 2099:
+            continue  # a year
+        body = _sentence_of(spans, m.start()).text
+        if _LIVES_OR_ROOM.search(body) and _SINGULAR_PERSON.search(body):
+            out.append(Violation(
+                "confidentiality.residence_unit",
+                f'"{m.group()}" points to the people who live there. Name the building '
+                "(or the area) without room, floor or unit numbers.",
+                m.start(), m.end()))
     crime = kind is AlertKind.TIMELY_WARNING
     for pattern, is_floor in ((_UNIT, False), (_FLOOR, True)):
         for m in pattern.finditer(text):
@@ -747,6 +781,7 @@ _ROLE_IN_UNIT = re.compile(
 _ONLY_ONE = re.compile(
     r"\b(?:the\s+(?:only|sole|lone|single)|its\s+only|their\s+only)\s+(?:[\w'.-]+\s+){0,3}?"
     r"(?:student|woman|man|person|member|employee|professor|instructor|faculty member|"
+    r"lecturer|researcher|technician|librarian|coach|nurse|custodian|"
     r"athlete|player|resident|undergraduate|female|male|girl|boy|international|senior|junior|"
     r"sophomore|freshman|first-year|transfer|veteran|mother|father|parent)s?\s+"
     r"(?:in|on|of|at|from|with|among)\s+(?:(?:the|our|a|an|this|that|her|his|their|its)\s+"
@@ -822,11 +857,21 @@ _FEW_IN_UNIT = re.compile(
 )
 
 
+# "the only Scandinavian Studies lecturer": the field named before the occupation.
+_ONLY_IN_FIELD = re.compile(
+    r"\b(?i:the\s+(?:only|sole|lone))\s+[A-Z][\w&-]+(?:\s+[A-Z][\w&-]+){0,3}\s+"
+    r"(?i:lecturer|professor|instructor|researcher|technician|librarian|coach|student|major|"
+    r"faculty member|teaching assistant|TA)s?\b"
+)
+
+
 def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
     out = []
     for sentence in spans:
         body = sentence.text
-        only = _ONLY_ONE.search(body) or _FEW_IN_UNIT.search(body)
+        only = (
+            _ONLY_ONE.search(body) or _ONLY_IN_FIELD.search(body) or _FEW_IN_UNIT.search(body)
+        )
         if only is not None and not _doer(body, only.start()):
             out.append(Violation(
                 "confidentiality.identifying_details",
