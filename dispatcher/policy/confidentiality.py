@@ -296,7 +296,7 @@ _ABOUT_THEM = re.compile(
     re.IGNORECASE,
 )
 _VICTIM_WORD = re.compile(
-    r"\b(?:victim|victims|complainant|survivor|v[ií]ctima)\b", re.IGNORECASE
+    r"\b(?:victim|victims|complainant|survivor|target|v[ií]ctima)\b", re.IGNORECASE
 )
 _VICTIM_SIDE = re.compile(
     r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
@@ -677,7 +677,11 @@ def _addresses(
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
         # An address whose own words name a place no one lives in ("150 Stadium Place",
         # "200 Library Way") is public, whoever the sentence is about.
-        public = _NON_RESIDENTIAL.search(m.group()) is not None
+        public = _NON_RESIDENTIAL.search(m.group()) is not None or (
+            # "occurred outside of 514 Euclid Ave.": the street in front, not a home.
+            _OUTSIDE_OF.search(text[max(0, m.start() - 30) : m.start()]) is not None
+            and not _HOME_CUE.search(sentence.text)
+        )
         # In a timely warning, an address is taken for a residence when the crime is one
         # against a person or a home; "vehicle thefts occurred at 614 South Crouse Avenue"
         # says where property was taken.
@@ -695,6 +699,15 @@ def _addresses(
     return out
 
 
+_HOME_CUE = re.compile(
+    r"\b(?:home|house|residence|apartment|apt|lives|living|resides|dorm|casa|vive)\b",
+    re.IGNORECASE,
+)
+_OUTSIDE_OF = re.compile(
+    r"\b(?:outside(?: of)?|in front of|across (?:the street )?from|near|next to|behind|"
+    r"at the corner of|corner of|frente a|cerca de)\s*$",
+    re.IGNORECASE,
+)
 # Crimes against a person or a home: a timely warning's address then points to people.
 _PERSONAL_CRIME = re.compile(
     r"(?i)\b(?:sexual|rape|raped|fondl\w*|assault\w*|stalk\w*|domestic|dating violence|"
@@ -955,11 +968,16 @@ _SPEAKING = re.compile(
 )
 
 
+_PLACE_NAME = re.compile(r"(?:[A-Z][\w'-]*\s+)+(?:Center|Centre)")
+
+
 def _small_group(body: str) -> tuple[int, int] | None:
     """The span of a victim's position in a small group (a team, a band, a club), if any."""
     if not _SMALL_GROUP_HINT.search(body):
         return None
     for m in _SMALL_GROUP.finditer(body):
+        if _PLACE_NAME.fullmatch(m.group()):
+            continue  # "the Bass-Rudd Tennis Center": a building, not a position.
         if not _doer(body, m.start()) and not _SPEAKING.match(body[m.end() :]):
             return m.span()
     if _HARMED_OR_REPORTED.search(body) or _INJURY_OR_DATE.search(body):

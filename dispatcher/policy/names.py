@@ -48,7 +48,7 @@ SHAPE_SCORE = 0.3
 SENTENCE_START_PENALTY = 1.0
 
 _APPOSITION = re.compile(
-    r"^\s*(?:,\s*(?:a|an|the|age|aged|who|whose|un|una|quien|de\s+\d{1,2}|\d{1,2}\b)"
+    r"^\s*(?:,\s*(?:(?:a|an|the|age|aged|who|whose|un|una|quien)\b|de\s+\d{1,2}|\d{1,2}\b)"
     r"|\(\s*(?:\d{1,2}\b|age|id\b|student|estudiante))",
     re.IGNORECASE,
 )
@@ -75,7 +75,7 @@ HARMED = word_set(
 # What a person owns and a place does not: "Jenna Park's car" is hers, not the park's.
 BELONGINGS = word_set(
     "car vehicle truck bike bicycle scooter phone wallet purse bag backpack laptop computer "
-    "room apartment dorm suite office desk locker mailbox keys home house family lab "
+    "room apartment dorm suite office desk locker mailbox keys home house family lab door "
     "laboratory studio"
 )
 _PERSON_APPOSITION = re.compile(
@@ -469,6 +469,8 @@ class NameFinder:
     ) -> NameHit | None:
         run = tokens[start:end]
         parts = [t for t in run if t.key not in NAME_PARTICLES and t.key not in NAME_SUFFIXES]
+        if not parts and len(run) == 1 and run[0].capitalized:
+            parts = run  # "Ben", "Van", "Del": a particle written alone is a name.
         initials = [t for t in parts if t.initial]
         names = [t for t in parts if not t.initial]
         cues: list[str] = []
@@ -539,6 +541,7 @@ class NameFinder:
             cues.append("owner")
         elif self._apposed(text, tokens, start, end) and (
             len(names) >= 2 or _PREDICATE_AFTER.match(text[run[-1].end :])
+            or (len(names) == 1 and self.lexicon.given_weight(_base(names[0])) >= GIVEN_WEIGHT)
         ):
             # "One of the students whose room was burglarized, Siosaia Tupou, lost a laptop":
             # a name set off by commas after a phrase about a person.
@@ -574,6 +577,7 @@ class NameFinder:
             and not full
             and not _PERSON_APPOSITION.match(after)
             and not _WHO_AFTER.match(after)
+            and not (_possessive(run[-1]) and end < len(tokens) and tokens[end].key in BELONGINGS)
             and (
                 prev in LOCATION_PREPOSITIONS
                 or (prev in {"the", "el", "la"} and len(before_keys) > 1
@@ -583,7 +587,7 @@ class NameFinder:
         if located:
             return None
         # What follows: an apposition, a possessive, or a predicate of harm or of reporting.
-        if _APPOSITION.match(after):
+        if _APPOSITION.match(after) and _apposition_of_person(after):
             score += APPOSITION_SCORE
             cues.append("apposition")
         if _possessive(run[-1]):
@@ -760,14 +764,18 @@ _REPORTED = word_set(
 # ("Wiremu", "Eze-Okafor", "O'Neil"); not "Rent-A-Car".
 # "a student who goes by Moana": what a person is called.
 _GOES = word_set("goes went")
-_NAME_SHAPE = re.compile(r"[A-Z][a-z\u00e0-\u00ff]+(?:['\u2019-][A-Z]?[a-z\u00e0-\u00ff]+)*(?:'s)?")
+_NAME_SHAPE = re.compile(
+    r"[A-Z\u00c0-\u00de\u0100-\u024f][a-z\u00df-\u00ff\u0100-\u024f]+"
+    r"(?:['\u2019-][A-Z\u00c0-\u00de\u0100-\u024f]?[a-z\u00df-\u00ff\u0100-\u024f]+)*(?:'s)?"
+)
 
 
 # Nouns for a person, beyond the roles: "The person who pulled the alarm, Hamid Rezaei,".
 _PERSON_HEADS = word_set(
     "person persons people individual individuals man men woman women caller callers driver "
     "drivers owner owners clerk clerks customer customers passenger pedestrian worker workers "
-    "visitor visitors guest guests scholar scholars injured hurt"
+    "visitor visitors guest guests scholar scholars injured hurt runner runners jogger "
+    "joggers cyclist cyclists hiker hikers swimmer swimmers skater rider riders"
 )
 # A one-word apposition followed by its predicate: ", Kalani, is at the hospital".
 _PREDICATE_AFTER = re.compile(
@@ -779,11 +787,21 @@ _PREDICATE_AFTER = re.compile(
 _WHO_AFTER = re.compile(r"^\s*,\s*(?:who|whom|whose|quien|quienes)\b", re.IGNORECASE)
 
 
+# What a person has, before "of" and their name (an office of a unit is left out).
+_HELD = word_set(
+    "home house apartment room car vehicle truck bike bicycle scooter locker belonging "
+    "belongings property residence dorm suite door"
+)
+
+
 def _owned_before(before_keys: list[str]) -> bool:
     """ "belongs to", "registered to", "owned by", "driven by" just before a name."""
     if len(before_keys) < 2:
         return False
     prev, verb = before_keys[-1], before_keys[-2]
+    if prev == "of" and (verb in _HELD or verb.rstrip("s") in _HELD):
+        # "Homes of Jovana Markovic, Arben Hoxha and ...": whose home or car it was.
+        return True
     return (prev == "to" and verb in {"belongs", "belonged", "belonging", "registered"}) or (
         prev == "by" and verb in {"owned", "driven", "rented", "leased", "registered"}
     )
@@ -899,6 +917,19 @@ _HARM_WORDS = re.compile(
 )
 
 
+def _apposition_of_person(after: str) -> bool:
+    """ "Kim, a junior," and "Kim, who lives ...", not "At UW Tacoma, the active threat drill":
+    after an article, a person's word within four words."""
+    match = re.match(r"\s*,\s*(?:a|an|the|un|una)\s+((?:[\w'-]+\s*){1,4})", after, re.IGNORECASE)
+    if match is None:
+        return True
+    words = [fold(w) for w in re.findall(r"[\w'-]+", match.group(1))]
+    return any(
+        _is_role(w) or w in _PERSON_HEADS or w.rstrip("s") in _PERSON_HEADS
+        or re.fullmatch(r"\d{1,2}(?:-year-old)?|year-old", w) is not None for w in words
+    )
+
+
 def _staff_named(text: str, at: int) -> bool:
     """ "please contact Rick Roberts at 2507", "questions to Eric Guiser", "I'm grateful to
     David Potvin and Wayne Green who oversaw ...": someone to ask or to thank."""
@@ -984,6 +1015,13 @@ _HARMED_BEFORE = re.compile(
 )
 
 
+_ORG_NOUNS = word_set(
+    "department office program programme company group organization organisation business "
+    "service services website site app account agency firm center centre club team unit "
+    "initiative campaign system platform fund foundation committee"
+)
+
+
 def _harm_before(keys: list[str]) -> bool:
     """ "Wounded: X" (the harm word right before), "Among the injured is X"."""
     if not keys:
@@ -1000,6 +1038,9 @@ def _role_before(keys: list[str]) -> bool:
     Jessica"); only articles and naming words may come between."""
     for back in range(1, min(3, len(keys)) + 1):
         key = keys[-back]
+        if key in NAMING_WORDS and len(keys) > back and keys[-back - 1] in _ORG_NOUNS:
+            # "a department called Disability Resources": an office's name.
+            return False
         if _is_role(key):
             return True
         if key not in _ROLE_GAP:
