@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from dispatcher.domain import AlertKind
+from dispatcher.policy.lexicon import lexicon
 from dispatcher.policy.names import NameFinder, Role
 from dispatcher.policy.rewrites import rewrite
 from dispatcher.policy.settings import DEFAULT_ID_FORMATS
-from dispatcher.policy.text import Span, sentences
+from dispatcher.policy.text import Span, fold, sentences
 from dispatcher.policy.verdict import Severity, Violation
 
 _PERSON_CUE = re.compile(
@@ -64,11 +65,16 @@ _ID_CUE = re.compile(
 )
 # A person's login or social media account: "netid jdoe42", "Instagram account @ama_serwaa".
 _ACCOUNT = re.compile(
-    r"\b(?:net ?id|user ?name|login|screen ?name|(?:instagram|snapchat|twitter|tiktok|"
+    r"\b(?:net ?id|user ?name|login|screen ?name|onyen|uniqname|pennkey|sunet ?id|cruz ?id|"
+    r"kerberos(?: id)?|eid|(?:instagram|snapchat|twitter|tiktok|"
     r"facebook|venmo|discord|x)\s+(?:account|handle|username|profile|name)|handle)"
     r"\s*(?:is\s+|was\s+)?[:,(]?\s*(?P<account>@?[A-Za-z][\w.]{2,29}\d*)",
     re.IGNORECASE,
 )
+_NOT_ACCOUNTS = frozenset({
+    "and", "or", "the", "to", "for", "is", "was", "are", "with", "from", "at", "on", "in",
+    "of", "your", "my", "our", "their", "password",
+})
 _CASE_CUE = re.compile(
     r"\b(?:case|incident|report|reference|ref|caso|informe|reporte|file)\b[^.;]{0,12}$", re.I
 )
@@ -290,7 +296,7 @@ _ABOUT_THEM = re.compile(
     re.IGNORECASE,
 )
 _VICTIM_WORD = re.compile(
-    r"\b(?:victim|victims|complainant|survivor|v[ií]ctima)\b", re.IGNORECASE
+    r"\b(?:victim|victims|complainant|survivor|target|v[ií]ctima)\b", re.IGNORECASE
 )
 _VICTIM_SIDE = re.compile(
     r"\b(?:victim|complainant|survivor|student|resident|she|he|woman|man|v[ií]ctima|"
@@ -529,8 +535,13 @@ def _numbers(
         sentence = _sentence_of(spans, m.start())
         at = m.start() - sentence.start
         account = m.group("account")
-        if _side(sentence.text, at) == "suspect" or not re.search(r"[@\d_.]", account):
-            # A login has a digit, a handle an "@": "your NetID and password" names none.
+        if _side(sentence.text, at) == "suspect" or (
+            not re.search(r"[@\d_.]", account)
+            and (fold(account) in lexicon().words or fold(account) in _NOT_ACCOUNTS
+                 or not account.islower())
+        ):
+            # A login is no everyday word: "ONYEN mkapule" names one, "your NetID and
+            # password" none.
             continue
         out.append(Violation(
             "confidentiality.account",
@@ -602,8 +613,31 @@ def _dates_of_birth(text: str) -> list[Violation]:
     ]
 
 
+# "lives in Pritchard 3042", "the room entered, Watson 417, belongs to a student": a building's
+# name with a room number, where the sentence says someone lives or has a room there.
+_BUILDING_ROOM = re.compile(
+    r"\b(?!(?:Highway|Route|Interstate|Suite|Exit|Gate|Lot|Spring|Summer|Fall|Winter|"
+    r"January|February|March|April|May|June|July|August|September|October|November|"
+    r"December|Building|Room|Apartment|Unit)\b)[A-Z][a-z]{2,}\s+\d{3,4}[A-Z]?\b(?!\s*(?:-|am|pm|a\.m|p\.m))"
+)
+_LIVES_OR_ROOM = re.compile(
+    r"\b(?:lives|living|lived|resides|stays|staying|room|rooms|dorm)\b", re.IGNORECASE
+)
+
+
 def _units(text: str, spans: list[Span], kind: AlertKind, finder: NameFinder) -> list[Violation]:
     out = []
+    for m in _BUILDING_ROOM.finditer(text):
+        number = int(re.sub(r"\D", "", m.group().split()[-1]))
+        if 1900 <= number <= 2099:
+            continue  # a year
+        body = _sentence_of(spans, m.start()).text
+        if _LIVES_OR_ROOM.search(body) and _SINGULAR_PERSON.search(body):
+            out.append(Violation(
+                "confidentiality.residence_unit",
+                f'"{m.group()}" points to the people who live there. Name the building '
+                "(or the area) without room, floor or unit numbers.",
+                m.start(), m.end()))
     crime = kind is AlertKind.TIMELY_WARNING
     for pattern, is_floor in ((_UNIT, False), (_FLOOR, True)):
         for m in pattern.finditer(text):
@@ -641,11 +675,18 @@ def _addresses(
         sentence = _sentence_of(spans, m.start())
         unit = _HAS_UNIT.search(m.group()[len(m.group(1) or "") :]) if m.group(1) else None
         residence = _RESIDENCE_CUE.search(sentence.text) or _SINGULAR_PERSON.search(sentence.text)
-        # In a timely warning any address is taken for a residence unless its own words name
-        # a place no one lives in ("150 Stadium Place", "200 Library Way"), whoever the
-        # sentence is about.
-        public = _NON_RESIDENTIAL.search(m.group()) is not None
-        if unit or (not public and (residence or kind is AlertKind.TIMELY_WARNING)):
+        # An address whose own words name a place no one lives in ("150 Stadium Place",
+        # "200 Library Way") is public, whoever the sentence is about.
+        public = _NON_RESIDENTIAL.search(m.group()) is not None or (
+            # "occurred outside of 514 Euclid Ave.": the street in front, not a home.
+            _OUTSIDE_OF.search(text[max(0, m.start() - 30) : m.start()]) is not None
+            and not _HOME_CUE.search(sentence.text)
+        )
+        # In a timely warning, an address is taken for a residence when the crime is one
+        # against a person or a home; "vehicle thefts occurred at 614 South Crouse Avenue"
+        # says where property was taken.
+        personal = kind is AlertKind.TIMELY_WARNING and _PERSONAL_CRIME.search(text) is not None
+        if unit or (not public and (residence or personal)):
             number = m.group(1) or ""
             hint = (
                 f' Say "the {int(number) // 100 * 100} block of ..." instead.'
@@ -656,6 +697,23 @@ def _addresses(
                 f'"{m.group()}" is the exact address of a residence.{hint}',
                 m.start(), m.end()))
     return out
+
+
+_HOME_CUE = re.compile(
+    r"\b(?:home|house|residence|apartment|apt|lives|living|resides|dorm|casa|vive)\b",
+    re.IGNORECASE,
+)
+_OUTSIDE_OF = re.compile(
+    r"\b(?:outside(?: of)?|in front of|across (?:the street )?from|near|next to|behind|"
+    r"at the corner of|corner of|frente a|cerca de)\s*$",
+    re.IGNORECASE,
+)
+# Crimes against a person or a home: a timely warning's address then points to people.
+_PERSONAL_CRIME = re.compile(
+    r"(?i)\b(?:sexual|rape|raped|fondl\w*|assault\w*|stalk\w*|domestic|dating violence|"
+    r"burglar\w*|break-in|broke into|home invasion|voyeur\w*|indecent|harass\w*|kidnap\w*|"
+    r"abduct\w*|agresi[oó]n|violaci[oó]n|acoso|robo en (?:casa|vivienda))"
+)
 
 
 # A named building just before an address in parentheses or after a comma: its address.
@@ -736,6 +794,7 @@ _ROLE_IN_UNIT = re.compile(
 _ONLY_ONE = re.compile(
     r"\b(?:the\s+(?:only|sole|lone|single)|its\s+only|their\s+only)\s+(?:[\w'.-]+\s+){0,3}?"
     r"(?:student|woman|man|person|member|employee|professor|instructor|faculty member|"
+    r"lecturer|researcher|technician|librarian|coach|nurse|custodian|"
     r"athlete|player|resident|undergraduate|female|male|girl|boy|international|senior|junior|"
     r"sophomore|freshman|first-year|transfer|veteran|mother|father|parent)s?\s+"
     r"(?:in|on|of|at|from|with|among)\s+(?:(?:the|our|a|an|this|that|her|his|their|its)\s+"
@@ -811,11 +870,21 @@ _FEW_IN_UNIT = re.compile(
 )
 
 
+# "the only Scandinavian Studies lecturer": the field named before the occupation.
+_ONLY_IN_FIELD = re.compile(
+    r"\b(?i:the\s+(?:only|sole|lone))\s+[A-Z][\w&-]+(?:\s+[A-Z][\w&-]+){0,3}\s+"
+    r"(?i:lecturer|professor|instructor|researcher|technician|librarian|coach|student|major|"
+    r"faculty member|teaching assistant|TA)s?\b"
+)
+
+
 def _identifying(text: str, spans: list[Span], kind: AlertKind) -> list[Violation]:
     out = []
     for sentence in spans:
         body = sentence.text
-        only = _ONLY_ONE.search(body) or _FEW_IN_UNIT.search(body)
+        only = (
+            _ONLY_ONE.search(body) or _ONLY_IN_FIELD.search(body) or _FEW_IN_UNIT.search(body)
+        )
         if only is not None and not _doer(body, only.start()):
             out.append(Violation(
                 "confidentiality.identifying_details",
@@ -899,11 +968,16 @@ _SPEAKING = re.compile(
 )
 
 
+_PLACE_NAME = re.compile(r"(?:[A-Z][\w'-]*\s+)+(?:Center|Centre)")
+
+
 def _small_group(body: str) -> tuple[int, int] | None:
     """The span of a victim's position in a small group (a team, a band, a club), if any."""
     if not _SMALL_GROUP_HINT.search(body):
         return None
     for m in _SMALL_GROUP.finditer(body):
+        if _PLACE_NAME.fullmatch(m.group()):
+            continue  # "the Bass-Rudd Tennis Center": a building, not a position.
         if not _doer(body, m.start()) and not _SPEAKING.match(body[m.end() :]):
             return m.span()
     if _HARMED_OR_REPORTED.search(body) or _INJURY_OR_DATE.search(body):

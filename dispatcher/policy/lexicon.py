@@ -36,6 +36,9 @@ class Lexicon:
     # Given names that are only names wherever they stand ("Jimin", "Oluwaseun"): beside
     # them a word that is also a place word or a common word ("Park", "Young") is a surname.
     distinct: frozenset[str] = frozenset()
+    # English words (lowercase entries of a spelling list): a word outside it, where a cue
+    # says a person stands, is taken for a name no list holds.
+    words: frozenset[str] = frozenset()
 
     def given_weight(self, key: str) -> float:
         """How much a word looks like a given name, 0 when it is none."""
@@ -85,6 +88,7 @@ def lexicon() -> Lexicon:
         given=census | world_given,
         surnames=census_surnames | world_surnames,
         everyday=everyday,
+        words=_read("english_words.txt") | everyday,
         # Only the names the census lists lack, as given names or surnames: "Madison Park"
         # and "Kennedy Hall" stay places.
         distinct=frozenset(world_given - census - census_surnames - everyday),

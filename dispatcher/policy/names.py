@@ -48,7 +48,7 @@ SHAPE_SCORE = 0.3
 SENTENCE_START_PENALTY = 1.0
 
 _APPOSITION = re.compile(
-    r"^\s*(?:,\s*(?:a|an|the|age|aged|who|whose|un|una|quien|de\s+\d{1,2}|\d{1,2}\b)"
+    r"^\s*(?:,\s*(?:(?:a|an|the|age|aged|who|whose|un|una|quien)\b|de\s+\d{1,2}|\d{1,2}\b)"
     r"|\(\s*(?:\d{1,2}\b|age|id\b|student|estudiante))",
     re.IGNORECASE,
 )
@@ -75,7 +75,8 @@ HARMED = word_set(
 # What a person owns and a place does not: "Jenna Park's car" is hers, not the park's.
 BELONGINGS = word_set(
     "car vehicle truck bike bicycle scooter phone wallet purse bag backpack laptop computer "
-    "room apartment dorm suite office desk locker mailbox keys home house family"
+    "room apartment dorm suite office desk locker mailbox keys home house family lab door "
+    "laboratory studio"
 )
 _PERSON_APPOSITION = re.compile(
     r"^\s*,\s*(?:a|an|the|un|una)?\s*(?:\d{1,2}\b|\d{1,2}-year-old|freshman|sophomore|junior|"
@@ -223,12 +224,28 @@ class NameFinder:
         if index == 0:
             return False
         key, before = keys[index], keys[index - 1]
-        if classes[index - 1] is Cls.NAME and not tokens[index - 1].capitalized:
+        joined = not text or not text[tokens[index - 1].end : tokens[index].start].strip()
+        if classes[index - 1] is Cls.NAME and not tokens[index - 1].capitalized and joined:
             return (
                 bool(self.lexicon.surname_weight(key)) or self._described(tokens, index, text)
+                or self._unknown_word(tokens, index)
             ) and key not in _LOWER_STOP
+        if self._strong_lower_cue(tokens, keys, index, text):
+            # "a junior named arpi hakobyan", "the victim is tuyet mai hoang", "the assaulted
+            # student, nayagaq charles,", "the room of anahera wihongi": whatever the word.
+            return self._unknown_word(tokens, index) or (
+                self.lexicon.given_weight(key) >= GIVEN_WEIGHT and key not in _LOWER_STOP
+            )
         cue = before in _LOWER_CUES or (_is_role(before) and not tokens[index - 1].capitalized)
         named = any(k in _NAMED_AS for k in keys[max(0, index - 6) : index])
+        if before in {"as", "como"} and not named and any(
+            k in _REPORTED_AS for k in keys[max(0, index - 4) : index]
+        ):
+            # "reported by police as tamar levi": a known name in lower case.
+            return key not in _LOWER_STOP | _LOWER_WORDS and (
+                self.lexicon.given_weight(key) >= GIVEN_WEIGHT
+                or self.lexicon.surname_weight(key) >= SURNAME_WEIGHT
+            )
         if before in {"as", "como"} and named:
             # "named by friends as kwesi mensah": a name, whatever its case.
             seeking = any(k in _SEEKING for k in keys[:index])
@@ -241,6 +258,34 @@ class NameFinder:
         return self.lexicon.given_weight(key) >= GIVEN_WEIGHT or self._described(
             tokens, index, text
         )
+
+    def _unknown_word(self, tokens: list[Token], index: int) -> bool:
+        """A lower-case word that is no everyday word: a name where a cue says one stands."""
+        key = tokens[index].key
+        return (
+            len(key) > 2 and key.isalpha() and key not in self.lexicon.words
+            and key not in _LOWER_STOP and key not in _LOWER_WORDS
+            and not key.endswith(("ing", "ed", "ly"))
+        )
+
+    def _strong_lower_cue(
+        self, tokens: list[Token], keys: list[str], index: int, text: str
+    ) -> bool:
+        """Words after which a person's name stands, whatever its case."""
+        before = keys[index - 1]
+        if before in {"named", "llamado", "llamada"}:
+            return True
+        two = keys[index - 2] if index > 1 else ""
+        if before in {"is", "was", "es", "era"} and (two in PERSON_ROLES or two in _HARM_NOUNS):
+            return True
+        if before == "of" and two in BELONGINGS and index + 1 < len(tokens) and (
+            self._unknown_word(tokens, index + 1)
+        ):
+            return True
+        gap = text[tokens[index - 1].end : tokens[index].start] if text else ""
+        return gap.strip() == "," and any(
+            _is_role(k) for k in keys[max(0, index - 3) : index]
+        ) and index + 1 < len(tokens) and self._unknown_word(tokens, index + 1)
 
     @staticmethod
     def _described(tokens: list[Token], index: int, text: str) -> bool:
@@ -318,7 +363,13 @@ class NameFinder:
     @staticmethod
     def _continues(text: str, tokens: list[Token], classes: list[Cls | None], index: int) -> bool:
         gap = text[tokens[index - 1].end : tokens[index].start]
-        if gap.strip() or _possessive(tokens[index - 1]):
+        if _possessive(tokens[index - 1]):
+            return False
+        if gap.strip() and not (
+            # Gulnara "Gula" Abdrakhmanova: a nickname in quotes inside a name.
+            _NICKNAME_GAP.fullmatch(gap) and classes[index] is Cls.NAME
+            and classes[index - 1] is Cls.NAME
+        ):
             return False
         if classes[index] is Cls.NAME:
             return True
@@ -418,6 +469,8 @@ class NameFinder:
     ) -> NameHit | None:
         run = tokens[start:end]
         parts = [t for t in run if t.key not in NAME_PARTICLES and t.key not in NAME_SUFFIXES]
+        if not parts and len(run) == 1 and run[0].capitalized:
+            parts = run  # "Ben", "Van", "Del": a particle written alone is a name.
         initials = [t for t in parts if t.initial]
         names = [t for t in parts if not t.initial]
         cues: list[str] = []
@@ -439,30 +492,44 @@ class NameFinder:
             # follows makes the words a state's plate or a business, not a person.
             return None
         after = text[run[-1].end :]
+        # "The officer who was shot, Sgt. Nizhoni Begay,": an official who was harmed is a
+        # victim first.
+        harmed = _HARMED_BEFORE.search(text[max(0, run[0].start - 90) : run[0].start]) is not None
         # Roles: a title ("Ms."), an official ("Officer"), a suspect cue, or a role noun.
-        if self._official_after(after) or (
+        if not harmed and (self._official_after(after) or (
             prev not in PERSON_TITLES and _official_before(text, tokens, start)
-        ):
+        ) or _staff_named(text, run[0].start)):
             return self._hit(text, run, score, cues, Role.OFFICIAL)
+        if harmed or _harm_before(before_keys):
+            # "Among the injured is Angalgaq Kanrilak", "Wounded: Tamuna Kvaratskhelia".
+            score += ROLE_SCORE
+            cues.append("harmed")
         if prev in PERSON_TITLES and (prev_class in (Cls.TITLE, None)):
             score += TITLE_SCORE
             cues.append("title")
         if _suspect_before(tokens, start) or _SUSPECT_AFTER.match(after):
             return self._hit(text, run, score, cues, Role.SUSPECT)
-        if _role_before(before_keys):
+        if _role_before(before_keys) and not (
+            # "Select Student Home": a capitalized role word and an everyday word are a label.
+            before and before[-1].capitalized and len(run) == 1
+            and _base(run[0]) in self.lexicon.words
+        ):
             score += ROLE_SCORE
             cues.append("role")
-        elif prev in _PERSON_AFTER and self._introduced(run, names):
+        elif (prev in _PERSON_AFTER or before_keys[-2:] == ["according", "to"]) and (
+            self._introduced(run, names) or self._unlisted_by(run, before_keys, after)
+        ):
             # "reported by Minh", "walking with Aisha", "reported by Maricel Dela Cruz": a
             # lone given name, or a run of name words, after a word that introduces a person.
             score += ROLE_SCORE
             cues.append("person_cue")
         elif (
             prev == "by" and len(run) == 1 and len(before_keys) > 1
-            and before_keys[-2] in _REPORTED and not run[0].upper
+            and before_keys[-2] in _REPORTED | _GOES and not run[0].upper
         ):
             # "called by Bayarmaa", "reported by Thandiwe": who reported is a person here
-            # (an office is written with its office word: "reported by Campus Safety").
+            # (an office is written with its office word: "reported by Campus Safety"); so is
+            # whoever "goes by" a name.
             score += ROLE_SCORE
             cues.append("reported_by")
         elif _owned_before(before_keys) and (
@@ -474,6 +541,7 @@ class NameFinder:
             cues.append("owner")
         elif self._apposed(text, tokens, start, end) and (
             len(names) >= 2 or _PREDICATE_AFTER.match(text[run[-1].end :])
+            or (len(names) == 1 and self.lexicon.given_weight(_base(names[0])) >= GIVEN_WEIGHT)
         ):
             # "One of the students whose room was burglarized, Siosaia Tupou, lost a laptop":
             # a name set off by commas after a phrase about a person.
@@ -509,6 +577,7 @@ class NameFinder:
             and not full
             and not _PERSON_APPOSITION.match(after)
             and not _WHO_AFTER.match(after)
+            and not (_possessive(run[-1]) and end < len(tokens) and tokens[end].key in BELONGINGS)
             and (
                 prev in LOCATION_PREPOSITIONS
                 or (prev in {"the", "el", "la"} and len(before_keys) > 1
@@ -518,13 +587,16 @@ class NameFinder:
         if located:
             return None
         # What follows: an apposition, a possessive, or a predicate of harm or of reporting.
-        if _APPOSITION.match(after):
+        if _APPOSITION.match(after) and _apposition_of_person(after):
             score += APPOSITION_SCORE
             cues.append("apposition")
         if _possessive(run[-1]):
             score += POSSESSIVE_SCORE
             cues.append("possessive")
-            if end < len(tokens) and tokens[end].key in BELONGINGS:
+            if end < len(tokens) and (
+                tokens[end].key in BELONGINGS
+                or (tokens[end].capitalized and tokens[end].key in ALERT_WORDS)
+            ):
                 # "Megan's laptop": what is owned says whose it is.
                 score += POSSESSIVE_SCORE
                 cues.append("belonging")
@@ -577,7 +649,7 @@ class NameFinder:
         window = [_base(t) for t in tokens[max(0, start - 8) : start]]
         return any(
             key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES or key in _PERSON_HEADS
-            for key in window
+            or key in _OCCUPATIONS for key in window
         )
 
     def _introduced(self, run: list[Token], names: list[Token]) -> bool:
@@ -587,9 +659,24 @@ class NameFinder:
         lex = self.lexicon
         if len(run) == 1:
             return lex.given_weight(_base(run[0])) >= GIVEN_WEIGHT
-        return 2 <= len(names) <= 4 and any(
+        if not 2 <= len(names) <= 4:
+            return False
+        return any(
             lex.given_weight(_base(t)) >= GIVEN_WEIGHT or lex.surname_weight(_base(t))
             >= SURNAME_WEIGHT for t in names
+        )
+
+    def _unlisted_by(self, run: list[Token], before_keys: list[str], after: str) -> bool:
+        """ "shared by Yerlan Abenov and another student": after a passive verb and "by", two
+        words shaped as names, none an everyday word, are a person's whatever lists hold it.
+        A business named by two such words after "by" is taken for a person too: the
+        confidentiality check errs on the side of the victim, and the override exists."""
+        return (
+            len(run) <= 2 and len(before_keys) > 1 and before_keys[-1] == "by"
+            and before_keys[-2].endswith("ed") and before_keys[-2] not in _BY_ORGANIZATION
+            and all(_NAME_SHAPE.fullmatch(t.text) and _base(t) not in self.lexicon.words
+                    for t in run)
+            and not re.match(r"\s*[A-Z0-9]", after)
         )
 
     def _full_name(self, names: list[Token], initials: list[Token]) -> bool:
@@ -675,14 +762,20 @@ _REPORTED = word_set(
 
 # A name's shape: a capital, then letters, with hyphens or apostrophes between such parts
 # ("Wiremu", "Eze-Okafor", "O'Neil"); not "Rent-A-Car".
-_NAME_SHAPE = re.compile(r"[A-Z][a-z\u00e0-\u00ff]+(?:['\u2019-][A-Z]?[a-z\u00e0-\u00ff]+)*(?:'s)?")
+# "a student who goes by Moana": what a person is called.
+_GOES = word_set("goes went")
+_NAME_SHAPE = re.compile(
+    r"[A-Z\u00c0-\u00de\u0100-\u024f][a-z\u00df-\u00ff\u0100-\u024f]+"
+    r"(?:['\u2019-][A-Z\u00c0-\u00de\u0100-\u024f]?[a-z\u00df-\u00ff\u0100-\u024f]+)*(?:'s)?"
+)
 
 
 # Nouns for a person, beyond the roles: "The person who pulled the alarm, Hamid Rezaei,".
 _PERSON_HEADS = word_set(
     "person persons people individual individuals man men woman women caller callers driver "
     "drivers owner owners clerk clerks customer customers passenger pedestrian worker workers "
-    "visitor visitors guest guests scholar scholars injured hurt"
+    "visitor visitors guest guests scholar scholars injured hurt runner runners jogger "
+    "joggers cyclist cyclists hiker hikers swimmer swimmers skater rider riders"
 )
 # A one-word apposition followed by its predicate: ", Kalani, is at the hospital".
 _PREDICATE_AFTER = re.compile(
@@ -694,11 +787,21 @@ _PREDICATE_AFTER = re.compile(
 _WHO_AFTER = re.compile(r"^\s*,\s*(?:who|whom|whose|quien|quienes)\b", re.IGNORECASE)
 
 
+# What a person has, before "of" and their name (an office of a unit is left out).
+_HELD = word_set(
+    "home house apartment room car vehicle truck bike bicycle scooter locker belonging "
+    "belongings property residence dorm suite door"
+)
+
+
 def _owned_before(before_keys: list[str]) -> bool:
     """ "belongs to", "registered to", "owned by", "driven by" just before a name."""
     if len(before_keys) < 2:
         return False
     prev, verb = before_keys[-1], before_keys[-2]
+    if prev == "of" and (verb in _HELD or verb.rstrip("s") in _HELD):
+        # "Homes of Jovana Markovic, Arben Hoxha and ...": whose home or car it was.
+        return True
     return (prev == "to" and verb in {"belongs", "belonged", "belonging", "registered"}) or (
         prev == "by" and verb in {"owned", "driven", "rented", "leased", "registered"}
     )
@@ -726,9 +829,13 @@ def _identified_before(before_keys: list[str], tokens: list[Token], start: int) 
 # Words after which a lone given name is a person: "reported by Minh", "with Aisha".
 _PERSON_AFTER = word_set("by with con por")
 # Words after which a name may be written in lower case ("victim jennifer smith").
-_LOWER_CUES = word_set("by with victim complainant survivor witness roommate named mr mrs ms mx")
-_LOWER_HONORIFICS = word_set("mr mrs ms mx")
+_LOWER_CUES = word_set(
+    "by with victim complainant survivor witness roommate named mr mrs ms mx dr prof "
+    "assaulted attacked robbed stabbed shot struck threatened grabbed harassed punched"
+)
+_LOWER_HONORIFICS = word_set("mr mrs ms mx dr prof")
 _NAMED_AS = word_set("named identified identificado identificada")
+_REPORTED_AS = word_set("reported listed known")
 # Lower-case words that are names in the lists and ordinary words in a sentence.
 _LOWER_STOP = word_set(
     "and or the a an of in on at to for from was is were has had her his their our your "
@@ -792,6 +899,47 @@ _SEEKING_GAP = word_set(
 )
 
 
+# Whom to ask, and whom the sender thanks: staff named by their work, not victims.
+_CONTACT_BEFORE = re.compile(
+    r"(?:\b(?:contact|call|e-?mail|email|reach out to|ask|refer (?:[^.;:]{0,60}?)to|"
+    r"(?:questions?|concerns?|inquiries)(?:[^.;:]{0,60}?)\bto|directed to)\s+"
+    r"(?:(?:[A-Z][\w'\u2019.&-]*|and|or|&|,)\s*){0,8})$"
+)
+_THANKS = re.compile(
+    r"\b(?:grateful|thank|thanks|thanked|appreciate|appreciation|gratitude|kudos|credit to|"
+    r"congratulat\w*|recogni[sz]e)\b",
+    re.IGNORECASE,
+)
+_HARM_WORDS = re.compile(
+    r"\b(?:victim|assault\w*|robbed|robbery|shot|stabbed|injur\w*|hurt|attack\w*|harass\w*|"
+    r"stalk\w*|threat\w*|missing|died|killed|hospital\w*)\b",
+    re.IGNORECASE,
+)
+
+
+def _apposition_of_person(after: str) -> bool:
+    """ "Kim, a junior," and "Kim, who lives ...", not "At UW Tacoma, the active threat drill":
+    after an article, a person's word within four words."""
+    match = re.match(r"\s*,\s*(?:a|an|the|un|una)\s+((?:[\w'-]+\s*){1,4})", after, re.IGNORECASE)
+    if match is None:
+        return True
+    words = [fold(w) for w in re.findall(r"[\w'-]+", match.group(1))]
+    return any(
+        _is_role(w) or w in _PERSON_HEADS or w.rstrip("s") in _PERSON_HEADS
+        or re.fullmatch(r"\d{1,2}(?:-year-old)?|year-old", w) is not None for w in words
+    )
+
+
+def _staff_named(text: str, at: int) -> bool:
+    """ "please contact Rick Roberts at 2507", "questions to Eric Guiser", "I'm grateful to
+    David Potvin and Wayne Green who oversaw ...": someone to ask or to thank."""
+    line_start = max(text.rfind(".", 0, at), text.rfind("\n", 0, at)) + 1
+    clause = text[line_start:at]
+    if _HARM_WORDS.search(clause):
+        return False
+    return _CONTACT_BEFORE.search(clause) is not None or _THANKS.search(clause) is not None
+
+
 def _official_before(text: str, tokens: list[Token], start: int) -> bool:
     """An official's title just before the name, over office words ("Chief Maria Delgado",
     "Dean of Students Angela Ruiz", "Campus Police Sgt. Alicia Moreno")."""
@@ -840,7 +988,49 @@ _ROLE_GAP = frozenset(
 
 
 def _is_role(key: str) -> bool:
-    return key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES or key in NAMING_WORDS
+    return (
+        key in PERSON_ROLES or key.rstrip("s") in PERSON_ROLES or key in NAMING_WORDS
+        or key in _OCCUPATIONS or key.rstrip("s") in _OCCUPATIONS
+    )
+
+
+# Jobs and memberships that name a person when a name follows: "staff member Jesus Cruz".
+_OCCUPATIONS = word_set(
+    "member librarian technician lecturer instructor coach nurse custodian janitor cashier "
+    "athlete player worker assistant intern researcher"
+)
+# Verbs before "by" that an organization does: "sponsored by Lyft", "managed by Aramark".
+_BY_ORGANIZATION = word_set(
+    "sponsored hosted provided operated powered managed organized presented funded issued "
+    "published posted announced offered supported conducted cancelled canceled closed "
+    "affected caused required approved signed authorized"
+)
+# Harm just before a name: "Among the injured is", "Wounded:", "the victims were".
+_HARM_NOUNS = word_set("injured wounded killed dead deceased hurt victim victims casualties")
+_NICKNAME_GAP = re.compile(r"\s*[\"\u201c\u201d']\s*|\s+\(\s*|\s*\)\s+")
+_HARMED_BEFORE = re.compile(
+    r"\bwho (?:was|were|had been|has been|got) (?:shot|stabbed|injured|wounded|hurt|killed|"
+    r"assaulted|attacked|struck|hit|robbed|beaten)\b[^.;:]*,\s*(?:\w+\.?\s+)?$",
+    re.IGNORECASE,
+)
+
+
+_ORG_NOUNS = word_set(
+    "department office program programme company group organization organisation business "
+    "service services website site app account agency firm center centre club team unit "
+    "initiative campaign system platform fund foundation committee"
+)
+
+
+def _harm_before(keys: list[str]) -> bool:
+    """ "Wounded: X" (the harm word right before), "Among the injured is X"."""
+    if not keys:
+        return False
+    if keys[-1] in _HARM_NOUNS:
+        return True
+    return keys[-1] in {"is", "are", "was", "were", "include", "includes", "included"} and any(
+        k in _HARM_NOUNS for k in keys[-3:-1]
+    )
 
 
 def _role_before(keys: list[str]) -> bool:
@@ -848,6 +1038,9 @@ def _role_before(keys: list[str]) -> bool:
     Jessica"); only articles and naming words may come between."""
     for back in range(1, min(3, len(keys)) + 1):
         key = keys[-back]
+        if key in NAMING_WORDS and len(keys) > back and keys[-back - 1] in _ORG_NOUNS:
+            # "a department called Disability Resources": an office's name.
+            return False
         if _is_role(key):
             return True
         if key not in _ROLE_GAP:

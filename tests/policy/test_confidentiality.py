@@ -91,6 +91,15 @@ class TestPlaces:
         assert _span(text, "confidentiality.street_address") == "1412 Maple Street Apt 3B"
         assert families("Burglary in the 1400 block of Maple Street." + TIP) == set()
 
+    def test_address_of_a_crime_against_property(self) -> None:
+        """A timely warning may say where vehicles were stolen; not where a person was hurt."""
+        where = (
+            "occurred at 150 Stadium Place, 614 South Crouse Avenue and 919 East Genesee Street."
+        )
+        assert families("Three vehicle thefts " + where + TIP) == set()
+        text = "Two sexual assaults " + where + TIP
+        assert _span(text, "confidentiality.street_address") == "614 South Crouse Avenue"
+
     def test_spanish_room(self) -> None:
         """Spanish room numbers are caught too."""
         text = "Robo en la habitación 305 de Hill Hall. Reporte actividad sospechosa a la policía."
@@ -139,3 +148,57 @@ class TestChoicesAndCombinations:
             "of town, described as a former student." + TIP
         )
         assert families(text) == set()
+
+
+class TestNamesAfterCues:
+    """Names no list holds, and names in lower case, where the words around say a person."""
+
+    @pytest.mark.parametrize(
+        ("text", "name"),
+        [
+            ("A student, who goes by Moana, lost her phone at the gym.", "Moana"),
+            ("One of the rooms is shared by Yerlan Abenov and another student.", "Yerlan Abenov"),
+            ("The fire started in the office of prof. kimura.", "prof. kimura"),
+            ("One victim was reported by police as tamar levi.", "tamar"),
+            ("Homes of Jovana Marković and Arben Hoxha were entered.", "Jovana Marković"),
+            ("Call the owner, Ben, at 555-777-1234 if you find the bag.", "Ben"),
+            ("The officer who was shot, Sgt. Nizhoni Begay, is in surgery.", "Nizhoni Begay"),
+            ("Among the injured is Angalgaq Kanrilak of Watts Hall.", "Angalgaq Kanrilak"),
+            ("A junior named arpi hakobyan lives in State Quad.", "arpi hakobyan"),
+        ],
+    )
+    def test_person_after_a_cue(self, text: str, name: str) -> None:
+        assert _span(text + TIP, "confidentiality.name").startswith(name)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "The bicycle was reported as stolen from the rack.",
+            "The suspect left with Parkland Auto Licensing documents.",
+            "Housing is run by Residence Life and Campus Police patrols the area.",
+            "If you have questions, please contact Rick Roberts at extension 2507.",
+            "I am grateful to David Potvin and Wayne Green who oversaw the repairs.",
+            "At UW Tacoma, the active threat drill is on Feb. 19.",
+            "The main break near the Bass-Rudd Tennis Center shut down the campus.",
+            "Students received e-mails from a department called Disability Resources.",
+        ],
+    )
+    def test_not_a_person(self, text: str) -> None:
+        assert "confidentiality" not in families(text + TIP)
+
+
+class TestMoreDetails:
+    """Logins, rooms given by building and number, and the only one in a named field."""
+
+    def test_login_without_digits(self) -> None:
+        text = "The bike was registered to ONYEN mkapule, a graduate student."
+        assert _span(text + TIP, "confidentiality.account") == "mkapule"
+        assert "confidentiality" not in families("Log in with your NetID and password." + TIP)
+
+    def test_building_and_room_where_someone_lives(self) -> None:
+        text = "The student who called 911 lives in Pritchard 3042 and saw the flash."
+        assert _span(text + TIP, "confidentiality.residence_unit") == "Pritchard 3042"
+
+    def test_only_one_in_a_named_field(self) -> None:
+        text = "The only Scandinavian Studies lecturer, who broke her hip, is recovering."
+        assert "confidentiality.identifying_details" in rules(text + TIP)
