@@ -88,6 +88,7 @@ async def filled(site: Path) -> Path:
 def test_count_json_and_text(filled: Path) -> None:
     site = filled
     result = clarion("segments", "count", "zone:b or residents-north", "--json",
+                     "--channels", "siren,signage,pa,desktop,sms,push,email",
                      "--config", "clarion.toml", cwd=site)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
@@ -96,6 +97,11 @@ def test_count_json_and_text(filled: Path) -> None:
         "by_channel": {"siren": 1, "signage": 2, "pa": 1, "desktop": 0, "sms": 2, "push": 3,
                        "email": 3},
     }
+    # By default an emergency sounds no siren and no PA: they are chosen explicitly.
+    default = json.loads(clarion("segments", "count", "zone:b or residents-north", "--json",
+                                 "--config", "clarion.toml", cwd=site).stdout)
+    assert default["total"] == 5 and "siren" not in default["by_channel"]
+    assert "pa" not in default["by_channel"]
     zoned = clarion("segments", "count", "all", "--zones", "b", "--exclude-zones", "b-labs",
                     "--channels", "sms,email", "push", "--kind", "advisory", "--json",
                     "--config", "clarion.toml", cwd=site)
