@@ -2,12 +2,11 @@
 
     python -m bench.lint_speed [--rounds 3]
 
-Each round lints every labelled message once through `dispatcher.lint.main`, the code behind
-`clarion lint`, with the per-sentence cache of the name finder emptied first, so every message is
-judged cold. Settings loading and the first build of the name finder happen once, before the
-clock starts, as in a long `clarion lint` run; the process start of one `clarion lint` call is
-timed separately.
-"""
+Each round lints every labelled message once through `dispatcher.alerting.lint.main`, the code
+behind `clarion lint`, with the per-sentence cache of the name finder emptied first, so every
+message is judged cold. Settings loading and the first build of the name finder happen once,
+before the clock starts, as in a long `clarion lint` run; the process start of one `clarion
+lint` call is timed separately. """
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from dispatcher.lint import lint_one, main
+from dispatcher.alerting.lint import lint_one, main
 from dispatcher.policy import names
 from dispatcher.settings import load_settings
 

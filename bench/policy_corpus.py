@@ -3,7 +3,8 @@
     python -m bench.policy_corpus [--split tune|holdout|all] [--show]
 
 Every alert and every variant (a real alert with one identifying detail added) goes through
-`dispatcher.lint.lint_one`, the code behind `clarion lint`, with the embedded default config.
+`dispatcher.alerting.lint.lint_one`, the code behind `clarion lint`, with the embedded default
+config.
 A family counts as flagged on a message when one of its violations blocks the send (severity
 `error`); warnings are counted apart. Prints, per split, precision and recall per family against
 the labels, and the issue's targets: live emergencies blocked for their wording, confidentiality
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispatcher.lint import lint_one
+from dispatcher.alerting.lint import lint_one
 from dispatcher.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

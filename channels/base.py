@@ -12,7 +12,7 @@ from pydantic import Field
 
 from channels.breaker import BreakerSettings
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
-from dispatcher.credentials import SettingsModel
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.domain import (
     AlertContext,
     Batch,

@@ -23,7 +23,7 @@ from enum import StrEnum
 import structlog
 from pydantic import Field
 
-from dispatcher.credentials import SettingsModel
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.domain import Outcome, Receipt
 
 log = structlog.get_logger("clarion.breaker")

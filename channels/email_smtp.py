@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr
 from channels.base import GAVE_WAY, Channel, ChannelSettings
 from channels.errors import PermanentChannelError, is_transient_smtp
 from channels.pacing import GiveWay, UrgentSlots
-from dispatcher.credentials import reveal
+from dispatcher.access.credentials import reveal
 from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, Receipt
 from dispatcher.observability import redact_text
 

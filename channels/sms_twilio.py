@@ -20,7 +20,7 @@ from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
 from channels.twilio_rest import TWILIO_API, TwilioError, TwilioRest
-from dispatcher.credentials import SettingsModel, reveal
+from dispatcher.access.credentials import SettingsModel, reveal
 from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, ProviderAnswer, Receipt
 from dispatcher.policy import gsm
 

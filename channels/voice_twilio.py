@@ -29,7 +29,7 @@ from channels.errors import PermanentChannelError, TransientChannelError, is_tra
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter, UrgentSlots
 from channels.sms_twilio import TWILIO_ERRORS, ask_twilio
 from channels.twilio_rest import TWILIO_API, TwilioError, TwilioRest
-from dispatcher.credentials import SettingsModel, reveal
+from dispatcher.access.credentials import SettingsModel, reveal
 from dispatcher.domain import (
     AlertContext,
     Batch,

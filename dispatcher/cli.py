@@ -5,21 +5,32 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from importlib import import_module
+from types import ModuleType
+
+from channels.sandbox import cli as sandbox_cli
+from dispatcher import commands
+from dispatcher.access import cli as token_cli
+from dispatcher.alerting import lint
+from dispatcher.cap import cli as cap_cli
+from dispatcher.console import cli as console_cli
+from dispatcher.desktop import cli as desktop_cli
+from dispatcher.drills import cli as drill_cli
+from dispatcher.incidents import cli as incident_cli
+from segments import cli as segments_cli
 
 # Each module adds its own subcommands with `register(subparsers)`; a subcommand sets
 # `func(args) -> int` as its default.
-COMMAND_MODULES = (
-    "dispatcher.commands",
-    "dispatcher.lint",
-    "segments.cli",
-    "channels.sandbox.cli",
-    "dispatcher.cap_cli",
-    "dispatcher.drills",
-    "dispatcher.tokens",
-    "dispatcher.console.cli",
-    "dispatcher.incidents.cli",
-    "dispatcher.desktop_cli",
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    commands,
+    lint,
+    segments_cli,
+    sandbox_cli,
+    cap_cli,
+    drill_cli,
+    token_cli,
+    console_cli,
+    incident_cli,
+    desktop_cli,
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -31,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clarion", description="Emergency notification dispatch for college campuses."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

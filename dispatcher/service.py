@@ -11,24 +11,24 @@ from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
 from channels.registry import build_channels
 from channels.sms_twilio import default_callback_url
-from dispatcher.api_tokens import TokenRegistry
-from dispatcher.auth import Authenticator
+from dispatcher.access.auth import Authenticator
+from dispatcher.access.credentials import reveal
+from dispatcher.access.permissions import Permissions
+from dispatcher.access.tokens import TokenRegistry
+from dispatcher.alerting.intake import Intake
+from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
 from dispatcher.console.accounts import Accounts, LoginThrottle
 from dispatcher.console.oidc import CALLBACK_PATH, OidcClient
-from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind
+from dispatcher.drills.scheduler import DrillScheduler
 from dispatcher.engine import Engine
 from dispatcher.feeds.poller import FeedPoller
 from dispatcher.feeds.relay import FeedRelay
 from dispatcher.incidents.registry import IncidentRegistry
-from dispatcher.intake import Intake
 from dispatcher.observability import Metrics
-from dispatcher.permissions import Permissions
 from dispatcher.public.feed import PublicFeed
 from dispatcher.records import CleryRecords
-from dispatcher.responses import Responses
-from dispatcher.scheduler import DrillScheduler
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.approvals import ApprovalStore

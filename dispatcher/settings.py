@@ -11,11 +11,11 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from channels.registry import validate_channel_settings
-from dispatcher.answer_settings import AnswerSettings
+from dispatcher.access.credentials import SettingsModel
+from dispatcher.answers.settings import AnswerSettings
 from dispatcher.console.settings import ConsoleSettings
-from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.drill_schedule import DrillSettings
+from dispatcher.drills.schedule import DrillSettings
 from dispatcher.feeds.settings import FeedsSettings
 from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.policy.settings import PolicySettings, RenderingSettings

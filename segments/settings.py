@@ -7,8 +7,8 @@ import re
 import phonenumbers
 from pydantic import Field, field_validator, model_validator
 
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.clock import time_zone
-from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind
 from segments.expression import check_named_segments
 

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from dispatcher.cap import (
+from dispatcher.alerting.request import AlertRequest
+from dispatcher.cap.areas import areas_for_zones
+from dispatcher.cap.format import (
     CAP_NS,
     CapArea,
     CapReference,
@@ -24,9 +26,7 @@ from dispatcher.cap import (
     read_cap,
     render_cap,
 )
-from dispatcher.cap_areas import areas_for_zones
 from dispatcher.domain import AlertKind, Mode
-from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings, config_dir, load_settings
 from segments.zones import load_zones, zones_overlapping
 from tests.foundation.test_webhook import people
@@ -358,7 +358,7 @@ def run_cap(stdin: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     """`clarion cap` as the CLI registers it, in a fresh interpreter."""
     program = (
         "import argparse, sys\n"
-        "from dispatcher import cap_cli as cap\n"
+        "from dispatcher.cap import cli as cap\n"
         "parser = argparse.ArgumentParser(prog='clarion')\n"
         "cap.register(parser.add_subparsers())\n"
         "args = parser.parse_args(sys.argv[1:])\n"

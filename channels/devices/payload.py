@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.devices.settings import DeviceSettings
-from dispatcher.cap import assess, cap_msg_type, cap_status, cap_time
+from dispatcher.cap.format import assess, cap_msg_type, cap_status, cap_time
 from dispatcher.domain import AlertContext, AlertKind, ChannelKind, Message, Mode
 
 # Siren patterns: what a siren sounds for an alert.

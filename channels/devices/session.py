@@ -19,8 +19,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from channels.devices.settings import DeviceSettings
 from channels.devices.topics import Topics
+from dispatcher.access.credentials import reveal
 from dispatcher.clock import Clock
-from dispatcher.credentials import reveal
 
 log = structlog.get_logger("clarion.channel.devices")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from channels.base import ChannelSettings
-from dispatcher.credentials import reveal
+from dispatcher.access.credentials import reveal
 
 
 class DeviceSettings(ChannelSettings):

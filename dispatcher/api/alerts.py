@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from dispatcher.alerting.intake import Held
+from dispatcher.alerting.request import parse_request, problems
 from dispatcher.api.common import (
     EventWriter,
     caller_of,
@@ -17,10 +19,8 @@ from dispatcher.api.common import (
     read_json,
     service_of,
 )
-from dispatcher.cap import parse_cap
+from dispatcher.cap.format import parse_cap
 from dispatcher.domain import AlertState, ChannelKind, DeliveryState
-from dispatcher.intake import Held
-from dispatcher.request import parse_request, problems
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.views.progress import Progress

@@ -10,6 +10,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from dispatcher.access.auth import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    check_signature,
+    first_use,
+    retry_after,
+)
 from dispatcher.api import (
     alerts,
     answers,
@@ -26,14 +34,6 @@ from dispatcher.api import (
 )
 from dispatcher.api.common import CALLER, SERVICE, error, read_body, refusal_response
 from dispatcher.api.openapi import DOCUMENT, hand_written_paths, openapi_document, routes_of
-from dispatcher.auth import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    check_signature,
-    first_use,
-    retry_after,
-)
 from dispatcher.console.web import install as install_console
 from dispatcher.observability import redact_text
 from dispatcher.public import answer as public_answer

@@ -12,8 +12,8 @@ from channels.sms_twilio import (
     public_callback_url,
     signature_valid,
 )
+from dispatcher.access.credentials import reveal
 from dispatcher.api.common import SERVICE, error, read_form
-from dispatcher.credentials import reveal
 from dispatcher.domain import ChannelKind, LateReceipt
 
 log = structlog.get_logger("clarion.api.callbacks")

@@ -12,8 +12,8 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.auth import Caller
-from dispatcher.intake import Held
+from dispatcher.access.auth import Caller
+from dispatcher.alerting.intake import Held
 from dispatcher.refusals import Conflict, Forbidden, Invalid, NotFound, PolicyBreach, Refused
 from dispatcher.service import Service
 

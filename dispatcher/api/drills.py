@@ -28,7 +28,7 @@ from dispatcher.api.openapi import (
     Route,
     refused,
 )
-from dispatcher.drill_schedule import UnknownDrill
+from dispatcher.drills.schedule import UnknownDrill
 from dispatcher.incidents.statistics import section_html
 from dispatcher.records import note_text, render_html, report_csv
 

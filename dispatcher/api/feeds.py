@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, RootModel, ValidationError
 
+from dispatcher.alerting.intake import Held
+from dispatcher.alerting.request import problems
 from dispatcher.api.common import (
     HeldReply,
     caller_of,
@@ -17,8 +19,6 @@ from dispatcher.api.common import (
     unless_none,
 )
 from dispatcher.api.openapi import Param, Reply, Route, refused
-from dispatcher.intake import Held
-from dispatcher.request import problems
 from dispatcher.store.feeds import FeedEvent, FeedProposal, ProposalState
 
 routes = web.RouteTableDef()

@@ -9,9 +9,10 @@ from typing import Annotated, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dispatcher.access.auth import Caller
+from dispatcher.alerting.request import problems
 from dispatcher.api.common import SERVICE, caller_of, error, read_json, service_of
 from dispatcher.api.openapi import Body, Param, Reply, Route, refused
-from dispatcher.auth import Caller
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.requests import (
     DecisionInput,
@@ -21,7 +22,6 @@ from dispatcher.incidents.requests import (
     StatisticsRequestInput,
 )
 from dispatcher.refusals import Invalid, Problem
-from dispatcher.request import problems
 
 routes = web.RouteTableDef()
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, Field, RootModel
 
+from dispatcher.alerting.lint import LintInputError, lint_one
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.api.common import (
     ViolationBody,
     error,
@@ -17,9 +19,7 @@ from dispatcher.api.common import (
     unless_none,
 )
 from dispatcher.api.openapi import Body, Reply, Route, refused
-from dispatcher.lint import LintInputError, lint_one
 from dispatcher.places import campus_places
-from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
 
 routes = web.RouteTableDef()

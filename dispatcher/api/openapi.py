@@ -19,9 +19,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.api.common import ErrorBody, HeldReply, ViolationBody
 from dispatcher.domain import ChannelKind, DeliveryState
-from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
 
 JSON = "application/json"

@@ -29,6 +29,8 @@ from channels.voice_twilio import (
     parse_call_status,
     signed_url,
 )
+from dispatcher.access.credentials import reveal
+from dispatcher.alerting.rendering import spoken
 from dispatcher.api.common import SERVICE, error, read_form
 from dispatcher.api.openapi import (
     CALLBACK_QUERY,
@@ -39,10 +41,8 @@ from dispatcher.api.openapi import (
     Route,
     refused,
 )
-from dispatcher.credentials import reveal
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
 from dispatcher.refusals import Refused
-from dispatcher.rendering import spoken
 from dispatcher.service import Service
 from dispatcher.store.ledger import DeliveryRef
 

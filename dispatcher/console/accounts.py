@@ -19,7 +19,7 @@ from enum import StrEnum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from dispatcher.auth import ADMIN_TOKEN_NAME, Caller, Role
+from dispatcher.access.auth import ADMIN_TOKEN_NAME, Caller, Role
 from dispatcher.clock import Clock
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.sign_in import SignInLimits

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher import intake, refusals
-from dispatcher.api_tokens import ListedToken
-from dispatcher.auth import Caller
+from dispatcher import refusals
+from dispatcher.access.auth import Caller
+from dispatcher.access.tokens import ListedToken
+from dispatcher.alerting import intake
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import AlertState
-from dispatcher.drill_schedule import UnknownDrill
+from dispatcher.drills.schedule import UnknownDrill
 from dispatcher.records import note_text
-from dispatcher.request import AlertRequest
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.approvals import ApprovalRecord

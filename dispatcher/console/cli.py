@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.clock import Clock
 from dispatcher.console.accounts import (
     Accounts,

@@ -11,18 +11,18 @@ from typing import Any
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 
-from dispatcher.auth import Caller
-from dispatcher.cap import render_cap
+from dispatcher.access.auth import Caller
+from dispatcher.alerting.intake import Change
+from dispatcher.alerting.rendering import Rendered
+from dispatcher.alerting.request import AlertRequest, problems
+from dispatcher.alerting.templates import Template, list_templates
+from dispatcher.cap.format import render_cap
 from dispatcher.console import actions
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.intake import Change
 from dispatcher.policy.gsm import count as sms_count
 from dispatcher.refusals import Problem
-from dispatcher.rendering import Rendered
-from dispatcher.request import AlertRequest, problems
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
-from dispatcher.templates import Template, list_templates
 
 KIND_LABELS = {
     AlertKind.EMERGENCY.value: "Emergency notification",

@@ -28,9 +28,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
+from dispatcher.access.credentials import reveal
 from dispatcher.console.settings import OidcSettings
-from dispatcher.credentials import reveal
 
 log = structlog.get_logger("clarion.console.oidc")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from dispatcher.credentials import SettingsModel
+from dispatcher.access.credentials import SettingsModel
 
-# The API's roles (dispatcher.auth.Role, which this module cannot import: auth reads settings).
+# The API's roles (dispatcher.access.auth.Role, which this module cannot import: auth reads
+# settings).
 _ROLE_NAMES = ("admin", "dispatcher", "drill", "viewer")
 
 

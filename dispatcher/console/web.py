@@ -21,9 +21,9 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from dispatcher.access.auth import Role
+from dispatcher.access.client_address import client_address
 from dispatcher.api.common import SERVICE, EventWriter, read_form
-from dispatcher.auth import Role
-from dispatcher.client_address import client_address
 from dispatcher.console import actions
 from dispatcher.console.accounts import (
     CSRF_FIELD,

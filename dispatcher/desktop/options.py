@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from channels.devices.settings import DeviceSettings
 from channels.devices.topics import Topics, topic_level
-from dispatcher.credentials import reveal
+from dispatcher.access.credentials import reveal
 
 CHANNEL = "desktop.mqtt"
 DEFAULT_ZONE = "campus"

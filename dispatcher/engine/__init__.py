@@ -23,6 +23,7 @@ import structlog
 
 from channels.base import Channel
 from channels.breaker import BreakerSettings, CircuitBreaker
+from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
 from dispatcher.domain import AlertContext, AlertState, ChannelKind, LateReceipt, Message
 from dispatcher.engine.alerts import Alerts
@@ -34,7 +35,6 @@ from dispatcher.engine.sweeper import Leases, Sweeper
 from dispatcher.engine.tasks import Tasks, Wakes
 from dispatcher.engine.urgency import ChannelUrgency
 from dispatcher.observability import Metrics
-from dispatcher.responses import Responses
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.ledger import DeliveryLedger, Front

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 import structlog
 
+from dispatcher.alerting.rendering import render_alert
 from dispatcher.clock import Clock
 from dispatcher.domain import AlertContext, CapInfo, ChannelKind, Message
 from dispatcher.engine.tasks import Tasks
-from dispatcher.rendering import render_alert
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.pauses import AlertPauses

@@ -11,6 +11,8 @@ from typing import Any
 
 import structlog
 
+from dispatcher.alerting.rendering import languages, question_text
+from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
 from dispatcher.domain import (
     AlertContext,
@@ -22,8 +24,6 @@ from dispatcher.domain import (
 )
 from dispatcher.engine.alerts import Alerts
 from dispatcher.engine.tasks import Tasks, Wakes
-from dispatcher.rendering import languages, question_text
-from dispatcher.responses import Responses
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.ledger import Claimed, DeliveryLedger

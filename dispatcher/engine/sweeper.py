@@ -9,13 +9,13 @@ from collections.abc import Mapping
 import structlog
 
 from channels.base import Channel
+from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
 from dispatcher.engine.alerts import Alerts
 from dispatcher.engine.receipts import LateReceipts
 from dispatcher.engine.resolver import Resolver
 from dispatcher.engine.tasks import Wakes
-from dispatcher.responses import Responses
 from dispatcher.settings import Settings
 from dispatcher.store.ledger import DeliveryLedger
 

@@ -1,7 +1,7 @@
 """Upstream feed formats: the NWS API's GeoJSON, and CAP in Atom or RSS, read into CAP alerts.
 
 The NWS API (api.weather.gov, `application/geo+json`) gives each alert as a GeoJSON Feature
-whose properties are CAP's fields; it becomes the same `CapAlert` that `dispatcher.cap` reads
+whose properties are CAP's fields; it becomes the same `CapAlert` that `dispatcher.cap.format` reads
 from XML, so the relay rules see one shape. Atom and RSS feeds (a county, IPAWS-OPEN) carry
 each CAP document inline in an entry or link to it; linked documents are fetched by the poller.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml import ElementTree as defused
 
-from dispatcher.cap import CapAlert, CapArea, CapInfo, read_cap
+from dispatcher.cap.format import CapAlert, CapArea, CapInfo, read_cap
 
 NWS_MEDIA_TYPE = "application/geo+json"
 ATOM_NS = "http://www.w3.org/2005/Atom"

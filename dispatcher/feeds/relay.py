@@ -15,18 +15,18 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from dispatcher.auth import Caller, Role
-from dispatcher.cap import CapAlert, CapInfo, main_info, request_from_cap
+from dispatcher.access.auth import Caller, Role
+from dispatcher.access.permissions import Permissions
+from dispatcher.alerting.intake import Accepted, Held, Intake
+from dispatcher.alerting.request import AlertRequest, parse_request
+from dispatcher.cap.format import CapAlert, CapInfo, main_info, request_from_cap
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.feeds.rules import Decision, Outcome, area_key, decide, instruction_key
 from dispatcher.feeds.settings import FeedsSettings
-from dispatcher.intake import Accepted, Held, Intake
-from dispatcher.permissions import Permissions
 from dispatcher.policy.settings import PolicySettings
 from dispatcher.refusals import Conflict, NotFound, Refused
-from dispatcher.request import AlertRequest, parse_request
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.approvals import ApprovalState
 from dispatcher.store.feeds import (

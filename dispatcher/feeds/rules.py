@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from dispatcher.cap import CapAlert, CapInfo, main_info
+from dispatcher.cap.format import CapAlert, CapInfo, main_info
 from dispatcher.feeds.settings import (
     CERTAINTY,
     SEVERITY,

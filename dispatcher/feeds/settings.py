@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from dispatcher.credentials import SettingsModel
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.domain import ChannelKind
 
 # CAP's scales, least first: a threshold keeps what is at least as high.

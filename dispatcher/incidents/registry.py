@@ -12,7 +12,10 @@ from zoneinfo import ZoneInfo
 import structlog
 from pydantic import ValidationError
 
-from dispatcher.auth import Caller, Role
+from dispatcher.access.auth import Caller, Role
+from dispatcher.access.permissions import Permissions
+from dispatcher.alerting.lint import lint_one
+from dispatcher.alerting.request import problems
 from dispatcher.clock import Clock
 from dispatcher.incidents.calendar import entered_late, entry_deadline, local_date
 from dispatcher.incidents.crime_log import CrimeLogPage, entry_of
@@ -28,11 +31,8 @@ from dispatcher.incidents.sealing import PrivateSeal
 from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.incidents.statistics import CrimeStatistics, count
 from dispatcher.incidents.warning import draft_request
-from dispatcher.lint import lint_one
-from dispatcher.permissions import Permissions
 from dispatcher.places import campus_places
 from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Problem
-from dispatcher.request import problems
 from dispatcher.settings import Settings, config_dir
 from dispatcher.store.incidents import IncidentStore, StatisticsRequest
 

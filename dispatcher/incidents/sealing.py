@@ -9,7 +9,7 @@ from pathlib import Path
 import structlog
 from cryptography.fernet import Fernet, InvalidToken
 
-from dispatcher.credentials import reveal
+from dispatcher.access.credentials import reveal
 from dispatcher.incidents.model import PrivateDetails
 from dispatcher.incidents.settings import IncidentSettings
 

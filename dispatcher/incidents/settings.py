@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.clock import time_zone
-from dispatcher.credentials import SettingsModel
 
 _ROLES = ("admin", "dispatcher", "drill", "viewer")
 

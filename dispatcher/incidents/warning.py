@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dispatcher.alerting.templates import TemplateError, load_template
 from dispatcher.incidents.model import CRIMINAL, Category, Incident
-from dispatcher.templates import TemplateError, load_template
 
 # The config/templates/*.toml template whose safety tips fit each crime.
 TEMPLATE_FOR: dict[Category, str] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from functools import lru_cache
 
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import AlertKind, ChannelKind, Message, Mode
 from dispatcher.policy import actionable, brevity, cautions, confidentiality
 from dispatcher.policy.gsm import count
@@ -14,7 +15,6 @@ from dispatcher.policy.normal import normalize
 from dispatcher.policy.settings import PolicySettings
 from dispatcher.policy.text import fold, sentences
 from dispatcher.policy.verdict import Severity, Verdict, Violation
-from dispatcher.request import AlertRequest
 
 Rendered = dict[ChannelKind, dict[str, Message]]
 

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from dispatcher.credentials import SettingsModel
+from dispatcher.access.credentials import SettingsModel
 
 # A letter (or "@") and eight digits ("A00123456", "@00123456": the shape of Banner IDs),
 # and two letters with seven digits ("UA1234567").

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from dispatcher.cap import CAP_MEDIA_TYPE, cap_time
+from dispatcher.cap.format import CAP_MEDIA_TYPE, cap_time
 from dispatcher.store.alerts import AlertRecord
 
 ATOM_NS = "http://www.w3.org/2005/Atom"

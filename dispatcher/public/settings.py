@@ -6,8 +6,8 @@ import re
 
 from pydantic import Field, field_validator
 
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.clock import time_zone
-from dispatcher.credentials import SettingsModel
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.cap import assess
+from dispatcher.alerting.rendering import derive_headline
+from dispatcher.cap.format import assess
 from dispatcher.domain import AlertKind, AlertState, ChannelKind, Mode
-from dispatcher.rendering import derive_headline
 from dispatcher.store.alerts import AlertRecord, Supersession
 
 JSON_MEDIA_TYPE = "application/json"

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from dispatcher.answers.responses import Responses
 from dispatcher.domain import Mode
 from dispatcher.records.model import (
     Category,
@@ -25,7 +26,6 @@ from dispatcher.records.model import (
     category_of,
     in_channel_order,
 )
-from dispatcher.responses import Responses
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dispatcher.alerting.rendering import Rendered
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import AlertKind, AlertState, ChannelKind, Message, Mode, urgency_rank
 from dispatcher.refusals import Conflict
-from dispatcher.rendering import Rendered
-from dispatcher.request import AlertRequest
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row
 from dispatcher.store.incidents import link_alert_in

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from dispatcher.auth import Caller, Role
+from dispatcher.access.auth import Caller, Role
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.refusals import Conflict
-from dispatcher.request import AlertRequest
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, Row
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from dispatcher.drill_schedule import iso
+from dispatcher.drills.schedule import iso
 from dispatcher.store.database import Database, Row
 
 

@@ -1,5 +1,6 @@
 """The hearing-back tables: alert questions, answers with their history, used answer tokens,
-SMS opt-outs and the answer-link signing key. Every SQL statement `dispatcher.responses` runs."""
+SMS opt-outs and the answer-link signing key. Every SQL statement
+`dispatcher.answers.responses` runs."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dispatcher.cap import CapReference, render_cap
-from dispatcher.cap_areas import areas_for_zones
+from dispatcher.cap.areas import areas_for_zones
+from dispatcher.cap.format import CapReference, render_cap
 from dispatcher.domain import AlertState, ChannelKind
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore

@@ -4,8 +4,8 @@ console's drills page show it."""
 from __future__ import annotations
 
 from dispatcher.clock import Clock
-from dispatcher.drill_schedule import describe
-from dispatcher.scheduler import DrillScheduler
+from dispatcher.drills.schedule import describe
+from dispatcher.drills.scheduler import DrillScheduler
 from dispatcher.views.model import ReadModel
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import structlog
 
+from dispatcher.answers.responses import Responses, Tally
 from dispatcher.clock import Clock
 from dispatcher.domain import AlertState
-from dispatcher.responses import Responses, Tally
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.views.alerts import AlertStatus, AlertViews, DeliveryTiming, FailedDelivery
 

@@ -33,10 +33,10 @@ from channels.voice_twilio import (
     call_twiml,
     parse_call_status,
 )
+from dispatcher.alerting.rendering import render
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind, DeliveryState, Mode, Outcome, recipient_hash
 from dispatcher.policy.settings import RenderingSettings
-from dispatcher.rendering import render
-from dispatcher.request import AlertRequest
 from tests.channels.conftest import RecordingSink
 from tests.channels.contract.harness import Target, make_batch
 from tests.conftest import SettingsFactory

@@ -24,7 +24,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from channels.sandbox import cli as sandbox_cli
 from channels.sandbox.broker import free_port
 from channels.sandbox.server import Sandbox
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.settings import Settings, config_dir
 from tests.pg import pg_cluster, pg_url
 from tests.support import TOKEN, Running, own_config, push_at, start_service

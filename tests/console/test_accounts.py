@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 
 from channels.sandbox.server import Sandbox
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
+from dispatcher.access.client_address import client_address
 from dispatcher.cli import main as cli_main
-from dispatcher.client_address import client_address
 from dispatcher.clock import Clock
 from dispatcher.console.accounts import (
     SESSION_COOKIE,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.console.web import CONSOLE
 from tests.console.conftest import Console, sign_in
 from tests.support import AUTH

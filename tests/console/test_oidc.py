@@ -24,7 +24,7 @@ from channels.sandbox import oidc as sandbox_oidc
 from channels.sandbox.broker import free_port
 from channels.sandbox.oidc import OidcProvider, ProviderPerson
 from channels.sandbox.server import Sandbox
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.console.accounts import SESSION_COOKIE, SSO_PASSWORD_HASH, hash_password
 from dispatcher.console.settings import OidcSettings
 from dispatcher.console.web import CONSOLE

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiomqtt
 
-from dispatcher.drill_schedule import DrillSettings
-from dispatcher.scheduler import DrillScheduler, RunStatus
+from dispatcher.drills.schedule import DrillSettings
+from dispatcher.drills.scheduler import DrillScheduler, RunStatus
 from tests.conftest import Stack
 from tests.drills.conftest import DRILL_TEXT, MovableClock
 from tests.support import AUTH

@@ -10,8 +10,8 @@ import pytest_asyncio
 
 from channels.sandbox.server import Sandbox
 from dispatcher.domain import AlertState
+from dispatcher.drills.scheduler import RunStatus
 from dispatcher.records import CleryRecords, purge
-from dispatcher.scheduler import RunStatus
 from dispatcher.service import Service
 from dispatcher.settings import Settings
 from tests.drills.conftest import MovableClock, drill, utc

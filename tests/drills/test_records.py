@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from dispatcher import cli
-from dispatcher.auth import token_sha256
+from dispatcher.access.auth import token_sha256
 from dispatcher.clock import Clock
 from dispatcher.records import CSV_COLUMNS, purge, year_bounds
 from dispatcher.store.audit import AuditLog

@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from channels.sandbox.server import Sandbox
-from dispatcher.auth import token_sha256
-from dispatcher.drill_schedule import DrillSettings, ScheduledDrill, occurrences_after
-from dispatcher.scheduler import RunStatus, idempotency_key
+from dispatcher.access.auth import token_sha256
+from dispatcher.drills.schedule import DrillSettings, ScheduledDrill, occurrences_after
+from dispatcher.drills.scheduler import RunStatus, idempotency_key
 from dispatcher.settings import Settings
 from dispatcher.store.database import Database
 from tests.conftest import SettingsFactory

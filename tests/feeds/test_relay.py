@@ -15,7 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from channels.sandbox.feeds import CAMPUS_BOX, FeedStandIns, county_cap, demo, nws_feature
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.console.web import CONSOLE
 from dispatcher.feeds.settings import FeedSource
 from dispatcher.service import Service

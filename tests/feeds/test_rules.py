@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from channels.sandbox.feeds import CAMPUS_BOX, nws_feature
-from dispatcher.cap import read_cap
+from dispatcher.cap.format import read_cap
 from dispatcher.feeds.formats import nws_alert, read_cap_feed, read_nws
 from dispatcher.feeds.rules import Outcome, area_key, decide, instruction_key
 from dispatcher.feeds.settings import Action, FeedsSettings, Rule, Rules

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.auth import Authenticator, token_sha256
+from dispatcher.access.auth import Authenticator, token_sha256
+from dispatcher.alerting.lint import lint_one
 from dispatcher.domain import AlertKind, ChannelKind
-from dispatcher.lint import lint_one
 from dispatcher.settings import ConfigError, config_dir, load_settings
 
 

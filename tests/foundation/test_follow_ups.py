@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.auth import Caller, Role
+from dispatcher.access.auth import Caller, Role
+from dispatcher.alerting.intake import Held
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.cli import main
-from dispatcher.intake import Held
-from dispatcher.request import AlertRequest
 from tests.conftest import SettingsFactory
 from tests.support import TOKEN, Running, start_service
 

@@ -16,17 +16,17 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from dispatcher.access.auth import token_sha256
+from dispatcher.access.permissions import Permissions
+from dispatcher.alerting.lint import lint_one
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.api.app import build_app
-from dispatcher.auth import token_sha256
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
 from dispatcher.incidents.calendar import entry_deadline
 from dispatcher.incidents.cli import local_times
 from dispatcher.incidents.registry import IncidentRegistry
-from dispatcher.lint import lint_one
-from dispatcher.permissions import Permissions
 from dispatcher.refusals import Invalid
-from dispatcher.request import AlertRequest
 from dispatcher.service import Service
 from dispatcher.settings import Settings
 from dispatcher.store.audit import AuditLog

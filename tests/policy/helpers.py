@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dispatcher.alerting.lint import lint_one
+from dispatcher.alerting.rendering import render_alert
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind
-from dispatcher.lint import lint_one
 from dispatcher.policy import Verdict, evaluate
-from dispatcher.rendering import render_alert
-from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings, load_settings
 
 HERE = Path(__file__).resolve().parent

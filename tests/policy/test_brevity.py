@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind, Message
 from dispatcher.policy.brevity import sms
 from dispatcher.policy.gsm import Encoding, count, to_gsm
 from dispatcher.policy.settings import PolicySettings
-from dispatcher.request import AlertRequest
 from tests.policy.helpers import judge, lint, rules
 
 

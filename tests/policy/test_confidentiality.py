@@ -32,7 +32,7 @@ class TestNumbers:
 
     def test_allow_list(self) -> None:
         """Numbers on policy.allow and 911 pass without any violation."""
-        from dispatcher.lint import lint_one
+        from dispatcher.alerting.lint import lint_one
         from tests.policy.helpers import settings
 
         s = settings()

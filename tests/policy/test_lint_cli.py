@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.lint import main
+from dispatcher.alerting.lint import main
 from tests.policy.helpers import EXAMPLES
 
 CLEAN = '{"kind": "emergency", "text": "Fire at Carver Hall. Evacuate now."}'

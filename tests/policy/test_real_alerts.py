@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench import policy_corpus
-from dispatcher.lint import lint_one
+from dispatcher.alerting.lint import lint_one
 from dispatcher.policy.actionable import has_instruction
 from dispatcher.policy.normal import normalize
 from dispatcher.settings import Settings

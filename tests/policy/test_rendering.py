@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dispatcher.alerting.rendering import Rendered, languages, render_alert, shorten, spoken
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind, Mode
 from dispatcher.policy.gsm import Encoding, encoding_of
-from dispatcher.rendering import Rendered, languages, render_alert, shorten, spoken
-from dispatcher.request import AlertRequest
 from tests.policy.helpers import settings
 
 TEXT = (

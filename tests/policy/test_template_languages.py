@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.alerting.request import AlertRequest
+from dispatcher.alerting.templates import (
+    Template,
+    TemplateError,
+    expand,
+    list_templates,
+    load_template,
+)
 from dispatcher.domain import AlertKind
-from dispatcher.request import AlertRequest
-from dispatcher.templates import Template, TemplateError, expand, list_templates, load_template
 
 TEMPLATES = {t.name: t for t in list_templates()}
 FREE_TEXT = "the 300 block of Walnut Street"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.alerting.request import AlertRequest
+from dispatcher.alerting.templates import TemplateError, default_folder, expand, list_templates
 from dispatcher.domain import ChannelKind, Mode
 from dispatcher.policy import FAMILIES
 from dispatcher.policy.gsm import count
-from dispatcher.request import AlertRequest
-from dispatcher.templates import TemplateError, default_folder, expand, list_templates
 from tests.policy.helpers import judge, settings
 
 EXPECTED = {
@@ -44,7 +44,7 @@ def test_renders_within_limits_and_passes(name: str, mode: Mode) -> None:
     s = settings()
     verdict = judge(request)
     assert verdict.clean, [(v.rule, v.language, v.message) for v in verdict.violations]
-    from dispatcher.rendering import render_alert
+    from dispatcher.alerting.rendering import render_alert
 
     rendered = render_alert(request, list(ChannelKind), s.rendering, limits=s.policy)
     for lang, message in rendered[ChannelKind.SMS].items():

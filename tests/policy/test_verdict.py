@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dispatcher.alerting.rendering import render_alert
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind
 from dispatcher.policy import Severity, Verdict, Violation, evaluate
-from dispatcher.rendering import render_alert
-from dispatcher.request import AlertRequest
 from tests.policy.helpers import judge, lint, settings
 
 NAMED = "Timely Warning: Michael Torres, a freshman, was robbed. Walk with others."

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
 from dispatcher.api.app import build_app
-from dispatcher.cap import CAP_NS
+from dispatcher.cap.format import CAP_NS
 from dispatcher.clock import Clock
 from dispatcher.public.feed import PUBLIC_FEED
 from dispatcher.service import Service

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import AlertKind, AlertState, ChannelKind, Message, Mode
 from dispatcher.public.page import choose_language, render_page
 from dispatcher.public.snapshot import (
@@ -16,7 +17,6 @@ from dispatcher.public.snapshot import (
     build_snapshot,
     select,
 )
-from dispatcher.request import AlertRequest
 from dispatcher.store.alerts import AlertRecord
 
 NOW = 1_790_000_000_000

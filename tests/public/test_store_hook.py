@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind
-from dispatcher.request import AlertRequest
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database

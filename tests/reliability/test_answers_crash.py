@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
-from dispatcher.responses import TokenSigner
+from dispatcher.answers.responses import TokenSigner
 from tests.reliability.nodes import Node, Process, SandboxProcess, write_config
 
 PEOPLE = 400

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind, DeliveryState, Outcome, Receipt
-from dispatcher.request import AlertRequest
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from dispatcher.answers.responses import ANSWER_GROUP
 from dispatcher.refusals import Conflict, Invalid, NotFound
-from dispatcher.responses import ANSWER_GROUP
 from dispatcher.store.responses import NewAnswer, StoredAnswer
 from tests.conftest import SettingsFactory
 from tests.support import start_service

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from dispatcher.auth import token_sha256
+from dispatcher.access.auth import token_sha256
 from dispatcher.observability import configure_logging
 from dispatcher.settings import Settings, config_dir
 from tests.support import TOKEN, Running, start_service

@@ -6,7 +6,7 @@ import asyncio
 import io
 import re
 
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.console.web import CONSOLE
 from tests.security.conftest import FIRE, bearer, events
 from tests.support import Running

@@ -8,9 +8,9 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dispatcher.alerting.rendering import render
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import ChannelKind
-from dispatcher.rendering import render
-from dispatcher.request import AlertRequest
 from dispatcher.settings import load_settings
 from tests.conftest import SettingsFactory
 from tests.support import AUTH, Running, start_service

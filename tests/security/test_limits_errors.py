@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dispatcher.auth import RateLimiter, retry_after
+from dispatcher.access.auth import RateLimiter, retry_after
 from tests.security.conftest import FIRE, SecureSettings, bearer, events
 from tests.support import AUTH, Running, start_service
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from dispatcher.access.auth import Role
 from dispatcher.api.app import build_app
-from dispatcher.auth import Role
 from dispatcher.console.accounts import hash_password, name_problem
 from dispatcher.console.web import CONSOLE
 from dispatcher.service import Service

@@ -1,4 +1,4 @@
-"""Every authorization decision in `dispatcher/permissions.py`, by every role and scope, as
+"""Every authorization decision in `dispatcher/access/permissions.py`, by every role and scope, as
 one table: what the default settings allow (approval's approver roles, override, need-help,
 incident roles as shipped)."""
 
@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from dispatcher.auth import Caller, Role
+from dispatcher.access.auth import Caller, Role
+from dispatcher.access.permissions import Permissions
 from dispatcher.domain import Mode
 from dispatcher.incidents.settings import IncidentSettings
-from dispatcher.permissions import Permissions
 from dispatcher.refusals import Forbidden
 from dispatcher.settings import AuthSettings
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.auth import Authenticator, scope_permits, token_sha256
+from dispatcher.access.auth import Authenticator, scope_permits, token_sha256
 from dispatcher.service import Service
 from dispatcher.settings import ConfigError, load_settings
 from dispatcher.store.database import open_database

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.auth import (
+from dispatcher.access.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignatureError,

@@ -13,9 +13,9 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from dispatcher.access.auth import Role, token_sha256
+from dispatcher.access.tokens import TokenRegistry
 from dispatcher.api.app import build_app
-from dispatcher.api_tokens import TokenRegistry
-from dispatcher.auth import Role, token_sha256
 from dispatcher.cli import main as cli_main
 from dispatcher.console.accounts import hash_password
 from dispatcher.console.web import CONSOLE

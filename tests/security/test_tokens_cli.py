@@ -11,8 +11,8 @@ import tomllib
 
 import pytest
 
-from dispatcher import tokens
-from dispatcher.auth import Authenticator, token_sha256
+from dispatcher.access import cli as tokens
+from dispatcher.access.auth import Authenticator, token_sha256
 from dispatcher.settings import AuthSettings
 
 

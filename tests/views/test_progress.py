@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from dispatcher.alerting.request import AlertRequest
+from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind, LateReceipt, Outcome, Receipt
-from dispatcher.request import AlertRequest
-from dispatcher.responses import Responses
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import SQLiteDatabase

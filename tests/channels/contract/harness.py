@@ -57,6 +57,8 @@ from channels.voice_twilio import (
     call_twiml,
     callback_url,
 )
+from dispatcher.alerting.rendering import render
+from dispatcher.alerting.request import AlertRequest
 from dispatcher.domain import (
     AlertContext,
     AlertKind,
@@ -66,8 +68,6 @@ from dispatcher.domain import (
     Mode,
 )
 from dispatcher.policy.settings import RenderingSettings
-from dispatcher.rendering import render
-from dispatcher.request import AlertRequest
 from tests.channels.conftest import RecordingSink
 
 TEXT = "Gas leak at North Hall. Evacuate the building now and stay clear of the area."

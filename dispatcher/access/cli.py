@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from dispatcher.api_tokens import DEFAULT_EXPIRY_DAYS, TokenRegistry
-from dispatcher.auth import Role, token_sha256
+from dispatcher.access.auth import Role, token_sha256
+from dispatcher.access.tokens import DEFAULT_EXPIRY_DAYS, TokenRegistry
 from dispatcher.clock import Clock
 from dispatcher.observability import configure_logging
 from dispatcher.refusals import Refused

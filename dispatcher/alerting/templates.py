@@ -44,8 +44,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dispatcher.alerting.request import AlertRequest, Translation, problems
 from dispatcher.domain import AlertKind
-from dispatcher.request import AlertRequest, Translation, problems
 from dispatcher.settings import config_dir
 
 PARTS = ("text", "headline", "instruction", "description")

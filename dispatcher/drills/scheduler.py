@@ -13,7 +13,7 @@ passed while no process was running are found at the next start: each is reporte
 is within the grace period, and the others are recorded as skipped.
 
 The schedule itself (the `[drills]` config models and the cron math) is in
-`dispatcher/drill_schedule.py`.
+`dispatcher/drills/schedule.py`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from typing import Any
 
 import structlog
 
-from dispatcher.auth import Caller, Role
+from dispatcher.access.auth import Caller, Role
+from dispatcher.alerting.intake import Held, Intake
+from dispatcher.alerting.templates import TemplateError, expand
 from dispatcher.clock import Clock
-from dispatcher.drill_schedule import (
+from dispatcher.drills.schedule import (
     DrillSettings,
     ScheduledDrill,
     UnknownDrill,
@@ -38,12 +40,10 @@ from dispatcher.drill_schedule import (
     occurrences_after,
     occurrences_between,
 )
-from dispatcher.intake import Held, Intake
 from dispatcher.refusals import Refused
 from dispatcher.store.alerts import IdempotencyConflict
 from dispatcher.store.database import Database
 from dispatcher.store.drill_runs import DrillRun, DrillRunStore, RunSource, RunStatus
-from dispatcher.templates import TemplateError, expand
 
 __all__ = [
     "SCHEDULER_NAME",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from dispatcher.credentials import SettingsModel
+from dispatcher.access.credentials import SettingsModel
 from dispatcher.domain import AlertKind
 
 

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from dispatcher.access.credentials import SettingsModel
+from dispatcher.alerting.request import AlertRequest, DrillRecord, problems
 from dispatcher.clock import time_zone
-from dispatcher.credentials import SettingsModel
 from dispatcher.domain import AlertKind, ChannelKind, Mode
-from dispatcher.request import AlertRequest, DrillRecord, problems
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Missed occurrences looked at per drill and per look: a minutely drill after a month down

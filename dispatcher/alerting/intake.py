@@ -10,24 +10,24 @@ from typing import Any
 
 import structlog
 
-from dispatcher.auth import Authenticator, Caller
+from dispatcher.access.auth import Authenticator, Caller
+from dispatcher.access.permissions import Permissions
+from dispatcher.alerting.rendering import Rendered, render_alert
+from dispatcher.alerting.request import AlertRequest, ConfirmedBy
+from dispatcher.alerting.templates import TemplateError, expand
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
 from dispatcher.engine import Engine
 from dispatcher.observability import Metrics
-from dispatcher.permissions import Permissions
 from dispatcher.places import campus_places
 from dispatcher.policy import evaluate
 from dispatcher.policy.engine import finder_for
 from dispatcher.policy.verdict import Verdict
 from dispatcher.refusals import Conflict, Invalid, NotFound, PolicyBreach, Problem, Refused, located
-from dispatcher.rendering import Rendered, render_alert
-from dispatcher.request import AlertRequest, ConfirmedBy
 from dispatcher.settings import ConfigError, Settings
 from dispatcher.store.alerts import AlertRecord, AlertStore
 from dispatcher.store.approvals import ApprovalRecord, ApprovalState, ApprovalStore, alert_key
 from dispatcher.store.incidents import IncidentStore
-from dispatcher.templates import TemplateError, expand
 from segments.audience import AudienceError, AudienceResolver
 
 log = structlog.get_logger("clarion.intake")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dispatcher.credentials import reveal
+from dispatcher.access.credentials import reveal
 from dispatcher.settings import AuthSettings
 from dispatcher.store.database import Database
 from dispatcher.store.signatures import SeenSignatures

@@ -23,11 +23,11 @@ from rich.table import Table
 
 from dispatcher.clock import Clock
 from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
-from dispatcher.drill_schedule import describe
+from dispatcher.drills.schedule import describe
+from dispatcher.drills.scheduler import DrillRun, recent_runs
 from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
 from dispatcher.records import CleryReport, purge, render_html, report_csv
-from dispatcher.scheduler import DrillRun, recent_runs
 from dispatcher.service import Service
 from dispatcher.settings import Settings
 from dispatcher.store.audit import AuditLog

@@ -12,12 +12,12 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dispatcher.alerting.request import AlertRequest, ChannelTexts
 from dispatcher.domain import ANSWER_LINK, ChannelKind, Message, Mode
 from dispatcher.policy.actionable import instruction_strength
 from dispatcher.policy.gsm import Encoding, count, encoding_of, normalize_punctuation, to_gsm
 from dispatcher.policy.settings import PolicySettings, RenderingSettings
 from dispatcher.policy.text import sentences, words
-from dispatcher.request import AlertRequest, ChannelTexts
 from dispatcher.templating import environment
 
 Rendered = dict[ChannelKind, dict[str, Message]]

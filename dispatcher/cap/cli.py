@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dispatcher.cap import CapReference, parse_cap, render_cap
-from dispatcher.cap_areas import areas_for_zones
-from dispatcher.request import AlertRequest, problems
+from dispatcher.alerting.request import AlertRequest, problems
+from dispatcher.cap.areas import areas_for_zones
+from dispatcher.cap.format import CapReference, parse_cap, render_cap
 from dispatcher.settings import ConfigError, load_settings
 
 

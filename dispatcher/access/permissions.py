@@ -2,14 +2,14 @@
 
 Intake, approvals and the HTTP routes ask `Permissions` before they act; each check either
 returns or raises `Forbidden` with the sentence the caller sees. Authentication (who the
-caller is) stays in `dispatcher/auth.py`.
+caller is) stays in `dispatcher/access/auth.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dispatcher.auth import Caller, Role, scope_permits
+from dispatcher.access.auth import Caller, Role, scope_permits
 from dispatcher.domain import Mode
 from dispatcher.incidents.settings import IncidentSettings
 from dispatcher.refusals import Forbidden

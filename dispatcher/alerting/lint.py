@@ -14,14 +14,14 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from dispatcher.alerting.rendering import render, render_alert
+from dispatcher.alerting.request import AlertRequest, problems
+from dispatcher.alerting.templates import TemplateError, expand
 from dispatcher.domain import AlertKind, ChannelKind
 from dispatcher.places import campus_places
 from dispatcher.policy import evaluate
 from dispatcher.policy.gsm import count
-from dispatcher.rendering import render, render_alert
-from dispatcher.request import AlertRequest, problems
 from dispatcher.settings import ConfigError, Settings, load_settings
-from dispatcher.templates import TemplateError, expand
 
 __all__ = ["LintInputError", "campus_places", "lint_one", "main", "register", "run"]
 

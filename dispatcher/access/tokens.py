@@ -7,7 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from dispatcher.auth import ADMIN_TOKEN_NAME, Role, config_person, token_sha256
+from dispatcher.access.auth import ADMIN_TOKEN_NAME, Role, config_person, token_sha256
 from dispatcher.clock import Clock
 from dispatcher.refusals import Conflict, Invalid, NotFound
 from dispatcher.settings import AuthSettings

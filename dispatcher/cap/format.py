@@ -13,8 +13,8 @@ from typing import Any
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml import ElementTree as defused
 
+from dispatcher.alerting.request import MAX_TEXT, AlertRequest, Translation
 from dispatcher.domain import AlertKind, Mode
-from dispatcher.request import MAX_TEXT, AlertRequest, Translation
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _READABLE_NS = (CAP_NS, "urn:oasis:names:tc:emergency:cap:1.1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from dispatcher.cap import CapArea
+from dispatcher.cap.format import CapArea
 from dispatcher.settings import Settings
 from segments.zones import load_zones
 

@@ -1,0 +1,1 @@
+"""The alert path before the engine: request contract, intake, templates, rendering."""

@@ -1,0 +1,1 @@
+"""Hearing back: answers from every channel, answer links, opt-outs and escalation."""

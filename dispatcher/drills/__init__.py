@@ -1,0 +1,1 @@
+"""Drills: the schedule, the scheduler that fires them once, and `clarion drill`."""
