@@ -23,6 +23,8 @@ from dispatcher.alerting.request import AlertRequest
 from dispatcher.api.common import ErrorBody, HeldReply, ViolationBody
 from dispatcher.domain import ChannelKind, DeliveryState
 from dispatcher.settings import Settings
+from dispatcher.views.alerts import AlertStatus, DeliveryPage
+from dispatcher.views.devices import DeviceList
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -111,66 +113,37 @@ class OpenApiDocument(RootModel[dict[str, Any]]):
     """An OpenAPI 3.1 document."""
 
 
-# -- placeholders for the read models shared by the API and the console -------------------
-# Each stands in for a read model shared by the API and the console until that model is
-# plugged into the route table in its place. They accept any extra key, so they describe
-# the replies of today without narrowing them.
+# -- the Clery records' documents ----------------------------------------------------------
+# The alert status, deliveries and devices are the read models of `views/`; the Clery
+# records, notes and the yearly report are documents whose shape `records/` owns, described
+# here as open objects.
 
 
-class PlaceholderAlertStatus(BaseModel):
-    """Placeholder for the alert status read model (`GET /v1/alerts/{id}`)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    kind: str
-    mode: str
-    state: str
-    audience: dict[str, Any]
-    channels: dict[str, dict[str, int]]
 
 
-class PlaceholderDeliveryPage(BaseModel):
-    """Placeholder for the deliveries read model (`GET /v1/alerts/{id}/deliveries`)."""
 
-    model_config = ConfigDict(extra="allow")
-
-    items: list[dict[str, Any]]
-    next: int | None
-
-
-class PlaceholderDeviceList(BaseModel):
-    """Placeholder for the devices read model (`GET /v1/devices`)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    devices: list[dict[str, Any]]
-    counts: dict[str, dict[str, int]]
-    broker_connected: bool
-
-
-class PlaceholderAlertRecord(BaseModel):
-    """Placeholder for the Clery record read model (`GET /v1/alerts/{id}/record`)."""
+class AlertRecordDocument(BaseModel):
+    """The Clery record read model (`GET /v1/alerts/{id}/record`)."""
 
     model_config = ConfigDict(extra="allow")
 
 
-class PlaceholderNote(BaseModel):
-    """Placeholder for the follow-up note read model (`POST /v1/alerts/{id}/notes`)."""
+class NoteDocument(BaseModel):
+    """The follow-up note read model (`POST /v1/alerts/{id}/notes`)."""
 
     model_config = ConfigDict(extra="allow")
 
 
-class PlaceholderNotes(BaseModel):
-    """Placeholder for the list of follow-up notes (`GET /v1/alerts/{id}/notes`)."""
+class NotesDocument(BaseModel):
+    """The list of follow-up notes (`GET /v1/alerts/{id}/notes`)."""
 
     model_config = ConfigDict(extra="allow")
 
     items: list[dict[str, Any]]
 
 
-class PlaceholderCleryReport(BaseModel):
-    """Placeholder for the yearly Clery report read model (`GET /v1/reports/clery`)."""
+class CleryReportDocument(BaseModel):
+    """The yearly Clery report read model (`GET /v1/reports/clery`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -229,7 +202,7 @@ ALERT_ROUTES = (
               422: refused("schema errors or policy violations, every one listed"),
           }),
     Route("get", "/v1/alerts/{id}", "Alert status and delivery counts",
-          replies={200: Reply("status", PlaceholderAlertStatus), 404: NOT_FOUND}),
+          replies={200: Reply("status", AlertStatus), 404: NOT_FOUND}),
     Route("get", "/v1/alerts/{id}/deliveries", "Deliveries, paged, recipients masked",
           params=(
               Param("after", "query", Annotated[int, Field(ge=0, le=2**62)]),
@@ -237,7 +210,7 @@ ALERT_ROUTES = (
               Param("channel", "query", ChannelKind),
               Param("state", "query", DeliveryState),
           ),
-          replies={200: Reply("a page", PlaceholderDeliveryPage), 404: NOT_FOUND,
+          replies={200: Reply("a page", DeliveryPage), 404: NOT_FOUND,
                    422: INVALID}),
     Route("get", "/v1/alerts/{id}/events", "Progress as server-sent events",
           replies={200: Reply("text/event-stream of progress events",
@@ -266,7 +239,7 @@ DEVICE_ROUTES = (
               Param("zone", "query", str),
               Param("state", "query", Literal["online", "offline"]),
           ),
-          replies={200: Reply("devices and counts", PlaceholderDeviceList), 422: INVALID}),
+          replies={200: Reply("devices and counts", DeviceList), 422: INVALID}),
 )
 
 CALLBACK_ROUTES = (
