@@ -323,6 +323,42 @@ async def change_disposition(request: web.Request) -> web.StreamResponse:
     raise _back(recorded.incident.id, f"Disposition changed to {words(chosen).lower()}")
 
 
+@routes.post("/console/incidents/{id}/correct")
+@signed_in
+async def correct(request: web.Request) -> web.StreamResponse:
+    """Correct the entry's public text (nature, location); the audit log keeps the old."""
+    service = _service(request)
+    caller = request[PERSON].caller
+    recorded = await _recorded(request)
+    form = await read_form(request)
+    typed = {"nature": str(form.get("nature", "")).strip(),
+             "location": str(form.get("location", "")).strip()}
+    try:
+        service.permissions.check_incident_write(caller)
+    except Forbidden as exc:
+        return _forbidden(request, exc.message)
+    errors = [FieldProblem(f"correct-{name}", message)
+              for name, message in REQUIRED.items() if name in typed and not typed[name]]
+    if not errors:
+        try:
+            await _registry(request).correct(recorded.incident.id, nature=typed["nature"],
+                                             location=typed["location"], caller=caller)
+        except Invalid as exc:
+            errors = [_corrected(problem_of(p.field, p.message)) for p in exc.problems]
+        except PolicyBreach as exc:
+            errors = [_corrected(problem_of(str(v.get("field", "")), str(v.get("message", ""))))
+                      for v in exc.violations]
+        else:
+            raise _back(recorded.incident.id, "Entry corrected")
+    return await _incident_page(request, errors, status=422,
+                                typed={f"correct_{k}": v for k, v in typed.items()})
+
+
+def _corrected(problem: FieldProblem) -> FieldProblem:
+    """A problem of the correction form (its fields' ids are prefixed)."""
+    return FieldProblem(f"correct-{problem.field_id}", problem.message)
+
+
 @routes.post("/console/incidents/{id}/hold")
 @signed_in
 async def hold(request: web.Request) -> web.StreamResponse:

@@ -149,6 +149,29 @@ class TestCrimeLog:
         natures = [e["nature"] for e in await public_log(console)]
         assert "Theft of a laptop from a study room" in natures
 
+    async def test_correct_the_public_text(self, console: Console, page: Page) -> None:
+        """A correction is checked for names like a new entry; the old text is audited."""
+        incident_id = await record(console, nature="Theft of a tablet", location="Union")
+        await sign_in(page, console, "dana")
+        await page.goto(console.url + f"incidents/{incident_id}")
+        await page.get_by_label("Nature of the crime (public)").fill(
+            "Jordan Smith reported a tablet stolen")
+        await page.get_by_role("button", name="Correct the entry").click()
+        await expect(page.locator(".error-summary a[href='#correct-nature']")).to_be_visible()
+        await expect(page.get_by_label("Nature of the crime (public)")).to_have_value(
+            "Jordan Smith reported a tablet stolen")
+        await page.get_by_label("General location (public)").fill("")
+        await page.get_by_role("button", name="Correct the entry").click()
+        await expect(page.locator(".error-summary a[href='#correct-location']")).to_be_visible()
+        await page.get_by_label("Nature of the crime (public)").fill("Theft of a tablet computer")
+        await page.get_by_label("General location (public)").fill("Student Union, food court")
+        await page.get_by_role("button", name="Correct the entry").click()
+        await expect(page.locator(".notice.success")).to_have_text("Entry corrected")
+        entry = next(e for e in await public_log(console)
+                     if e["nature"] == "Theft of a tablet computer")
+        assert entry["location"] == "Student Union, food court"
+        assert await audited(console, "incident.corrected", incident_id) == 1
+
 
 class TestPrivateFields:
     """Victim and reporter details: the same decision in the console as in the API."""
