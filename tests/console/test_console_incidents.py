@@ -359,7 +359,7 @@ class TestApprovalTellsPeople:
         await page.locator('.zone[data-zone="c"] polygon').click()
         await page.get_by_role("button", name="Check and send").click()
         await expect(page.locator("#confirm-question")).to_be_visible()
-        await expect(page.locator("#held-for-approval")).to_have_count(0)
+        await expect(page.locator("#confirm-held")).to_have_count(0)
 
     async def test_held_alert_told_everywhere(self, console: Console, browser: Browser) -> None:
         """The confirmation says it will be held; the approval page names sirens and PA and
@@ -372,9 +372,12 @@ class TestApprovalTellsPeople:
             await sign_in(page, console, "dana")
             await page.goto(console.url + "compose")
             await page.get_by_label("Message in English").fill(GAS)
+            # Sirens and PA only when chosen: the approver is to see that they will sound.
+            await page.locator("#channel-siren").check()
+            await page.locator("#channel-pa").check()
             await page.get_by_role("button", name="Check and send").click()
-            await expect(page.locator("#held-for-approval")).to_contain_text(
-                "will be held for approval")
+            await expect(page.locator("#confirm-held")).to_contain_text(
+                "wait for a second person to approve it")
             await page.get_by_role("button", name="Yes, send now").click()
             await page.wait_for_url(re.compile(r"/console/approvals/apr-"))
             approval_id = urlsplit(page.url).path.rsplit("/", 1)[-1]
