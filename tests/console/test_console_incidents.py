@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.console.accounts import CSRF_FIELD
 from tests.console.conftest import APPROVERS, Console, axe_violations, sign_in
 from tests.support import AUTH
