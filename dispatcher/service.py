@@ -9,12 +9,14 @@ import structlog
 
 from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
+from channels.email_smtp import SmtpEmail, SmtpSettings
 from channels.registry import build_channels
 from channels.sms_twilio import default_callback_url
 from dispatcher.access.auth import Authenticator
 from dispatcher.access.credentials import reveal
 from dispatcher.access.permissions import Permissions
 from dispatcher.access.tokens import TokenRegistry
+from dispatcher.alerting.approval_notice import ApprovalNotice
 from dispatcher.alerting.intake import Intake
 from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
@@ -29,9 +31,10 @@ from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.observability import Metrics
 from dispatcher.public.feed import PublicFeed
 from dispatcher.records import CleryRecords
+from dispatcher.refusals import Invalid
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
-from dispatcher.store.approvals import ApprovalStore
+from dispatcher.store.approvals import ApprovalRecord, ApprovalStore
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
@@ -115,6 +118,7 @@ class Service:
             responses=self.responses,
             pauses=self.pauses,
         )
+        self.approvals = ApprovalStore(db, self.audit)
         self.intake = Intake(
             settings=settings,
             auth=self.auth,
@@ -124,9 +128,15 @@ class Service:
             engine=self.engine,
             metrics=self.metrics,
             clock=self.clock,
-            approvals=ApprovalStore(db, self.audit),
+            approvals=self.approvals,
             incidents=IncidentStore(db, self.audit),
         )
+        self.approval_notice = ApprovalNotice(
+            _smtp_settings(self.channels), settings.auth.approval.notify,
+            console_url=settings.service.base_url(),
+            channels_of=self._held_channels,
+        )
+        self.approvals.subscribe(self.approval_notice.held)
         self.scheduler = DrillScheduler(
             settings.drills,
             db=db,
@@ -158,6 +168,13 @@ class Service:
         )
         self._build_views()
         self._build_console()
+
+    def _held_channels(self, record: ApprovalRecord) -> list[str]:
+        """The channels a held request goes out on once approved."""
+        try:
+            return [c.value for c in self.intake.channels_for(record.request)]
+        except Invalid:
+            return [c.value for c in record.request.channels or ()]
 
     def _build_views(self) -> None:
         """The read models the API and the console show, and the alerts' progress streams."""
@@ -232,10 +249,17 @@ class Service:
         await self.feed_poller.stop()
         await self.scheduler.stop()
         await self.progress.close()
+        await self.approval_notice.close()
         await self.engine.stop()
         await self.responses.close()
         await self.db.close()
         log.info("service.stopped")
+
+
+def _smtp_settings(channels: dict[ChannelKind, Channel]) -> SmtpSettings | None:
+    """The e-mail channel's relay settings, when it is the SMTP channel."""
+    channel = channels.get(ChannelKind.EMAIL)
+    return channel.settings if isinstance(channel, SmtpEmail) else None
 
 
 def _with_callback_urls(settings: Settings) -> dict[str, dict[str, Any]]:

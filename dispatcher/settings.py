@@ -113,6 +113,19 @@ class ApprovalSettings(SettingsModel):
     expires_s: int = Field(
         default=3600, ge=60, le=7 * 86400, description="how long a request waits for approval"
     )
+    notify: list[str] = Field(
+        default_factory=list,
+        description="e-mail addresses told when an alert waits for approval (sent through "
+        "the email.smtp channel's relay)",
+    )
+
+    @field_validator("notify")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if "@" not in address.strip("@") or any(c.isspace() for c in address):
+                raise ValueError(f"not an e-mail address: {address!r}")
+        return value
 
     @field_validator("approver_roles", "bypass_roles")
     @classmethod

@@ -141,9 +141,13 @@ class Permissions:
         if caller.role is Role.VIEWER:
             raise Forbidden("role viewer may only read")
 
+    def may_write_incidents(self, caller: Caller) -> bool:
+        """Whether `check_incident_write` would let the caller in (for offering the forms)."""
+        return caller.can_send_live
+
     def check_incident_write(self, caller: Caller) -> None:
         """May the caller record or change incidents and the crime log?"""
-        if not caller.can_send_live:
+        if not self.may_write_incidents(caller):
             raise Forbidden(f"role {caller.role.value} may not record or change incidents")
 
     def check_link_incident(self, caller: Caller) -> None:
@@ -175,7 +179,11 @@ class Permissions:
                 counted_as="private_fields",
             )
 
+    def may_decide_incident(self, caller: Caller) -> bool:
+        """Whether `check_decide_incident` would let the caller decide (for offering it)."""
+        return caller.role in self._decide_incident
+
     def check_decide_incident(self, caller: Caller) -> None:
         """May the caller close a timely-warning decision?"""
-        if caller.role not in self._decide_incident:
+        if not self.may_decide_incident(caller):
             raise Forbidden(f"role {caller.role.value} may not decide on timely warnings")

@@ -34,6 +34,7 @@ from dispatcher.api import (
 )
 from dispatcher.api.common import CALLER, SERVICE, error, read_body, refusal_response
 from dispatcher.api.openapi import DOCUMENT, hand_written_paths, openapi_document, routes_of
+from dispatcher.console.incidents import routes as incident_pages
 from dispatcher.console.web import install as install_console
 from dispatcher.observability import redact_text
 from dispatcher.public import answer as public_answer
@@ -210,6 +211,7 @@ def build_app(service: Service) -> web.Application:
         app.add_routes(module.routes)
     # The operator console: its own sign-in, sessions and CSRF, outside the bearer-token API.
     install_console(app, service)
+    app.add_routes(incident_pages)
 
     async def lifecycle(app: web.Application) -> object:
         await service.start()

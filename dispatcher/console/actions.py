@@ -219,3 +219,12 @@ async def revoke_token(service: Service, name: str, caller: Caller) -> Refused |
     except refusals.Refused as exc:
         return _refused(exc)
     return None
+
+
+def held_channels(service: Service, request: AlertRequest) -> list[str]:
+    """The channels a held request goes out on once approved (those it asked for, if one of
+    them is no longer configured)."""
+    try:
+        return [c.value for c in service.intake.channels_for(request)]
+    except refusals.Refused:
+        return [c.value for c in request.channels or ()]

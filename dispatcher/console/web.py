@@ -53,6 +53,7 @@ from dispatcher.console.compose import (
 from dispatcher.console.oidc import OidcClient, SsoError, SsoFailure
 from dispatcher.console.zonemap import draw
 from dispatcher.domain import AlertKind, ChannelKind, Mode
+from dispatcher.incidents.statistics import section_html
 from dispatcher.places import campus_places
 from dispatcher.public.snapshot import in_force
 from dispatcher.records import render_html, report_csv
@@ -425,8 +426,11 @@ async def home(request: web.Request) -> web.Response:
     shown = [*state.active, *([state.all_clear] if state.all_clear is not None else [])]
     rows = [(a, reached(await service.ledger.counts(a.id))) for a in shown]
     pending = await actions.pending_approvals(service, limit=20)
+    caller = request[PERSON].caller
+    waiting = [r for r in await actions.pending_approvals(service)
+               if service.permissions.may_approve(caller, r.requester, r.request.audience)]
     return _render(request, "home.html", {
-        "title": "Active alerts", "active": rows, "pending": pending,
+        "title": "Active alerts", "active": rows, "pending": pending, "waiting": len(waiting),
         "senders": await _full_names(
             request, [*(a.created_by for a in shown), *(r.requested_by for r in pending)]),
     })
@@ -652,8 +656,13 @@ async def _default_form(service: Service, query: Any) -> ComposeForm:
     if follows is not None:
         return ComposeForm.following(follows, kind, mode, service.settings.directory.segments,
                                      templates_for(service))
+    # A draft handed over by another page (an incident's timely warning).
+    fields = {k.removeprefix("field."): str(v) for k, v in query.items()
+              if k.startswith("field.")}
     return ComposeForm(kind=kind, mode=mode, channels=default_channels(service, kind),
-                       references=references, defaults_of=kind)
+                       references=references, defaults_of=kind,
+                       template=query.get("template", ""), fields=fields,
+                       text=query.get("text", ""))
 
 
 def _posted_form(request: web.Request, posted: Any) -> ComposeForm:
@@ -822,6 +831,7 @@ async def approval(request: web.Request) -> web.Response:
         "is_requester": person.caller.person == record.requester.person,
         "drill_mode": record.request.mode is not Mode.LIVE,
         "message": request.query.get("message", ""),
+        "channels": actions.held_channels(service, record.request),
     })
 
 
@@ -1011,13 +1021,16 @@ async def report_download(request: web.Request) -> web.Response:
     service = _service(request)
     year = int(request.match_info["year"])
     report = await service.records.report(year, now_ms=service.clock.now_ms())
+    # The crime part too (statistics, timely-warning decisions), as the API and CLI write it.
+    crimes = await service.incidents.report_section(year)
     if request.match_info["fmt"] == "csv":
         return web.Response(
-            text=report_csv(report), content_type="text/csv",
+            text=report_csv(report, crimes), content_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="clery-{year}.csv"'},
         )
     return web.Response(
-        text=render_html(report), content_type="text/html",
+        text=render_html(report).replace("</body>", section_html(crimes) + "</body>", 1),
+        content_type="text/html",
         headers={"Content-Disposition": f'attachment; filename="clery-{year}.html"'},
     )
 

@@ -40,6 +40,7 @@ log = structlog.get_logger("clarion.incidents")
 
 # The public log's text fields, checked against the confidentiality policy.
 PUBLIC_TEXT = ("nature", "location")
+PUBLIC_TEXT_MAX = 500
 DAY_MS = 86_400_000
 YEARS_REPORTED = 3
 
@@ -218,6 +219,23 @@ class IncidentRegistry:
         await self.require(incident_id)
         await self.store.set_disposition(incident_id, disposition, actor=caller.name,
                                          at=self.clock.now_ms(), note=note)
+
+    async def correct(
+        self, incident_id: str, *, nature: str, location: str, caller: Caller
+    ) -> None:
+        """Correct an entry's public text (nature, location), checked as when recorded."""
+        await self.require(incident_id)
+        given = {"nature": nature.strip(), "location": location.strip()}
+        wrong = [Problem(name, f"between 1 and {PUBLIC_TEXT_MAX} characters")
+                 for name, text in given.items() if not 1 <= len(text) <= PUBLIC_TEXT_MAX]
+        if wrong:
+            raise Invalid(wrong)
+        violations = self.confidentiality(given)
+        if violations:
+            raise PolicyBreach(violations)
+        await self.store.correct(incident_id, nature=given["nature"],
+                                 location=given["location"], actor=caller.name,
+                                 at=self.clock.now_ms())
 
     async def hold(self, incident_id: str, reason: str, caller: Caller) -> None:
         """Hold an entry back from the public log with the reason on file."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -138,6 +139,12 @@ class ApprovalStore:
     def __init__(self, db: Database, audit: AuditLog) -> None:
         self._db = db
         self._audit = audit
+        self._listeners: list[Callable[[ApprovalRecord], None]] = []
+
+    def subscribe(self, listener: Callable[[ApprovalRecord], None]) -> None:
+        """Call `listener(record)` after each new held request is committed (the approvers'
+        notice); listeners must be quick and must not raise."""
+        self._listeners.append(listener)
 
     async def hold(
         self,
@@ -205,6 +212,8 @@ class ApprovalStore:
         record = await self.get(approval_id)
         if record is None:
             raise LookupError(f"approval {approval_id} vanished right after it was stored")
+        for listener in self._listeners:
+            listener(record)
         return record, True
 
     async def get(self, approval_id: str) -> ApprovalRecord | None:

@@ -247,6 +247,24 @@ class IncidentStore:
         return [DispositionChange(r["at"], r["actor"], Disposition(r["disposition"]), r["note"])
                 for r in rows]
 
+    async def correct(
+        self, incident_id: str, *, nature: str, location: str, actor: str, at: int
+    ) -> None:
+        """Correct the log's public text; the audit entry keeps what it said before."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT nature, location FROM incidents WHERE id = ?", (incident_id,)
+            )
+            if row is None:
+                return
+            await tx.execute("UPDATE incidents SET nature = ?, location = ? WHERE id = ?",
+                             (nature, location, incident_id))
+            await self.audit.append(tx, at=at, actor=actor, action="incident.corrected",
+                                    detail={"incident": incident_id,
+                                            "before": {"nature": row["nature"],
+                                                       "location": row["location"]},
+                                            "after": {"nature": nature, "location": location}})
+
     async def hold(self, incident_id: str, *, reason: str, actor: str, at: int) -> None:
         """Hold the entry back from the public log, with the reason on file."""
         async with self.db.transaction() as tx:

@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
 AXE = Path(__file__).resolve().parent.parent / "assets" / "axe.min.js"
 PEOPLE = 400
 APPROVAL_AT = 300  # live alerts to this many or more wait for a second person
+APPROVERS = "approvers@example.edu"  # told by e-mail when an alert waits
 ALL_CHANNELS = ("email.smtp", "sms.twilio", "push.apprise", "siren.mqtt", "signage.mqtt", "pa.mqtt")
 
 
@@ -107,7 +108,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
     raw["auth"] = {
         "token": TOKEN, "override_roles": ["admin"], "tokens": [],
         "approval": {"enabled": True, "min_audience": APPROVAL_AT,
-                     "approver_roles": ["admin", "dispatcher"]},
+                     "approver_roles": ["admin", "dispatcher"], "notify": [APPROVERS]},
     }
     raw["directory"]["people"] = str(_small_campus(folder, box.port))
     raw["channels"]["email.smtp"].update({"port": box.smtp.port, "security": "none"})

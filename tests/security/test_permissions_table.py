@@ -144,7 +144,7 @@ def test_every_public_decision_is_covered() -> None:
             "check_link_incident"}
     # may_* twins of a covered check_* answer the same question without raising.
     twins = {"may_approve", "may_override", "may_read_incident_private", "may_manage_tokens",
-             "may_send"}
+             "may_send", "may_write_incidents", "may_decide_incident"}
     assert methods == used | twins
 
 
@@ -162,6 +162,8 @@ def test_twins_agree(who: str) -> None:
         (PERMISSIONS.may_send(caller, Mode.LIVE), lambda c: PERMISSIONS.check_send(c, Mode.LIVE)),
         (PERMISSIONS.may_send(caller, Mode.DRILL),
          lambda c: PERMISSIONS.check_send(c, Mode.DRILL)),
+        (PERMISSIONS.may_write_incidents(caller), PERMISSIONS.check_incident_write),
+        (PERMISSIONS.may_decide_incident(caller), PERMISSIONS.check_decide_incident),
     ]
     for allowed, check in pairs:
         try:
