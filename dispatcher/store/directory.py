@@ -193,6 +193,26 @@ class DirectoryStore:
         )
 
 
+async def write_person(tx: Session, person: DirectoryRow, now_ms: int) -> None:
+    """Write one person and their attributes inside the caller's transaction, unless the
+    stored row has the same fingerprint."""
+    stored = await tx.fetchval("SELECT digest FROM people WHERE id = ?", (person.id,))
+    if stored == person.digest:
+        return
+    await tx.execute("DELETE FROM person_attributes WHERE person_id = ?", (person.id,))
+    await tx.execute(_PEOPLE_UPSERT, (*person.values, person.digest, now_ms))
+    if person.attributes:
+        await tx.executemany(
+            "INSERT INTO person_attributes (person_id, name, value) VALUES (?, ?, ?)",
+            [(person.id, name, value) for name, value in person.attributes],
+        )
+
+
+async def delete_people(tx: Session, ids: list[str]) -> None:
+    """Remove people and their attributes inside the caller's transaction."""
+    await _delete_people(tx, ids)
+
+
 async def _delete_people(tx: Session, ids: list[str]) -> None:
     marks = _marks(len(ids))
     await tx.execute(f"DELETE FROM person_attributes WHERE person_id IN ({marks})", ids)
