@@ -91,33 +91,42 @@ class Provisioning:
         self, kind: ScimKind, request: SearchRequest[Any], base: str
     ) -> dict[str, Any]:
         """A page of the resources that match the request's filter (all without one)."""
-        start = max(1, request.start_index or 1)
-        count = MAX_RESULTS if request.count is None else max(0, min(request.count, MAX_RESULTS))
+        start, count = _window(request)
         if request.filter is None:
             total = await self._store.count(kind)
             page = await self._store.page(kind, start - 1, count) if count else []
             resources = await self._resources(kind, page, base)
         else:
-            found = ScimFilter[MODELS[kind]](str(request.filter))  # type: ignore[misc]
-            ids = await self._candidates(kind, found.ast)
-            if ids is None:
-                every = await self._store.ids(kind)
-            else:
-                every = await self._ids(kind, ids)
-            matched = []
-            for chunk in range(0, len(every), 500):
-                stored = await self._store.many(kind, every[chunk : chunk + 500])
-                matched.extend(
-                    r for r in await self._resources(kind, stored, base) if found.match(r)
-                )
+            matched = await self._matching(kind, str(request.filter), base)
             total = len(matched)
             resources = matched[start - 1 : start - 1 + count]
-        listed = ListResponse[MODELS[kind]](  # type: ignore[misc]
-            total_results=total, start_index=start, items_per_page=len(resources),
-            resources=resources,
-        )
-        return dict(listed.model_dump(scim_ctx=Context.SEARCH_RESPONSE,
-                                      response_parameters=request))
+        return _listed(MODELS[kind], total, start, resources, request)
+
+    async def search_all(self, request: SearchRequest[Any], base: str) -> dict[str, Any]:
+        """A search at the service's root (RFC 7644 §3.4.3): Users, then Groups."""
+        start, count = _window(request)
+        matched: list[Any] = []
+        for kind in ScimKind:
+            if request.filter is None:
+                stored = await self._store.many(kind, await self._store.ids(kind))
+                matched.extend(await self._resources(kind, stored, base))
+            else:
+                matched.extend(await self._matching(kind, str(request.filter), base))
+        page = matched[start - 1 : start - 1 + count]
+        return _listed(UserModel | GroupModel, len(matched), start, page, request)
+
+    async def _matching(self, kind: ScimKind, text: str, base: str) -> list[Any]:
+        """Every resource of a kind that a filter matches, in creation order."""
+        found = ScimFilter[MODELS[kind]](text)  # type: ignore[misc]
+        ids = await self._candidates(kind, found.ast)
+        every = await self._store.ids(kind) if ids is None else await self._ids(kind, ids)
+        matched = []
+        for chunk in range(0, len(every), 500):
+            stored = await self._store.many(kind, every[chunk : chunk + 500])
+            matched.extend(
+                r for r in await self._resources(kind, stored, base) if found.match(r)
+            )
+        return matched
 
     # -- changing ----------------------------------------------------------------------------
 
@@ -177,7 +186,7 @@ class Provisioning:
             if k not in _NOT_STORED
         }
         detail: dict[str, Any] = {"id": resource_id}
-        members: tuple[str, ...] | None = None
+        members: tuple[tuple[str, str], ...] | None = None
         if kind is ScimKind.USER:
             groups = await self._store.groups_of([resource_id])
             _, unusable = self._mapping.person(
@@ -187,7 +196,9 @@ class Provisioning:
             if unusable:
                 detail["unusable"] = list(unusable)
         else:
-            members = tuple(str(m.value) for m in resource.members or [] if m.value)
+            members = tuple(
+                (str(m.value), str(m.display or "")) for m in resource.members or [] if m.value
+            )
             detail["members"] = len(members)
         try:
             stored = await self._store.write(
@@ -263,11 +274,28 @@ def _model(kind: ScimKind, stored: StoredResource, links: list[Membership], base
         ]
     if kind is ScimKind.GROUP and links:
         data["members"] = [
-            {"value": m.user_id, "display": m.display, "type": "User",
-             "$ref": f"{base}/Users/{m.user_id}"}
+            {"value": m.user_id, "type": "User", "$ref": f"{base}/Users/{m.user_id}",
+             **({"display": m.display} if m.display else {})}
             for m in links
         ]
     return MODELS[kind].model_validate(data, scim_ctx=Context.DEFAULT)
+
+
+def _window(request: SearchRequest[Any]) -> tuple[int, int]:
+    """The first index (1-based) and the page size a request asks for, within the limits."""
+    start = max(1, request.start_index or 1)
+    count = MAX_RESULTS if request.count is None else max(0, min(request.count, MAX_RESULTS))
+    return start, count
+
+
+def _listed(
+    model: Any, total: int, start: int, resources: list[Any], request: SearchRequest[Any]
+) -> dict[str, Any]:
+    listed = ListResponse[model](  # type: ignore[valid-type]
+        total_results=total, start_index=start, items_per_page=len(resources),
+        resources=resources,
+    )
+    return dict(listed.model_dump(scim_ctx=Context.SEARCH_RESPONSE, response_parameters=request))
 
 
 def dump(resource: Any, params: ResponseParameters[Any] | None = None) -> dict[str, Any]:

@@ -221,6 +221,12 @@ def _resource_routes(kind: ScimKind, endpoint: str) -> list[web.RouteDef]:
     ]
 
 
+async def _search_all(request: web.Request) -> web.Response:
+    provisioning = request.app[SCIM].provisioning
+    body = SearchRequest.model_validate(await _json(request), scim_ctx=Context.SEARCH_REQUEST)
+    return scim_response(await provisioning.search_all(body, _base(request)))
+
+
 def _listed(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
@@ -271,6 +277,7 @@ routes: list[web.RouteDef] = [
     *_discovery("Schemas"),
     *_resource_routes(ScimKind.USER, "Users"),
     *_resource_routes(ScimKind.GROUP, "Groups"),
+    web.route("*", f"{PREFIX}/.search", _scim({"POST": _search_all})),
     web.route("*", f"{PREFIX}/{{tail:.*}}", _scim({m: _unknown for m in (
         "GET", "POST", "PUT", "PATCH", "DELETE")})),
 ]

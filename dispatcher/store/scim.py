@@ -40,7 +40,8 @@ class StoredResource:
 
 @dataclass(frozen=True, slots=True)
 class Membership:
-    """One member of a group, or one group of a user, with the other side's display name."""
+    """One member of a group (with the display name the provider gave it), or one group of a
+    user (with the group's displayName)."""
 
     group_id: str
     user_id: str
@@ -61,7 +62,7 @@ class ScimWrite:
     id: str
     body: dict[str, Any] | None
     lookup: tuple[tuple[str, str], ...] = ()
-    members: tuple[str, ...] | None = None
+    members: tuple[tuple[str, str], ...] | None = None
     actor: str = ""
     action: str = ""
     detail: Mapping[str, Any] | None = None
@@ -168,19 +169,17 @@ class ScimStore:
         return out
 
     async def members_of(self, group_ids: Sequence[str]) -> dict[str, list[Membership]]:
-        """Per group, its members (with their userNames)."""
+        """Per group, its members (with the display names the provider gave them)."""
         out: dict[str, list[Membership]] = {g: [] for g in group_ids}
         for start in range(0, len(group_ids), 500):
             part = list(group_ids[start : start + 500])
             rows = await self._db.fetchall(
-                "SELECT m.group_id, m.user_id, u.body FROM scim_members m"
-                " JOIN scim_resources u ON u.id = m.user_id"
-                f" WHERE m.group_id IN ({_marks(len(part))}) ORDER BY m.user_id",
+                "SELECT group_id, user_id, display FROM scim_members"
+                f" WHERE group_id IN ({_marks(len(part))}) ORDER BY user_id",
                 part,
             )
             for r in rows:
-                name = str(json.loads(r["body"]).get("userName", ""))
-                out[r["group_id"]].append(Membership(r["group_id"], r["user_id"], name))
+                out[r["group_id"]].append(Membership(r["group_id"], r["user_id"], r["display"]))
         return out
 
     async def write(self, change: ScimWrite, now_ms: int) -> StoredResource | None:
@@ -212,10 +211,11 @@ class ScimStore:
                     await tx.execute(
                         "DELETE FROM scim_members WHERE group_id = ?", (change.id,)
                     )
-                    members = await _existing_users(tx, change.members)
+                    display = dict(change.members)
+                    members = await _existing_users(tx, display)
                     await tx.executemany(
-                        "INSERT INTO scim_members (group_id, user_id) VALUES (?, ?)",
-                        [(change.id, m) for m in members],
+                        "INSERT INTO scim_members (group_id, user_id, display) VALUES (?, ?, ?)",
+                        [(change.id, m, display[m]) for m in members],
                     )
                     touched.update(members)
             await self._people(tx, sorted(touched), now_ms)

@@ -21,10 +21,12 @@ CREATE TABLE scim_lookup (
 );
 CREATE INDEX scim_lookup_resource ON scim_lookup (resource_id);
 
--- Group memberships, both ways: a group's members, and the groups a person's row carries.
+-- Group memberships, both ways: a group's members (with the display name the provider sent),
+-- and the groups a person's row carries.
 CREATE TABLE scim_members (
     group_id TEXT NOT NULL REFERENCES scim_resources (id) ON DELETE CASCADE,
     user_id TEXT NOT NULL,
+    display TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX scim_members_user ON scim_members (user_id, group_id);
