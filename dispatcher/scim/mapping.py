@@ -100,7 +100,7 @@ class PersonMapping:
     def _usable(self, raw: dict[str, str]) -> tuple[str, ...]:
         """Blank the contact values that cannot be used; their field names."""
         dropped = []
-        checks = {
+        checks: dict[str, Callable[[str], str]] = {
             "email": normalize_email,
             "phone": lambda v: normalize_phone(v, self._region),
         }

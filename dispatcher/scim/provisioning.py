@@ -64,6 +64,11 @@ LOOKUPS: dict[ScimKind, dict[tuple[str, str | None], str]] = {
 _NOT_STORED = ("id", "meta", "groups", "members")
 
 
+def bound(generic: Any, kind: ScimKind) -> Any:
+    """A scim2-models generic (a filter, a PATCH, a search) bound to a kind's model."""
+    return generic[MODELS[kind]]
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
@@ -117,10 +122,10 @@ class Provisioning:
 
     async def _matching(self, kind: ScimKind, text: str, base: str) -> list[Any]:
         """Every resource of a kind that a filter matches, in creation order."""
-        found = ScimFilter[MODELS[kind]](text)  # type: ignore[misc]
+        found = bound(ScimFilter, kind)(text)
         ids = await self._candidates(kind, found.ast)
         every = await self._store.ids(kind) if ids is None else await self._ids(kind, ids)
-        matched = []
+        matched: list[Any] = []
         for chunk in range(0, len(every), 500):
             stored = await self._store.many(kind, every[chunk : chunk + 500])
             matched.extend(
@@ -161,7 +166,7 @@ class Provisioning:
         """Apply a PATCH body's operations (add, replace, remove); the response body."""
         original = await self._existing(kind, resource_id)
         resource = (await self._resources(kind, [original], base))[0]
-        operations = PatchOp[MODELS[kind]].model_validate(  # type: ignore[misc]
+        operations = bound(PatchOp, kind).model_validate(
             payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST
         )
         operations.patch(resource)
@@ -291,7 +296,8 @@ def _window(request: SearchRequest[Any]) -> tuple[int, int]:
 def _listed(
     model: Any, total: int, start: int, resources: list[Any], request: SearchRequest[Any]
 ) -> dict[str, Any]:
-    listed = ListResponse[model](  # type: ignore[valid-type]
+    generic: Any = ListResponse
+    listed = generic[model](
         total_results=total, start_index=start, items_per_page=len(resources),
         resources=resources,
     )

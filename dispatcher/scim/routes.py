@@ -29,7 +29,7 @@ from dispatcher.access.auth import Caller, retry_after
 from dispatcher.api.common import CALLER, SERVICE, read_body
 from dispatcher.refusals import Forbidden
 from dispatcher.scim.mapping import PersonMapping
-from dispatcher.scim.provisioning import MODELS, Provisioning
+from dispatcher.scim.provisioning import Provisioning, bound
 from dispatcher.scim.resources import resource_types, schemas, service_provider_config
 from dispatcher.service import Service
 from dispatcher.store.scim import ScimKind, ScimStore
@@ -155,8 +155,10 @@ def _query(request: web.Request, kind: ScimKind) -> SearchRequest[Any]:
         listed = _list_of(query.get(name))
         if listed:
             params[name] = listed
-    model = SearchRequest[MODELS[kind]]  # type: ignore[misc]
-    return model.model_validate(params, scim_ctx=Context.SEARCH_REQUEST)  # type: ignore[no-any-return]
+    search: SearchRequest[Any] = bound(SearchRequest, kind).model_validate(
+        params, scim_ctx=Context.SEARCH_REQUEST
+    )
+    return search
 
 
 def _params(request: web.Request, kind: ScimKind) -> ResponseParameters[Any] | None:
@@ -164,10 +166,10 @@ def _params(request: web.Request, kind: ScimKind) -> ResponseParameters[Any] | N
     excluded = _list_of(request.query.get("excludedAttributes"))
     if not attributes and not excluded:
         return None
-    model = ResponseParameters[MODELS[kind]]  # type: ignore[misc]
-    return model.model_validate(  # type: ignore[no-any-return]
+    params: ResponseParameters[Any] = bound(ResponseParameters, kind).model_validate(
         {"attributes": attributes, "excludedAttributes": excluded}
     )
+    return params
 
 
 def _resource_routes(kind: ScimKind, endpoint: str) -> list[web.RouteDef]:
@@ -178,8 +180,9 @@ def _resource_routes(kind: ScimKind, endpoint: str) -> list[web.RouteDef]:
 
     async def search(request: web.Request) -> web.Response:
         provisioning = request.app[SCIM].provisioning
-        model = SearchRequest[MODELS[kind]]  # type: ignore[misc]
-        body = model.model_validate(await _json(request), scim_ctx=Context.SEARCH_REQUEST)
+        body = bound(SearchRequest, kind).model_validate(
+            await _json(request), scim_ctx=Context.SEARCH_REQUEST
+        )
         return scim_response(await provisioning.search(kind, body, _base(request)))
 
     async def create(request: web.Request) -> web.Response:
@@ -223,7 +226,9 @@ def _resource_routes(kind: ScimKind, endpoint: str) -> list[web.RouteDef]:
 
 async def _search_all(request: web.Request) -> web.Response:
     provisioning = request.app[SCIM].provisioning
-    body = SearchRequest.model_validate(await _json(request), scim_ctx=Context.SEARCH_REQUEST)
+    body: SearchRequest[Any] = SearchRequest.model_validate(
+        await _json(request), scim_ctx=Context.SEARCH_REQUEST
+    )
     return scim_response(await provisioning.search_all(body, _base(request)))
 
 

@@ -13,8 +13,8 @@ from httpx2 import AsyncClient
 from scim2_client.engines.httpx2 import AsyncSCIMClient
 from scim2_models import (
     Email,
-    Error,
     EnterpriseUser,
+    Error,
     Group,
     GroupMember,
     ListResponse,
