@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import ValidationError
 from scim2_models import (
     Context,
@@ -220,7 +220,8 @@ def _resource_routes(kind: ScimKind, endpoint: str) -> list[web.RouteDef]:
         web.route("*", f"{PREFIX}/{endpoint}", _scim({"GET": listing, "POST": create})),
         web.route("*", f"{PREFIX}/{endpoint}/.search", _scim({"POST": search})),
         web.route("*", f"{PREFIX}/{endpoint}/{{id}}",
-                  _scim({"GET": get, "PUT": put, "PATCH": patch, "DELETE": delete})),
+                  _scim({hdrs.METH_GET: get, hdrs.METH_PUT: put, hdrs.METH_PATCH: patch,
+                         hdrs.METH_DELETE: delete})),
     ]
 
 
@@ -284,7 +285,7 @@ routes: list[web.RouteDef] = [
     *_resource_routes(ScimKind.GROUP, "Groups"),
     web.route("*", f"{PREFIX}/.search", _scim({"POST": _search_all})),
     web.route("*", f"{PREFIX}/{{tail:.*}}", _scim({m: _unknown for m in (
-        "GET", "POST", "PUT", "PATCH", "DELETE")})),
+        hdrs.METH_GET, hdrs.METH_POST, hdrs.METH_PUT, hdrs.METH_PATCH, hdrs.METH_DELETE)})),
 ]
 
 
