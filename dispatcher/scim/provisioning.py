@@ -35,7 +35,7 @@ from scim2_models.path.expressions import (
 
 from dispatcher.clock import Clock
 from dispatcher.scim.mapping import PersonMapping
-from dispatcher.scim.resources import MAX_RESULTS, GroupModel, UserModel
+from dispatcher.scim.resources import MAX_RESULTS, POLICY, GroupModel, UserModel
 from dispatcher.store.scim import (
     Membership,
     ScimConflict,
@@ -167,9 +167,9 @@ class Provisioning:
         original = await self._existing(kind, resource_id)
         resource = (await self._resources(kind, [original], base))[0]
         operations = bound(PatchOp, kind).model_validate(
-            payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST
+            payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY
         )
-        operations.patch(resource)
+        operations.patch(resource, scim_policy=POLICY)
         await self._write(kind, resource_id, resource, actor, "patched")
         return await self.get(kind, resource_id, base)
 

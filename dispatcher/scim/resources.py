@@ -17,7 +17,7 @@ from scim2_models import (
     Patch,
     ResourceType,
     Schema,
-    ScimProvider,
+    ScimPolicy,
     ServiceProviderConfig,
     Sort,
     User,
@@ -29,17 +29,15 @@ GroupModel: Any = Group
 ENTERPRISE = str(EnterpriseUser.__schema__)
 USER_SCHEMA = str(User.__schema__)
 GROUP_SCHEMA = str(Group.__schema__)
+# What the service tolerates beyond the strict reading of RFC 7644, as Microsoft Entra ID
+# sends it: a `remove` of group members naming them in `value`, and a `replace` of
+# `emails[type eq "work"].value` on a user who has no work address yet (the entry is made).
+POLICY = ScimPolicy(
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+)
 # The most resources one page of a list or search holds.
 MAX_RESULTS = 200
-
-
-def provider() -> ScimProvider:
-    """The service as scim2-models describes it: its models, resource types and config."""
-    return ScimProvider(
-        models=[User, EnterpriseUser, Group],
-        resource_types=resource_types(),
-        config=service_provider_config(),
-    )
 
 
 def resource_types() -> list[ResourceType]:

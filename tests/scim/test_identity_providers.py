@@ -186,6 +186,32 @@ class TestEntraId:
             "SELECT recipient FROM deliveries WHERE alert_id = ?", (alert["id"],))
         assert [r["recipient"] for r in rows] == [bo.id]
 
+    async def test_entra_departures_from_the_rfc(self, scim: Running, idp: AsyncSCIMClient
+                                                 ) -> None:
+        """Entra removes members by naming them in `value`, and replaces a work address
+        that the user does not have yet; both are taken as Entra means them."""
+        ana = await _entra_user(idp, "ana.lima@example.edu")
+        bo = await _entra_user(idp, "bo.chen@example.edu")
+        group = await idp.create(Group(display_name="Night Staff", members=[
+            GroupMember(value=ana.id), GroupMember(value=bo.id)]))
+        remove = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                  "Operations": [{"op": "Remove", "path": "members",
+                                  "value": [{"value": ana.id}]}]}
+        response = await scim.client.patch(f"/scim/v2/Groups/{group.id}", json=remove,
+                                           headers=SCIM_AUTH)
+        assert response.status == 200, await response.text()
+        assert [m["value"] for m in (await response.json())["members"]] == [bo.id]
+        assert ("group", "night staff") not in await _attributes(scim, ana.id)
+        plain = await idp.create(Staff(user_name="cy.park@example.edu"))
+        add_mail = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "Replace", "path": 'emails[type eq "work"].value',
+                                    "value": "cy.park@example.edu"}]}
+        response = await scim.client.patch(f"/scim/v2/Users/{plain.id}", json=add_mail,
+                                           headers=SCIM_AUTH)
+        assert response.status == 200, await response.text()
+        row = await _row(scim, plain.id)
+        assert row is not None and row["email"] == "cy.park@example.edu"
+
     async def test_delete_removes_the_person(self, scim: Running, idp: AsyncSCIMClient) -> None:
         """DELETE answers 204, the person is gone, and the resource is a 404 after."""
         user = await _entra_user(idp, "ana.lima@example.edu")
