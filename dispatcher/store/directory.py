@@ -135,12 +135,15 @@ class DirectoryStore:
 
     async def remove_people(self, role: str, *, keep: Container[str], page: int = 1000) -> int:
         """Remove the people of a role whose id is not in `keep`, a page at a time (each page
-        in its own transaction); how many were removed."""
+        in its own transaction); how many were removed. People an identity provider
+        provisioned over SCIM are its to remove, never a file's."""
         removed = 0
         after = ""
         while True:
             rows = await self._db.fetchall(
-                "SELECT id FROM people WHERE role = ? AND id > ? ORDER BY id LIMIT ?",
+                "SELECT id FROM people WHERE role = ? AND id > ?"
+                " AND NOT EXISTS (SELECT 1 FROM scim_resources s WHERE s.id = people.id)"
+                " ORDER BY id LIMIT ?",
                 (role, after, page),
             )
             if not rows:

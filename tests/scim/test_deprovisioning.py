@@ -18,6 +18,7 @@ from dispatcher.scim.mapping import PersonMapping
 from dispatcher.scim.provisioning import Provisioning
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import Database, open_database
+from dispatcher.store.directory import DirectoryRow, DirectoryStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.scim import ScimKind, ScimStore
 from segments.audience import PlannedDelivery
@@ -136,6 +137,19 @@ async def test_unusable_numbers_leave_the_person_reachable(db: Database) -> None
     row = await db.fetchone("SELECT email, phone FROM people WHERE id = ?", (created["id"],))
     assert row is not None and (row["email"], row["phone"]) == (CONTACTS[0], "")
     assert created["phoneNumbers"] == [{"value": "12345", "type": "mobile"}]
+
+
+async def test_a_file_import_never_removes_a_provisioned_person(db: Database) -> None:
+    """`--remove-missing` of a role removes the imported people missing from the file, not
+    the ones an identity provider keeps."""
+    scim = _provisioning(db)
+    created = await scim.create(ScimKind.USER, _user(), "entra", BASE)
+    await DirectoryStore(db).upsert_people([DirectoryRow(
+        ("from-file", "", "", "", "", "", "staff", "", "", "en", "", "", "", "", "{}"), "d",
+    )], 1)
+    assert await DirectoryStore(db).remove_people("staff", keep=set()) == 1
+    assert await _person(db, created["id"])
+    assert not await _person(db, "from-file")
 
 
 async def test_every_action_is_audited_without_contact_data(db: Database) -> None:
