@@ -194,8 +194,8 @@ class ScimStore:
             touched: set[str] = set()
             if change.kind is ScimKind.USER:
                 touched.add(change.id)
-            old = await _member_ids(tx, change) if change.kind is ScimKind.GROUP else []
-            touched.update(old)
+            old = set(await _member_ids(tx, change)) if change.kind is ScimKind.GROUP else set()
+            renamed = await _renamed(tx, change)
             stored: StoredResource | None = None
             if change.body is None:
                 await tx.execute("DELETE FROM scim_lookup WHERE resource_id = ?", (change.id,))
@@ -204,6 +204,7 @@ class ScimStore:
                     (change.id, change.id),
                 )
                 await tx.execute("DELETE FROM scim_resources WHERE id = ?", (change.id,))
+                touched.update(old)
             else:
                 await _check_unique(tx, change)
                 stored = await _upsert(tx, change, now_ms)
@@ -217,7 +218,9 @@ class ScimStore:
                         "INSERT INTO scim_members (group_id, user_id, display) VALUES (?, ?, ?)",
                         [(change.id, m, display[m]) for m in members],
                     )
-                    touched.update(members)
+                    # Only the people who joined or left (all of them when the group's name
+                    # changed): a big group's one new member rewrites one person.
+                    touched.update(old | set(members) if renamed else old ^ set(members))
             await self._people(tx, sorted(touched), now_ms)
             await self._audit.append(
                 tx, at=now_ms, actor=change.actor, action=change.action,
@@ -227,8 +230,10 @@ class ScimStore:
 
     async def _people(self, tx: Session, user_ids: list[str], now_ms: int) -> None:
         """Rewrite the people rows of these users from their stored resources and groups."""
-        if not user_ids:
-            return
+        for start in range(0, len(user_ids), 500):
+            await self._people_page(tx, user_ids[start : start + 500], now_ms)
+
+    async def _people_page(self, tx: Session, user_ids: list[str], now_ms: int) -> None:
         rows = await tx.fetchall(
             f"SELECT id, body FROM scim_resources WHERE kind = 'User'"
             f" AND id IN ({_marks(len(user_ids))})",
@@ -259,6 +264,16 @@ class ScimStore:
             )
 
 
+async def _renamed(tx: Session, change: ScimWrite) -> bool:
+    """Whether a group change gives the group another displayName (or deletes it)."""
+    if change.kind is not ScimKind.GROUP:
+        return False
+    body = await tx.fetchval("SELECT body FROM scim_resources WHERE id = ?", (change.id,))
+    if body is None or change.body is None:
+        return True
+    return bool(json.loads(body).get("displayName") != change.body.get("displayName"))
+
+
 async def _member_ids(tx: Session, change: ScimWrite) -> list[str]:
     rows = await tx.fetchall(
         "SELECT user_id FROM scim_members WHERE group_id = ?", (change.id,)
@@ -268,13 +283,15 @@ async def _member_ids(tx: Session, change: ScimWrite) -> list[str]:
 
 async def _existing_users(tx: Session, ids: Iterable[str]) -> list[str]:
     wanted = sorted(set(ids))
-    if not wanted:
-        return []
-    rows = await tx.fetchall(
-        f"SELECT id FROM scim_resources WHERE kind = 'User' AND id IN ({_marks(len(wanted))})",
-        wanted,
-    )
-    return sorted(r["id"] for r in rows)
+    found: list[str] = []
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        rows = await tx.fetchall(
+            f"SELECT id FROM scim_resources WHERE kind = 'User' AND id IN ({_marks(len(part))})",
+            part,
+        )
+        found.extend(r["id"] for r in rows)
+    return sorted(found)
 
 
 _UNIQUE = {ScimKind.USER: "username", ScimKind.GROUP: "displayname"}

@@ -139,6 +139,28 @@ async def test_unusable_numbers_leave_the_person_reachable(db: Database) -> None
     assert created["phoneNumbers"] == [{"value": "12345", "type": "mobile"}]
 
 
+async def test_group_changes_rewrite_the_people_they_concern(db: Database) -> None:
+    """Renaming a group renames the term of every member; a member leaving loses it."""
+    scim = _provisioning(db)
+    first = await scim.create(ScimKind.USER, _user(), "entra", BASE)
+    other = _user()
+    other["userName"] = "eli.ray@example.edu"
+    second = await scim.create(ScimKind.USER, other, "entra", BASE)
+    group = await scim.create(ScimKind.GROUP, {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Deans",
+        "members": [{"value": first["id"]}, {"value": second["id"]}]}, "entra", BASE)
+    leaving = second["id"]
+    await scim.patch(ScimKind.GROUP, group["id"], {"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": "displayName", "value": "Provosts"}]}, "entra", BASE)
+    await scim.patch(ScimKind.GROUP, group["id"], {"schemas": [PATCH], "Operations": [
+        {"op": "remove", "path": f'members[value eq "{leaving}"]'}]}, "entra", BASE)
+    rows = await db.fetchall(
+        "SELECT person_id, value FROM person_attributes WHERE name = 'group' ORDER BY value")
+    assert [(r["person_id"], r["value"]) for r in rows] == [(first["id"], "provosts")]
+    row = await db.fetchone("SELECT groups FROM people WHERE id = ?", (first["id"],))
+    assert row is not None and row["groups"] == "provosts"
+
+
 async def test_a_file_import_never_removes_a_provisioned_person(db: Database) -> None:
     """`--remove-missing` of a role removes the imported people missing from the file, not
     the ones an identity provider keeps."""
