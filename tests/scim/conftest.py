@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from dispatcher.auth import token_sha256
+from dispatcher.access.auth import token_sha256
 from tests.conftest import SettingsFactory
 from tests.support import Running, start_service
 
