@@ -71,7 +71,7 @@ class TokenSettings(SettingsModel):
     """An API token: stored as its SHA-256, never in clear."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
-    role: str = Field(default="dispatcher", pattern="^(admin|dispatcher|drill|viewer)$")
+    role: str = Field(default="dispatcher", pattern="^(admin|dispatcher|drill|viewer|scim)$")
     sha256: str = Field(pattern="^[0-9a-f]{64}$")
     segments: list[str] = Field(
         default_factory=list,

@@ -52,6 +52,8 @@ class Role(StrEnum):
     DISPATCHER = "dispatcher"
     DRILL = "drill"
     VIEWER = "viewer"
+    # An identity provider's provisioning client: the SCIM endpoints only, nothing else.
+    SCIM = "scim"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ class Caller:
     @property
     def can_send(self) -> bool:
         """May create alerts (live ones only when not a drill token)."""
-        return self.role is not Role.VIEWER
+        return self.role not in (Role.VIEWER, Role.SCIM)
 
     @property
     def can_send_live(self) -> bool:

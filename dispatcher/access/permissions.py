@@ -129,6 +129,8 @@ class Permissions:
 
     def check_note(self, caller: Caller, mode: Mode) -> None:
         """May the caller add a follow-up note to the record of an alert of this mode?"""
+        if caller.role is Role.SCIM:
+            raise Forbidden("role scim may only provision people")
         if mode is Mode.LIVE and not caller.can_send_live:
             raise Forbidden(f"role {caller.role} may add notes to drills and tests only")
 
@@ -140,6 +142,18 @@ class Permissions:
         """May the caller change anything (viewers only read)?"""
         if caller.role is Role.VIEWER:
             raise Forbidden("role viewer may only read")
+        if caller.role is Role.SCIM:
+            raise Forbidden("role scim may only provision people")
+
+    def check_api(self, caller: Caller) -> None:
+        """May the caller use the alerting API (`/v1/`)? Provisioning tokens may not."""
+        if caller.role is Role.SCIM:
+            raise Forbidden("role scim may only use the SCIM endpoints (/scim/v2/)")
+
+    def check_provision(self, caller: Caller) -> None:
+        """May the caller create, change and remove people and groups over SCIM?"""
+        if caller.role is not Role.SCIM:
+            raise Forbidden(f"role {caller.role.value} may not use the SCIM endpoints")
 
     def may_write_incidents(self, caller: Caller) -> bool:
         """Whether `check_incident_write` would let the caller in (for offering the forms)."""

@@ -40,6 +40,7 @@ from dispatcher.observability import redact_text
 from dispatcher.public import answer as public_answer
 from dispatcher.public import routes as public_routes
 from dispatcher.refusals import Forbidden, Refused
+from dispatcher.scim.routes import install as install_scim
 from dispatcher.service import Service
 
 log = structlog.get_logger("clarion.api")
@@ -180,6 +181,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return error(429, "too many requests with this token", retry_after_s=round(wait, 3),
                      headers={"Retry-After": retry_after(wait)})
     request[CALLER] = caller
+    try:
+        service.permissions.check_api(caller)
+    except Forbidden as exc:
+        return refusal_response(exc)
     if request.method not in ("GET", "HEAD"):
         try:
             service.permissions.check_write(caller)
@@ -212,6 +217,8 @@ def build_app(service: Service) -> web.Application:
     # The operator console: its own sign-in, sessions and CSRF, outside the bearer-token API.
     install_console(app, service)
     app.add_routes(incident_pages)
+    # SCIM provisioning: tokens of the scim role only, and SCIM's own error bodies.
+    install_scim(app, service)
 
     async def lifecycle(app: web.Application) -> object:
         await service.start()

@@ -36,7 +36,9 @@ def register(sub: Any) -> None:
 
     add = user_sub.add_parser("add", help="add a console user (prints a generated password)")
     add.add_argument("name")
-    add.add_argument("--role", default="dispatcher", choices=[r.value for r in Role])
+    # A scim token provisions people; no one signs in to the console with that role.
+    roles = [r.value for r in Role if r is not Role.SCIM]
+    add.add_argument("--role", default="dispatcher", choices=roles)
     add.add_argument("--segments", default="",
                      help="comma-separated named segments this user may target (scopes)")
     add.add_argument("--full-name", default="")

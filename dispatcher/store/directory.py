@@ -135,12 +135,15 @@ class DirectoryStore:
 
     async def remove_people(self, role: str, *, keep: Container[str], page: int = 1000) -> int:
         """Remove the people of a role whose id is not in `keep`, a page at a time (each page
-        in its own transaction); how many were removed."""
+        in its own transaction); how many were removed. People an identity provider
+        provisioned over SCIM are its to remove, never a file's."""
         removed = 0
         after = ""
         while True:
             rows = await self._db.fetchall(
-                "SELECT id FROM people WHERE role = ? AND id > ? ORDER BY id LIMIT ?",
+                "SELECT id FROM people WHERE role = ? AND id > ?"
+                " AND NOT EXISTS (SELECT 1 FROM scim_resources s WHERE s.id = people.id)"
+                " ORDER BY id LIMIT ?",
                 (role, after, page),
             )
             if not rows:
@@ -191,6 +194,26 @@ class DirectoryStore:
             unchanged=len(devices) - len(write),
             removed=removed,
         )
+
+
+async def write_person(tx: Session, person: DirectoryRow, now_ms: int) -> None:
+    """Write one person and their attributes inside the caller's transaction, unless the
+    stored row has the same fingerprint."""
+    stored = await tx.fetchval("SELECT digest FROM people WHERE id = ?", (person.id,))
+    if stored == person.digest:
+        return
+    await tx.execute("DELETE FROM person_attributes WHERE person_id = ?", (person.id,))
+    await tx.execute(_PEOPLE_UPSERT, (*person.values, person.digest, now_ms))
+    if person.attributes:
+        await tx.executemany(
+            "INSERT INTO person_attributes (person_id, name, value) VALUES (?, ?, ?)",
+            [(person.id, name, value) for name, value in person.attributes],
+        )
+
+
+async def delete_people(tx: Session, ids: list[str]) -> None:
+    """Remove people and their attributes inside the caller's transaction."""
+    await _delete_people(tx, ids)
 
 
 async def _delete_people(tx: Session, ids: list[str]) -> None:

@@ -63,6 +63,8 @@ ACTIONS: dict[str, Check] = {
     "incident decide": PERMISSIONS.check_decide_incident,
     "incident link": PERMISSIONS.check_link_incident,
     "manage tokens": PERMISSIONS.check_manage_tokens,
+    "use the api": PERMISSIONS.check_api,
+    "provision": PERMISSIONS.check_provision,
 }
 
 CALLERS = {
@@ -72,36 +74,39 @@ CALLERS = {
     "drill": Caller("r", Role.DRILL),
     "drill@north": Caller("rn", Role.DRILL, ("residents-north",)),
     "viewer": Caller("v", Role.VIEWER),
+    "scim": Caller("s", Role.SCIM),
 }
 
 # Y: allowed, .: refused. Columns in CALLERS' order.
 TABLE = """
-                      admin dispatcher dispatcher@north drill drill@north viewer
-send live             Y     Y          Y                .     .           .
-send drill            Y     Y          Y                Y     Y           .
-target all            Y     Y          .                Y     .           Y
-target north          Y     Y          Y                Y     Y           Y
-override policy       Y     .          .                .     .           .
-bypass approval       Y     .          .                .     .           .
-approve all           Y     Y          .                .     .           .
-approve north         Y     Y          Y                .     .           .
-approve own           .     .          .                .     .           .
-reject all            Y     Y          .                .     .           .
-reject north          Y     Y          Y                .     .           .
-withdraw own          Y     Y          Y                Y     Y           Y
-cancel live all       Y     Y          .                .     .           .
-cancel drill north    Y     Y          Y                Y     Y           .
-note live             Y     Y          Y                .     .           .
-note drill            Y     Y          Y                Y     Y           Y
-see need-help all     Y     Y          .                .     .           .
-write                 Y     Y          Y                Y     Y           .
-feed proposal all     Y     Y          .                .     .           .
-feed proposal north   Y     Y          Y                .     .           .
-incident write        Y     Y          Y                .     .           .
-incident private      Y     .          .                .     .           .
-incident decide       Y     Y          Y                .     .           .
-incident link         Y     Y          Y                .     .           .
-manage tokens         Y     .          .                .     .           .
+                      admin dispatcher dispatcher@north drill drill@north viewer scim
+send live             Y     Y          Y                .     .           .     .
+send drill            Y     Y          Y                Y     Y           .     .
+target all            Y     Y          .                Y     .           Y     Y
+target north          Y     Y          Y                Y     Y           Y     Y
+override policy       Y     .          .                .     .           .     .
+bypass approval       Y     .          .                .     .           .     .
+approve all           Y     Y          .                .     .           .     .
+approve north         Y     Y          Y                .     .           .     .
+approve own           .     .          .                .     .           .     .
+reject all            Y     Y          .                .     .           .     .
+reject north          Y     Y          Y                .     .           .     .
+withdraw own          Y     Y          Y                Y     Y           Y     Y
+cancel live all       Y     Y          .                .     .           .     .
+cancel drill north    Y     Y          Y                Y     Y           .     .
+note live             Y     Y          Y                .     .           .     .
+note drill            Y     Y          Y                Y     Y           Y     .
+see need-help all     Y     Y          .                .     .           .     .
+write                 Y     Y          Y                Y     Y           .     .
+feed proposal all     Y     Y          .                .     .           .     .
+feed proposal north   Y     Y          Y                .     .           .     .
+incident write        Y     Y          Y                .     .           .     .
+incident private      Y     .          .                .     .           .     .
+incident decide       Y     Y          Y                .     .           .     .
+incident link         Y     Y          Y                .     .           .     .
+manage tokens         Y     .          .                .     .           .     .
+use the api           Y     Y          Y                Y     Y           Y     .
+provision             .     .          .                .     .           .     Y
 """
 
 
@@ -141,7 +146,7 @@ def test_every_public_decision_is_covered() -> None:
             "check_approve", "check_reject", "check_cancel", "check_note",
             "may_see_need_help", "check_write", "check_feed_proposal", "check_incident_write",
             "check_read_incident_private", "check_decide_incident", "check_manage_tokens",
-            "check_link_incident"}
+            "check_link_incident", "check_api", "check_provision"}
     # may_* twins of a covered check_* answer the same question without raising.
     twins = {"may_approve", "may_override", "may_read_incident_private", "may_manage_tokens",
              "may_send", "may_write_incidents", "may_decide_incident"}
