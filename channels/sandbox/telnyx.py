@@ -150,7 +150,7 @@ class TelnyxSandbox:
         found = next((m for m in self.sent if m.id == request.match_info["id"]), None)
         if found is None:
             return telnyx_error(404, "10005", "Resource not found")
-        return web.json_response({"data": self._resource(found, self.status_of[found.id])})
+        return web.json_response({"data": self.resource(found, self.status_of[found.id])})
 
     async def _create(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -187,7 +187,7 @@ class TelnyxSandbox:
             self._spawn(self._report(message))
         else:
             self.status_of[message.id] = self._final_status()
-        return web.json_response({"data": self._resource(message, "queued")})
+        return web.json_response({"data": self.resource(message, "queued")})
 
     def _next_reply(self, to: str) -> str:
         queued = self._replies.get(to)
@@ -220,7 +220,8 @@ class TelnyxSandbox:
     def _final_status(self) -> str:
         return "delivery_failed" if self._random.random() < self.failed_rate else "delivered"
 
-    def _resource(self, m: SentMessage, status: str) -> dict[str, Any]:
+    def resource(self, m: SentMessage, status: str) -> dict[str, Any]:
+        """A message as the API and its webhooks show it, with this status."""
         errors: list[dict[str, str]] = []
         if status == "delivery_failed":
             errors = [{"code": "40008", "title": "Undeliverable", "detail": "Undeliverable"}]
@@ -246,7 +247,7 @@ class TelnyxSandbox:
         for event_type, status in (("message.sent", "sent"), ("message.finalized", final)):
             await asyncio.sleep(self.callback_delay_s)
             self.status_of[m.id] = status
-            code = await self.post_event(m.webhook_url, event_type, self._resource(m, status))
+            code = await self.post_event(m.webhook_url, event_type, self.resource(m, status))
             self.webhooks_sent.append((m.id, event_type, code))
 
     async def send_inbound(self, url: str, from_: str, to: str, text: str) -> int:

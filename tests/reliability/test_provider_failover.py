@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from channels.failover import ProviderFailover
 from channels.sandbox import push as push_plugin
@@ -263,3 +264,48 @@ class TestInbound:
         assert sms["accepted"] + sms["delivered"] == 0
         assert not sent_to(both.telnyx.sent, alert_id)
         assert not sent_to(both.providers.twilio.sent, alert_id)
+
+
+class TestSignedWebhooks:
+    """A delivery receipt counts only when Telnyx's key signed it, recently."""
+
+    async def test_bad_or_stale_signature_is_refused_and_records_nothing(
+        self, rig: Rig
+    ) -> None:
+        """Signed by another key, or too long ago: 403 and the delivery stays accepted; the
+        same event signed now by the account's key: 204 and delivered."""
+        both = await rig()
+        await ProviderDrains(both.running.service.db).drain(
+            "sms.twilio", actor="test", reason="", now_ms=1
+        )
+        both.telnyx.callback_delay_s = 3600.0  # its own receipts come after the test
+        person = (await people_with(both.running, "phone <> ''", 1))[0]
+        alert_id = await send(both.running, audience_of([person]))
+        await both.running.wait_state(alert_id)
+        (message,) = [m for m in both.telnyx.sent if m.alert_id == alert_id]
+        finalized = {**both.telnyx.resource(message, "delivered")}
+
+        forger = TelnyxSandbox(signing_key=Ed25519PrivateKey.generate())
+        stale = TelnyxSandbox(clock_skew_s=-3600)
+        try:
+            for sender in (forger, stale):
+                status = await sender.post_event(
+                    message.webhook_url, "message.finalized", finalized
+                )
+                assert status == 403
+            (row,) = await sms_rows(both.running, alert_id)
+            assert row["state"] == "accepted"
+            unsigned = await both.running.client.post(
+                "/v1/callbacks/telnyx", data=both.telnyx.event_body("message.finalized", finalized)
+            )
+            assert unsigned.status == 403
+            status = await both.telnyx.post_event(
+                message.webhook_url, "message.finalized", finalized
+            )
+            assert status == 204
+            (row,) = await sms_rows(both.running, alert_id)
+            assert row["state"] == "delivered"
+            assert row["receipts"][-1]["detail"] == "sms.telnyx: delivered"
+        finally:
+            await forger.close()
+            await stale.close()
