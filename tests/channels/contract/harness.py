@@ -42,6 +42,7 @@ from channels.devices import (
     Topics,
 )
 from channels.email_smtp import SmtpEmail, SmtpSettings
+from channels.failover import SmsFailover
 from channels.push_apprise import ApprisePush, AppriseSettings
 from channels.sandbox.broker import Mosquitto, free_port
 from channels.sandbox.push import PushSink
@@ -565,6 +566,136 @@ class TelnyxHarness(ChannelHarness):
             for m in self.api.sent
             if m.alert_id == alert_id
         ]
+
+
+# --- sms.failover -------------------------------------------------------------------------------
+
+
+class FailoverHarness(ChannelHarness):
+    """`sms.failover` over `sms.twilio` then `sms.telnyx`, both stand-ins on one server. A
+    provider-side failure is scripted on both (the second provider's answer is the receipt);
+    a recipient's own error and a timeout on the first only (they never move)."""
+
+    name = "sms.failover"
+    kind = ChannelKind.SMS
+    protocol = Protocol.HTTP
+    faults = (
+        Fault("http_429", "http_429"),
+        Fault("http_500", "http_5xx"),
+        Fault("hang", "timeout"),
+        Fault("http_400", "http_4xx", reason="21600"),
+        Fault("invalid_number", "http_4xx", reason="21211"),
+        Fault("opted_out", "http_4xx", reason="21610"),
+        Fault("bad_credentials", "http_4xx", Reach.ALL, reason="10009"),
+        Fault("api_away", "away", Reach.ALL),
+    )
+    drill_marks = frozenset({"text_prefix"})
+    _both: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "http_429": ("429", "429"),
+        "http_500": ("500", "500"),
+    }
+    _first: ClassVar[Mapping[str, str]] = {
+        "hang": "hang", "http_400": "400", "invalid_number": "21211", "opted_out": "21610",
+    }
+    _token = "twilio-auth-token-failover-3b7e"
+    _key = "KEYfailover-telnyx-6c2d"
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        stats = Stats()
+        self.twilio = TwilioSandbox(auth_token=self._token, stats=stats, callback_delay_s=0.01)
+        self.telnyx = TelnyxSandbox(api_key=self._key, stats=stats, callback_delay_s=0.01)
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+
+    async def start(self) -> None:
+        """Both APIs and a callback route on one aiohttp app."""
+        app = web.Application()
+        self.twilio.attach(app)
+        self.telnyx.attach(app)
+        app.router.add_post("/callbacks", self._callback)
+        self._runner, port = await serve(app)
+        self._url = f"http://127.0.0.1:{port}"
+        await self._open()
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _open(self, *, twilio: Mapping[str, Any] | None = None,
+                    telnyx: Mapping[str, Any] | None = None) -> None:
+        await self._close_channel()
+        first = TwilioSms(TwilioSettings.model_validate({
+            "account_sid": DEFAULT_ACCOUNT_SID, "auth_token": self._token,
+            "senders": [{"number": "22395", "type": "short_code", "rate_per_second": 1000}],
+            "api_base_url": self._url, "status_callback_url": f"{self._url}/callbacks",
+            "timeout_s": 1.0, **(twilio or {}),
+        }))
+        second = TelnyxSms(TelnyxSettings.model_validate({
+            "api_key": self._key,
+            "senders": [{"number": "+16175550100", "type": "toll_free",
+                         "rate_per_second": 1000}],
+            "api_base_url": self._url, "webhook_url": f"{self._url}/callbacks",
+            "timeout_s": 1.0, **(telnyx or {}),
+        }))
+        self.channel = SmsFailover([first, second])
+        await self.channel.start(self.receipts)
+
+    async def stop(self) -> None:
+        """Close the channel, release hung requests, stop the server."""
+        await self._close_channel()
+        await self.twilio.close()
+        await self.telnyx.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stop_silent()
+
+    def address(self, index: int) -> str:
+        """A US mobile number."""
+        return f"+1617555{index:04d}"
+
+    def contact_data(self, target: Target) -> tuple[str, ...]:
+        """The number as dialled, without its +, and its national digits."""
+        digits = target.address.lstrip("+")
+        return (target.address, digits, digits[1:])
+
+    def secrets(self) -> tuple[str, ...]:
+        """Both providers' credentials."""
+        return (self._token, self._key)
+
+    async def arm(self, fault: Fault, target: Target) -> Target:
+        """Scripted replies per number; both APIs away, or both credentials wrong."""
+        if fault.name == "bad_credentials":
+            await self._open(twilio={"auth_token": "wrong-token-for-twilio-55e1"},
+                             telnyx={"api_key": "KEYwrong-for-telnyx-91d0"})
+        elif fault.name == "api_away":
+            away = f"http://127.0.0.1:{free_port()}"
+            await self._open(twilio={"api_base_url": away}, telnyx={"api_base_url": away})
+        elif fault.name in self._both:
+            first, second = self._both[fault.name]
+            self.twilio.script(target.address, first)
+            self.telnyx.script(target.address, second)
+        else:
+            self.twilio.script(target.address, self._first[fault.name])
+        return target
+
+    async def heal(self) -> None:
+        """Back to both stand-ins with the right credentials."""
+        await self._open()
+
+    async def arrivals(self, alert_id: str) -> list[Arrival]:
+        """Messages either provider accepted for the alert."""
+        found = []
+        for message in self.twilio.sent:
+            query = parse_qs(urlsplit(message.status_callback).query)
+            if query.get("a", [""])[0] == alert_id:
+                found.append(Arrival(self.book[message.to], message.body,
+                                     text_marks(message.body)))
+        found.extend(
+            Arrival(self.book[m.to], m.text, text_marks(m.text))
+            for m in self.telnyx.sent
+            if m.alert_id == alert_id
+        )
+        return found
 
 
 # --- voice.twilio -------------------------------------------------------------------------------
@@ -1201,6 +1332,7 @@ HARNESSES: tuple[type[ChannelHarness], ...] = (
     SmtpHarness,
     TwilioHarness,
     TelnyxHarness,
+    FailoverHarness,
     VoiceHarness,
     AppriseHarness,
     SirenHarness,
