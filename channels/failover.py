@@ -23,12 +23,14 @@ import structlog
 from channels.base import Channel, ChannelSettings, ReceiptSink
 from channels.breaker import CircuitBreaker
 from channels.errors import ChannelError, PermanentChannelError
+from channels.pacing import RightOfWay
 from dispatcher.domain import (
     AlertContext,
     Batch,
     ChannelKind,
     Delivery,
     Outcome,
+    Precedence,
     ProviderAnswer,
     Receipt,
 )
@@ -48,6 +50,20 @@ class OwnsRefs(Protocol):
     def owns_ref(self, provider_ref: str, /) -> bool:
         """True when the reference is one this provider gave."""
         ...
+
+
+class SharedRightOfWay(RightOfWay):
+    """The failover channel's right of way, passed on to each provider's own."""
+
+    def __init__(self, providers: Sequence[RightOfWay]) -> None:
+        super().__init__()
+        self._providers = tuple(providers)
+
+    def set(self, front: Precedence | None) -> None:
+        """The engine's word, for this channel and every provider in it."""
+        super().set(front)
+        for way in self._providers:
+            way.set(front)
 
 
 async def nothing_drained() -> frozenset[str]:
@@ -84,6 +100,8 @@ class ProviderFailover(Channel):
             )
         )
         self.providers = tuple(providers)
+        # The engine sets the channel's right of way; every provider's paces must hear it.
+        self.right_of_way = SharedRightOfWay([p.right_of_way for p in providers])
         self.breakers = {
             p.name: CircuitBreaker(p.name, p.settings.breaker, monotonic=monotonic)
             for p in providers

@@ -22,7 +22,7 @@ from channels.sandbox.twilio import DEFAULT_ACCOUNT_SID, TwilioSandbox
 from channels.sms_telnyx import TelnyxSettings, TelnyxSms, parse_inbound, parse_status_event
 from channels.sms_twilio import TwilioSettings, TwilioSms
 from channels.telnyx_rest import signature_valid
-from dispatcher.domain import ChannelKind, Outcome
+from dispatcher.domain import ChannelKind, Outcome, Precedence
 from tests.channels.contract.harness import Target, make_batch, serve
 
 BODY = b'{"data":{"event_type":"message.finalized","payload":{}}}'
@@ -252,3 +252,23 @@ class TestFailoverChannel:
         receipts = await pair.channel.send(make_batch(ChannelKind.SMS, targets(3)))
         assert {r.outcome for r in receipts} == {Outcome.RETRY}
         assert pair.twilio.requests == pair.telnyx.requests == 0
+
+    async def test_the_right_of_way_reaches_every_provider(self, pair: Pair) -> None:
+        """The engine's word on urgency, given to the channel, holds each provider's paces."""
+        pair.channel.right_of_way.set(Precedence.LIVE_EMERGENCY)
+        assert {p.right_of_way.front for p in pair.channel.providers} == {
+            Precedence.LIVE_EMERGENCY}
+        pair.channel.right_of_way.set(None)
+        assert {p.right_of_way.front for p in pair.channel.providers} == {None}
+
+    async def test_each_reference_is_asked_of_its_provider(self, pair: Pair) -> None:
+        """Reconciling: Twilio's SIDs to Twilio, Telnyx's ids to Telnyx."""
+        people = targets(2)
+        pair.twilio.script(people[1].address, "500")
+        receipts = await pair.channel.send(make_batch(ChannelKind.SMS, people))
+        refs = [r.provider_ref for r in receipts]
+        assert refs[0].startswith("SM") and len(refs[1]) == 36
+        fetched = pair.twilio.fetches
+        answers = await pair.channel.reconcile([*refs, "SM" + "0" * 32])
+        assert pair.twilio.fetches == fetched + 2
+        assert answers["SM" + "0" * 32].outcome is Outcome.FAILED
