@@ -13,6 +13,7 @@ from typing import Any
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from channels.breaker import BreakerSettings
 from channels.failover import ProviderFailover
 from channels.sandbox import push as push_plugin
 from channels.sandbox import telnyx as telnyx_plugin
@@ -67,7 +68,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     Telnyx; stopped at the end."""
     started: list[Both] = []
 
-    async def make(*, flags: tuple[str, ...] = (), twilio: dict[str, Any] | None = None) -> Both:
+    async def make(*, flags: tuple[str, ...] = (), twilio: dict[str, Any] | None = None,
+                   breakers: dict[ChannelKind, BreakerSettings] | None = None) -> Both:
         parser = argparse.ArgumentParser()
         plugins = (twilio_plugin, push_plugin, telnyx_plugin)
         for plugin in plugins:
@@ -96,7 +98,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             tmp_path, providers, service_port=port, channels=channels,
             dispatch={"providers": {"sms": ["sms.twilio", "sms.telnyx"]}},
         )
-        running = await start_rig_service(settings, providers, port=port)
+        running = await start_rig_service(settings, providers, port=port, breakers=breakers)
         both = Both(providers, telnyx, running)
         started.append(both)
         return both
@@ -211,6 +213,28 @@ class TestFirstProviderDown:
         for row in rows:
             provider = "sms.twilio" if row["address"] in by_twilio else "sms.telnyx"
             assert named_by(row) == {provider}
+
+
+class TestEveryProviderDown:
+    """With both SMS providers down, the channel's own breaker and fallback take over."""
+
+    async def test_both_down_falls_back_to_push(self, rig: Rig) -> None:
+        """Every request to either provider answered 500: each person gets a push, no SMS."""
+        breaker = BreakerSettings(failures=2, cooldown_s=0.2, max_cooldown_s=0.4, probe_size=1,
+                                  fallback_after_s=0.3)
+        both = await rig(flags=("--sms-error-rate", "1.0", "--telnyx-error-rate", "1.0"),
+                         breakers={ChannelKind.SMS: breaker})
+        people = await people_with(
+            both.running, "role = 'staff' AND phone <> '' AND push <> ''", 10
+        )
+        alert_id = await send(both.running, audience_of(people))
+        doc = await both.running.wait_state(alert_id, timeout=60)
+        assert doc["state"] == "done"
+        assert doc["channels"]["sms"]["failed"] == 10
+        assert doc["channels"]["push"]["accepted"] == doc["channels"]["push"]["total"] == 10
+        assert not sent_to(both.providers.twilio.sent, alert_id)
+        assert not sent_to(both.telnyx.sent, alert_id)
+        assert both.running.service.engine.breakers[ChannelKind.SMS].opened >= 1
 
 
 class TestDrain:
