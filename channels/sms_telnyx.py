@@ -258,6 +258,9 @@ class TelnyxSms(Channel):
             settings.api_base_url, reveal(settings.api_key), timeout_s=settings.timeout_s
         )
         self._senders = self._build_senders(settings, self.right_of_way)
+        # Answers to inbound messages on their way: Telnyx wants its webhook answered within
+        # two seconds, so they are sent beside it (and closed with the channel).
+        self._replies: set[asyncio.Task[bool]] = set()
 
     @staticmethod
     def _build_senders(settings: TelnyxSettings, way: RightOfWay) -> list[_Sender]:
@@ -280,8 +283,20 @@ class TelnyxSms(Channel):
         self._rest.open()
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Finish the answers on their way (a few seconds at most), close the HTTP session."""
+        if self._replies:
+            await asyncio.wait(set(self._replies), timeout=self.settings.timeout_s)
+            late = list(self._replies)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self._rest.close()
+
+    def reply_soon(self, to: str, from_: str, text: str) -> None:
+        """Send `reply` beside the caller, which need not wait for Telnyx."""
+        task = asyncio.get_running_loop().create_task(self.reply(to, from_, text))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
 
     async def reconcile(self, provider_refs: Sequence[str], /) -> dict[str, ProviderAnswer]:
         """Each message's status from `GET /v2/messages/{id}`, a few at a time."""

@@ -95,7 +95,8 @@ async def telnyx_webhook(request: web.Request) -> web.Response:
 
 
 async def _inbound(service: Service, channel: TelnyxSms, payload: Any) -> None:
-    """Record an inbound message and answer it from the number it came to."""
+    """Record an inbound message; its answer goes from the number it came to, beside the
+    webhook's reply."""
     message = parse_inbound(payload)
     if message is None:
         return
@@ -104,7 +105,7 @@ async def _inbound(service: Service, channel: TelnyxSms, payload: Any) -> None:
              keyword=answer.keyword.value, recorded=answer.recorded is not None)
     words = reply_text(answer, service.settings.answers.help_text)
     if words:
-        await channel.reply(message.from_, message.to, words)
+        channel.reply_soon(message.from_, message.to, words)
 
 
 _SIGNED = (

@@ -272,7 +272,9 @@ class TestInbound:
         phone = person["phone"]
         url = f"{both.running.client.make_url('/v1/callbacks/telnyx/inbound')}"
         assert await both.telnyx.send_inbound(url, phone, "+16175550100", "HELP") == 204
-        replies = [m for m in both.telnyx.sent if m.to == phone]
+        async with asyncio.timeout(10):
+            while not (replies := [m for m in both.telnyx.sent if m.to == phone]):
+                await asyncio.sleep(0.02)
         assert len(replies) == 1
         assert replies[0].from_ == "+16175550100"
         assert replies[0].text == both.running.service.settings.answers.help_text
