@@ -215,6 +215,13 @@ class ProviderFailover(Channel):
                         provider_fault=True)
                 for d in batch.deliveries
             ]
+        except Exception as exc:
+            # A fault in a provider's own code: its share is retried (whether it sent anything
+            # is unknown), and what an earlier provider took keeps its receipt.
+            log.error("channel.fault", channel=provider.name, error=type(exc).__name__,
+                      detail=str(exc))
+            return [Receipt(d.id, Outcome.RETRY, f"channel fault: {type(exc).__name__}")
+                    for d in batch.deliveries]
 
 
 def _named(receipt: Receipt, provider: str) -> Receipt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest_asyncio
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from channels.base import Channel, ChannelSettings
 from channels.failover import SmsFailover
 from channels.registry import build_channels, provider_channel
 from channels.sandbox.stats import Stats
@@ -22,7 +23,7 @@ from channels.sandbox.twilio import DEFAULT_ACCOUNT_SID, TwilioSandbox
 from channels.sms_telnyx import TelnyxSettings, TelnyxSms, parse_inbound, parse_status_event
 from channels.sms_twilio import TwilioSettings, TwilioSms
 from channels.telnyx_rest import signature_valid
-from dispatcher.domain import ChannelKind, Outcome, Precedence
+from dispatcher.domain import Batch, ChannelKind, Outcome, Precedence, Receipt
 from tests.channels.contract.harness import Target, make_batch, serve
 
 BODY = b'{"data":{"event_type":"message.finalized","payload":{}}}'
@@ -272,3 +273,26 @@ class TestFailoverChannel:
         answers = await pair.channel.reconcile([*refs, "SM" + "0" * 32])
         assert pair.twilio.fetches == fetched + 2
         assert answers["SM" + "0" * 32].outcome is Outcome.FAILED
+
+    async def test_a_fault_in_the_next_provider_keeps_what_the_first_took(
+        self, pair: Pair
+    ) -> None:
+        """The second provider's code raises: its share is retried, the first's stands."""
+        people = targets(2)
+        pair.twilio.script(people[1].address, "500")
+        channel = SmsFailover([pair.channel.providers[0], Faulty(ChannelSettings())])
+        first, second = await channel.send(make_batch(ChannelKind.SMS, people))
+        assert (first.outcome, first.detail.split(":")[0]) == (Outcome.ACCEPTED, "sms.twilio")
+        assert second.outcome is Outcome.RETRY
+        assert "channel fault: RuntimeError" in second.detail
+
+
+class Faulty(Channel):
+    """A provider whose own code fails on every batch."""
+
+    name = "sms.faulty"
+    kind = ChannelKind.SMS
+
+    async def transmit(self, batch: Batch, /) -> Sequence[Receipt]:
+        """Fail as a bug would."""
+        raise RuntimeError("a bug in the provider's module")
