@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -9,7 +10,9 @@ from pydantic import ValidationError
 from channels.base import Channel, ChannelSettings
 from channels.devices import DesktopChannel, PaChannel, SignageChannel, SirenChannel
 from channels.email_smtp import SmtpEmail
+from channels.failover import FAILOVER_CLASSES, DrainReader, ProviderFailover, nothing_drained
 from channels.push_apprise import ApprisePush
+from channels.sms_telnyx import TelnyxSms
 from channels.sms_twilio import TwilioSms
 from channels.voice_twilio import TwilioVoice
 from dispatcher.domain import ChannelKind
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 CHANNEL_CLASSES: tuple[type[Channel], ...] = (
     SmtpEmail,
     TwilioSms,
+    TelnyxSms,
     TwilioVoice,
     ApprisePush,
     SirenChannel,
@@ -54,20 +58,67 @@ def validate_channel_settings(name: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_channels(
-    sections: dict[str, dict[str, Any]], *, buses: DeviceBuses | None = None
+    sections: dict[str, dict[str, Any]],
+    *,
+    buses: DeviceBuses | None = None,
+    providers: Mapping[ChannelKind, Sequence[str]] | None = None,
+    drained: DrainReader = nothing_drained,
 ) -> dict[ChannelKind, Channel]:
     """Instantiate the enabled channels, one per kind; device channels get their connection
-    from `buses` (equal connection settings share one), or each opens its own without it."""
-    built: dict[ChannelKind, Channel] = {}
+    from `buses` (equal connection settings share one), or each opens its own without it.
+
+    A kind with a provider order in `providers` (two or more enabled channels) becomes one
+    failover channel over them, in that order, skipping the providers `drained` names.
+    """
+    order = {kind: list(names) for kind, names in (providers or {}).items() if names}
+    grouped: dict[ChannelKind, dict[str, Channel]] = {}
     for name, raw in sections.items():
         cls = channel_class(name)
         settings: ChannelSettings = cls.settings_model.model_validate(raw)
         if not settings.enabled:
             continue
-        if cls.kind in built:
-            raise ValueError(f"channels.{name}: a channel for {cls.kind} is already configured")
+        same = grouped.setdefault(cls.kind, {})
+        if same and cls.kind not in order:
+            raise ValueError(
+                f"channels.{name}: a channel for {cls.kind} is already configured"
+                f" (list both in dispatch.providers.{cls.kind} for failover)"
+            )
         if buses is not None and cls.kind.is_device:
-            built[cls.kind] = buses.channel(cls, settings)
+            same[name] = buses.channel(cls, settings)
         else:
-            built[cls.kind] = cls(settings)
+            same[name] = cls(settings)
+    built: dict[ChannelKind, Channel] = {}
+    for kind, same in grouped.items():
+        names = order.get(kind)
+        if names is None:
+            (built[kind],) = same.values()
+            continue
+        missing = [n for n in names if n not in same]
+        if missing or len(names) != len(set(names)):
+            raise ValueError(
+                f"dispatch.providers.{kind}: {', '.join(missing) or 'a name twice'}"
+                " is not an enabled channel of that kind"
+            )
+        unlisted = sorted(set(same) - set(names))
+        if unlisted:
+            raise ValueError(f"dispatch.providers.{kind}: {', '.join(unlisted)} is not listed")
+        failover = FAILOVER_CLASSES.get(kind)
+        if len(names) == 1 or failover is None:
+            if len(names) > 1:
+                raise ValueError(f"dispatch.providers.{kind}: {kind} has no failover")
+            built[kind] = same[names[0]]
+            continue
+        built[kind] = failover([same[n] for n in names], drained=drained)
     return built
+
+
+def provider_channel(channels: Mapping[ChannelKind, Channel], name: str) -> Channel | None:
+    """The channel of that name, alone or as one provider of its kind's failover channel."""
+    for channel in channels.values():
+        if channel.name == name:
+            return channel
+        if isinstance(channel, ProviderFailover):
+            found = channel.provider(name)
+            if found is not None:
+                return found
+    return None

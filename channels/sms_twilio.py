@@ -57,6 +57,8 @@ TWILIO_ERRORS: dict[int, str] = {
 }
 # The error Twilio answers for a number that sent STOP to the carrier.
 OPTED_OUT = 21610
+# Errors of the account or the sender, not the recipient: another provider may send it.
+PROVIDER_FAULTS = frozenset({20003, 20429, 21606, 30001, 30002, 30034})
 
 
 # --- settings -----------------------------------------------------------------------------
@@ -289,6 +291,8 @@ class _Result:
     retry_after_s: float | None = None
     cause: str = ""
     opted_out: bool = False
+    provider_fault: bool = False
+    """Twilio certainly sent nothing, for a reason of its own (see PROVIDER_FAULTS)."""
 
 
 class TwilioSms(Channel):
@@ -410,7 +414,9 @@ class TwilioSms(Channel):
                         min(sms_segments(text), sender.limiter.max_rate), batch.alert.rank
                     )
             except TimeoutError:
-                return _Result(Outcome.RETRY, "not sent: senders at their rate limit")
+                return _Result(
+                    Outcome.RETRY, "not sent: senders at their rate limit", provider_fault=True
+                )
             except GiveWay:
                 return _GAVE_WAY
         elif self.right_of_way.yields(batch.alert.rank):
@@ -437,7 +443,9 @@ class TwilioSms(Channel):
             result = _Result(Outcome.RETRY, "twilio timed out", cause="timeout")
         except (aiohttp.ClientConnectionError, OSError) as exc:
             result = _Result(
-                Outcome.RETRY, f"twilio unreachable ({type(exc).__name__})", cause="unreachable"
+                Outcome.RETRY, f"twilio unreachable ({type(exc).__name__})", cause="unreachable",
+                # Refused before the request went out: nothing can have been sent.
+                provider_fault=isinstance(exc, aiohttp.ClientConnectorError),
             )
         except aiohttp.ClientError as exc:
             result = _Result(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
@@ -456,7 +464,9 @@ class TwilioSms(Channel):
         return result
 
 
-_AUTH_FAILED = _Result(Outcome.FAILED, error_detail(20003, 401), cause="auth")
+_AUTH_FAILED = _Result(
+    Outcome.FAILED, error_detail(20003, 401), cause="auth", provider_fault=True
+)
 _GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
 
 
@@ -466,8 +476,11 @@ def _classify_rest_error(exc: TwilioError, retry_after: float | None) -> _Result
         return _AUTH_FAILED
     detail = error_detail(exc.code, status)
     if is_transient_http(status):
-        return _Result(Outcome.RETRY, detail, retry_after_s=retry_after)
-    return _Result(Outcome.FAILED, detail, opted_out=_is_opted_out(exc.code))
+        return _Result(Outcome.RETRY, detail, retry_after_s=retry_after, provider_fault=True)
+    return _Result(
+        Outcome.FAILED, detail, opted_out=_is_opted_out(exc.code),
+        provider_fault=exc.code in PROVIDER_FAULTS,
+    )
 
 
 def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
@@ -484,5 +497,5 @@ def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
 def _receipt(delivery: Delivery, result: _Result) -> Receipt:
     return Receipt(
         delivery.id, result.outcome, result.detail, result.provider_ref, result.retry_after_s,
-        opted_out=result.opted_out,
+        opted_out=result.opted_out, provider_fault=result.provider_fault,
     )

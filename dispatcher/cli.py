@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from channels.sandbox import cli as sandbox_cli
-from dispatcher import commands
+from dispatcher import commands, providers_cli
 from dispatcher.access import cli as token_cli
 from dispatcher.alerting import lint
 from dispatcher.cap import cli as cap_cli
@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     cap_cli,
     drill_cli,
     token_cli,
+    providers_cli,
     console_cli,
     incident_cli,
     desktop_cli,

@@ -258,6 +258,10 @@ class Receipt:
     opted_out: bool = False
     """The carrier says this recipient opted out of our messages on this channel (sent STOP
     to it): nothing more is sent to the address."""
+    provider_fault: bool = False
+    """The provider, not the recipient, refused it (an outage, a rate limit, the account or
+    the sender suspended) and certainly sent nothing: another provider of the same kind may
+    take it at once."""
 
 
 @dataclass(frozen=True, slots=True)

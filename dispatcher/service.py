@@ -11,6 +11,7 @@ from channels.base import Channel
 from channels.devices import DeviceBuses, DeviceChannel
 from channels.email_smtp import SmtpEmail, SmtpSettings
 from channels.registry import build_channels
+from channels.sms_telnyx import default_callback_url as telnyx_callback_url
 from channels.sms_twilio import default_callback_url
 from dispatcher.access.auth import Authenticator
 from dispatcher.access.credentials import reveal
@@ -42,6 +43,7 @@ from dispatcher.store.feeds import FeedStore
 from dispatcher.store.incidents import IncidentStore
 from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.pauses import AlertPauses
+from dispatcher.store.providers import ProviderDrains
 from dispatcher.store.responses import ResponseStore
 from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.tokens import TokenStore
@@ -93,9 +95,14 @@ class Service:
         self.audience = AudienceResolver(db, settings.directory, settings.base_dir)
         # One MQTT connection per distinct broker settings, shared by the device channels.
         self.device_buses = DeviceBuses(self.clock)
+        # Providers drained by hand, read by each kind's failover channel on every node.
+        self.provider_drains = ProviderDrains(db)
         self.channels = (
             channels if channels is not None
-            else build_channels(_with_callback_urls(settings), buses=self.device_buses)
+            else build_channels(
+                _with_callback_urls(settings), buses=self.device_buses,
+                providers=dispatch.providers, drained=self.provider_drains.drained,
+            )
         )
         # Answers to an alert's question: any channel records them through `record_answer`.
         self.responses = Responses(
@@ -268,6 +275,10 @@ def _with_callback_urls(settings: Settings) -> dict[str, dict[str, Any]]:
     if "sms.twilio" in sections:
         sections["sms.twilio"].setdefault(
             "status_callback_url", default_callback_url(settings.service.base_url())
+        )
+    if "sms.telnyx" in sections:
+        sections["sms.telnyx"].setdefault(
+            "webhook_url", telnyx_callback_url(settings.service.base_url())
         )
     if "voice.twilio" in sections:
         sections["voice.twilio"].setdefault("callback_base_url", settings.service.base_url())

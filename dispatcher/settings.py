@@ -249,6 +249,12 @@ class DispatchSettings(SettingsModel):
         default=86400.0, gt=0,
         description="deliveries accepted longer ago than this are no longer asked about",
     )
+    providers: dict[ChannelKind, list[str]] = Field(
+        default_factory=dict,
+        description="a channel kind's providers in the order tried, e.g. sms ="
+        ' ["sms.twilio", "sms.telnyx"]: when one is down, drained, rate-limited or refuses a'
+        " message for a reason of its own, the next one sends it",
+    )
 
 
 class LoggingSettings(SettingsModel):

@@ -14,15 +14,15 @@ from dispatcher.observability import configure_logging
 
 # Each plugin has `add_arguments(parser)` and `async attach(sandbox, args)`.
 PLUGINS: tuple[str, ...] = (
-    "channels.sandbox.twilio", "channels.sandbox.push", "channels.sandbox.devices",
-    "channels.sandbox.oidc", "channels.sandbox.feeds",
+    "channels.sandbox.twilio", "channels.sandbox.telnyx", "channels.sandbox.push",
+    "channels.sandbox.devices", "channels.sandbox.oidc", "channels.sandbox.feeds",
 )
 
 
 def register(sub: Any) -> None:
     """Add `clarion sandbox`."""
     parser: argparse.ArgumentParser = sub.add_parser(
-        "sandbox", help="run the local provider sandbox (SMTP, Twilio, push, devices, OIDC)"
+        "sandbox", help="run the local provider sandbox (SMTP, Twilio, Telnyx, push, devices, OIDC)"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8026, help="HTTP port (GET /stats)")

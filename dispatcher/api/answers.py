@@ -9,12 +9,13 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from channels.registry import provider_channel
 from channels.sms_twilio import TwilioSettings, public_callback_url, signature_valid
 from dispatcher.access.credentials import reveal
 from dispatcher.answers.responses import Keyword, SmsReply
 from dispatcher.api.common import caller_of, error, read_form, reply, service_of, unless_none
 from dispatcher.api.openapi import FORM, Body, Reply, Route, refused
-from dispatcher.domain import ChannelKind, recipient_hash
+from dispatcher.domain import recipient_hash
 from dispatcher.service import Service
 from dispatcher.store.responses import NeedsHelp
 
@@ -116,7 +117,7 @@ def twiml(message: str) -> web.Response:
 
 
 def _twilio_settings(service: Service) -> TwilioSettings | None:
-    channel = service.channels.get(ChannelKind.SMS)
+    channel = provider_channel(service.channels, "sms.twilio")
     settings = channel.settings if channel is not None else None
     return settings if isinstance(settings, TwilioSettings) else None
 

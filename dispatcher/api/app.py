@@ -30,6 +30,7 @@ from dispatcher.api import (
     incidents,
     lint,
     ops,
+    telnyx,
     voice,
 )
 from dispatcher.api.common import CALLER, SERVICE, error, read_body, refusal_response
@@ -61,6 +62,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     drills,
     incidents,
     feeds,
+    telnyx,
     public_routes,
     public_answer,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from channels.registry import provider_channel
 from channels.sms_twilio import (
     TwilioSettings,
     default_callback_url,
@@ -25,7 +26,7 @@ routes = web.RouteTableDef()
 async def twilio_status(request: web.Request) -> web.Response:
     """Record a message status from Twilio; 403 (and nothing recorded) unless signed."""
     service = request.app[SERVICE]
-    channel = service.channels.get(ChannelKind.SMS)
+    channel = provider_channel(service.channels, "sms.twilio")
     settings = channel.settings if channel is not None else None
     if not isinstance(settings, TwilioSettings):
         return error(404, "sms.twilio is not configured")
@@ -53,7 +54,9 @@ async def twilio_status(request: web.Request) -> web.Response:
             delivery_id=event.delivery_id,
             provider_ref=event.message_sid,
             alert_id=event.alert_id,
-            detail=event.detail,
+            # Beside another provider, each receipt names the one that sent it.
+            detail=event.detail if service.channels.get(ChannelKind.SMS) is channel
+            else f"sms.twilio: {event.detail}",
             opted_out=event.opted_out,
         )
     )

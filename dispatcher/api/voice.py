@@ -13,6 +13,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from pydantic import BaseModel, ConfigDict
 
+from channels.registry import provider_channel
 from channels.sms_twilio import signature_valid
 from channels.voice_twilio import (
     DIGIT_ANSWERS,
@@ -65,7 +66,7 @@ class CallForm(BaseModel):
 
 
 def _voice_settings(service: Service) -> VoiceSettings | None:
-    channel = service.channels.get(ChannelKind.VOICE)
+    channel = provider_channel(service.channels, "voice.twilio")
     settings = channel.settings if channel is not None else None
     return settings if isinstance(settings, VoiceSettings) else None
 

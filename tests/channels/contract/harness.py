@@ -1,10 +1,10 @@
 """Every channel against its real local server, behind one interface the contract suite drives.
 
 A `ChannelHarness` starts a channel and the server it speaks to (aiosmtpd for `email.smtp`, the
-sandbox's Twilio stand-in for `sms.twilio` and `voice.twilio`, the sandbox's HTTP sink for
-`push.apprise`, a throwaway mosquitto for the device channels), scripts failures on that
-server, and reads back what arrived. A new channel gets the whole suite by adding one harness
-to `HARNESSES`.
+sandbox's Twilio stand-in for `sms.twilio` and `voice.twilio`, its Telnyx stand-in for
+`sms.telnyx`, the sandbox's HTTP sink for `push.apprise`, a throwaway mosquitto for the device
+channels), scripts failures on that server, and reads back what arrived. A new channel gets
+the whole suite by adding one harness to `HARNESSES`.
 
 The suite builds its alerts, batches and deliveries with `make_batch` only: `AlertContext` is
 changing shape, and this is the one place to follow it.
@@ -42,12 +42,15 @@ from channels.devices import (
     Topics,
 )
 from channels.email_smtp import SmtpEmail, SmtpSettings
+from channels.failover import SmsFailover
 from channels.push_apprise import ApprisePush, AppriseSettings
 from channels.sandbox.broker import Mosquitto, free_port
 from channels.sandbox.push import PushSink
 from channels.sandbox.smtp import SmtpServer, SmtpSink
 from channels.sandbox.stats import Stats
+from channels.sandbox.telnyx import TelnyxSandbox
 from channels.sandbox.twilio import DEFAULT_ACCOUNT_SID, TwilioSandbox
+from channels.sms_telnyx import TelnyxSettings, TelnyxSms
 from channels.sms_twilio import TwilioSettings, TwilioSms
 from channels.voice_twilio import (
     GATHER_PATH,
@@ -454,6 +457,244 @@ class TwilioHarness(ChannelHarness):
             if query.get("a", [""])[0] == alert_id:
                 recipient = self.book[message.to]
                 found.append(Arrival(recipient, message.body, text_marks(message.body)))
+        return found
+
+
+# --- sms.telnyx ---------------------------------------------------------------------------------
+
+
+class TelnyxHarness(ChannelHarness):
+    """`sms.telnyx` against the sandbox's Messaging API v2 stand-in."""
+
+    name = "sms.telnyx"
+    kind = ChannelKind.SMS
+    protocol = Protocol.HTTP
+    faults = (
+        Fault("http_429", "http_429"),
+        Fault("http_500", "http_5xx"),
+        Fault("http_503", "http_5xx"),
+        Fault("hang", "timeout"),
+        Fault("http_400", "http_4xx", reason="10015"),
+        Fault("invalid_number", "http_4xx", reason="10002"),
+        Fault("opted_out", "http_4xx", reason="40300"),
+        Fault("bad_credentials", "http_4xx", Reach.ALL, reason="10009"),
+        Fault("api_away", "away", Reach.ALL),
+    )
+    drill_marks = frozenset({"text_prefix"})
+    _scripts: ClassVar[Mapping[str, str]] = {
+        "http_429": "429",
+        "http_500": "500",
+        "http_503": "503",
+        "hang": "hang",
+        "http_400": "400",
+        "invalid_number": "422",
+        "opted_out": "40300",
+    }
+    _key = "KEY0187c2f4-telnyx-contract"
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        self.api = TelnyxSandbox(api_key=self._key, stats=Stats(), callback_delay_s=0.01)
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+
+    async def start(self) -> None:
+        """The Messaging API and a webhook route on one aiohttp app."""
+        app = web.Application()
+        self.api.attach(app)
+        app.router.add_post("/webhooks", self._webhook)
+        self._runner, port = await serve(app)
+        self._url = f"http://127.0.0.1:{port}"
+        await self._open()
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _open(self, **overrides: Any) -> None:
+        await self._close_channel()
+        raw: dict[str, Any] = {
+            "api_key": self._key,
+            "public_key": self.api.public_key,
+            "senders": [{"number": "+16175550100", "type": "toll_free", "rate_per_second": 1000}],
+            "api_base_url": self._url,
+            "webhook_url": f"{self._url}/webhooks",
+            "timeout_s": 1.0,
+            **overrides,
+        }
+        self.channel = TelnyxSms(TelnyxSettings.model_validate(raw))
+        await self.channel.start(self.receipts)
+
+    async def stop(self) -> None:
+        """Close the channel, release hung requests, stop the server."""
+        await self._close_channel()
+        await self.api.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stop_silent()
+
+    def address(self, index: int) -> str:
+        """A US mobile number."""
+        return f"+1617555{index:04d}"
+
+    def contact_data(self, target: Target) -> tuple[str, ...]:
+        """The number as dialled, without its +, and its national digits."""
+        digits = target.address.lstrip("+")
+        return (target.address, digits, digits[1:])
+
+    def secrets(self) -> tuple[str, ...]:
+        """The API key."""
+        return (self._key,)
+
+    async def arm(self, fault: Fault, target: Target) -> Target:
+        """Scripted replies per number; the whole API away or the key wrong."""
+        if fault.name == "bad_credentials":
+            await self._open(api_key="KEYwrong-for-telnyx-91d0")
+        elif fault.name == "api_away":
+            await self._open(api_base_url=f"http://127.0.0.1:{free_port()}")
+        else:
+            self.api.script(target.address, self._scripts[fault.name])
+        return target
+
+    async def heal(self) -> None:
+        """Back to the stand-in with the right key."""
+        await self._open()
+
+    async def arrivals(self, alert_id: str) -> list[Arrival]:
+        """Accepted messages whose webhook URL names the alert."""
+        return [
+            Arrival(self.book[m.to], m.text, text_marks(m.text))
+            for m in self.api.sent
+            if m.alert_id == alert_id
+        ]
+
+
+# --- sms.failover -------------------------------------------------------------------------------
+
+
+class FailoverHarness(ChannelHarness):
+    """`sms.failover` over `sms.twilio` then `sms.telnyx`, both stand-ins on one server. A
+    provider-side failure is scripted on both (the second provider's answer is the receipt);
+    a recipient's own error and a timeout on the first only (they never move)."""
+
+    name = "sms.failover"
+    kind = ChannelKind.SMS
+    protocol = Protocol.HTTP
+    faults = (
+        Fault("http_429", "http_429"),
+        Fault("http_500", "http_5xx"),
+        Fault("hang", "timeout"),
+        Fault("http_400", "http_4xx", reason="21600"),
+        Fault("invalid_number", "http_4xx", reason="21211"),
+        Fault("opted_out", "http_4xx", reason="21610"),
+        Fault("bad_credentials", "http_4xx", Reach.ALL, reason="10009"),
+        Fault("api_away", "away", Reach.ALL),
+    )
+    drill_marks = frozenset({"text_prefix"})
+    _both: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "http_429": ("429", "429"),
+        "http_500": ("500", "500"),
+    }
+    _first: ClassVar[Mapping[str, str]] = {
+        "hang": "hang", "http_400": "400", "invalid_number": "21211", "opted_out": "21610",
+    }
+    _token = "twilio-auth-token-failover-3b7e"
+    _key = "KEYfailover-telnyx-6c2d"
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        stats = Stats()
+        self.twilio = TwilioSandbox(auth_token=self._token, stats=stats, callback_delay_s=0.01)
+        self.telnyx = TelnyxSandbox(api_key=self._key, stats=stats, callback_delay_s=0.01)
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+
+    async def start(self) -> None:
+        """Both APIs and a callback route on one aiohttp app."""
+        app = web.Application()
+        self.twilio.attach(app)
+        self.telnyx.attach(app)
+        app.router.add_post("/callbacks", self._callback)
+        self._runner, port = await serve(app)
+        self._url = f"http://127.0.0.1:{port}"
+        await self._open()
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _open(self, *, twilio: Mapping[str, Any] | None = None,
+                    telnyx: Mapping[str, Any] | None = None) -> None:
+        await self._close_channel()
+        first = TwilioSms(TwilioSettings.model_validate({
+            "account_sid": DEFAULT_ACCOUNT_SID, "auth_token": self._token,
+            "senders": [{"number": "22395", "type": "short_code", "rate_per_second": 1000}],
+            "api_base_url": self._url, "status_callback_url": f"{self._url}/callbacks",
+            "timeout_s": 1.0, **(twilio or {}),
+        }))
+        second = TelnyxSms(TelnyxSettings.model_validate({
+            "api_key": self._key,
+            "senders": [{"number": "+16175550100", "type": "toll_free",
+                         "rate_per_second": 1000}],
+            "api_base_url": self._url, "webhook_url": f"{self._url}/callbacks",
+            "timeout_s": 1.0, **(telnyx or {}),
+        }))
+        self.channel = SmsFailover([first, second])
+        await self.channel.start(self.receipts)
+
+    async def stop(self) -> None:
+        """Close the channel, release hung requests, stop the server."""
+        await self._close_channel()
+        await self.twilio.close()
+        await self.telnyx.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stop_silent()
+
+    def address(self, index: int) -> str:
+        """A US mobile number."""
+        return f"+1617555{index:04d}"
+
+    def contact_data(self, target: Target) -> tuple[str, ...]:
+        """The number as dialled, without its +, and its national digits."""
+        digits = target.address.lstrip("+")
+        return (target.address, digits, digits[1:])
+
+    def secrets(self) -> tuple[str, ...]:
+        """Both providers' credentials."""
+        return (self._token, self._key)
+
+    async def arm(self, fault: Fault, target: Target) -> Target:
+        """Scripted replies per number; both APIs away, or both credentials wrong."""
+        if fault.name == "bad_credentials":
+            await self._open(twilio={"auth_token": "wrong-token-for-twilio-55e1"},
+                             telnyx={"api_key": "KEYwrong-for-telnyx-91d0"})
+        elif fault.name == "api_away":
+            away = f"http://127.0.0.1:{free_port()}"
+            await self._open(twilio={"api_base_url": away}, telnyx={"api_base_url": away})
+        elif fault.name in self._both:
+            first, second = self._both[fault.name]
+            self.twilio.script(target.address, first)
+            self.telnyx.script(target.address, second)
+        else:
+            self.twilio.script(target.address, self._first[fault.name])
+        return target
+
+    async def heal(self) -> None:
+        """Back to both stand-ins with the right credentials."""
+        await self._open()
+
+    async def arrivals(self, alert_id: str) -> list[Arrival]:
+        """Messages either provider accepted for the alert."""
+        found = []
+        for message in self.twilio.sent:
+            query = parse_qs(urlsplit(message.status_callback).query)
+            if query.get("a", [""])[0] == alert_id:
+                found.append(Arrival(self.book[message.to], message.body,
+                                     text_marks(message.body)))
+        found.extend(
+            Arrival(self.book[m.to], m.text, text_marks(m.text))
+            for m in self.telnyx.sent
+            if m.alert_id == alert_id
+        )
         return found
 
 
@@ -1090,6 +1331,8 @@ class DesktopHarness(DeviceHarness):
 HARNESSES: tuple[type[ChannelHarness], ...] = (
     SmtpHarness,
     TwilioHarness,
+    TelnyxHarness,
+    FailoverHarness,
     VoiceHarness,
     AppriseHarness,
     SirenHarness,
