@@ -82,6 +82,9 @@ class TestSignature:
             ("c2ln", "NOW", ""),
             ("c2ln", "NOW", base64.b64encode(b"short").decode()),
         ],
+        # The key is made per process: the ids name the cases so every worker collects alike.
+        ids=["no-signature", "empty-signature", "no-timestamp", "not-base64", "float-timestamp",
+             "no-key", "short-key"],
     )
     def test_missing_or_malformed_fails(
         self, signature: str | None, timestamp: str | None, key: str
