@@ -54,12 +54,41 @@ def test_import_reports_rejected_rows(site: Path) -> None:
         "people: 4 rows: 3 added, 0 changed, 0 unchanged, 0 removed, 1 rejected",
         "rejected:",
         "  row 3: email is not a valid address",
+        "kept as import 1",
     ]
     again = clarion("directory", "import", "people.csv", "--config", "clarion.toml", "--json",
                     cwd=site)
     report = json.loads(again.stdout)
     assert (report["added"], report["unchanged"]) == (0, 3)
     assert report["rejected"] == [{"row": 3, "reason": "email is not a valid address"}]
+
+
+def test_a_truncated_file_is_held_until_confirmed(site: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return clarion(*args, "--config", "clarion.toml", cwd=site)
+
+    assert run("directory", "import", "people.csv").returncode == 1
+    write_rows(site / "short.csv", ROWS[:1])
+    held = run("directory", "import", "short.csv", "--remove-missing")
+    assert held.returncode == 3, held.stderr
+    # Only students are in the short file: one of the two stored students would go.
+    assert "held as import 2: it would change or remove 50%" in held.stdout
+    assert "nothing was written" in held.stdout
+    listed = json.loads(run("directory", "imports", "list", "--json").stdout)
+    assert [(e["id"], e["state"], e["report"]["removed"]) for e in listed] == [
+        (2, "held", 1), (1, "applied", 0)
+    ]
+    count = json.loads(run("segments", "count", "all", "--json").stdout)
+    assert count["total"] == 3
+    confirmed = run("directory", "imports", "confirm", "2")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "state: confirmed by cli:" in confirmed.stdout
+    assert "1 unchanged, 1 removed" in confirmed.stdout
+    assert json.loads(run("segments", "count", "all", "--json").stdout)["total"] == 2
+    again = run("directory", "imports", "confirm", "2")
+    assert (again.returncode, again.stderr.strip()) == (
+        2, "clarion: directory import 2 is confirmed, not held"
+    )
 
 
 def test_import_devices_and_bad_files(site: Path) -> None:
