@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from ldap3 import NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
-from dispatcher.credentials import reveal
+from dispatcher.access.credentials import reveal
 from segments.directory import RowOrProblem, RowProblem
 from segments.imports import DirectoryImports, ImportOutcome
 from segments.sync_settings import LdapSettings
+
+log = structlog.get_logger("clarion.directory")
 
 SOURCE = "ldap"
 _GROUP_NAME = re.compile(r"[^a-z0-9_.-]+")
@@ -108,19 +111,21 @@ class LdapReader:
             tls=tls, get_info=NONE, connect_timeout=self._settings.timeout_s,
         )
 
-    def _connect(self) -> Connection:
+    def _connection(self) -> Connection:
         settings = self._settings
-        conn = Connection(
+        return Connection(
             self._server(), user=settings.bind_dn or None,
             password=reveal(settings.bind_password) or None,
-            receive_timeout=settings.timeout_s, read_only=True, raise_exceptions=True,
-            auto_referrals=False,
+            # ldap3 hands this to setsockopt, which takes whole seconds.
+            receive_timeout=max(1, round(settings.timeout_s)), read_only=True,
+            raise_exceptions=True, auto_referrals=False,
         )
+
+    def _bind(self, conn: Connection) -> None:
         conn.open()
-        if settings.start_tls:
+        if self._settings.start_tls:
             conn.start_tls()
         conn.bind()
-        return conn
 
     def _search(
         self, conn: Connection, base: str, search: str, attributes: list[str]
@@ -135,22 +140,22 @@ class LdapReader:
 
     def read(self, entries: EntriesFn | None = None) -> LdapPeople:
         """Every person under `base_dn`, with roles and groups; raises LdapSyncError."""
+        conn = self._connection()
         try:
-            conn = self._connect()
-        except LDAPException as exc:
-            raise LdapSyncError(
-                f"cannot bind to {self._settings.url}: {type(exc).__name__}"
-                f" {_reason(exc)}".rstrip()
-            ) from None
-        try:
-            return self._read(conn, entries)
-        except LDAPException as exc:
-            raise LdapSyncError(
-                f"searching {self._settings.url} failed: {type(exc).__name__}"
-                f" {_reason(exc)}".rstrip()
-            ) from None
+            try:
+                self._bind(conn)
+            except LDAPException as exc:
+                raise LdapSyncError(
+                    f"cannot bind to {self._settings.url}: {_reason(exc)}"
+                ) from None
+            try:
+                return self._read(conn, entries)
+            except LDAPException as exc:
+                raise LdapSyncError(
+                    f"searching {self._settings.url} failed: {_reason(exc)}"
+                ) from None
         finally:
-            conn.unbind()
+            _close(conn)
 
     def _read(self, conn: Connection, entries: EntriesFn | None) -> LdapPeople:
         settings = self._settings
@@ -206,10 +211,20 @@ class LdapReader:
         return LdapPeople(tuple(rows), skipped, names, frozenset(spoken), digest.hexdigest())
 
 
+def _close(conn: Connection) -> None:
+    try:
+        conn.unbind()
+    except LDAPException as exc:
+        # Closing a connection the server already dropped: nothing is left to release.
+        log.debug("directory.ldap_close_failed", error=type(exc).__name__)
+
+
 def _reason(exc: LDAPException) -> str:
-    # ldap3 puts the server's diagnostic in `message` (never the password we sent).
-    message = getattr(exc, "message", "") or ""
-    return f"({message})" if message else ""
+    """The server's result name and diagnostic (ldap3 keeps them apart from what we sent, so
+    the password never shows)."""
+    name = str(getattr(exc, "description", "") or type(exc).__name__)
+    message = str(getattr(exc, "message", "") or "").strip()
+    return f"{name} ({message})" if message else name
 
 
 def _role(groups: list[str], roles: list[tuple[str, str]]) -> str:

@@ -3,7 +3,6 @@ and database in a temporary folder, loaded from an LDIF with ldapadd."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -49,7 +48,7 @@ userPassword: {password}
 
 def available() -> bool:
     """Whether slapd and ldapadd are installed (`make tools`)."""
-    return Path(SLAPD).is_file() and shutil.which("ldapadd") is not None
+    return Path(SLAPD).is_file() and Path("/usr/bin/ldapadd").is_file()
 
 
 class Slapd:
@@ -89,7 +88,7 @@ class Slapd:
     def ldapadd(self, ldif: Path) -> None:
         """Add the entries of an LDIF file as the administrator."""
         subprocess.run(  # noqa: S603 - the Debian client and our own files
-            ["ldapadd", "-x", "-H", self.url, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD,
+            ["/usr/bin/ldapadd", "-x", "-H", self.url, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD,
              "-f", str(ldif)],
             check=True, capture_output=True,
         )
