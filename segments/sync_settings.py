@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from dispatcher.access.credentials import SettingsModel
 
@@ -110,6 +110,12 @@ class LdapSettings(SettingsModel):
     every_s: float = Field(
         default=3600.0, ge=60.0, description="seconds between syncs while enabled"
     )
+
+    @model_validator(mode="after")
+    def _enabled_needs_a_base(self) -> LdapSettings:
+        if self.enabled and not self.base_dn:
+            raise ValueError("an enabled LDAP sync needs base_dn (where people are searched)")
+        return self
 
     @field_validator("attributes")
     @classmethod

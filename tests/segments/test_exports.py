@@ -12,13 +12,18 @@ import pytest
 
 from dispatcher.refusals import Conflict
 from dispatcher.store.audit import AuditLog
+from dispatcher.store.database import open_database
 from dispatcher.store.imports import ImportState
 from segments.audience import load_campus
 from segments.exports import ExportWatcher
 from segments.imports import DirectoryImports, ImportOutcome
+from segments.settings import DirectorySettings
 from segments.sync import DirectorySync
 from segments.sync_settings import ExportSettings
-from tests.segments.helpers import Campus
+from tests.pg import pg_cluster, pg_url
+from tests.segments.helpers import Campus, make_campus_files
+
+__all__ = ["pg_cluster", "pg_url"]
 
 BANNER_COLUMNS = {
     "id": "SPRIDEN_ID", "first_name": "FIRST_NAME", "last_name": "LAST_NAME",
@@ -182,3 +187,33 @@ class TestSchedule:
         finally:
             await sync.stop()
         assert len(await stored(campus)) == 5
+
+
+class TestPostgres:
+    """The kept imports and held plans on PostgreSQL, as on SQLite."""
+
+    async def test_held_and_confirmed(self, tmp_path: Path, pg_url: str) -> None:
+        make_campus_files(tmp_path)
+        db = await open_database(pg_url)
+        try:
+            campus = Campus(tmp_path, db, DirectorySettings(
+                people="people.csv", devices="devices.csv", buildings="buildings.csv"
+            ))
+            path = banner(tmp_path / "students.csv", range(1, 701))
+            watcher, imports = ExportWatcher("banner", export(path), path), imports_of(campus)
+            assert only(await watcher.look(imports)).report.added == 700
+            banner(path, range(1, 4))
+            held = only(await watcher.look(imports))
+            assert held.held and held.report.removed == 697
+            # More records than one part of a kept plan holds.
+            banner(path, range(1, 601))
+            bigger = only(await watcher.look(imports))
+            assert bigger.held and len(await imports.store.plan(bigger.id)) == 3
+            entry = await imports.confirm(bigger.id, actor="registrar")
+            assert (entry.state, entry.report["removed"]) == (ImportState.CONFIRMED, 100)
+            assert len(await stored(campus)) == 600
+            assert [e.state for e in await imports.store.recent()] == [
+                ImportState.CONFIRMED, ImportState.HELD, ImportState.APPLIED
+            ]
+        finally:
+            await db.close()

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from ldap3 import Connection, Server
+from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.imports import ImportState
@@ -191,6 +193,30 @@ class TestSafetyBrake:
         outcome = await sync_ldap(imports, empty, campus.base)
         assert outcome is not None and outcome.report.removed == 0
         assert len(await people(campus)) == 4
+
+
+class TestPrivacy:
+    """A sync's logs name people by id and count them, never by address or number."""
+
+    async def test_no_contact_data_in_the_logs(self, campus: Campus, slapd: Slapd) -> None:
+        imports = imports_of(campus)
+        with capture_logs() as logs:
+            await sync_ldap(imports, ldap_settings(slapd), campus.base)
+            with admin(slapd) as conn:
+                assert conn.delete(f"uid=s1002,{PEOPLE}")
+            held = await sync_ldap(imports, ldap_settings(slapd), campus.base)
+            assert held is not None
+            await imports.confirm(held.id, actor="alex")
+        assert {e["event"] for e in logs} >= {
+            "directory.imported", "directory.import_held", "directory.import_confirmed"
+        }
+        text = json.dumps(logs, default=str)
+        for contact in ("@example.edu", "555", "+1201"):
+            assert contact not in text
+
+    def test_an_enabled_sync_needs_a_base(self) -> None:
+        with pytest.raises(ValidationError, match="needs base_dn"):
+            LdapSettings(enabled=True)
 
 
 class TestFailures:
