@@ -1,11 +1,12 @@
 """Student-system exports: the flat files Banner, Workday or PeopleSoft write, read on a schedule.
 
 An export's `path` is either one file, imported whenever its content changes (the system
-overwrites it each night), or a folder, whose new `.csv` files are each imported once, oldest
-first, and then moved to `done/` (or `failed/` when unreadable). A file still being written
-is left for the next look: it is imported once its size and time were the same at two looks
-in a row. Only the columns of `columns` are read, so nothing else of the export (a birth
-date, a national id) reaches the directory. Every import goes through the safety brake.
+overwrites it each night), or a folder, whose new `.csv` (or `.txt`) files are each imported
+once, oldest first, and then moved to `done/` (or `failed/` when unreadable). A file still
+being written is left for the next look: it is imported once its size and time were the same
+at two looks in a row. Only the columns of `columns` are read, so nothing else of the export
+(a birth date, a national id) reaches the directory. Every import goes through the safety
+brake.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from segments.sync_settings import ExportSettings
 
 log = structlog.get_logger("clarion.directory")
 
+EXPORT_SUFFIXES = (".csv", ".txt")
 DONE = "done"
 FAILED = "failed"
 
@@ -78,7 +80,8 @@ class ExportWatcher:
         """Import what is new: an outcome per file imported, or the kept id of a failure."""
         if self.path.is_dir():
             files = sorted(
-                (f for f in self.path.iterdir() if f.is_file() and f.suffix.lower() == ".csv"),
+                (f for f in self.path.iterdir()
+                 if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES),
                 key=lambda f: (f.stat().st_mtime_ns, f.name),
             )
             ready = self.settled(files) if wait_settled else files

@@ -173,29 +173,34 @@ class LdapReader:
         rows: list[RowOrProblem] = []
         names: dict[int, str] = {}
         skipped = 0
-        digest = hashlib.sha256()
-        number = 0
+        found: list[tuple[str, str, dict[str, str]]] = []
         for dn, attrs in self._search(conn, settings.base_dn, settings.filter, wanted):
             listed = [*(_values(attrs, settings.member_of) if settings.member_of else []),
                       *members.get(_dn_key(dn), [])]
-            groups = list({_dn_key(g): g for g in reversed(listed)}.values())[::-1]
+            groups = list({_dn_key(g): g for g in listed}.values())
             role = _role(groups, roles) or settings.default_role
+            if not role:
+                skipped += 1
+                continue
             row = {
                 column: (_values(attrs, attribute) or [""])[0]
                 for column, attribute in settings.attributes.items()
             }
-            if not role:
-                skipped += 1
-                continue
-            number += 1
-            if entries is not None and number % 100 == 0:
-                entries(number)
             row["role"] = role
             if settings.groups:
-                row["groups"] = ";".join(
-                    name for name in (_group_name(g) for g in groups) if name
-                )
-            person_id = row.get("id", "")
+                row["groups"] = ";".join(sorted(
+                    {name for name in (_group_name(g) for g in groups) if name}
+                ))
+            found.append((row.get("id", ""), dn, row))
+            if entries is not None and len(found) % 100 == 0:
+                entries(len(found))
+        if entries is not None:
+            entries(len(found))
+        # In id order, whatever order the server answered in: the rows' numbers in the report
+        # and the fingerprint stay the same from one sync to the next.
+        found.sort(key=lambda item: (item[0], item[1]))
+        digest = hashlib.sha256()
+        for number, (person_id, dn, row) in enumerate(found, start=1):
             names[number] = person_id or dn
             digest.update(json.dumps(row, sort_keys=True).encode())
             if not person_id:
@@ -203,8 +208,6 @@ class LdapReader:
                 rows.append((number, RowProblem(number, f"no {attribute} (the id)"), ""))
             else:
                 rows.append((number, row, person_id))
-        if entries is not None:
-            entries(number)
         spoken = {role for _, role in roles}
         if settings.default_role:
             spoken.add(settings.default_role)

@@ -145,8 +145,9 @@ class ExportSettings(SettingsModel):
     """A student or HR system's flat file (Banner, Workday, PeopleSoft) read on a schedule."""
 
     path: str = Field(
-        description="a CSV file read whenever it changes, or a folder whose new .csv files"
-        " are each imported once and then moved to its done/ folder (relative to the config)"
+        description="a CSV file read whenever it changes, or a folder whose new .csv (and .txt)"
+        " files are each imported once and then moved to its done/ folder (relative to the"
+        " config)"
     )
     role: str | None = Field(default=None, description="the role of everyone in the file")
     columns: dict[str, str] = Field(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dispatcher.cli import main as cli_main
 from dispatcher.refusals import Conflict
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
@@ -20,6 +21,7 @@ from segments.imports import DirectoryImports, ImportOutcome
 from segments.settings import DirectorySettings
 from segments.sync import DirectorySync
 from segments.sync_settings import ExportSettings
+from segments.synthetic import write_campus
 from tests.pg import pg_cluster, pg_url
 from tests.segments.helpers import Campus, make_campus_files
 
@@ -217,3 +219,33 @@ class TestPostgres:
             ]
         finally:
             await db.close()
+
+
+class TestCommand:
+    """`clarion directory imports run NAME` imports an export now."""
+
+    def test_run_now_then_nothing_new(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        write_campus(tmp_path, 0, 0)
+        banner(tmp_path / "students.csv", range(1, 4), bad_email_at=2)
+        config = tmp_path / "clarion.toml"
+        config.write_text(
+            f'[store]\nurl = "sqlite:///{tmp_path / "clarion.db"}"\n\n'
+            '[directory]\nbuildings = "buildings.csv"\n\n'
+            '[directory.exports.banner]\npath = "students.csv"\nrole = "student"\n'
+            f"columns = {json.dumps(BANNER_COLUMNS).replace(':', ' =')}\n",
+            encoding="utf-8",
+        )
+        args = ["directory", "imports", "run", "banner", "--config", str(config)]
+        assert cli_main(args) == 1
+        assert capsys.readouterr().out.splitlines() == [
+            "people: 3 rows: 2 added, 0 changed, 0 unchanged, 0 removed, 1 rejected",
+            "rejected:",
+            "  row 3: email is not a valid address (column 'EMAIL_ADDR')",
+            "kept as import 1",
+        ]
+        assert cli_main(args) == 0
+        assert capsys.readouterr().out == "banner: nothing new to import\n"
+        assert cli_main(["directory", "imports", "run", "nope", "--config", str(config)]) == 2
+        assert "no export 'nope' in [directory.exports] (banner)" in capsys.readouterr().err

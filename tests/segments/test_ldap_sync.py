@@ -13,12 +13,14 @@ from ldap3 import Connection, Server
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
+from dispatcher.cli import main as cli_main
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.imports import ImportState
 from segments.audience import load_campus
 from segments.imports import DirectoryImports
 from segments.ldap_sync import LdapSyncError, sync_ldap
 from segments.sync_settings import LdapSettings
+from segments.synthetic import write_campus
 from tests.segments.helpers import Campus
 from tests.segments.slapd import (
     ADMIN_DN,
@@ -110,7 +112,7 @@ class TestSync:
         assert (ana["role"], ana["phone"], ana["email"], ana["language"]) == (
             "student", "+12015550101", "ana.alvarez@example.edu", "es"
         )
-        assert ana["groups"] == "students;marching-band"
+        assert ana["groups"] == "marching-band;students"
         assert json.loads(ana["attrs"]) == {"department": "biology"}
         assert stored["f2001"]["role"] == "faculty"
         assert await campus.recipients("group:marching-band") == {"s1001", "f2001"}
@@ -244,3 +246,36 @@ class TestFailures:
         with pytest.raises(LdapSyncError, match="noSuchObject"):
             await sync_ldap(imports, wrong, campus.base)
         assert len(await people(campus)) == 4
+
+
+class TestCommand:
+    """`clarion directory sync ldap` as an operator runs it."""
+
+    def test_sync_then_held(
+        self, tmp_path: Path, slapd: Slapd, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        write_campus(tmp_path, 0, 0)
+        config = tmp_path / "clarion.toml"
+        config.write_text(
+            f'[store]\nurl = "sqlite:///{tmp_path / "clarion.db"}"\n\n'
+            '[directory]\nbuildings = "buildings.csv"\n\n'
+            f'[directory.ldap]\nurl = "{slapd.url}"\nbind_dn = "{READER_DN}"\n'
+            f'bind_password = "{READER_PASSWORD}"\nbase_dn = "{PEOPLE}"\n'
+            f'member_of = ""\ngroup_base_dn = "{GROUPS}"\npage_size = 2\n'
+            'roles = { Students = "student", Faculty = "faculty" }\n',
+            encoding="utf-8",
+        )
+        args = ["directory", "sync", "ldap", "--config", str(config)]
+        assert cli_main(args) == 1
+        out = capsys.readouterr().out
+        assert out.splitlines()[:3] == [
+            "people: 5 rows: 4 added, 0 changed, 0 unchanged, 0 removed, 1 rejected, 1 skipped",
+            "rejected:",
+            "  row 5: s1004: email is not a valid address",
+        ]
+        with admin(slapd) as conn:
+            assert conn.delete(f"uid=s1001,{PEOPLE}")
+        assert cli_main(args) == 3
+        assert "held as import 2: it would change or remove 25%" in capsys.readouterr().out
+        assert cli_main([*args, "--confirmed"]) == 1
+        assert "1 removed" in capsys.readouterr().out
