@@ -6,8 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,21 @@ from segments.directory import (
     DirectoryFileError,
     DirectoryImporter,
     ImportReport,
-    ProgressFn,
     read_rows,
 )
 from segments.expression import AudienceError
 from segments.imports import DirectoryImports, ImportOutcome
-from segments.sync_cli import outcome_status, print_outcome, print_report, register_actions
+from segments.sync_cli import (
+    outcome_status,
+    print_outcome,
+    print_report,
+    progress_bars,
+    register_actions,
+)
 from segments.zones import CampusDataError
 
-# What a file imported from the shell is kept as.
+# What a file imported from the shell is kept as (with its name: only the newest import of a
+# source may be confirmed).
 FILE_SOURCE = "file"
 # Files smaller than this import in a moment: no progress bar.
 PROGRESS_MIN_BYTES = 1 << 20
@@ -151,49 +156,29 @@ async def _import(settings: Settings, args: argparse.Namespace) -> ImportReport 
     campus = load_campus(settings.directory, settings.base_dir)
     db = await open_database(settings.store.url)
     try:
-        with _progress(args.file) as progress:
+        try:
+            size = args.file.stat().st_size
+        except OSError:
+            size = 0
+        with progress_bars(
+            args.file.name, show=size >= PROGRESS_MIN_BYTES and not args.json, size=size
+        ) as bars:
             if args.devices:
                 importer = DirectoryImporter(db, settings.directory, campus)
                 return await importer.import_devices(
-                    args.file, remove_missing=args.remove_missing, progress=progress
+                    args.file, remove_missing=args.remove_missing, progress=bars.reading
                 )
             imports = DirectoryImports(
                 db, settings.directory, lambda: campus, audit=AuditLog(db)
             )
             return await imports.run(
-                FILE_SOURCE, read_rows(args.file, progress), detail=args.file.name,
-                role=args.role, remove_missing=args.remove_missing,
+                f"{FILE_SOURCE}:{args.file.name}", read_rows(args.file, bars.reading),
+                detail=args.file.name, role=args.role, remove_missing=args.remove_missing,
                 header_row=args.file.suffix.lower() == ".csv", brake=not args.confirmed,
+                writing=bars.writing,
             )
     finally:
         await db.close()
-
-
-@contextmanager
-def _progress(path: Path) -> Iterator[ProgressFn | None]:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0
-    if not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"importing {path.name}", total=size)
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _list(raw: str) -> list[str]:

@@ -702,15 +702,21 @@ class DirectoryImporter:
             share=share,
         )
 
-    async def apply_people(self, plan: PeoplePlan) -> ImportReport:
+    async def apply_people(
+        self, plan: PeoplePlan, progress: ProgressFn | None = None
+    ) -> ImportReport:
         """Write a plan: upsert its records, then remove the missing people of its roles.
 
         The counts are those of the writing, which may differ from the plan's when the
-        directory changed since it was made (a held import confirmed later).
+        directory changed since it was made (a held import confirmed later). `progress` is
+        told the records written so far, after each batch.
         """
         tally = _Tally()
-        for start in range(0, len(plan.records), BATCH):
+        total = len(plan.records)
+        for start in range(0, total, BATCH):
             await self._write_people(list(plan.records[start : start + BATCH]), tally)
+            if progress is not None:
+                progress(min(start + BATCH, total), total)
         for each in sorted(plan.remove_roles):
             tally.removed += await self._store.remove_people(each, keep=plan.keep)
         if tally.added or tally.changed or tally.removed:

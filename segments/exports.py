@@ -76,6 +76,7 @@ class ExportWatcher:
         wait_settled: bool = True,
         brake: bool = True,
         progress: ProgressFn | None = None,
+        writing: ProgressFn | None = None,
     ) -> list[ImportOutcome | int]:
         """Import what is new: an outcome per file imported, or the kept id of a failure."""
         if self.path.is_dir():
@@ -87,7 +88,9 @@ class ExportWatcher:
             ready = self.settled(files) if wait_settled else files
             done: list[ImportOutcome | int] = []
             for file in ready:
-                outcome = await self._import(imports, file, brake=brake, progress=progress)
+                outcome = await self._import(
+                    imports, file, brake=brake, progress=progress, writing=writing
+                )
                 target = self.path / (FAILED if isinstance(outcome, int) else DONE)
                 target.mkdir(exist_ok=True)
                 file.replace(target / file.name)
@@ -100,7 +103,7 @@ class ExportWatcher:
         if latest is not None and latest.fingerprint == print_:
             return []
         return [await self._import(imports, self.path, brake=brake, progress=progress,
-                                   known=print_)]
+                                   writing=writing, known=print_)]
 
     async def _import(
         self,
@@ -109,6 +112,7 @@ class ExportWatcher:
         *,
         brake: bool,
         progress: ProgressFn | None,
+        writing: ProgressFn | None = None,
         known: str = "",
     ) -> ImportOutcome | int:
         settings = self.settings
@@ -120,7 +124,7 @@ class ExportWatcher:
             outcome = await imports.run(
                 self.source, rows, detail=file.name, fingerprint=print_, role=settings.role,
                 remove_missing=settings.remove_missing, header_row=True, brake=brake,
-                locate=settings.columns,
+                locate=settings.columns, writing=writing,
             )
         except DirectoryFileError as exc:
             return await imports.failed(

@@ -25,6 +25,7 @@ from segments.directory import (
     DirectoryImporter,
     ImportReport,
     PeoplePlan,
+    ProgressFn,
     RowOrProblem,
     RowProblem,
 )
@@ -86,6 +87,7 @@ class DirectoryImports:
         names: Mapping[int, str] | None = None,
         locate: Mapping[str, str] | None = None,
         brake: bool = True,
+        writing: ProgressFn | None = None,
     ) -> ImportOutcome:
         """Plan the rows, then write them, or hold them when the brake says so; kept either
         way. `brake=False` is a person's own confirmation given up front. `names` labels the
@@ -109,7 +111,7 @@ class DirectoryImports:
                 removed=plan.report.removed,
             )
             return ImportOutcome(import_id, ImportState.HELD, plan.report, plan.share)
-        report = await self._importer().apply_people(plan)
+        report = await self._importer().apply_people(plan, writing)
         import_id = await self.store.add(
             source=source, detail=detail, fingerprint=fingerprint, state=ImportState.APPLIED,
             share=plan.share, report=report.to_json(), started_at=started,
@@ -139,7 +141,9 @@ class DirectoryImports:
             raise NotFound(f"no directory import {import_id}")
         return entry
 
-    async def confirm(self, import_id: int, *, actor: str) -> ImportEntry:
+    async def confirm(
+        self, import_id: int, *, actor: str, writing: ProgressFn | None = None
+    ) -> ImportEntry:
         """Write a held import as it was planned; raises NotFound or Conflict.
 
         Only the newest import of its source may be confirmed: a newer one already brought
@@ -165,7 +169,7 @@ class DirectoryImports:
             detail={"import": import_id, "source": entry.source, "share": entry.share},
         )
         try:
-            report = await self._importer().apply_people(PeoplePlan.of_parts(parts))
+            report = await self._importer().apply_people(PeoplePlan.of_parts(parts), writing)
         except Exception as exc:
             await self.store.settle(
                 import_id, ImportState.FAILED, report=None, error=f"writing failed: {exc}"

@@ -28,7 +28,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
 from dispatcher.access.credentials import reveal
-from segments.directory import RowOrProblem, RowProblem
+from segments.directory import ProgressFn, RowOrProblem, RowProblem
 from segments.imports import DirectoryImports, ImportOutcome
 from segments.sync_settings import LdapSettings
 
@@ -250,6 +250,7 @@ async def sync_ldap(
     brake: bool = True,
     skip_unchanged: bool = False,
     entries: EntriesFn | None = None,
+    writing: ProgressFn | None = None,
 ) -> ImportOutcome | None:
     """Read the server and import its people through the safety brake. With
     `skip_unchanged`, a server that gives what the last import from it had is not imported
@@ -266,5 +267,5 @@ async def sync_ldap(
     return await imports.run(
         SOURCE, people.rows, detail=settings.url, fingerprint=people.fingerprint,
         remove_missing=settings.remove_missing, roles=people.roles, skipped=people.skipped,
-        names=people.names, brake=brake,
+        names=people.names, brake=brake, writing=writing,
     )

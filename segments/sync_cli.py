@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -21,7 +22,7 @@ from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 from dispatcher.store.imports import ImportEntry, ImportState
 from segments.audience import load_campus, resolve_path
-from segments.directory import DirectoryFileError, ImportReport
+from segments.directory import DirectoryFileError, ImportReport, ProgressFn
 from segments.exports import ExportWatcher
 from segments.imports import DirectoryImports, ImportOutcome
 from segments.ldap_sync import LdapSyncError, sync_ldap
@@ -164,24 +165,51 @@ def print_report(report: ImportReport, out: TextIO) -> None:
             print(f"  row {problem.row}: {problem.reason}", file=out)
 
 
+@dataclass(frozen=True, slots=True)
+class Bars:
+    """Progress callbacks of one import at a terminal (None where nothing is shown)."""
+
+    reading: ProgressFn | None = None
+    counting: Callable[[int], None] | None = None
+    writing: ProgressFn | None = None
+
+
 @contextmanager
-def _entries_counter(enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    if not enabled or not sys.stderr.isatty():
-        yield None
+def progress_bars(what: str, *, show: bool = True, size: int | None = None) -> Iterator[Bars]:
+    """Bars on stderr for reading `what` (bytes of `size`, or entries counted) and then for
+    writing the people, when stderr is a terminal."""
+    if not show or not sys.stderr.isatty():
+        yield Bars()
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}: {task.completed} people read"),
-        console=Console(stderr=True), transient=True,
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
     ) as bar:
-        task = bar.add_task("reading LDAP", total=None)
+        read_task = bar.add_task(f"reading {what}", total=size)
+        write_task: list[TaskID] = []
 
-        def update(n: int) -> None:
-            bar.update(task, completed=n)
+        def reading(done: int, total: int) -> None:
+            bar.update(read_task, completed=done, total=total)
 
-        yield update
+        def counting(done: int) -> None:
+            bar.update(read_task, completed=done)
+
+        def writing(done: int, total: int) -> None:
+            if not write_task:
+                write_task.append(bar.add_task("writing people", total=total))
+            bar.update(write_task[0], completed=done, total=total)
+
+        yield Bars(reading, counting, writing)
 
 
 def sync_ldap_command(args: argparse.Namespace) -> int:
@@ -193,9 +221,10 @@ def sync_ldap_command(args: argparse.Namespace) -> int:
             return _fail("set [directory.ldap] url, base_dn and the bind account first")
 
         async def work(imports: DirectoryImports, settings: Settings) -> ImportOutcome:
-            with _entries_counter(not args.json) as entries:
+            with progress_bars(ldap.url, show=not args.json) as bars:
                 outcome = await sync_ldap(
-                    imports, ldap, settings.base_dir, brake=not args.confirmed, entries=entries
+                    imports, ldap, settings.base_dir, brake=not args.confirmed,
+                    entries=bars.counting, writing=bars.writing,
                 )
             assert outcome is not None  # only a scheduled sync skips an unchanged server
             return outcome
@@ -228,7 +257,11 @@ def run_command(args: argparse.Namespace) -> int:
         watcher = ExportWatcher(args.export, export, resolve_path(settings.base_dir, export.path))
 
         async def work(imports: DirectoryImports, _: Settings) -> list[ImportOutcome | int]:
-            return await watcher.look(imports, wait_settled=False, brake=not args.confirmed)
+            with progress_bars(args.export, show=not args.json) as bars:
+                return await watcher.look(
+                    imports, wait_settled=False, brake=not args.confirmed,
+                    progress=bars.reading, writing=bars.writing,
+                )
 
         outcomes = _with_imports(args, work)
     except (ConfigError, CampusDataError, DirectoryFileError) as exc:
@@ -322,7 +355,11 @@ def show_command(args: argparse.Namespace) -> int:
 
 def confirm_command(args: argparse.Namespace) -> int:
     """Run `clarion directory imports confirm ID`."""
-    return _decision(args, lambda imports: imports.confirm(args.id, actor=cli_actor()))
+    async def confirm(imports: DirectoryImports) -> ImportEntry:
+        with progress_bars(f"import {args.id}", show=not args.json) as bars:
+            return await imports.confirm(args.id, actor=cli_actor(), writing=bars.writing)
+
+    return _decision(args, confirm)
 
 
 def discard_command(args: argparse.Namespace) -> int:
