@@ -147,12 +147,12 @@ class DirectoryImports:
         """Write a held import as it was planned; raises NotFound or Conflict.
 
         Only the newest import of its source may be confirmed: a newer one already brought
-        the directory past it.
+        the directory past it (one that failed to read its source changed nothing).
         """
         entry = await self.get(import_id)
         if entry.state is not ImportState.HELD:
             raise Conflict(f"directory import {import_id} is {entry.state.value}, not held")
-        latest = await self.store.latest(entry.source)
+        latest = await self.store.latest(entry.source, read=True)
         if latest is not None and latest.id != entry.id:
             raise Conflict(
                 f"directory import {latest.id} from {entry.source} came after it;"

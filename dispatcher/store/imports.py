@@ -126,12 +126,13 @@ class ImportStore:
             )
         return [_entry(r) for r in rows]
 
-    async def latest(self, source: str) -> ImportEntry | None:
-        """The newest import from a source, whatever became of it."""
+    async def latest(self, source: str, *, read: bool = False) -> ImportEntry | None:
+        """The newest import from a source, whatever became of it (with `read`, the newest
+        whose source could be read: a failure changed nothing)."""
         row = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM directory_imports WHERE source = ?"
+            f"SELECT {_COLUMNS} FROM directory_imports WHERE source = ? AND state <> ?"
             " ORDER BY id DESC LIMIT 1",
-            (source,),
+            (source, ImportState.FAILED.value if read else ""),
         )
         return None if row is None else _entry(row)
 

@@ -162,6 +162,9 @@ class TestSafetyBrake:
         # One of the four people of the mapped roles: over the 10% the brake allows.
         assert (held.share, held.report.removed) == (0.25, 1)
         assert "s1002" in await people(campus)
+        # An hour later the server cannot be reached: that changed nothing.
+        with pytest.raises(LdapSyncError):
+            await sync_ldap(imports, ldap_settings(slapd, bind_password="expired"), campus.base)
         entry = await imports.confirm(held.id, actor="alex")
         assert (entry.state, entry.decided_by, entry.report["removed"]) == (
             ImportState.CONFIRMED, "alex", 1
