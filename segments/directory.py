@@ -261,7 +261,8 @@ def _csv_rows(
         except StopIteration:
             break
         except csv.Error as exc:
-            # An unterminated quote or a NUL byte: the rest of the file cannot be read safely.
+            # A quote never closed swallows the rest of the file into one field, past the
+            # csv module's size limit: what follows cannot be read safely.
             line = reader.line_num
             raise DirectoryFileError(
                 f"{lines.path}: line {line}: not readable as CSV ({exc})"
@@ -289,13 +290,14 @@ def _csv_rows(
 
 def _map_header(path: Path, header: list[str], columns: Mapping[str, str] | None) -> list[str]:
     """The header in directory column names ('' for a column the map leaves out)."""
+    theirs = {_column(their): ours for ours, their in (columns or {}).items()}
     seen: set[str] = set()
     for name in header:
-        if name in seen:
+        # An export may repeat a column it does not map (two FILLER columns): never read.
+        if name in seen and (not columns or name in theirs):
             raise DirectoryFileError(f"{path}: column {name!r} appears twice in the header")
         seen.add(name)
     if columns:
-        theirs = {_column(their): ours for ours, their in columns.items()}
         missing = [their for their in theirs if their not in seen]
         if missing:
             where = ", ".join(repr(m) for m in missing)

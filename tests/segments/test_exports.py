@@ -89,6 +89,16 @@ class TestColumnMap:
         assert json.loads(person["attrs"]) == {"class_year": "2028"}
         assert "2001-01" not in json.dumps(await stored(campus))
 
+    async def test_unmapped_columns_may_repeat(self, campus: Campus) -> None:
+        path = campus.base / "students.csv"
+        path.write_text(
+            "SPRIDEN_ID,FIRST_NAME,LAST_NAME,EMAIL_ADDR,CELL_PHONE,CLASS_YR,FILLER,FILLER\n"
+            "A00001,Sam,One,s1@example.edu,201-555-0001,2028,,\n",
+            encoding="utf-8",
+        )
+        outcome = only(await ExportWatcher("banner", export(path), path).look(imports_of(campus)))
+        assert outcome.report.added == 1
+
     async def test_a_mapped_column_missing_from_the_header(self, campus: Campus) -> None:
         path = campus.base / "students.csv"
         path.write_text("SPRIDEN_ID,FIRST_NAME\nA1,Sam\n", encoding="utf-8")
