@@ -17,6 +17,7 @@ tools:
 	  { echo "installing mosquitto"; apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  { echo "installing postgresql"; apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+	@[ -x /usr/sbin/slapd ] && command -v ldapadd >/dev/null 2>&1 || { echo "installing slapd, ldap-utils"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null; }
 	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || \
 	  { echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@# The desktop pop-up's tests: a virtual display, window listing, a key press, screenshots.

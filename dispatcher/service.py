@@ -54,6 +54,8 @@ from dispatcher.views.devices import DeviceViews
 from dispatcher.views.drills import DrillViews
 from dispatcher.views.progress import ProgressStreams
 from segments.audience import AudienceResolver
+from segments.imports import DirectoryImports
+from segments.sync import DirectorySync
 
 log = structlog.get_logger("clarion.service")
 
@@ -93,6 +95,14 @@ class Service:
         )
         self.directory = DirectoryStore(db)
         self.audience = AudienceResolver(db, settings.directory, settings.base_dir)
+        # Imports kept with their reports and held by the safety brake; LDAP and exports.
+        self.directory_imports = DirectoryImports(
+            db, settings.directory, lambda: self.audience.campus, audit=self.audit,
+            clock=self.clock,
+        )
+        self.directory_sync = DirectorySync(
+            self.directory_imports, settings.directory, settings.base_dir
+        )
         # One MQTT connection per distinct broker settings, shared by the device channels.
         self.device_buses = DeviceBuses(self.clock)
         # Providers drained by hand, read by each kind's failover channel on every node.
@@ -236,6 +246,7 @@ class Service:
         await self._register_devices()
         await self.scheduler.start()
         await self.feed_poller.start()
+        await self.directory_sync.start()
         log.info(
             "service.started",
             channels=sorted(c.name for c in self.channels.values()),
@@ -253,6 +264,7 @@ class Service:
 
     async def stop(self) -> None:
         """Stop the drill scheduler, drain the engine and close the store."""
+        await self.directory_sync.stop()
         await self.feed_poller.stop()
         await self.scheduler.stop()
         await self.progress.close()

@@ -6,21 +6,37 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from dispatcher.domain import AlertKind, ChannelKind
 from dispatcher.observability import configure_logging
 from dispatcher.settings import ConfigError, Settings, load_settings
+from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 from dispatcher.store.directory import DirectoryStore
 from segments.audience import AudienceResolver, load_campus
-from segments.directory import DirectoryFileError, DirectoryImporter, ImportReport, ProgressFn
+from segments.directory import (
+    DirectoryFileError,
+    DirectoryImporter,
+    ImportReport,
+    read_rows,
+)
 from segments.expression import AudienceError
+from segments.imports import DirectoryImports, ImportOutcome
+from segments.sync_cli import (
+    outcome_status,
+    print_outcome,
+    print_report,
+    progress_bars,
+    register_actions,
+)
 from segments.zones import CampusDataError
 
+# What a file imported from the shell is kept as (with its name: only the newest import of a
+# source may be confirmed).
+FILE_SOURCE = "file"
 # Files smaller than this import in a moment: no progress bar.
 PROGRESS_MIN_BYTES = 1 << 20
 
@@ -38,8 +54,11 @@ def register(subparsers: Any) -> None:
             "Upsert people keyed by id from a .csv or .jsonl file. Columns: id, first_name, "
             "last_name, email, phone, role, building, campus, language, groups (';'-separated), "
             "and optionally push, channels, opt_out, quiet_hours; other columns become "
-            "attributes usable in segments. Bad rows are reported and skipped. Exit status: "
-            "0 all rows imported, 1 some rows rejected, 2 the file or config cannot be used."
+            "attributes usable in segments. Bad rows are reported and skipped. An import of "
+            "people that would change or remove more than [directory.safety_brake] "
+            "max_change_share of the people of its roles is held for a person to confirm "
+            "(`clarion directory imports confirm ID`). Exit status: 0 all rows imported, "
+            "1 some rows rejected, 2 the file or config cannot be used, 3 held."
         ),
     )
     imp.add_argument("file", type=Path, help="a .csv or .jsonl file")
@@ -50,9 +69,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="remove people of the file's roles (or --role) who are not in the file",
     )
+    imp.add_argument(
+        "--confirmed",
+        action="store_true",
+        help="write it even past the safety brake (you have checked what it changes)",
+    )
     imp.add_argument("--config", type=Path, help="config file (default: the embedded one)")
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
     imp.set_defaults(func=import_command)
+    register_actions(actions)
 
     segments = subparsers.add_parser("segments", help="count and list audience segments")
     seg_actions = segments.add_subparsers(dest="segments_action", required=True, metavar="ACTION")
@@ -107,78 +132,53 @@ def import_command(args: argparse.Namespace) -> int:
     """Run `clarion directory import`."""
     try:
         settings = _settings(args)
-        report = asyncio.run(_import(settings, args))
+        result = asyncio.run(_import(settings, args))
     except (ConfigError, DirectoryFileError, CampusDataError) as exc:
         return _fail(str(exc))
+    if isinstance(result, ImportOutcome):
+        if args.json:
+            print(json.dumps({**result.report.to_json(), "import_id": result.id,
+                              "state": result.state.value, "share": result.share}, indent=2))
+        else:
+            limit = settings.directory.safety_brake.max_change_share
+            print_outcome(result, limit, sys.stdout)
+        return outcome_status(result)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        print_report(report, sys.stdout)
-    return 1 if report.rejected else 0
+        print_report(result, sys.stdout)
+    return 1 if result.rejected else 0
 
 
-async def _import(settings: Settings, args: argparse.Namespace) -> ImportReport:
+async def _import(settings: Settings, args: argparse.Namespace) -> ImportReport | ImportOutcome:
     if args.devices and args.role:
         raise DirectoryFileError("--role applies to people, not to --devices")
     campus = load_campus(settings.directory, settings.base_dir)
     db = await open_database(settings.store.url)
     try:
-        importer = DirectoryImporter(db, settings.directory, campus)
-        with _progress(args.file) as progress:
+        try:
+            size = args.file.stat().st_size
+        except OSError:
+            size = 0
+        with progress_bars(
+            args.file.name, show=size >= PROGRESS_MIN_BYTES and not args.json, size=size
+        ) as bars:
             if args.devices:
+                importer = DirectoryImporter(db, settings.directory, campus)
                 return await importer.import_devices(
-                    args.file, remove_missing=args.remove_missing, progress=progress
+                    args.file, remove_missing=args.remove_missing, progress=bars.reading
                 )
-            return await importer.import_people(
-                args.file, role=args.role, remove_missing=args.remove_missing, progress=progress
+            imports = DirectoryImports(
+                db, settings.directory, lambda: campus, audit=AuditLog(db)
+            )
+            return await imports.run(
+                f"{FILE_SOURCE}:{args.file.name}", read_rows(args.file, bars.reading),
+                detail=args.file.name, role=args.role, remove_missing=args.remove_missing,
+                header_row=args.file.suffix.lower() == ".csv", brake=not args.confirmed,
+                writing=bars.writing,
             )
     finally:
         await db.close()
-
-
-@contextmanager
-def _progress(path: Path) -> Iterator[ProgressFn | None]:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0
-    if not sys.stderr.isatty() or size < PROGRESS_MIN_BYTES:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"importing {path.name}", total=size)
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def print_report(report: ImportReport, out: TextIO) -> None:
-    """The import report for a person at a terminal."""
-    print(
-        f"{report.kind}: {report.rows} rows: {report.added} added, {report.changed} changed, "
-        f"{report.unchanged} unchanged, {report.removed} removed, "
-        f"{len(report.rejected)} rejected",
-        file=out,
-    )
-    if report.rejected:
-        print("rejected:", file=out)
-        for problem in report.rejected:
-            print(f"  row {problem.row}: {problem.reason}", file=out)
-    if report.warnings:
-        print("warnings:", file=out)
-        for problem in report.warnings:
-            print(f"  row {problem.row}: {problem.reason}", file=out)
 
 
 def _list(raw: str) -> list[str]:

@@ -13,8 +13,8 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +80,8 @@ class ImportReport:
     removed: int
     rejected: tuple[RowProblem, ...] = ()
     warnings: tuple[RowProblem, ...] = ()
+    # Entries of the source that are not for the directory (an LDAP account in no mapped group).
+    skipped: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
@@ -87,6 +89,17 @@ class ImportReport:
         data["rejected"] = [asdict(p) for p in self.rejected]
         data["warnings"] = [asdict(p) for p in self.warnings]
         return data
+
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> ImportReport:
+        """The report `to_json` wrote."""
+        return cls(
+            kind=data["kind"], rows=data["rows"], added=data["added"],
+            changed=data["changed"], unchanged=data["unchanged"], removed=data["removed"],
+            rejected=tuple(RowProblem(**p) for p in data["rejected"]),
+            warnings=tuple(RowProblem(**p) for p in data["warnings"]),
+            skipped=data.get("skipped", 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,18 @@ class PersonRecord:
     def attributes(self) -> tuple[tuple[str, str], ...]:
         """(name, value) pairs for segment terms: the groups, then the imported columns."""
         return tuple((GROUP, g) for g in self.groups) + self.attrs
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data (a held import keeps its records so)."""
+        return asdict(self)
+
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> PersonRecord:
+        """The record `to_json` wrote."""
+        values = dict(data)
+        values["groups"] = tuple(values["groups"])
+        values["attrs"] = tuple((str(k), str(v)) for k, v in values["attrs"])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,30 +223,56 @@ class _Lines:
 RowOrProblem = tuple[int, dict[str, str] | RowProblem, str]
 
 
-def read_rows(path: Path, progress: ProgressFn | None = None) -> Iterator[RowOrProblem]:
-    """(row number, record or problem, id) for every data row of a CSV or JSON Lines file."""
+def read_rows(
+    path: Path,
+    progress: ProgressFn | None = None,
+    *,
+    columns: Mapping[str, str] | None = None,
+    delimiter: str = ",",
+) -> Iterator[RowOrProblem]:
+    """(row number, record or problem, id) for every data row of a CSV or JSON Lines file.
+
+    `columns` maps directory columns to a CSV export's own headers (`id = "SPRIDEN_ID"`):
+    only those columns are read, so the rest of a student-system export never reaches the
+    directory.
+    """
     suffix = path.suffix.lower()
     if not path.is_file():
         raise DirectoryFileError(f"{path}: no such file")
     lines = _Lines(path, progress)
-    if suffix == ".csv":
-        return _csv_rows(lines)
+    if suffix in (".csv", ".txt") or columns:
+        if suffix not in (".csv", ".txt"):
+            raise DirectoryFileError(f"{path}: a column map applies to .csv files only")
+        return _csv_rows(lines, columns, delimiter)
     if suffix in (".jsonl", ".ndjson"):
         return _json_rows(lines)
     raise DirectoryFileError(f"{path}: use a .csv or .jsonl file (got {suffix or 'no extension'})")
 
 
-def _csv_rows(lines: _Lines) -> Iterator[RowOrProblem]:
-    reader = csv.reader(iter(lines))
+def _csv_rows(
+    lines: _Lines, columns: Mapping[str, str] | None = None, delimiter: str = ","
+) -> Iterator[RowOrProblem]:
+    reader = csv.reader(iter(lines), delimiter=delimiter)
     header: list[str] | None = None
     previous_end = 0
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # A quote never closed swallows the rest of the file into one field, past the
+            # csv module's size limit: what follows cannot be read safely.
+            line = reader.line_num
+            raise DirectoryFileError(
+                f"{lines.path}: line {line}: not readable as CSV ({exc})"
+            ) from None
         start, previous_end = previous_end + 1, reader.line_num
         if not fields or all(not f.strip() for f in fields):
             continue
         if header is None:
             header = [_column(f) for f in fields]
-            _check_header(lines.path, header)
+            header = _map_header(lines.path, header, columns)
             continue
         guess = fields[header.index("id")].strip() if len(fields) > header.index("id") else ""
         if lines.bad.intersection(range(start, previous_end + 1)):
@@ -230,19 +281,33 @@ def _csv_rows(lines: _Lines) -> Iterator[RowOrProblem]:
             problem = f"has {len(fields)} fields where the header has {len(header)}"
             yield start, RowProblem(start, problem), guess
         else:
-            yield start, dict(zip(header, fields, strict=True)), guess
+            yield start, {
+                name: value for name, value in zip(header, fields, strict=True) if name
+            }, guess
     if header is None:
         raise DirectoryFileError(f"{lines.path}: the file is empty (no header row)")
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def _map_header(path: Path, header: list[str], columns: Mapping[str, str] | None) -> list[str]:
+    """The header in directory column names ('' for a column the map leaves out)."""
+    theirs = {_column(their): ours for ours, their in (columns or {}).items()}
     seen: set[str] = set()
     for name in header:
-        if name in seen:
+        # An export may repeat a column it does not map (two FILLER columns): never read.
+        if name in seen and (not columns or name in theirs):
             raise DirectoryFileError(f"{path}: column {name!r} appears twice in the header")
         seen.add(name)
-    if "id" not in seen:
-        raise DirectoryFileError(f"{path}: the header has no 'id' column")
+    if columns:
+        missing = [their for their in theirs if their not in seen]
+        if missing:
+            where = ", ".join(repr(m) for m in missing)
+            raise DirectoryFileError(
+                f"{path}: line 1: the column map names {where}, not in the header"
+            )
+        header = [theirs.get(name, "") for name in header]
+    if "id" not in header:
+        raise DirectoryFileError(f"{path}: line 1: the header has no 'id' column")
+    return header
 
 
 def _json_rows(lines: _Lines) -> Iterator[RowOrProblem]:
@@ -478,6 +543,44 @@ class DeviceRules:
 
 # -- writing ----------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True, slots=True)
+class PeoplePlan:
+    """A people import checked and counted, nothing written yet: its records, the ids it saw
+    (rejected rows' too, so a bad row never removes anyone), the roles whose missing people
+    it removes, its report as it would be, and the share of the people it concerns that it
+    would change or remove (what the safety brake weighs)."""
+
+    records: tuple[PersonRecord, ...]
+    keep: frozenset[str]
+    remove_roles: frozenset[str]
+    report: ImportReport
+    share: float
+
+    def to_parts(self, size: int = BATCH) -> list[str]:
+        """The plan as JSON texts of at most `size` records each, its header first."""
+        head = {
+            "keep": sorted(self.keep), "remove_roles": sorted(self.remove_roles),
+            "report": self.report.to_json(), "share": self.share,
+        }
+        parts = [json.dumps(head)]
+        for start in range(0, len(self.records), size):
+            parts.append(json.dumps([r.to_json() for r in self.records[start : start + size]]))
+        return parts
+
+    @classmethod
+    def of_parts(cls, parts: Sequence[str]) -> PeoplePlan:
+        """The plan `to_parts` wrote."""
+        head = json.loads(parts[0])
+        records = tuple(
+            PersonRecord.of_json(r) for part in parts[1:] for r in json.loads(part)
+        )
+        return cls(
+            records=records, keep=frozenset(head["keep"]),
+            remove_roles=frozenset(head["remove_roles"]),
+            report=ImportReport.of_json(head["report"]), share=float(head["share"]),
+        )
+
 @dataclass
 class _Tally:
     rows: int = 0
@@ -517,6 +620,27 @@ class DirectoryImporter:
         With `remove_missing`, people whose role appears in the file (or is `role`) and whose
         id does not are removed: importing the parents list never removes students.
         """
+        plan = await self.plan_people(
+            read_rows(path, progress), role=role, remove_missing=remove_missing,
+            header_row=path.suffix.lower() == ".csv",
+        )
+        return await self.apply_people(plan)
+
+    async def plan_people(
+        self,
+        rows: Iterable[RowOrProblem],
+        *,
+        role: str | None = None,
+        remove_missing: bool = False,
+        roles: Iterable[str] = (),
+        header_row: bool = False,
+    ) -> PeoplePlan:
+        """Check every row and count what writing them would do, writing nothing.
+
+        `roles` adds roles the source speaks for (an LDAP sync's mapped roles): with
+        `remove_missing`, their people missing from the rows are removed too. `header_row`
+        says reserved column names are reported on line 1 (a CSV header), not per row.
+        """
         if role is not None:
             role = role.strip().lower()
             if not _NAME.match(role):
@@ -525,10 +649,11 @@ class DirectoryImporter:
                 )
         rules = PersonRules(self._settings, self._campus, role)
         tally = _Tally()
-        roles: set[str] = {role} if role else set()
-        pending: list[PersonRecord] = []
+        scope: set[str] = {role} if role else set()
+        scope.update(roles)
+        records: list[PersonRecord] = []
         ignored: set[str] = set()
-        for number, item, guess in read_rows(path, progress):
+        for number, item, guess in rows:
             tally.rows += 1
             if isinstance(item, RowProblem):
                 tally.rejected.append(item)
@@ -540,7 +665,7 @@ class DirectoryImporter:
             for name in reserved:
                 if name not in ignored:
                     ignored.add(name)
-                    where = 1 if path.suffix.lower() == ".csv" else number
+                    where = 1 if header_row else number
                     reason = f"column {name!r} is reserved; ignored"
                     tally.warnings.append(RowProblem(where, reason))
             if _duplicate(tally, item.get("id", "").strip(), number):
@@ -551,20 +676,57 @@ class DirectoryImporter:
                 tally.rejected.append(RowProblem(number, str(exc)))
                 continue
             tally.warnings.extend(RowProblem(number, w) for w in warnings)
-            roles.add(record.role)
-            pending.append(record)
-            if len(pending) >= BATCH:
-                await self._write_people(pending, tally)
-                pending = []
-        if pending:
-            await self._write_people(pending, tally)
-        accepted = tally.added + tally.changed + tally.unchanged
-        if remove_missing and accepted:
-            for each in sorted(roles):
-                tally.removed += await self._store.remove_people(each, keep=tally.seen)
+            scope.add(record.role)
+            records.append(record)
+        stored = await self._store.people_fingerprints()
+        changed: set[str] = set()
+        for record in records:
+            before = stored.get(record.id)
+            if before is None:
+                tally.added += 1
+            elif before[1] == record.digest():
+                tally.unchanged += 1
+            else:
+                tally.changed += 1
+                changed.add(record.id)
+        removing = remove_missing and bool(records)
+        if removing:
+            tally.removed = sum(
+                1 for pid, (r, _) in stored.items() if r in scope and pid not in tally.seen
+            )
+        concerned = changed | {pid for pid, (r, _) in stored.items() if r in scope}
+        share = (tally.changed + tally.removed) / len(concerned) if concerned else 0.0
+        return PeoplePlan(
+            records=tuple(records),
+            keep=frozenset(tally.seen),
+            remove_roles=frozenset(scope) if removing else frozenset(),
+            report=tally.report("people"),
+            share=share,
+        )
+
+    async def apply_people(
+        self, plan: PeoplePlan, progress: ProgressFn | None = None
+    ) -> ImportReport:
+        """Write a plan: upsert its records, then remove the missing people of its roles.
+
+        The counts are those of the writing, which may differ from the plan's when the
+        directory changed since it was made (a held import confirmed later). `progress` is
+        told the records written so far, after each batch.
+        """
+        tally = _Tally()
+        total = len(plan.records)
+        for start in range(0, total, BATCH):
+            await self._write_people(list(plan.records[start : start + BATCH]), tally)
+            if progress is not None:
+                progress(min(start + BATCH, total), total)
+        for each in sorted(plan.remove_roles):
+            tally.removed += await self._store.remove_people(each, keep=plan.keep)
         if tally.added or tally.changed or tally.removed:
             await self._store.refresh_people_statistics()
-        return tally.report("people")
+        return replace(
+            plan.report, added=tally.added, changed=tally.changed,
+            unchanged=tally.unchanged, removed=tally.removed,
+        )
 
     async def _write_people(self, records: list[PersonRecord], tally: _Tally) -> None:
         counts = await self._store.upsert_people(

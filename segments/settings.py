@@ -11,6 +11,7 @@ from dispatcher.access.credentials import SettingsModel
 from dispatcher.clock import time_zone
 from dispatcher.domain import AlertKind, ChannelKind
 from segments.expression import check_named_segments
+from segments.sync_settings import ExportSettings, LdapSettings, SafetyBrakeSettings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -61,6 +62,20 @@ class DirectorySettings(SettingsModel):
         description="alerts that are not mandatory use this many of a person's channels, "
         "in the person's order (0: every channel they accept)",
     )
+
+    safety_brake: SafetyBrakeSettings = Field(default_factory=SafetyBrakeSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
+    exports: dict[str, ExportSettings] = Field(
+        default_factory=dict, description="student-system exports read on a schedule, by name"
+    )
+
+    @field_validator("exports")
+    @classmethod
+    def _export_names(cls, value: dict[str, ExportSettings]) -> dict[str, ExportSettings]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"export {name!r} must be lowercase letters, digits, '-' or '_'")
+        return value
 
     @field_validator("default_region")
     @classmethod

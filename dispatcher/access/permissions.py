@@ -177,6 +177,11 @@ class Permissions:
         if caller.role is not Role.ADMIN:
             raise Forbidden(f"role {caller.role.value} may not manage API tokens")
 
+    def check_manage_directory(self, caller: Caller) -> None:
+        """May the caller read directory imports and confirm or discard a held one?"""
+        if caller.role is not Role.ADMIN:
+            raise Forbidden(f"role {caller.role.value} may not manage directory imports")
+
     def may_manage_tokens(self, caller: Caller) -> bool:
         """Whether `check_manage_tokens` would let the caller in (for offering the page)."""
         return caller.role is Role.ADMIN

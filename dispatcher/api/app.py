@@ -25,6 +25,7 @@ from dispatcher.api import (
     callbacks,
     cap,
     devices,
+    directory_imports,
     drills,
     feeds,
     incidents,
@@ -63,6 +64,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     incidents,
     feeds,
     telnyx,
+    directory_imports,
     public_routes,
     public_answer,
 )

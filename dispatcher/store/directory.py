@@ -99,6 +99,12 @@ class DirectoryStore:
             for r in rows
         ]
 
+    async def people_fingerprints(self) -> dict[str, tuple[str, str]]:
+        """Every stored person's id with their role and fingerprint (what an import compares
+        itself with before it writes)."""
+        rows = await self._db.fetchall("SELECT id, role, digest FROM people")
+        return {r["id"]: (r["role"], r["digest"]) for r in rows}
+
     async def upsert_people(self, people: Sequence[DirectoryRow], now_ms: int) -> WriteCounts:
         """Write the people whose fingerprint changed, with their attributes, in one
         transaction; the others are left as they are."""

@@ -65,6 +65,7 @@ ACTIONS: dict[str, Check] = {
     "manage tokens": PERMISSIONS.check_manage_tokens,
     "use the api": PERMISSIONS.check_api,
     "provision": PERMISSIONS.check_provision,
+    "manage directory": PERMISSIONS.check_manage_directory,
 }
 
 CALLERS = {
@@ -107,6 +108,7 @@ incident link         Y     Y          Y                .     .           .     
 manage tokens         Y     .          .                .     .           .     .
 use the api           Y     Y          Y                Y     Y           Y     .
 provision             .     .          .                .     .           .     Y
+manage directory      Y     .          .                .     .           .     .
 """
 
 
@@ -146,7 +148,8 @@ def test_every_public_decision_is_covered() -> None:
             "check_approve", "check_reject", "check_cancel", "check_note",
             "may_see_need_help", "check_write", "check_feed_proposal", "check_incident_write",
             "check_read_incident_private", "check_decide_incident", "check_manage_tokens",
-            "check_link_incident", "check_api", "check_provision"}
+            "check_link_incident", "check_api", "check_provision",
+            "check_manage_directory"}
     # may_* twins of a covered check_* answer the same question without raising.
     twins = {"may_approve", "may_override", "may_read_incident_private", "may_manage_tokens",
              "may_send", "may_write_incidents", "may_decide_incident"}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.cli import main as cli_main
 from dispatcher.domain import ChannelKind
 from dispatcher.settings import load_settings
 from dispatcher.store.database import open_database
@@ -54,12 +55,44 @@ def test_import_reports_rejected_rows(site: Path) -> None:
         "people: 4 rows: 3 added, 0 changed, 0 unchanged, 0 removed, 1 rejected",
         "rejected:",
         "  row 3: email is not a valid address",
+        "kept as import 1",
     ]
     again = clarion("directory", "import", "people.csv", "--config", "clarion.toml", "--json",
                     cwd=site)
     report = json.loads(again.stdout)
     assert (report["added"], report["unchanged"]) == (0, 3)
     assert report["rejected"] == [{"row": 3, "reason": "email is not a valid address"}]
+
+
+def test_a_truncated_file_is_held_until_confirmed(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*args: str) -> tuple[int, str, str]:
+        status = cli_main([*args, "--config", str(site / "clarion.toml")])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    people, short = str(site / "people.csv"), str(site / "short.csv")
+    assert run("directory", "import", people)[0] == 1
+    write_rows(site / "short.csv", ROWS[:1])
+    status, out, _ = run("directory", "import", short, "--remove-missing")
+    assert status == 3
+    # Only students are in the short file: one of the two stored students would go.
+    assert "held as import 2: it would change or remove 50%" in out
+    assert "nothing was written" in out
+    listed = json.loads(run("directory", "imports", "list", "--json")[1])
+    assert [(e["id"], e["state"], e["report"]["removed"]) for e in listed] == [
+        (2, "held", 1), (1, "applied", 0)
+    ]
+    assert json.loads(run("segments", "count", "all", "--json")[1])["total"] == 3
+    status, out, _ = run("directory", "imports", "confirm", "2")
+    assert status == 0
+    assert "state: confirmed by cli:" in out
+    assert "1 unchanged, 1 removed" in out
+    assert json.loads(run("segments", "count", "all", "--json")[1])["total"] == 2
+    assert run("directory", "imports", "confirm", "2")[::2] == (
+        2, "clarion: directory import 2 is confirmed, not held\n"
+    )
 
 
 def test_import_devices_and_bad_files(site: Path) -> None:
