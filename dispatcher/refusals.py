@@ -1,7 +1,7 @@
 """Why a request was refused, as typed reasons; only `dispatcher/api` turns them into statuses.
 
 Intake, approvals, the scheduler and the store raise these; the HTTP layer maps each class to
-its status code in one table (`dispatcher/api/common.py`), and the scheduler and the CLI read
+its status code in one table (`dispatcher/edge.py`), and the scheduler and the CLI read
 the reason without knowing anything of HTTP.
 """
 

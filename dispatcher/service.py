@@ -33,6 +33,8 @@ from dispatcher.observability import Metrics
 from dispatcher.public.feed import PublicFeed
 from dispatcher.records import CleryRecords
 from dispatcher.refusals import Invalid
+from dispatcher.scim.mapping import PersonMapping
+from dispatcher.scim.provisioning import Provisioning
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.approvals import ApprovalRecord, ApprovalStore
@@ -45,6 +47,7 @@ from dispatcher.store.ledger import DeliveryLedger, RetryPolicy
 from dispatcher.store.pauses import AlertPauses
 from dispatcher.store.providers import ProviderDrains
 from dispatcher.store.responses import ResponseStore
+from dispatcher.store.scim import ScimStore
 from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.tokens import TokenStore
 from dispatcher.store.users import ConsoleReads, UserStore
@@ -211,6 +214,9 @@ class Service:
         )
         self.alerts.subscribe(self.progress.changed, progress=True)
         self.ledger.subscribe(self.progress.changed)
+        # SCIM provisioning: identity providers' people and groups into the directory.
+        scim_mapping = PersonMapping(settings.directory, lambda: self.audience.campus)
+        self.scim = Provisioning(ScimStore(db, self.audit, scim_mapping), scim_mapping, self.clock)
         # The public pages' snapshot, which the alert store tells about every change.
         self.public_feed = PublicFeed(
             settings, self.alerts, self.clock, shared_store=db.dialect != "sqlite"

@@ -18,10 +18,10 @@ from lxml import etree
 from channels.base import Channel
 from dispatcher.alerting.request import AlertRequest
 from dispatcher.api import cap as cap_api
-from dispatcher.api.common import SERVICE
 from dispatcher.cap.format import CAP_NS
 from dispatcher.clock import Clock
 from dispatcher.domain import ChannelKind
+from dispatcher.edge import SERVICE
 from dispatcher.settings import Settings, load_settings
 from dispatcher.store.alerts import AlertStore
 from dispatcher.store.audit import AuditLog

@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 from dispatcher.alerting.intake import Held
 from dispatcher.alerting.request import parse_request, problems
-from dispatcher.api.common import (
+from dispatcher.cap.format import parse_cap
+from dispatcher.domain import AlertState, ChannelKind, DeliveryState
+from dispatcher.edge import (
     EventWriter,
     caller_of,
     error,
@@ -19,8 +21,6 @@ from dispatcher.api.common import (
     read_json,
     service_of,
 )
-from dispatcher.cap.format import parse_cap
-from dispatcher.domain import AlertState, ChannelKind, DeliveryState
 from dispatcher.service import Service
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.views.progress import Progress

@@ -13,9 +13,9 @@ from channels.registry import provider_channel
 from channels.sms_twilio import TwilioSettings, public_callback_url, signature_valid
 from dispatcher.access.credentials import reveal
 from dispatcher.answers.responses import Keyword, SmsReply
-from dispatcher.api.common import caller_of, error, read_form, reply, service_of, unless_none
 from dispatcher.api.openapi import FORM, Body, Reply, Route, refused
 from dispatcher.domain import recipient_hash
+from dispatcher.edge import caller_of, error, read_form, reply, service_of, unless_none
 from dispatcher.service import Service
 from dispatcher.store.responses import NeedsHelp
 

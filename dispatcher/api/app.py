@@ -34,10 +34,10 @@ from dispatcher.api import (
     telnyx,
     voice,
 )
-from dispatcher.api.common import CALLER, SERVICE, error, read_body, refusal_response
 from dispatcher.api.openapi import DOCUMENT, hand_written_paths, openapi_document, routes_of
 from dispatcher.console.incidents import routes as incident_pages
 from dispatcher.console.web import install as install_console
+from dispatcher.edge import CALLER, SERVICE, error, read_body, refusal_response
 from dispatcher.observability import redact_text
 from dispatcher.public import answer as public_answer
 from dispatcher.public import routes as public_routes

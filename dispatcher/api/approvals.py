@@ -7,7 +7,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dispatcher.api.common import (
+from dispatcher.api.openapi import Body, Reply, Route, refused
+from dispatcher.edge import (
     ErrorBody,
     ViolationBody,
     caller_of,
@@ -16,7 +17,6 @@ from dispatcher.api.common import (
     reply,
     service_of,
 )
-from dispatcher.api.openapi import Body, Reply, Route, refused
 from dispatcher.store.approvals import ApprovalRecord, ApprovalStore
 
 routes = web.RouteTableDef()

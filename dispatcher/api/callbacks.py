@@ -14,8 +14,8 @@ from channels.sms_twilio import (
     signature_valid,
 )
 from dispatcher.access.credentials import reveal
-from dispatcher.api.common import SERVICE, error, read_form
 from dispatcher.domain import ChannelKind, LateReceipt
+from dispatcher.edge import SERVICE, error, read_form
 
 log = structlog.get_logger("clarion.api.callbacks")
 

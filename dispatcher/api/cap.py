@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatcher.api.common import service_of
 from dispatcher.cap.format import CAP_MEDIA_TYPE
+from dispatcher.edge import service_of
 from dispatcher.public.atom import ATOM_MEDIA_TYPE, atom_document
 from dispatcher.public.feed import PUBLIC_FEED
 from dispatcher.public.routes import conditional

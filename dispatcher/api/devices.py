@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from channels.devices import Availability
-from dispatcher.api.common import error, service_of
 from dispatcher.domain import DEVICE_KINDS
+from dispatcher.edge import error, service_of
 
 routes = web.RouteTableDef()
 

@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from dispatcher.alerting.request import problems
-from dispatcher.api.common import caller_of, error, reply, service_of
 from dispatcher.api.openapi import Param, Reply, Route, refused
+from dispatcher.edge import caller_of, error, reply, service_of
 from dispatcher.store.imports import ImportEntry, ImportState
 
 routes = web.RouteTableDef()

@@ -9,14 +9,6 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from dispatcher.api.common import (
-    HeldReply,
-    caller_of,
-    error,
-    held_response,
-    read_json,
-    service_of,
-)
 from dispatcher.api.openapi import (
     AlertRecordDocument,
     Body,
@@ -29,6 +21,14 @@ from dispatcher.api.openapi import (
     refused,
 )
 from dispatcher.drills.schedule import UnknownDrill
+from dispatcher.edge import (
+    HeldReply,
+    caller_of,
+    error,
+    held_response,
+    read_json,
+    service_of,
+)
 from dispatcher.incidents.statistics import section_html
 from dispatcher.records import note_text, render_html, report_csv
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from dispatcher.alerting.intake import Held
 from dispatcher.alerting.request import problems
-from dispatcher.api.common import (
+from dispatcher.api.openapi import Param, Reply, Route, refused
+from dispatcher.edge import (
     HeldReply,
     caller_of,
     error,
@@ -18,7 +19,6 @@ from dispatcher.api.common import (
     service_of,
     unless_none,
 )
-from dispatcher.api.openapi import Param, Reply, Route, refused
 from dispatcher.store.feeds import FeedEvent, FeedProposal, ProposalState
 
 routes = web.RouteTableDef()

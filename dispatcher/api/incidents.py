@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dispatcher.access.auth import Caller
 from dispatcher.alerting.request import problems
-from dispatcher.api.common import SERVICE, caller_of, error, read_json, service_of
 from dispatcher.api.openapi import Body, Param, Reply, Route, refused
+from dispatcher.edge import SERVICE, caller_of, error, read_json, service_of
 from dispatcher.incidents.registry import IncidentRegistry
 from dispatcher.incidents.requests import (
     DecisionInput,

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, RootModel
 
 from dispatcher.alerting.lint import LintInputError, lint_one
 from dispatcher.alerting.request import AlertRequest
-from dispatcher.api.common import (
+from dispatcher.api.openapi import Body, Reply, Route, refused
+from dispatcher.edge import (
     ViolationBody,
     error,
     read_json,
@@ -18,7 +19,6 @@ from dispatcher.api.common import (
     service_of,
     unless_none,
 )
-from dispatcher.api.openapi import Body, Reply, Route, refused
 from dispatcher.places import campus_places
 from dispatcher.settings import Settings
 

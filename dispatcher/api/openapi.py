@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from dispatcher.alerting.request import AlertRequest
-from dispatcher.api.common import ErrorBody, HeldReply, ViolationBody
 from dispatcher.domain import ChannelKind, DeliveryState
+from dispatcher.edge import ErrorBody, HeldReply, ViolationBody
 from dispatcher.settings import Settings
 from dispatcher.views.alerts import AlertStatus, DeliveryPage
 from dispatcher.views.devices import DeviceList
@@ -273,7 +273,7 @@ def error_reply(description: str) -> dict[str, Any]:
 
 
 def _with_body_errors(operation: dict[str, Any]) -> dict[str, Any]:
-    """A hand-written operation with a body may also be refused the way `api/common.py`
+    """A hand-written operation with a body may also be refused the way `edge.py`
     refuses a body it cannot decode: a form with a 400, JSON with a 422."""
     content = operation.get("requestBody", {}).get("content", {})
     responses = operation.setdefault("responses", {})

@@ -6,8 +6,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from dispatcher.api.common import reply, service_of
 from dispatcher.api.openapi import DOCUMENT, OpenApiDocument, Reply, Route
+from dispatcher.edge import reply, service_of
 
 routes = web.RouteTableDef()
 

@@ -20,9 +20,9 @@ from channels.sms_telnyx import (
 )
 from channels.telnyx_rest import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_valid
 from dispatcher.api.answers import reply_text
-from dispatcher.api.common import error, read_body, service_of
 from dispatcher.api.openapi import JSON, Body, Param, Reply, Route, refused
 from dispatcher.domain import ChannelKind, LateReceipt, recipient_hash
+from dispatcher.edge import error, read_body, service_of
 from dispatcher.service import Service
 
 log = structlog.get_logger("clarion.api.callbacks")

@@ -32,7 +32,6 @@ from channels.voice_twilio import (
 )
 from dispatcher.access.credentials import reveal
 from dispatcher.alerting.rendering import spoken
-from dispatcher.api.common import SERVICE, error, read_form
 from dispatcher.api.openapi import (
     CALLBACK_QUERY,
     FORM,
@@ -43,6 +42,7 @@ from dispatcher.api.openapi import (
     refused,
 )
 from dispatcher.domain import AlertState, ChannelKind, LateReceipt
+from dispatcher.edge import SERVICE, error, read_form
 from dispatcher.refusals import Refused
 from dispatcher.service import Service
 from dispatcher.store.ledger import DeliveryRef

@@ -14,10 +14,10 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from dispatcher.api.common import read_form
 from dispatcher.console.compose import FieldProblem
 from dispatcher.console.web import PERSON, _console, _forbidden, _render, _service, signed_in
 from dispatcher.domain import AlertKind
+from dispatcher.edge import read_form
 from dispatcher.incidents.model import Bias, Category, Disposition, Geography, Source
 from dispatcher.incidents.registry import IncidentRegistry, Recorded
 from dispatcher.incidents.warning import draft_request

@@ -23,7 +23,6 @@ from aiohttp import web
 
 from dispatcher.access.auth import Role
 from dispatcher.access.client_address import client_address
-from dispatcher.api.common import SERVICE, EventWriter, read_form
 from dispatcher.console import actions
 from dispatcher.console.accounts import (
     CSRF_FIELD,
@@ -53,6 +52,7 @@ from dispatcher.console.compose import (
 from dispatcher.console.oidc import OidcClient, SsoError, SsoFailure
 from dispatcher.console.zonemap import draw
 from dispatcher.domain import AlertKind, ChannelKind, Mode
+from dispatcher.edge import SERVICE, EventWriter, read_form
 from dispatcher.incidents.statistics import section_html
 from dispatcher.places import campus_places
 from dispatcher.public.snapshot import in_force

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher.api.common import REFUSAL_STATUS, error, read_form, service_of
+from dispatcher.edge import REFUSAL_STATUS, error, read_form, service_of
 from dispatcher.refusals import Conflict, NotFound, Refused
 from dispatcher.templating import environment
 
@@ -64,7 +64,7 @@ def _refused(request: web.Request, exc: Refused) -> web.Response:
 
 
 def _status(exc: Refused) -> int:
-    # Public HTML, not the JSON API, but the statuses of api/common.py.
+    # Public HTML, not the JSON API, but the statuses of edge.py.
     return next((code for cls, code in REFUSAL_STATUS if isinstance(exc, cls)), 400)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatcher.api.common import SERVICE, service_of
+from dispatcher.edge import SERVICE, service_of
 from dispatcher.public.feed import PUBLIC_FEED, PublicFeed
 from dispatcher.public.page import choose_language
 from dispatcher.public.snapshot import Representation

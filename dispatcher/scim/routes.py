@@ -26,13 +26,12 @@ from scim2_models import (
 )
 
 from dispatcher.access.auth import Caller, retry_after
-from dispatcher.api.common import CALLER, SERVICE, read_body
+from dispatcher.edge import CALLER, SERVICE, read_body
 from dispatcher.refusals import Forbidden
-from dispatcher.scim.mapping import PersonMapping
 from dispatcher.scim.provisioning import Provisioning, bound
 from dispatcher.scim.resources import resource_types, schemas, service_provider_config
 from dispatcher.service import Service
-from dispatcher.store.scim import ScimKind, ScimStore
+from dispatcher.store.scim import ScimKind
 
 log = structlog.get_logger("clarion.scim")
 
@@ -290,11 +289,6 @@ routes: list[web.RouteDef] = [
 
 
 def install(app: web.Application, service: Service) -> None:
-    """Add the SCIM endpoints, with the provisioning built from the service's parts."""
-    mapping = PersonMapping(service.settings.directory, lambda: service.audience.campus)
-    store = ScimStore(service.db, service.audit, mapping)
-    app[SCIM] = ScimEndpoints(
-        provisioning=Provisioning(store, mapping, service.clock),
-        discovery=discovery_documents(),
-    )
+    """Add the SCIM endpoints, handed the provisioning the composition root built."""
+    app[SCIM] = ScimEndpoints(provisioning=service.scim, discovery=discovery_documents())
     app.add_routes(routes)

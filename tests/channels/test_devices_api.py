@@ -18,8 +18,8 @@ from channels.devices import DeviceBus, DeviceSettings, SignageChannel, SirenCha
 from channels.sandbox.broker import Mosquitto
 from channels.sandbox.devices import DeviceFleet, DeviceSpec
 from dispatcher.api import devices as devices_api
-from dispatcher.api.common import SERVICE
 from dispatcher.domain import ChannelKind
+from dispatcher.edge import SERVICE
 from dispatcher.store.database import Database, open_database
 from dispatcher.store.directory import DirectoryStore
 from dispatcher.views.devices import DeviceViews

@@ -32,7 +32,6 @@ from channels.sms_twilio import (
     status_callback_url,
 )
 from dispatcher.api import callbacks
-from dispatcher.api.common import SERVICE
 from dispatcher.domain import (
     AlertContext,
     AlertKind,
@@ -46,6 +45,7 @@ from dispatcher.domain import (
     Precedence,
     urgency_rank,
 )
+from dispatcher.edge import SERVICE
 from dispatcher.policy.settings import RenderingSettings
 from dispatcher.settings import ServiceSettings
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatcher.api import lint as lint_routes
-from dispatcher.api.common import SERVICE
+from dispatcher.edge import SERVICE
 from tests.policy.helpers import settings
 
 

@@ -16,7 +16,6 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from dispatcher.api.app import ROUTE_MODULES
-from dispatcher.api.common import ErrorBody
 from dispatcher.api.openapi import (
     REF_TEMPLATE,
     Reply,
@@ -25,6 +24,7 @@ from dispatcher.api.openapi import (
     openapi_document,
     routes_of,
 )
+from dispatcher.edge import ErrorBody
 from dispatcher.settings import Settings
 from tests.security.conftest import TOKENS
 from tests.security.test_fuzz_api import AUTH, CHECKS, ServedService, fuzz_settings

@@ -1,5 +1,5 @@
-"""What every route module shares: the service key, the caller, the one error body, typed
-JSON replies, and the one way request bodies are read."""
+"""What the HTTP edges (the API, the console, the public pages, SCIM) share: the service key,
+the caller, the one error body, typed JSON replies, and the one way request bodies are read."""
 
 from __future__ import annotations
 
