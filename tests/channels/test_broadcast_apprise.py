@@ -119,7 +119,8 @@ class TestWire:
         receipts = await channel.send(batch)
         assert [r.outcome for r in receipts] == [Outcome.ACCEPTED] * 3
         assert [r.delivery_id for r in receipts] == [d.id for d in batch.deliveries]
-        assert {r.detail for r in receipts} == {"Slack", "Power Automate / Workflows (for MSTeams)", "Discord"}
+        teams_plugin = "Power Automate / Workflows (for MSTeams)"
+        assert {r.detail for r in receipts} == {"Slack", teams_plugin, "Discord"}
         assert sorted(hooks.tunnels) == sorted([
             "hooks.slack.com:443", "prod-00.westus.logic.azure.com:443", "discord.com:443"
         ])
