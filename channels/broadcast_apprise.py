@@ -13,7 +13,9 @@ with every other rendering, and marked "[DRILL] THIS IS A TEST" in a drill or a 
 Apprise sends each target with its own plugin (`Apprise.notify`, in a bounded pool of worker
 threads, as `push.apprise` does for its non-gateway addresses); it reports success, a timeout
 or a failure, not the service's status, so a failure is tried again and the engine's bound on
-attempts ends one that never gets through.
+attempts ends one that never gets through. A campus system reached through Apprise's own
+JSON, form or XML webhook (`json://`, `form://`, `xml://` and their https forms) is told the
+alert's id in an `X-Clarion-Alert` header, as `push.apprise` tells it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.pacing import GiveWay, UrgentSlots
-from channels.push_apprise import classify
+from channels.push_apprise import classify, target_url
 from dispatcher.access.credentials import SettingsModel, reveal
 from dispatcher.domain import (
     AlertContext,
@@ -140,8 +142,9 @@ class AppriseBroadcast(Channel):
         except GiveWay:
             return Receipt(delivery.id, Outcome.DEFERRED, GAVE_WAY)
         try:
+            url = target_url(reveal(target.url), alert.alert_id)
             outcome, detail = await self._in_thread(
-                self._notify, reveal(target.url), message.title, message.text, start_by
+                self._notify, url, message.title, message.text, start_by
             )
         finally:
             self._threads.release()

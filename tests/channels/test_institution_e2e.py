@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from dispatcher.auth import Role
+from dispatcher.access.auth import Role
 from dispatcher.console.web import CONSOLE
 from tests.channels.contract.harness import serve
 from tests.channels.service_hooks import DISCORD, DISCORD_URL, SLACK, SLACK_URL, ServiceHooks
