@@ -68,12 +68,3 @@ class WebhookLog:
             )
             for r in rows
         ]
-
-    async def purge_alerts(self, alert_ids: Sequence[str], /) -> int:
-        """Forget the attempts of purged alerts."""
-        if not alert_ids:
-            return 0
-        marks = ", ".join("?" for _ in alert_ids)
-        return await self._db.execute(
-            f"DELETE FROM webhook_attempts WHERE alert_id IN ({marks})", tuple(alert_ids)
-        )

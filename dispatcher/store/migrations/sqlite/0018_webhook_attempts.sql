@@ -1,7 +1,7 @@
 -- Every attempt to post an alert to a webhook subscriber: the delivery log each subscriber's
 -- owner is shown (when, which try, the HTTP status or why there was none, how long it took).
 -- The delivery row keeps the outcome; this keeps the history of its tries. No foreign key:
--- the retention purge removes a purged alert's attempts itself.
+-- the retention purge removes a purged alert's attempts with its deliveries.
 CREATE TABLE webhook_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     subscriber TEXT NOT NULL,
