@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -199,6 +200,25 @@ class TestSignature:
         header = f"{signature(SECRET, now, b'x')},v1={old}"
         assert verify(OTHER_SECRET, header, b"x", now=now)
         assert verify(SECRET, header, b"x", now=now)
+
+
+    def test_documented_example(self) -> None:
+        """The verification example in docs/webhooks.md accepts Clarion's signatures and
+        refuses a changed body, another secret and an old timestamp."""
+        doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+        found = re.search(r"```python\n(.*?)```", doc, re.S)
+        assert found is not None
+        scope: dict[str, Any] = {}
+        # The documented code itself, as a reader would paste it.
+        exec(compile(found.group(1), "docs/webhooks.md", "exec"), scope)  # noqa: S102
+        check = scope["verify_clarion"]
+        now = int(time.time())
+        body = b'{"alert_id": "A-1", "text": "Evacuate North Hall now."}'
+        header = signature(SECRET, now, body)
+        assert check(SECRET, header, body)
+        assert not check(SECRET, header, body + b" ")
+        assert not check(OTHER_SECRET, header, body)
+        assert not check(SECRET, signature(SECRET, now - 600, body), body)
 
 
 class TestPosts:
