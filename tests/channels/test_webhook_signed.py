@@ -3,8 +3,11 @@ documented scheme says, before it answers."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import hmac
+import io
 import json
 import re
 import time
@@ -24,6 +27,7 @@ from channels.webhook_signed import SignedWebhooks, WebhookSettings, signature, 
 from dispatcher.domain import AlertKind, ChannelKind, Mode, Outcome
 from dispatcher.store.database import open_database
 from dispatcher.store.webhook_log import WebhookAttempt, WebhookLog
+from dispatcher.webhooks_cli import cmd_list, cmd_log
 from tests.channels.conftest import RecordingSink
 from tests.channels.contract.harness import SilentServer, Target, make_batch, serve
 from tests.pg import pg_cluster, pg_url
@@ -350,3 +354,39 @@ class TestLog:
             assert [a.attempt for a in await log.of("cad", alert_id="A-1", limit=1)] == [2]
         finally:
             await db.close()
+
+
+class TestCommand:
+    """`clarion webhooks list` and `clarion webhooks log NAME` read the config and the store."""
+
+    async def test_list_and_log(self, tmp_path: Path) -> None:
+        """The list never shows a URL or secret; the log prints a subscriber's tries."""
+        store = tmp_path / "clarion.db"
+        config = tmp_path / "clarion.toml"
+        config.write_text(
+            f'[store]\nurl = "sqlite:///{store}"\n'
+            '[[channels."webhook.signed".subscribers]]\n'
+            'name = "cad"\nurl = "https://cad.example.edu/hook"\n'
+            f'secret = "{SECRET}"\nkinds = ["emergency"]\n'
+        )
+        db = await open_database(f"sqlite:///{store}")
+        try:
+            await WebhookLog(db).record([
+                WebhookAttempt("cad", "A-1", 1, 1, 0, 503, "retry", "HTTP 503", 12),
+                WebhookAttempt("cad", "A-1", 1, 2, 1000, 200, "accepted", "HTTP 200", 9),
+            ])
+        finally:
+            await db.close()
+        listed = io.StringIO()
+        assert cmd_list(argparse.Namespace(config=config), listed) == 0
+        assert listed.getvalue() == "cad\tjson\temergency\n"
+        logged = io.StringIO()
+        args = argparse.Namespace(config=config, name="cad", alert=None, limit=50)
+        assert await asyncio.to_thread(cmd_log, args, logged) == 0
+        lines = logged.getvalue().splitlines()
+        assert lines == [
+            "1970-01-01T00:00:01+00:00\tA-1\ttry 2\t200\taccepted\t9 ms\tHTTP 200",
+            "1970-01-01T00:00:00+00:00\tA-1\ttry 1\t503\tretry\t12 ms\tHTTP 503",
+        ]
+        unknown = argparse.Namespace(config=config, name="nobody", alert=None, limit=50)
+        assert cmd_log(unknown, io.StringIO()) == 2
