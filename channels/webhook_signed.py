@@ -13,6 +13,7 @@ The request:
     Content-Type: application/json            (or application/cap+xml)
     Clarion-Signature: t=1767225600,v1=<64 lowercase hex digits>
     Clarion-Alert: <alert id>
+    Clarion-Event: alert                      (or cancel)
     Clarion-Delivery: <delivery id>           (the same on every try: receivers deduplicate by it)
     Clarion-Attempt: <1, 2, ...>
 
@@ -24,9 +25,15 @@ may carry several `v1=` values; one valid value is enough.
 
 The JSON body:
 
-    {"version": "1.0", "alert_id": "...", "kind": "emergency", "mode": "live", "drill": false,
-     "title": "...", "text": "...", "language": "en", "zones": ["north"],
-     "references": null, "expires_at": "2026-12-05T03:00:00+00:00", "sent_at": "..."}
+    {"version": "1.0", "event": "alert", "alert_id": "...", "kind": "emergency",
+     "mode": "live", "drill": false, "title": "...", "text": "...", "language": "en",
+     "zones": ["north"], "references": null, "expires_at": "2026-12-05T03:00:00+00:00",
+     "sent_at": "..."}
+
+When an alert is cancelled, every subscriber of its kind is told once to take it down: the CAP
+Cancel message, or `{"version": "1.0", "event": "cancel", "alert_id": ..., "kind", "mode",
+"drill", "sent_at"}`, with `Clarion-Event: cancel` and no delivery header. That post is not a
+delivery (an all clear, which is one, ends an alert for good); its try is logged all the same.
 
 `title` and `text` are the alert as every other channel renders it (policy-checked, and a drill
 or test marked "[DRILL] THIS IS A TEST"). A 2xx answer accepts the delivery; 408, 425, 429 and
@@ -71,6 +78,7 @@ log = structlog.get_logger("clarion.channel.webhook")
 
 SIGNATURE_HEADER: Final = "Clarion-Signature"
 ALERT_HEADER: Final = "Clarion-Alert"
+EVENT_HEADER: Final = "Clarion-Event"
 DELIVERY_HEADER: Final = "Clarion-Delivery"
 ATTEMPT_HEADER: Final = "Clarion-Attempt"
 BODY_VERSION: Final = "1.0"
@@ -153,6 +161,7 @@ def json_body(alert: AlertContext, language: str, sent: datetime) -> bytes:
     return json.dumps(
         {
             "version": BODY_VERSION,
+            "event": "alert",
             "alert_id": alert.alert_id,
             "kind": alert.kind.value,
             "mode": alert.mode.value,
@@ -163,6 +172,22 @@ def json_body(alert: AlertContext, language: str, sent: datetime) -> bytes:
             "zones": list(alert.zones),
             "references": alert.references,
             "expires_at": _iso(alert.expires_ms),
+            "sent_at": sent.isoformat(timespec="seconds"),
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def cancel_body(alert: AlertContext, sent: datetime) -> bytes:
+    """The JSON body that withdraws an alert (see the module)."""
+    return json.dumps(
+        {
+            "version": BODY_VERSION,
+            "event": "cancel",
+            "alert_id": alert.alert_id,
+            "kind": alert.kind.value,
+            "mode": alert.mode.value,
+            "drill": alert.drill,
             "sent_at": sent.isoformat(timespec="seconds"),
         },
         ensure_ascii=False,
@@ -214,6 +239,53 @@ class SignedWebhooks(Channel):
             session, self._session = self._session, None
             await session.close()
 
+    async def take_down(self, alert: AlertContext, /) -> None:
+        """The alert was cancelled: tell every subscriber of its kind to take it down (the CAP
+        Cancel, or the JSON cancel event), once each, the try written to its log."""
+        names = self.destinations(alert.kind)
+        if not names:
+            return
+        cap: bytes | None = None
+        if any(self._subscribers[n].format == "cap" for n in names) and self._cap is not None:
+            cap = await self._cap(alert.alert_id)
+        started_ms = int(time.time() * 1000)
+        tries = await asyncio.gather(*(self._withdraw(alert, n, cap) for n in names))
+        await self._record([
+            WebhookAttempt(name, alert.alert_id, 0, 1, started_ms, tried.status,
+                           f"cancel_{tried.outcome.value}", tried.detail, ms)
+            for name, (tried, ms) in zip(names, tries, strict=True)
+        ], alert.alert_id)
+
+    async def _withdraw(
+        self, alert: AlertContext, name: str, cap: bytes | None
+    ) -> tuple[_Tried, int]:
+        started = time.perf_counter()
+        subscriber = self._subscribers[name]
+        sent = datetime.now(UTC)
+        if subscriber.format == "cap":
+            if cap is None:
+                return _Tried(Outcome.FAILED, "the alert's CAP Cancel is not available"), 0
+            body, content_type = cap, CAP_TYPE
+        else:
+            body, content_type = cancel_body(alert, sent), JSON_TYPE
+        tried = await self._signed_post(subscriber, body, content_type, sent, {
+            ALERT_HEADER: alert.alert_id, EVENT_HEADER: "cancel",
+        })
+        if tried.outcome is not Outcome.ACCEPTED:
+            log.warning("webhook.cancel_failed", channel=self.name, alert_id=alert.alert_id,
+                        subscriber=name, detail=tried.detail)
+        return tried, round((time.perf_counter() - started) * 1000)
+
+    async def _record(self, attempts: list[WebhookAttempt], alert_id: str) -> None:
+        if self._log is None:
+            return
+        try:
+            await self._log.record(attempts)
+        except Exception as exc:
+            # The receipts still count: a log that could not be written loses history,
+            # not deliveries.
+            log.error("webhook.log_failed", alert_id=alert_id, error=type(exc).__name__)
+
     async def transmit(self, batch: Batch, /) -> Sequence[Receipt]:
         """Post to every subscriber of the batch; a failed post is a receipt."""
         alert = batch.alert
@@ -244,14 +316,7 @@ class SignedWebhooks(Channel):
             receipts.append(Receipt(
                 delivery.id, tried.outcome, tried.detail, retry_after_s=tried.retry_after_s
             ))
-        if self._log is not None:
-            try:
-                await self._log.record(attempts)
-            except Exception as exc:
-                # The receipts still count: a log that could not be written loses history,
-                # not deliveries.
-                log.error("webhook.log_failed", alert_id=alert.alert_id,
-                          error=type(exc).__name__)
+        await self._record(attempts, alert.alert_id)
         return receipts
 
     async def _deliver(
@@ -273,13 +338,23 @@ class SignedWebhooks(Channel):
             body, content_type = cap, CAP_TYPE
         else:
             body, content_type = json_body(alert, delivery.language, sent), JSON_TYPE
+        return await self._signed_post(subscriber, body, content_type, sent, {
+            ALERT_HEADER: alert.alert_id,
+            EVENT_HEADER: "alert",
+            DELIVERY_HEADER: str(delivery.id),
+            ATTEMPT_HEADER: str(delivery.attempt),
+        })
+
+    async def _signed_post(
+        self, subscriber: Subscriber, body: bytes, content_type: str, sent: datetime,
+        extra: dict[str, str],
+    ) -> _Tried:
+        """Sign the body and post it; the answer, or why there was none."""
         headers = {
             "Content-Type": content_type,
             "User-Agent": "Clarion",
             SIGNATURE_HEADER: signature(reveal(subscriber.secret), int(sent.timestamp()), body),
-            ALERT_HEADER: alert.alert_id,
-            DELIVERY_HEADER: str(delivery.id),
-            ATTEMPT_HEADER: str(delivery.attempt),
+            **extra,
         }
         try:
             async with self._http().post(

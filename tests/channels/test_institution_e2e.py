@@ -40,6 +40,7 @@ class CampusSystem:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)
     bad_signatures: int = 0
+    cancels: list[dict[str, Any]] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -48,6 +49,9 @@ class CampusSystem:
         if not hmac.compare_digest(mac.hexdigest(), parts["v1"]):
             self.bad_signatures += 1
             return web.Response(status=401)
+        if request.headers["Clarion-Event"] == "cancel":
+            self.cancels.append(json.loads(body))
+            return web.Response(status=204)
         self.attempts.append(request.headers["Clarion-Attempt"])
         if self.failures:
             return web.Response(status=self.failures.popleft())
@@ -197,3 +201,21 @@ class TestEndToEnd:
         assert row is not None, page
         assert "Campus systems (signed webhooks)" in row.group(0)
         assert 'data-state="accepted"' in row.group(0)
+
+    async def test_cancel_reaches_the_system(
+        self, running: Running, system: tuple[CampusSystem, int]
+    ) -> None:
+        """Cancelling the alert tells the subscriber to take it down, signed, once."""
+        campus, _ = system
+        alert_id = await sent(running, {
+            "kind": "emergency", "text": TEXT, "zones": ["a"], "channels": ["webhook"],
+        })
+        await settled(running, alert_id)
+        resp = await running.client.post(
+            f"/v1/alerts/{alert_id}/cancel", json={"reason": "sent in error"}, headers=AUTH
+        )
+        assert resp.status == 200, await resp.text()
+        assert [(c["event"], c["alert_id"]) for c in campus.cancels] == [("cancel", alert_id)]
+        assert campus.bad_signatures == 0
+        log = await running.service.webhook_log.of("building-systems", alert_id=alert_id)
+        assert [a.outcome for a in log] == ["cancel_accepted", "accepted"]

@@ -326,6 +326,34 @@ class TestPosts:
         assert receiver.received == []
 
 
+class TestTakeDown:
+    """A cancelled alert is withdrawn from every subscriber of its kind, once each."""
+
+    async def test_cancel_posted(
+        self, channel: SignedWebhooks, receiver: Receiver, attempts: AttemptsKept
+    ) -> None:
+        """cad gets the JSON cancel event, signage the CAP Cancel; both signed and logged."""
+        batch = make_batch(ChannelKind.WEBHOOK, to("cad"), alert_id="A-9")
+        await channel.withdraw(batch.alert)
+        by_name = {r.path: r for r in receiver.received}
+        assert set(by_name) == {"cad", "signage"}
+        assert all(r.valid for r in receiver.received)
+        cad = by_name["cad"]
+        assert cad.headers["Clarion-Event"] == "cancel" and "Clarion-Delivery" not in cad.headers
+        body = json.loads(cad.body)
+        assert (body["event"], body["alert_id"]) == ("cancel", "A-9")
+        assert by_name["signage"].body == CAP
+        assert {(a.subscriber, a.outcome, a.status) for a in attempts.kept} == {
+            ("cad", "cancel_accepted", 204), ("signage", "cancel_accepted", 204)
+        }
+
+    async def test_only_its_kind(self, channel: SignedWebhooks, receiver: Receiver) -> None:
+        """An advisory's cancel goes to signage only: cad does not take advisories."""
+        batch = make_batch(ChannelKind.WEBHOOK, to("signage"), kind=AlertKind.ADVISORY)
+        await channel.withdraw(batch.alert)
+        assert [r.path for r in receiver.received] == ["signage"]
+
+
 class TestLog:
     """The delivery log in the store, per subscriber, newest first."""
 
