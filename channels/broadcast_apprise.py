@@ -31,6 +31,7 @@ from apprise import Apprise, AppriseAsset
 from pydantic import Field, SecretStr, model_validator
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
+from channels.breaker import BreakerSettings, independent_breaker
 from channels.pacing import GiveWay, UrgentSlots
 from channels.push_apprise import classify, target_url
 from dispatcher.access.credentials import SettingsModel, reveal
@@ -71,6 +72,10 @@ class BroadcastSettings(ChannelSettings):
     timeout_s: float = Field(default=15.0, gt=0, description="time Apprise has per target")
     threads: int = Field(default=8, ge=1, le=64, description="targets in Apprise's hands")
     targets: list[BroadcastTarget] = Field(default_factory=list)
+    breaker: BreakerSettings = Field(
+        default_factory=lambda: independent_breaker(),
+        description="off unless configured: each target is a service of its own",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> BroadcastSettings:

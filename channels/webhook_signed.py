@@ -37,8 +37,10 @@ delivery (an all clear, which is one, ends an alert for good); its try is logged
 
 `title` and `text` are the alert as every other channel renders it (policy-checked, and a drill
 or test marked "[DRILL] THIS IS A TEST"). A 2xx answer accepts the delivery; 408, 425, 429 and
-5xx (after the answer's Retry-After), a timeout or no connection are tried again; any other
-answer fails it. Every try is written to the subscriber's delivery log (`webhook_attempts`).
+5xx, a timeout or no connection are tried again, with the engine's backoff (a Retry-After is
+noted in the log, not obeyed: the channel would wait for it as a whole); any other answer fails
+it. The channel's breaker does not open unless configured: each subscriber is a service of its
+own. Every try is written to the subscriber's delivery log (`webhook_attempts`).
 The URL and the secret never reach a log, a receipt or the store: deliveries name the
 subscriber only.
 """
@@ -61,6 +63,7 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from channels.base import Channel, ChannelSettings, ReceiptSink
+from channels.breaker import BreakerSettings, independent_breaker
 from channels.errors import is_transient_http
 from dispatcher.access.credentials import SettingsModel, reveal
 from dispatcher.domain import (
@@ -125,6 +128,10 @@ class WebhookSettings(ChannelSettings):
     timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout per post")
     connections: int = Field(default=16, ge=1, le=256, description="posts in flight")
     subscribers: list[Subscriber] = Field(default_factory=list)
+    breaker: BreakerSettings = Field(
+        default_factory=lambda: independent_breaker(),
+        description="off unless configured: each subscriber is a service of its own",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> WebhookSettings:
@@ -201,7 +208,6 @@ class _Tried:
     outcome: Outcome
     detail: str
     status: int | None = None
-    retry_after_s: float | None = None
 
 
 class SignedWebhooks(Channel):
@@ -313,9 +319,7 @@ class SignedWebhooks(Channel):
                     delivery_id=delivery.id, subscriber=delivery.address,
                     outcome=str(tried.outcome), detail=tried.detail,
                 )
-            receipts.append(Receipt(
-                delivery.id, tried.outcome, tried.detail, retry_after_s=tried.retry_after_s
-            ))
+            receipts.append(Receipt(delivery.id, tried.outcome, tried.detail))
         await self._record(attempts, alert.alert_id)
         return receipts
 
@@ -370,8 +374,11 @@ class SignedWebhooks(Channel):
         if 200 <= status < 300:
             return _Tried(Outcome.ACCEPTED, f"HTTP {status}", status)
         if is_transient_http(status):
-            return _Tried(Outcome.RETRY, f"HTTP {status}", status,
-                          _seconds(response.headers.get("Retry-After")))
+            # A subscriber's Retry-After is noted, not obeyed: the engine would hold the whole
+            # channel for it, and one campus system must not hold up the others.
+            wait = _seconds(response.headers.get("Retry-After"))
+            noted = f" (Retry-After {wait:g} s)" if wait is not None else ""
+            return _Tried(Outcome.RETRY, f"HTTP {status}{noted}", status)
         return _Tried(Outcome.FAILED, f"HTTP {status}", status)
 
     def _http(self) -> aiohttp.ClientSession:

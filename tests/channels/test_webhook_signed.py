@@ -22,9 +22,10 @@ import pytest_asyncio
 from aiohttp import web
 from pydantic import ValidationError
 
+from channels.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from channels.sandbox.broker import free_port
 from channels.webhook_signed import SignedWebhooks, WebhookSettings, signature, verify
-from dispatcher.domain import AlertKind, ChannelKind, Mode, Outcome
+from dispatcher.domain import AlertKind, ChannelKind, Mode, Outcome, Receipt
 from dispatcher.store.database import open_database
 from dispatcher.store.webhook_log import WebhookAttempt, WebhookLog
 from dispatcher.webhooks_cli import cmd_list, cmd_log
@@ -268,12 +269,26 @@ class TestPosts:
     async def test_server_error_retried(
         self, channel: SignedWebhooks, receiver: Receiver, attempts: AttemptsKept
     ) -> None:
-        """500 is a retry after the answer's Retry-After; the log keeps the status."""
+        """500 is a retry; its Retry-After is noted, not handed to the engine, which would
+        hold every subscriber for it. The log keeps the status."""
         receiver.script["cad"] = deque([500])
         (receipt,) = await channel.send(make_batch(ChannelKind.WEBHOOK, to("cad")))
-        assert receipt.outcome is Outcome.RETRY and receipt.detail == "HTTP 500"
-        assert receipt.retry_after_s == 1.0
+        assert receipt.outcome is Outcome.RETRY
+        assert receipt.detail == "HTTP 500 (Retry-After 1 s)"
+        assert receipt.retry_after_s is None
         assert [(a.status, a.outcome) for a in attempts.kept] == [(500, "retry")]
+
+    def test_breaker_off_by_default(self, channel: SignedWebhooks) -> None:
+        """One subscriber that is down never opens the channel's breaker for the others,
+        where a person channel's default breaker would open."""
+        ours = CircuitBreaker(channel.name, channel.settings.breaker)
+        usual = CircuitBreaker("usual", BreakerSettings())
+        for _ in range(300):
+            down = [Receipt(1, Outcome.RETRY, "HTTP 503")]
+            ours.record(down)
+            usual.record(down)
+        assert ours.opened == 0 and ours.state is BreakerState.CLOSED
+        assert usual.opened == 1
 
     async def test_refused_fails(self, channel: SignedWebhooks, receiver: Receiver) -> None:
         """A 4xx other than 408/425/429 fails the delivery, naming the status."""
