@@ -65,6 +65,9 @@ from channels.webhook_signed import (
     ALERT_HEADER as WEBHOOK_ALERT,
 )
 from channels.webhook_signed import (
+    EVENT_HEADER as WEBHOOK_EVENT,
+)
+from channels.webhook_signed import (
     SIGNATURE_HEADER,
     SignedWebhooks,
     WebhookSettings,
@@ -1473,6 +1476,8 @@ class WebhookHarness(ConfiguredHarness):
         self._runner: web.AppRunner | None = None
         self._script: dict[str, list[int]] = {}
         self._arrived: list[tuple[str, str, dict[str, Any]]] = []
+        self.cancels: list[tuple[str, str]] = []
+        """(subscriber, alert id) of every take-down received."""
 
     async def start(self) -> None:
         """The receiver, then the channel with every subscriber configured."""
@@ -1496,6 +1501,10 @@ class WebhookHarness(ConfiguredHarness):
                       now=time.time()):
             return web.Response(status=401)
         recipient = request.match_info["recipient"]
+        if request.headers.get(WEBHOOK_EVENT) == "cancel":
+            # A take-down, not a delivery of the alert.
+            self.cancels.append((recipient, request.headers[WEBHOOK_ALERT]))
+            return web.Response(status=204)
         queued = self._script.get(recipient)
         if queued:
             return web.Response(status=queued.pop(0))
