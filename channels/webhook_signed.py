@@ -4,8 +4,8 @@ management, signage players), each post signed so the receiver knows it came fro
 Each subscriber is named in the config with its URL, its own signing secret, the body it takes
 (`cap`: the alert's CAP 1.2 document, as `GET /v1/alerts/{id}/cap` serves it; `json`: the body
 below) and the alert kinds it takes. One delivery per subscriber and alert goes through the
-outbox like any other, so it has the engine's retries (backoff between tries, bounded by the
-alert's expiry and the attempt limit), urgency order, drills and cancellation.
+outbox like any other, so it has the engine's retries (backoff between tries, until the
+alert's expiry), urgency order, drills and cancellation.
 
 The request:
 
