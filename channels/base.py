@@ -15,6 +15,7 @@ from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
 from dispatcher.access.credentials import SettingsModel
 from dispatcher.domain import (
     AlertContext,
+    AlertKind,
     Batch,
     ChannelKind,
     LateReceipt,
@@ -83,6 +84,12 @@ class Channel(ABC):
         or no longer knows (FAILED, said so); the ones still under way are left out."""
         del provider_refs
         return {}
+
+    def destinations(self, kind: AlertKind, /) -> Sequence[str]:
+        """Names of the destinations this channel's config holds for alerts of a kind (a
+        broadcast target, a webhook subscriber); none for channels that reach the audience."""
+        del kind
+        return ()
 
     @final
     async def withdraw(self, alert: AlertContext, /) -> None:

@@ -184,3 +184,10 @@ class CircuitBreaker:
         self._opened_at = None
         if was_open:
             log.info("breaker.closed", channel=self.name)
+
+
+def independent_breaker() -> BreakerSettings:
+    """A breaker that does not open: the channel's destinations are separate services, and
+    one that is down must not hold up the others (its own deliveries back off on their own)."""
+    return BreakerSettings(failures=1_000_000, failure_rate=1.0, min_volume=1_000_000,
+                           window=1_000_000)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from channels.base import Channel, ChannelSettings
+from channels.broadcast_apprise import AppriseBroadcast
 from channels.devices import DesktopChannel, PaChannel, SignageChannel, SirenChannel
 from channels.email_smtp import SmtpEmail
 from channels.failover import FAILOVER_CLASSES, DrainReader, ProviderFailover, nothing_drained
@@ -15,6 +16,7 @@ from channels.push_apprise import ApprisePush
 from channels.sms_telnyx import TelnyxSms
 from channels.sms_twilio import TwilioSms
 from channels.voice_twilio import TwilioVoice
+from channels.webhook_signed import SignedWebhooks
 from dispatcher.domain import ChannelKind
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ CHANNEL_CLASSES: tuple[type[Channel], ...] = (
     SignageChannel,
     PaChannel,
     DesktopChannel,
+    AppriseBroadcast,
+    SignedWebhooks,
 )
 CHANNELS: dict[str, type[Channel]] = {cls.name: cls for cls in CHANNEL_CLASSES}
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from channels.sandbox import cli as sandbox_cli
-from dispatcher import commands, providers_cli
+from dispatcher import commands, providers_cli, webhooks_cli
 from dispatcher.access import cli as token_cli
 from dispatcher.alerting import lint
 from dispatcher.cap import cli as cap_cli
@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     console_cli,
     incident_cli,
     desktop_cli,
+    webhooks_cli,
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -35,6 +35,10 @@ class ChannelKind(StrEnum):
     PUSH = "push"
     VOICE = "voice"
     EMAIL = "email"
+    BROADCAST = "broadcast"
+    """The institution's own accounts and rooms (Teams, Slack, Mastodon...), not people."""
+    WEBHOOK = "webhook"
+    """Campus systems subscribed to signed webhooks (pop-ups, CAD, building management)."""
 
     @property
     def is_device(self) -> bool:
@@ -42,14 +46,21 @@ class ChannelKind(StrEnum):
         return self in DEVICE_KINDS
 
     @property
+    def is_institutional(self) -> bool:
+        """True for destinations the channel's config names, not the audience's people."""
+        return self in INSTITUTIONAL_KINDS
+
+    @property
     def urgency(self) -> int:
-        """Lower goes first: devices, then SMS and push, then voice calls, then email."""
+        """Lower goes first: devices and webhooks, then SMS, push and broadcast targets, then
+        voice calls, then email."""
         return _URGENCY[self]
 
 
 DEVICE_KINDS = frozenset(
     {ChannelKind.SIREN, ChannelKind.SIGNAGE, ChannelKind.PA, ChannelKind.DESKTOP}
 )
+INSTITUTIONAL_KINDS = frozenset({ChannelKind.BROADCAST, ChannelKind.WEBHOOK})
 _URGENCY = {
     ChannelKind.SIREN: 0,
     ChannelKind.SIGNAGE: 0,
@@ -59,6 +70,9 @@ _URGENCY = {
     ChannelKind.PUSH: 1,
     ChannelKind.VOICE: 2,
     ChannelKind.EMAIL: 3,
+    # Campus systems relay to screens and pop-ups: as soon as devices.
+    ChannelKind.WEBHOOK: 0,
+    ChannelKind.BROADCAST: 1,
 }
 
 

@@ -13,6 +13,7 @@ from channels.email_smtp import SmtpEmail, SmtpSettings
 from channels.registry import build_channels
 from channels.sms_telnyx import default_callback_url as telnyx_callback_url
 from channels.sms_twilio import default_callback_url
+from channels.webhook_signed import SignedWebhooks
 from dispatcher.access.auth import Authenticator
 from dispatcher.access.credentials import reveal
 from dispatcher.access.permissions import Permissions
@@ -51,6 +52,7 @@ from dispatcher.store.scim import ScimStore
 from dispatcher.store.sign_in import SignInLimits
 from dispatcher.store.tokens import TokenStore
 from dispatcher.store.users import ConsoleReads, UserStore
+from dispatcher.store.webhook_log import WebhookLog
 from dispatcher.views.alerts import AlertViews
 from dispatcher.views.cap import CapDocuments
 from dispatcher.views.devices import DeviceViews
@@ -203,6 +205,11 @@ class Service:
         self.views = AlertViews(self.ledger, self.pauses, self.console_reads, self.channels)
         self.devices = DeviceViews(self.directory, self.channels)
         self.cap = CapDocuments(settings, self.alerts)
+        # Webhook subscribers' delivery log, and the CAP document their posts carry.
+        self.webhook_log = WebhookLog(db)
+        for channel in self.channels.values():
+            if isinstance(channel, SignedWebhooks):
+                channel.attach(log=self.webhook_log, cap=self.cap.of_alert)
         self.drills = DrillViews(self.scheduler, self.clock)
         self.records = CleryRecords(
             db, self.alerts, self.ledger, self.audit, settings.drills,

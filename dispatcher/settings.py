@@ -197,11 +197,13 @@ def _default_channels() -> dict[AlertKind, list[ChannelKind]]:
     # phone is a decision for the alert, not a default. So are sirens and speakers.
     people = [ChannelKind.SMS, ChannelKind.PUSH, ChannelKind.EMAIL]
     shown = [*people, ChannelKind.SIGNAGE, ChannelKind.DESKTOP]
+    # Broadcast targets and webhook subscribers each name the kinds they take.
+    institution = [ChannelKind.BROADCAST, ChannelKind.WEBHOOK]
     return {
-        AlertKind.EMERGENCY: shown,
-        AlertKind.TIMELY_WARNING: people,
-        AlertKind.ADVISORY: [ChannelKind.EMAIL, ChannelKind.PUSH],
-        AlertKind.ALL_CLEAR: shown,
+        AlertKind.EMERGENCY: [*shown, *institution],
+        AlertKind.TIMELY_WARNING: [*people, *institution],
+        AlertKind.ADVISORY: [ChannelKind.EMAIL, ChannelKind.PUSH, *institution],
+        AlertKind.ALL_CLEAR: [*shown, *institution],
     }
 
 

@@ -190,7 +190,10 @@ class AudienceResolver:
         deliveries `plan` would make on each channel asked for, suppressed ones excluded.
         """
         query = await self._query(audience, zones, exclude_zones)
-        ordered = sorted(dict.fromkeys(channels), key=lambda c: c.urgency)
+        # Broadcast targets and webhook subscribers are the channels' own, not the audience's.
+        ordered = sorted(
+            dict.fromkeys(c for c in channels if not c.is_institutional), key=lambda c: c.urgency
+        )
         by_role: Counter[str] = Counter()
         by_channel: Counter[str] = Counter({c.value: 0 for c in ordered})
         for channel in (c for c in ordered if c.is_device):

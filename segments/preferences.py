@@ -106,7 +106,7 @@ class ChannelPolicy:
     ) -> None:
         self._settings = settings
         self.channels = tuple(sorted(
-            dict.fromkeys(c for c in channels if not c.is_device), key=lambda c: c.urgency
+            dict.fromkeys(c for c in channels if c in PERSON_CHANNELS), key=lambda c: c.urgency
         ))
         self._mandatory = kind in settings.mandatory_kinds
         self._limit = 0 if self._mandatory else settings.optional_channels

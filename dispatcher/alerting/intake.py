@@ -399,10 +399,17 @@ class Intake:
             await asyncio.gather(counting, return_exceptions=True)
             raise
         counts = await counting
+        # Broadcast targets and webhook subscribers: the channels' config names them, and an
+        # alert that reaches only them reaches someone.
+        destinations = self._destinations(request, channels)
+        by_channel = counts.get("by_channel")
+        if isinstance(by_channel, dict):
+            by_channel.update(destinations)
         refusals: list[Refused] = []
         if not verdict.ok:
             refusals.append(PolicyBreach(verdict.to_json()["violations"]))
-        if int(counts.get("total", 0)) == 0 and not request.allow_empty_audience:
+        if (int(counts.get("total", 0)) == 0 and not any(destinations.values())
+                and not request.allow_empty_audience):
             refusals.append(Invalid.one("audience", EMPTY_AUDIENCE))
         widened = 0
         if follows is not None and _reach(request) != (
@@ -427,6 +434,15 @@ class Intake:
             exclude_zones=request.exclude_zones,
         )
         return int(counts.get("total", 0))
+
+    def _destinations(
+        self, request: AlertRequest, channels: list[ChannelKind]
+    ) -> dict[str, int]:
+        """How many broadcast targets and webhook subscribers the alert's channels name."""
+        return {
+            kind.value: len(self._engine.channels[kind].destinations(request.kind))
+            for kind in channels if kind.is_institutional
+        }
 
     @staticmethod
     def _passed(checked: _Checked) -> _Checked:

@@ -1,8 +1,9 @@
 """Per-channel rendering of an alert: what each channel says, in each language.
 
 Every rendering of a drill or a test says so where a person looks first (the SMS prefix, the
-email subject and a banner, the push title, the sign's headline and banner, the first and last
-words of a PA announcement or a voice call), so that no one can take it for a real alert.
+email subject and a banner, the title and text of a push, a broadcast post or a webhook, the
+sign's headline and banner, the first and last words of a PA announcement or a voice call), so
+that no one can take it for a real alert.
 """
 
 from __future__ import annotations
@@ -233,6 +234,15 @@ def render(
         if ask:
             label = settings.word(language, "answer_link_label")
             text = f"{text}\n{ask} {label}: {ANSWER_LINK}"
+        return Message(text=text, title=title, body=text, derived=derived)
+    if channel.is_institutional:
+        # A post to the campus's accounts or systems: the push rendering without a person's
+        # answer link, which no account or system could use.
+        own = texts.push if texts and texts.push else None
+        derived = own is None and _long(p.text, limits)
+        body = own or (derive_short(p, language, settings) if derived else p.text)
+        title = _title(p.headline_given, mark, p.headline, limits.push_title_max)
+        text = _join(mark, body)
         return Message(text=text, title=title, body=text, derived=derived)
     if channel is ChannelKind.SIGNAGE:
         return _signage(request, p, language, settings, limits, texts)

@@ -43,6 +43,8 @@ CHANNEL_LABELS = {
     ChannelKind.SIREN.value: "Outdoor sirens",
     ChannelKind.SIGNAGE.value: "Digital signs",
     ChannelKind.PA.value: "Public address speakers",
+    ChannelKind.BROADCAST.value: "Campus accounts (Teams, Slack, social media)",
+    ChannelKind.WEBHOOK.value: "Campus systems (signed webhooks)",
 }
 # The parts a follow-up inherits, as the confirmation names them when it changes one.
 CHANGE_LABELS = {

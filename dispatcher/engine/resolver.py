@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
+from channels.base import Channel
 from dispatcher.alerting.rendering import languages, question_text
 from dispatcher.answers.responses import Responses
 from dispatcher.clock import Clock
@@ -27,9 +28,12 @@ from dispatcher.engine.tasks import Tasks, Wakes
 from dispatcher.settings import Settings
 from dispatcher.store.alerts import AlertRecord
 from dispatcher.store.ledger import Claimed, DeliveryLedger
-from segments.audience import AudienceResolver
+from segments.audience import AudienceResolver, PlannedDelivery
 
 log = structlog.get_logger("clarion.engine")
+
+# The role of a delivery to a broadcast target or a webhook subscriber.
+INSTITUTION_ROLE = "institution"
 
 
 class Resolver:
@@ -44,7 +48,7 @@ class Resolver:
         alerts: Alerts,
         ledger: DeliveryLedger,
         audience: AudienceResolver,
-        kinds: Collection[ChannelKind],
+        kinds: Mapping[ChannelKind, Channel],
         responses: Responses | None,
         clock: Clock,
         tasks: Tasks,
@@ -89,7 +93,7 @@ class Resolver:
                 record.audience,
                 record.zones,
                 record.kind,
-                [c for c in record.channels if c in self._kinds],
+                [c for c in record.channels if c in self._kinds and not c.is_institutional],
                 exclude_zones=record.exclude_zones,
                 chunk=self._settings.dispatch.enqueue_batch,
                 now_ms=self._clock.now_ms(),
@@ -100,6 +104,15 @@ class Resolver:
                 for planned in chunk:
                     (suppressed if planned.suppressed else by_channel)[planned.channel.value] += 1
                 for kind in {p.channel for p in chunk}:
+                    self._wakes.wake(kind, urgent=urgent)
+            institutional = self._institutional(record)
+            if institutional:
+                await self._ledger.enqueue(
+                    alert_id, institutional, self._clock.now_ms(), urgent=urgent
+                )
+                for planned in institutional:
+                    by_channel[planned.channel.value] += 1
+                for kind in {p.channel for p in institutional}:
                     self._wakes.wake(kind, urgent=urgent)
         except Exception as exc:
             # The alert stays unresolved; the sweeper tries again. Say why now.
@@ -117,6 +130,18 @@ class Resolver:
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         await self._alerts.finish(alert_id)
+
+    def _institutional(self, record: AlertRecord) -> list[PlannedDelivery]:
+        """One delivery per broadcast target or webhook subscriber that takes the alert's
+        kind: the channel's config names them, not the audience, and the store keeps only
+        their names (their URLs and keys stay in the config)."""
+        language = record.request.language
+        return [
+            PlannedDelivery(kind, name, name, language, INSTITUTION_ROLE)
+            for kind in record.channels
+            if kind.is_institutional and kind in self._kinds
+            for name in self._kinds[kind].destinations(record.kind)
+        ]
 
     async def _ask(self, record: AlertRecord) -> None:
         """Store the alert's question before anyone can answer it (again on resume: a no-op)."""

@@ -13,10 +13,12 @@ import structlog
 
 from dispatcher.answers.responses import Responses
 from dispatcher.domain import Mode
+from dispatcher.observability import redact_text
 from dispatcher.records.model import (
     Category,
     CleryRecord,
     CleryReport,
+    DestinationResult,
     Note,
     Point,
     ReportWarning,
@@ -39,6 +41,8 @@ log = structlog.get_logger("clarion.records")
 DELAY_WARNING_S = 300
 # Points per delivery-over-time line: enough for a smooth curve, few enough for a small page.
 TIMELINE_BUCKETS = 60
+# Broadcast targets and webhook subscribers listed per channel: more than a campus configures.
+MAX_DESTINATIONS = 200
 
 
 def _summary(request: dict[str, Any]) -> str:
@@ -172,7 +176,19 @@ class CleryRecords:
             scheduled_for=scheduled.scheduled_for if scheduled is not None else None,
             responses=await self._answers(alert),
             pauses=tuple(await self._pauses.of(alert.id)),
+            destinations=tuple(await self._destinations(alert)),
         )
+
+    async def _destinations(self, alert: AlertRecord) -> list[DestinationResult]:
+        """The receipts of the broadcast targets and webhook subscribers it went to."""
+        return [
+            DestinationResult(r["channel"], r["recipient"], r["state"], int(r["attempts"]),
+                              redact_text(r["detail"] or ""), int(r["updated_at"]))
+            for kind in alert.channels if kind.is_institutional
+            for r in await self._ledger.page(
+                alert.id, after=0, limit=MAX_DESTINATIONS, channel=kind
+            )
+        ]
 
     async def _answers(self, alert: AlertRecord) -> dict[str, Any] | None:
         """Counts of the alert's answers and the time to 50 / 90 % answered, if it asked."""

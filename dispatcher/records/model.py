@@ -22,7 +22,8 @@ from dispatcher.store.pauses import Pause
 
 MAX_NOTE = 4000
 # The order of urgency: device channels first, then SMS and push, then voice, then email.
-CHANNEL_ORDER = ("siren", "signage", "pa", "desktop", "sms", "push", "voice", "email")
+CHANNEL_ORDER = ("siren", "signage", "pa", "desktop", "webhook", "sms", "push", "broadcast",
+                 "voice", "email")
 
 
 class Category(StrEnum):
@@ -106,6 +107,18 @@ class Timeline:
 
 
 @dataclass(frozen=True, slots=True)
+class DestinationResult:
+    """The receipt of one broadcast target or webhook subscriber, by its configured name."""
+
+    channel: str
+    name: str
+    state: str
+    attempts: int
+    detail: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
 class CleryRecord:
     """Everything the Clery Act asks to keep about one alert, test or drill."""
 
@@ -140,6 +153,8 @@ class CleryRecord:
     """Answers to the alert's question: counts and time to 50 / 90 % answered."""
     pauses: tuple[Pause, ...] = ()
     """When a channel of it waited behind a more urgent alert (a drill behind a live one)."""
+    destinations: tuple[DestinationResult, ...] = ()
+    """One receipt per campus account (broadcast target) and system (webhook subscriber)."""
 
     @property
     def confirmation_to_sending_s(self) -> float | None:
@@ -208,6 +223,12 @@ class CleryRecord:
         }
         if self.responses is not None:
             doc["responses"] = self.responses
+        if self.destinations:
+            doc["destinations"] = [
+                {"channel": d.channel, "name": d.name, "state": d.state,
+                 "attempts": d.attempts, "detail": d.detail, "at": iso(d.at, zone)}
+                for d in self.destinations
+            ]
         if self.pauses:
             doc["paused"] = [
                 {"channel": p.channel.value, "behind": p.behind_alert_id,

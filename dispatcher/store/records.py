@@ -265,4 +265,6 @@ async def _delete_deliveries(tx: Session, ids: list[str]) -> int:
     deleted = await tx.execute(f"DELETE FROM deliveries WHERE alert_id IN ({marks})", ids)
     # Their progress counters (kept by triggers, migration 0007) go with them.
     await tx.execute(f"DELETE FROM delivery_counts WHERE alert_id IN ({marks})", ids)
+    # And the webhook subscribers' log of their tries (migration 0018).
+    await tx.execute(f"DELETE FROM webhook_attempts WHERE alert_id IN ({marks})", ids)
     return deleted

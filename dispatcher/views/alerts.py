@@ -19,6 +19,9 @@ from dispatcher.views.model import ReadModel
 
 # The fractions of an alert's deliveries whose arrival times the console shows.
 PERCENTILES = (0.5, 0.9, 0.99)
+# Receipts of broadcast targets and webhook subscribers shown per channel: more than a campus
+# configures.
+MAX_DESTINATIONS = 200
 
 
 class DevicePresenceView(ReadModel):
@@ -44,6 +47,18 @@ class WaitingBehind(ReadModel):
     since: int
 
 
+class DestinationReceipt(ReadModel):
+    """The receipt of one broadcast target or webhook subscriber, by its configured name (an
+    account or system of the institution, not a person)."""
+
+    channel: str
+    name: str
+    state: str
+    attempts: int
+    detail: str | None
+    updated_at: int
+
+
 class AlertStatus(ReadModel):
     """What `GET /v1/alerts/{id}` returns: state, audience and per-channel delivery counts."""
 
@@ -62,6 +77,8 @@ class AlertStatus(ReadModel):
     devices_offline: dict[str, list[DevicePresenceView]]
     # Channels that wait now behind a more urgent alert (a drill behind a live emergency).
     waiting_behind: dict[str, WaitingBehind]
+    # One receipt per broadcast target and webhook subscriber the alert went to.
+    destinations: list[DestinationReceipt] = Field(default_factory=list)
 
 
 class DeliveryItem(ReadModel):
@@ -121,7 +138,8 @@ class AlertViews:
         self._channels = channels
 
     async def status(self, record: AlertRecord) -> AlertStatus:
-        """The alert's status now: two reads (counts, pauses) and what the devices said."""
+        """The alert's status now: two reads (counts, pauses), one more per broadcast or
+        webhook channel it went out on, and what the devices said."""
         counts = await self._ledger.counts(record.id)
         offline = {
             kind.value: [DevicePresenceView.of(p) for p in channel.offline_in(record.zones)]
@@ -129,6 +147,19 @@ class AlertViews:
             if kind in record.channels and isinstance(channel, DeviceChannel)
         }
         pauses = await self._pauses.of(record.id)
+        destinations = [
+            DestinationReceipt(
+                channel=r["channel"], name=r["recipient"], state=r["state"],
+                attempts=r["attempts"],
+                detail=redact_text(r["detail"]) if r["detail"] else None,
+                updated_at=r["updated_at"],
+            )
+            for kind in record.channels
+            if kind.is_institutional and kind in self._channels
+            for r in await self._ledger.page(
+                record.id, after=0, limit=MAX_DESTINATIONS, channel=kind
+            )
+        ]
         return AlertStatus(
             id=record.id,
             kind=record.kind.value,
@@ -147,6 +178,7 @@ class AlertViews:
                 p.channel.value: WaitingBehind(alert_id=p.behind_alert_id, since=p.started_at)
                 for p in pauses if p.ended_at is None
             },
+            destinations=destinations,
         )
 
     async def deliveries(

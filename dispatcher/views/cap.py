@@ -25,6 +25,11 @@ class CapDocuments:
         self._settings = settings
         self._alerts = alerts
 
+    async def of_alert(self, alert_id: str) -> bytes | None:
+        """The CAP document of an alert by id; None when there is no such alert."""
+        record = await self._alerts.get(alert_id)
+        return None if record is None else await self.document(record)
+
     async def document(self, record: AlertRecord) -> bytes:
         """The alert as CAP 1.2 (one read: the alert it updates, if any)."""
         settings = self._settings

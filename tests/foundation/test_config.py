@@ -57,7 +57,9 @@ class TestLoading:
     def test_nothing_sounds_by_default(self, tmp_path: Path) -> None:
         """No kind's default channels sound sirens or PA, and the config may not make them."""
         table = load_settings().dispatch.default_channels
-        assert {c.value for c in table[AlertKind.TIMELY_WARNING]} == {"sms", "push", "email"}
+        assert {c.value for c in table[AlertKind.TIMELY_WARNING]} == {
+            "sms", "push", "email", "broadcast", "webhook"
+        }
         assert all(c not in (ChannelKind.SIREN, ChannelKind.PA)
                    for channels in table.values() for c in channels)
         with pytest.raises(ConfigError, match=r"emergency: siren must be named by an alert"):

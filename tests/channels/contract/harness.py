@@ -31,6 +31,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import Channel
+from channels.broadcast_apprise import AppriseBroadcast, BroadcastSettings
 from channels.devices import (
     WINDOW_MARKED,
     DesktopChannel,
@@ -59,6 +60,18 @@ from channels.voice_twilio import (
     VoiceSettings,
     call_twiml,
     callback_url,
+)
+from channels.webhook_signed import (
+    ALERT_HEADER as WEBHOOK_ALERT,
+)
+from channels.webhook_signed import (
+    EVENT_HEADER as WEBHOOK_EVENT,
+)
+from channels.webhook_signed import (
+    SIGNATURE_HEADER,
+    SignedWebhooks,
+    WebhookSettings,
+    verify,
 )
 from dispatcher.alerting.rendering import render
 from dispatcher.alerting.request import AlertRequest
@@ -153,6 +166,9 @@ class Protocol(StrEnum):
     HTTP = "http"
     SMTP = "smtp"
     MQTT = "mqtt"
+    APPRISE = "apprise"
+    """HTTP through Apprise's plugins, which report that a post failed but not its status: a
+    refusal cannot be told from an outage, so every failure is retried until the deadline."""
 
 
 # The transient vs permanent table, by family of failure: the same for every channel.
@@ -171,6 +187,7 @@ REQUIRED: Mapping[Protocol, frozenset[str]] = {
     Protocol.HTTP: frozenset({"http_429", "http_5xx", "http_4xx", "timeout", "away"}),
     Protocol.SMTP: frozenset({"smtp_4xx", "smtp_5xx", "timeout", "away"}),
     Protocol.MQTT: frozenset({"timeout", "away"}),
+    Protocol.APPRISE: frozenset({"http_429", "http_5xx", "timeout", "away"}),
 }
 
 
@@ -1327,6 +1344,204 @@ class DesktopHarness(DeviceHarness):
         return found
 
 
+# --- broadcast targets and webhook subscribers ------------------------------------------------
+
+
+class ConfiguredHarness(ChannelHarness):
+    """A channel whose destinations its config names: every target the suite can hand out is
+    configured at start (by name), with a twin that hangs and one nobody listens at."""
+
+    slots: ClassVar[int] = 64
+
+    def address(self, index: int) -> str:
+        """The destination's name, which is what a delivery carries."""
+        return f"{self.kind.value}-{index:04d}"
+
+    def contact_data(self, target: Target) -> tuple[str, ...]:
+        """The destination's URL: its name may show, where it is may not."""
+        return (self.urls[target.address],)
+
+    def named(self, port: int, silent: int, away: int) -> dict[str, tuple[str, int]]:
+        """name -> (path recipient, port) for every destination the harness configures."""
+        out: dict[str, tuple[str, int]] = {}
+        for i in range(self.slots):
+            name = self.address(i)
+            out[name] = (name, port)
+            out[f"hang-{i:04d}"] = (name, silent)
+            out[f"away-{i:04d}"] = (name, away)
+        return out
+
+    def moved(self, fault: Fault, target: Target) -> Target:
+        """The target's twin that hangs or that nobody listens at."""
+        twin = "hang" if fault.name == "target_hangs" else "away"
+        moved = Target(target.recipient, f"{twin}-{target.address.rsplit('-', 1)[1]}")
+        self.book[moved.address] = moved.recipient
+        return moved
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        self.urls: dict[str, str] = {}
+
+
+class BroadcastHarness(ConfiguredHarness):
+    """`broadcast.apprise` with Apprise's own JSON webhook plugin posting to the sandbox's sink."""
+
+    name = "broadcast.apprise"
+    kind = ChannelKind.BROADCAST
+    protocol = Protocol.APPRISE
+    faults = (
+        Fault("http_429", "http_429"),
+        Fault("http_500", "http_5xx"),
+        Fault("http_503", "http_5xx"),
+        Fault("target_hangs", "timeout"),
+        Fault("target_away", "away"),
+    )
+    drill_marks = frozenset({"text_prefix"})
+    _statuses: ClassVar[Mapping[str, int]] = {"http_429": 429, "http_500": 500, "http_503": 503}
+    _password = "broadcast-hook-password-5e21"
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        self.sink = PushSink(stats=Stats())
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """The sink, then the channel with every target configured."""
+        app = web.Application()
+        self.sink.attach(app)
+        self._runner, port = await serve(app)
+        silent = await self.silent_port()
+        for name, (recipient, at) in self.named(port, silent, free_port()).items():
+            self.urls[name] = f"json://clarion:{self._password}@127.0.0.1:{at}/push/{recipient}"
+        self.channel = AppriseBroadcast(BroadcastSettings.model_validate({
+            "timeout_s": 1.0,
+            "targets": [
+                {"name": n, "url": u, "kinds": list(AlertKind)} for n, u in self.urls.items()
+            ],
+        }))
+        await self.channel.start(self.receipts)
+
+    async def stop(self) -> None:
+        """Close the channel, then the sink."""
+        await self._close_channel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stop_silent()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The password in every target's URL."""
+        return (self._password,)
+
+    async def arm(self, fault: Fault, target: Target) -> Target:
+        """Scripted statuses per target; its twin that hangs or that nobody listens at."""
+        if fault.name in self._statuses:
+            self.sink.script(target.recipient, self._statuses[fault.name])
+            return target
+        return self.moved(fault, target)
+
+    async def arrivals(self, alert_id: str) -> list[Arrival]:
+        """Posts the sink accepted with the alert's header."""
+        return [
+            Arrival(m.recipient, m.text, text_marks(m.text, m.meta.get("title", "")))
+            for m in self.sink.stats.of("push", alert_id)
+        ]
+
+
+class WebhookHarness(ConfiguredHarness):
+    """`webhook.signed` against a receiver that checks every signature before it answers."""
+
+    name = "webhook.signed"
+    kind = ChannelKind.WEBHOOK
+    protocol = Protocol.HTTP
+    faults = (
+        Fault("http_429", "http_429"),
+        Fault("http_500", "http_5xx"),
+        Fault("http_503", "http_5xx"),
+        Fault("target_hangs", "timeout"),
+        Fault("http_400", "http_4xx", reason="HTTP 400"),
+        Fault("http_404", "http_4xx", reason="HTTP 404"),
+        Fault("http_410", "http_4xx", reason="HTTP 410"),
+        Fault("target_away", "away"),
+    )
+    drill_marks = frozenset({"text_prefix", "drill_flag"})
+    _statuses: ClassVar[Mapping[str, int]] = {
+        "http_429": 429, "http_500": 500, "http_503": 503,
+        "http_400": 400, "http_404": 404, "http_410": 410,
+    }
+    _secret = "webhook-signing-secret-7c4f0e"
+    _token = "webhook-url-token-a19d"
+
+    def __init__(self, receipts: RecordingSink, **fixtures: Any) -> None:
+        super().__init__(receipts, **fixtures)
+        self._runner: web.AppRunner | None = None
+        self._script: dict[str, list[int]] = {}
+        self._arrived: list[tuple[str, str, dict[str, Any]]] = []
+        self.cancels: list[tuple[str, str]] = []
+        """(subscriber, alert id) of every take-down received."""
+
+    async def start(self) -> None:
+        """The receiver, then the channel with every subscriber configured."""
+        app = web.Application()
+        app.router.add_post("/hooks/{recipient}", self._receive)
+        self._runner, port = await serve(app)
+        silent = await self.silent_port()
+        for name, (recipient, at) in self.named(port, silent, free_port()).items():
+            self.urls[name] = f"http://127.0.0.1:{at}/hooks/{recipient}?token={self._token}"
+        self.channel = SignedWebhooks(WebhookSettings.model_validate({
+            "timeout_s": 1.0,
+            "subscribers": [
+                {"name": n, "url": u, "secret": self._secret} for n, u in self.urls.items()
+            ],
+        }))
+        await self.channel.start(self.receipts)
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not verify(self._secret, request.headers.get(SIGNATURE_HEADER, ""), body,
+                      now=time.time()):
+            return web.Response(status=401)
+        recipient = request.match_info["recipient"]
+        if request.headers.get(WEBHOOK_EVENT) == "cancel":
+            # A take-down, not a delivery of the alert.
+            self.cancels.append((recipient, request.headers[WEBHOOK_ALERT]))
+            return web.Response(status=204)
+        queued = self._script.get(recipient)
+        if queued:
+            return web.Response(status=queued.pop(0))
+        self._arrived.append((recipient, request.headers[WEBHOOK_ALERT], json.loads(body)))
+        return web.Response(status=204)
+
+    async def stop(self) -> None:
+        """Close the channel, then the receiver."""
+        await self._close_channel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stop_silent()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The signing secret and the URLs' token."""
+        return (self._secret, self._token)
+
+    async def arm(self, fault: Fault, target: Target) -> Target:
+        """Scripted statuses per subscriber; its twin that hangs or that nobody listens at."""
+        if fault.name in self._statuses:
+            self._script.setdefault(target.recipient, []).append(self._statuses[fault.name])
+            return target
+        return self.moved(fault, target)
+
+    async def arrivals(self, alert_id: str) -> list[Arrival]:
+        """Signed posts the receiver accepted for the alert."""
+        return [
+            Arrival(
+                recipient, body["text"],
+                text_marks(body["text"], body["title"])
+                | ({"drill_flag"} if body["drill"] else set()),
+            )
+            for recipient, alert, body in self._arrived
+            if alert == alert_id
+        ]
+
+
 # Every channel the contract covers; a new channel adds its harness here.
 HARNESSES: tuple[type[ChannelHarness], ...] = (
     SmtpHarness,
@@ -1339,6 +1554,8 @@ HARNESSES: tuple[type[ChannelHarness], ...] = (
     SignageHarness,
     PaHarness,
     DesktopHarness,
+    BroadcastHarness,
+    WebhookHarness,
 )
 BY_NAME: Mapping[str, type[ChannelHarness]] = {h.name: h for h in HARNESSES}
 
