@@ -81,6 +81,11 @@ LOOK_EVERY_S = 0.5
 DRAFT_RESTORE = "/console/compose?draft=restore"
 # Posted fields a draft does not keep: the session's token and the button pressed.
 NOT_DRAFTED = frozenset({CSRF_FIELD, "action", "rewrite"})
+# The compose form's addresses: what they post is a draft worth carrying through sign-in.
+DRAFTED_PATHS = frozenset({"/console/compose", "/console/compose/preview", "/console/send"})
+# A draft carried through the sign-in form is at most this long (its JSON).
+DRAFT_MAX_CHARS = 64_000
+SESSION_EXPIRED = "Your session expired: sign in again (your draft is kept)"
 # Runs of each drill its page lists.
 RECENT_RUNS = 5
 PROGRESS_STATES = ("queued", "accepted", "delivered", "failed", "suppressed")
@@ -202,8 +207,14 @@ def signed_in(handler: Handler) -> Handler:
                 # The live preview stays on the page (what was typed stays in the form); the
                 # draft saved with the last preview comes back after signing in.
                 return _render(request, "_expired.html", {"next": DRAFT_RESTORE})
-            back = DRAFT_RESTORE if request.path.startswith("/console/compose") else None
-            target = quote(back or request.path_qs, safe="")
+            if request.method == "POST" and request.path in DRAFTED_PATHS:
+                # A form sent after the session ended: signing in again keeps what it held.
+                return _render_sign_in(request, {
+                    "name": "", "next": DRAFT_RESTORE,
+                    "draft": _draft_of(await read_form(request)),
+                    "errors": [FieldProblem("name", SESSION_EXPIRED)],
+                }, status=401)
+            target = quote(request.path_qs, safe="")
             raise web.HTTPSeeOther(f"/console/sign-in?next={target}")
         request[PERSON] = person
         if request.method not in ("GET", "HEAD"):
@@ -265,7 +276,8 @@ def _render_sign_in(
 ) -> web.Response:
     sso = _console(request).sso
     label = sso.settings.button_label if sso is not None else ""
-    return _render(request, "sign_in.html", {"title": "Sign in", "sso_label": label, **context},
+    return _render(request, "sign_in.html",
+                   {"title": "Sign in", "sso_label": label, "draft": "", **context},
                    status=status)
 
 
@@ -285,6 +297,11 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         address = _client_address(request)
         outcome = await _console(request).accounts.sign_in(name, password, address)
         if isinstance(outcome, SignedIn):
+            carried = _carried_draft(form.get("draft"))
+            if carried is not None:
+                await _console(request).accounts.users.save_draft(
+                    outcome.user.name, carried, _service(request).clock.now_ms())
+                target = DRAFT_RESTORE
             response = web.HTTPSeeOther(target)
             response.set_cookie(
                 SESSION_COOKIE, outcome.token, max_age=SESSION_S, path=PREFIX, httponly=True,
@@ -298,7 +315,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
                 "name", f"Too many failed sign-ins. Try again in {minutes} minutes."))
         else:
             errors.append(FieldProblem("password", "The user name or password is not right"))
-    return _render_sign_in(request, {"name": name, "next": target, "errors": errors},
+    return _render_sign_in(request, {"name": name, "next": target, "errors": errors,
+                                      "draft": str(form.get("draft", ""))[:DRAFT_MAX_CHARS]},
                            status=429 if any("Too many" in e.message for e in errors) else 422)
 
 
@@ -734,11 +752,37 @@ async def compose_page(request: web.Request) -> web.Response:
                                              "restored": restored, "draft": draft})
 
 
+def _draft_pairs(posted: Any) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in posted.items() if isinstance(v, str) and k not in NOT_DRAFTED]
+
+
+def _draft_of(posted: Any) -> str:
+    """The posted compose form as the sign-in page carries it."""
+    return json.dumps(_draft_pairs(posted))[:DRAFT_MAX_CHARS]
+
+
+def _carried_draft(raw: object) -> list[tuple[str, str]] | None:
+    """The draft the sign-in form carried back, or None when there is none (or it is not one
+    this console wrote)."""
+    if not isinstance(raw, str) or not raw or len(raw) > DRAFT_MAX_CHARS:
+        return None
+    try:
+        pairs = json.loads(raw)
+    except ValueError:
+        log.info("console.draft_unreadable")
+        return None
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+        for p in pairs
+    ):
+        return None
+    return [(k, v) for k, v in pairs if k not in NOT_DRAFTED]
+
+
 async def _keep_draft(request: web.Request, posted: Any) -> None:
     """Save the compose form as the signed-in person's draft."""
-    pairs = [(k, v) for k, v in posted.items() if isinstance(v, str) and k not in NOT_DRAFTED]
     await _console(request).accounts.users.save_draft(
-        request[PERSON].user.name, pairs, _service(request).clock.now_ms())
+        request[PERSON].user.name, _draft_pairs(posted), _service(request).clock.now_ms())
 
 
 @routes.post("/console/compose/draft/discard")

@@ -32,6 +32,14 @@ async def checked(browser: Browser) -> AsyncIterator[Page]:
     await ctx.close()
 
 
+async def sign_in_again(page: Page) -> None:
+    """Sign in as dana on the sign-in page shown, and land on the restored draft."""
+    await page.get_by_label("User name").fill("dana")
+    await page.get_by_label("Password").fill(ACCOUNTS["dana"].password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(re.compile(r"/console/compose\?draft=restore$"))
+
+
 class TestDrafts:
     """What the dispatcher types is kept per user and comes back after signing in again."""
 
@@ -53,14 +61,12 @@ class TestDrafts:
         assert page.url == console.url + "compose"
         await expect(message).to_have_value(DRILL + " Go")
         assert await axe_violations(page) == []
-        await expired.get_by_role("link", name="sign in again").click()
-        await page.get_by_label("User name").fill("dana")
-        await page.get_by_label("Password").fill(ACCOUNTS["dana"].password)
-        await page.get_by_role("button", name="Sign in").click()
-        await page.wait_for_url(re.compile(r"/console/compose\?draft=restore$"))
+        await expired.get_by_role("button", name="sign in again").click()
+        await expect(page.locator(".error-summary")).to_contain_text("Your session expired")
+        await sign_in_again(page)
         await expect(page.locator("#draft-restored")).to_be_visible()
-        await expect(page.get_by_label("Message in English")).to_have_value(
-            re.compile("^" + re.escape(DRILL)))
+        # Even what was typed after the session ended.
+        await expect(page.get_by_label("Message in English")).to_have_value(DRILL + " Go")
         # Another machine: a fresh browser offers the same draft.
         await page.context.clear_cookies()
         await sign_in(page, console, "dana")
@@ -69,6 +75,29 @@ class TestDrafts:
         await page.get_by_role("button", name="Discard it").click()
         await expect(page.locator("#draft-kept")).to_have_count(0)
         await expect(page.get_by_label("Message in English")).to_have_value("")
+
+
+    async def test_without_javascript(self, console: Console, browser: Browser) -> None:
+        """Sending the form after the session ended signs in again and keeps every field."""
+        ctx = await browser.new_context(java_script_enabled=False)
+        try:
+            page = await ctx.new_page()
+            await sign_in(page, console, "dana")
+            await page.goto(console.url + "compose")
+            await page.get_by_label("A drill (an exercise people take part in)").check()
+            await page.get_by_label("Message in English").fill(DRILL)
+            await page.get_by_label("Central Campus (academic core)").check()
+            await console.run.service.db.execute(
+                "DELETE FROM console_sessions WHERE user_name = ?", ("dana",))
+            await page.get_by_role("button", name="Check and send").click()
+            await expect(page.locator(".error-summary")).to_contain_text(
+                "Your session expired")
+            await sign_in_again(page)
+            await expect(page.get_by_label("Message in English")).to_have_value(DRILL)
+            assert await page.get_by_label("Central Campus (academic core)").is_checked()
+            assert await page.locator("#mode-drill").is_checked()
+        finally:
+            await ctx.close()
 
 
 class TestRewrites:
