@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
+from channels.sandbox.push import PUSH
 from tests.console.conftest import ACCOUNTS, Console, axe_violations, sign_in
 from tests.console.test_console_browser import alert_id_of, final_status, settled_total
 
@@ -63,8 +64,10 @@ class TestDrafts:
         assert await axe_violations(page) == []
         await expired.get_by_role("button", name="sign in again").click()
         await expect(page.locator(".error-summary")).to_contain_text("Your session expired")
+        assert await axe_violations(page) == []
         await sign_in_again(page)
         await expect(page.locator("#draft-restored")).to_be_visible()
+        assert await axe_violations(page) == []
         # Even what was typed after the session ended.
         await expect(page.get_by_label("Message in English")).to_have_value(DRILL + " Go")
         # Another machine: a fresh browser offers the same draft.
@@ -140,6 +143,7 @@ class TestDrillRecord:
         await page.get_by_role("button", name="Check and send").click()
         await expect(page.locator("#confirm-drill")).to_contain_text(
             "Unannounced; procedures publicized")
+        assert await axe_violations(page) == []
         await page.get_by_role("button", name="Yes, send now").click()
         await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
         record = await console.run.service.alerts.get(alert_id_of(page))
@@ -183,41 +187,59 @@ class TestAsking:
 
     async def test_ask_preview_confirm_and_answers(self, console: Console,
                                                    checked: Page) -> None:
-        """Ticked, it is in the preview and the confirmation; answers are counted."""
-        page = checked
-        await sign_in(page, console, "dana")
-        await page.goto(console.url + "compose")
-        await page.get_by_label("A drill (an exercise people take part in)").check()
-        await page.get_by_label("Message in English").fill(DRILL)
-        await page.get_by_label("Ask “Are you safe?”").check()
-        await expect(page.locator("#preview-question")).to_contain_text("Are you safe?")
-        await page.get_by_label("Central Campus (academic core)").check()
-        await settled_total(page)
-        assert await axe_violations(page) == []
-        await page.get_by_role("button", name="Check and send").click()
-        await expect(page.locator("#confirm-question-asked")).to_contain_text("Are you safe?")
-        await page.get_by_role("button", name="Yes, send now").click()
-        await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
-        alert_id = alert_id_of(page)
-        record = await console.run.service.alerts.get(alert_id)
-        assert record is not None and record.request.ask is not None
-        await final_status(console, alert_id)
-        question = await console.run.service.responses.question(alert_id)
-        assert question is not None
-        people = await console.run.service.db.fetchall(
-            "SELECT DISTINCT recipient FROM deliveries WHERE alert_id = ? AND role <> 'device'"
-            " ORDER BY recipient LIMIT 2",
-            (alert_id,))
-        responses = console.run.service.responses
-        await responses.record_answer(alert_id=alert_id, person_id=people[0]["recipient"],
-                                      option="safe", channel="sms")
-        await responses.record_answer(alert_id=alert_id, person_id=people[1]["recipient"],
-                                      option="need_help", channel="sms")
+        """Ticked, it is in the preview and the confirmation; the sandbox's people tap their
+        push notification's answer link, and the alert's page counts what they answered."""
+        push = console.sandbox.app[PUSH]
+        saved = (push.click_rate, push.click_delay_s, push.need_help_rate)
+        push.click_rate, push.click_delay_s, push.need_help_rate = 1.0, 0.1, 0.5
+        tapped = len(push.clicks)
+        try:
+            page = checked
+            await sign_in(page, console, "dana")
+            await page.goto(console.url + "compose")
+            await page.get_by_label("A drill (an exercise people take part in)").check()
+            await page.get_by_label("Message in English").fill(DRILL)
+            await page.get_by_label("Ask “Are you safe?”").check()
+            await expect(page.locator("#preview-question")).to_contain_text("Are you safe?")
+            await page.get_by_label("Central Campus (academic core)").check()
+            await settled_total(page)
+            assert await axe_violations(page) == []
+            await page.get_by_role("button", name="Check and send").click()
+            await expect(page.locator("#confirm-question-asked")).to_contain_text(
+                "Are you safe?")
+            assert await axe_violations(page) == []
+            await page.get_by_role("button", name="Yes, send now").click()
+            await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
+            alert_id = alert_id_of(page)
+            record = await console.run.service.alerts.get(alert_id)
+            assert record is not None and record.request.ask is not None
+            await final_status(console, alert_id)
+            pushed = await console.run.service.db.fetchval(
+                "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND channel = 'push'"
+                " AND state IN ('accepted', 'delivered')",
+                (alert_id,))
+            assert pushed > 1
+            try:
+                async with asyncio.timeout(30):
+                    while len(push.clicks) - tapped < pushed:
+                        await asyncio.sleep(0.1)
+            except TimeoutError:
+                raise AssertionError((pushed, len(push.clicks) - tapped)) from None
+        finally:
+            push.click_rate, push.click_delay_s, push.need_help_rate = saved
+        answered = push.clicks[tapped:]
+        assert all(status == 200 for _, status in answered), answered
+        safe = sum(1 for option, _ in answered if option == "safe")
+        need_help = len(answered) - safe
         # The page's tally is read again every few seconds, not on every answer.
-        safe = page.locator('[data-answer="safe"]')
+        shown = page.locator('[data-answer="safe"]')
         async with asyncio.timeout(30):
-            while await safe.inner_text() != "1":
+            while await shown.inner_text() != f"{safe:,}":
                 await asyncio.sleep(0.5)
                 await page.reload()
-        await expect(page.locator('[data-answer="need_help"]')).to_contain_text("1")
-        await expect(page.locator("#answers")).to_be_visible()
+        await expect(page.locator('[data-answer="need_help"]')).to_contain_text(f"{need_help:,}")
+        await expect(page.locator("tr[data-zone='b']")).to_be_visible()
+        if need_help:
+            await page.get_by_role("link", name="who, where and how to reach them").click()
+            await expect(page.locator("#need-help")).to_be_visible()
+        assert await axe_violations(page) == []
