@@ -123,6 +123,22 @@ class TestRewrites:
         await expect(page.locator(".ok-line")).to_have_text("No problems found.")
 
 
+    async def test_rewrite_without_javascript(self, console: Console, browser: Browser) -> None:
+        """The button posts the form; the server puts the words in and shows the form again."""
+        ctx = await browser.new_context(java_script_enabled=False)
+        try:
+            page = await ctx.new_page()
+            await sign_in(page, console, "dana")
+            await page.goto(console.url + "compose")
+            await page.get_by_label("Message in English").fill(NAMING)
+            await page.get_by_role("button", name="Update the preview").click()
+            await page.get_by_role("button", name="Replace with “A student”").click()
+            await expect(page.get_by_label("Message in English")).to_have_value(REWRITTEN)
+            await expect(page.locator("#marked-en mark")).to_have_count(0)
+        finally:
+            await ctx.close()
+
+
 class TestDrillRecord:
     """A console drill's Clery record holds what the dispatcher entered."""
 
