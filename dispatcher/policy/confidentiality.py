@@ -506,8 +506,8 @@ def _names(text: str, finder: NameFinder) -> list[Violation]:
 _ROLE_BEFORE = re.compile(
     r"(?:\b(?:a|an|the|one|our|un|una|el|la)\s+)?\b(?:(?:graduate|undergraduate|exchange)\s+)?"
     r"(?:students?|freshman|sophomore|junior|senior|undergraduate|employee|staff\s+member|"
-    r"faculty\s+member|instructor|lecturer|resident|roommate|classmate|victim|complainant|"
-    r"witness|estudiante|alumn[oa]|emplead[oa]|v[ií]ctima|residente|testigo)"
+    r"faculty\s+member|instructor|lecturer|resident|roommate|classmate|estudiante|alumn[oa]|"
+    r"emplead[oa]|residente)"
     r"(?:\s*,)?\s+$",
     re.IGNORECASE,
 )
