@@ -13,7 +13,7 @@ from dispatcher import refusals
 from dispatcher.access.auth import Caller
 from dispatcher.access.tokens import ListedToken
 from dispatcher.alerting import intake
-from dispatcher.alerting.request import AlertRequest
+from dispatcher.alerting.request import AlertRequest, DrillRecord
 from dispatcher.domain import AlertState
 from dispatcher.drills.schedule import UnknownDrill
 from dispatcher.records import note_text
@@ -126,10 +126,12 @@ async def cancel(
     return await service.engine.cancel(record, actor=caller.name, reason=reason)
 
 
-async def run_drill(service: Service, name: str, caller: Caller) -> Sent | Held | Refused:
-    """Fire a configured drill now, as the person."""
+async def run_drill(
+    service: Service, name: str, caller: Caller, record: DrillRecord | None = None
+) -> Sent | Held | Refused:
+    """Fire a configured drill now, as the person, with the Clery record they gave."""
     try:
-        manual = await service.scheduler.run_now(name, caller)
+        manual = await service.scheduler.run_now(name, caller, record)
     except UnknownDrill:
         return Refused(f"There is no drill called {name!r}")
     except refusals.Refused as exc:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from dispatcher.access.auth import Caller
 from dispatcher.alerting.intake import Change
-from dispatcher.alerting.rendering import Rendered
+from dispatcher.alerting.rendering import Rendered, question_text
 from dispatcher.alerting.request import AlertRequest, problems
 from dispatcher.alerting.templates import Template, list_templates
 from dispatcher.cap.format import render_cap
@@ -93,7 +93,11 @@ _FIELD_IDS = {
     "references": "text",
     "widen": "widen",
     "incident": "text",
+    "drill": "drill-description",
+    "ask": "ask-question",
 }
+# A drill's Clery record when the dispatcher gives no description: the message it sent.
+DRILL_DESCRIPTION_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,15 @@ class ComposeForm:
     widen: bool = False
     # The kind whose default channels the boxes were ticked with ("" once chosen by hand).
     defaults_of: str = ""
+    # A drill's or test's Clery record: what it exercised, announced or not, and whether the
+    # emergency procedures were publicized with it.
+    drill_description: str = ""
+    drill_announced: str = "yes"
+    drill_publicized: str = "no"
+    # Asking people whether they are safe, with the question in the form's words (or the
+    # configured default).
+    ask: bool = False
+    question: str = ""
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @classmethod
@@ -180,6 +193,11 @@ class ComposeForm:
             references=one("references"),
             widen=one("widen") == "yes",
             defaults_of=one("defaults_of"),
+            drill_description=one("drill_description"),
+            drill_announced=one("drill_announced", "yes"),
+            drill_publicized=one("drill_publicized", "no"),
+            ask=one("ask") == "yes",
+            question=one("question"),
             key=one("key") or secrets.token_urlsafe(16),
         )
 
@@ -229,6 +247,13 @@ class ComposeForm:
         """A drill or a test: the page shows drill mode."""
         return self.mode in (Mode.DRILL.value, Mode.TEST.value)
 
+    @property
+    def default_drill_description(self) -> str:
+        """What the Clery record says of a drill whose description was left empty."""
+        what = "Test" if self.mode == Mode.TEST.value else "Drill"
+        said = " ".join((self.text or ", ".join(self.fields.values())).split())
+        return f"{what}: {said}"[:DRILL_DESCRIPTION_CHARS] if said else what
+
     def request_body(self, override_rules: list[str] | None = None) -> dict[str, Any]:
         """The alert request (API JSON shape) the form makes."""
         body: dict[str, Any] = {
@@ -253,8 +278,13 @@ class ComposeForm:
             if self.widen:
                 body["widen"] = True
         if self.is_drill:
-            body["drill"] = {"description": "Console drill" if self.mode == "drill"
-                             else "Console test", "announced": True}
+            body["drill"] = {
+                "description": self.drill_description or self.default_drill_description,
+                "announced": self.drill_announced != "no",
+                "procedures_publicized": self.drill_publicized == "yes",
+            }
+        if self.ask:
+            body["ask"] = {"question": self.question} if self.question else {}
         if self.override and override_rules:
             body["override"] = {"rules": override_rules, "reason": self.override_reason}
         return body
@@ -294,6 +324,9 @@ class Preview:
     # What a follow-up changes of the alert it follows, and how many it newly reaches.
     changes: tuple[Change, ...] = ()
     widened: int = 0
+    # The question the alert asks ("" when it asks none), as people will read it.
+    question: str = ""
+    message_es: str = ""
 
     @property
     def blocking(self) -> tuple[dict[str, Any], ...]:
@@ -310,6 +343,39 @@ class Preview:
         """A follow-up's changes as the confirmation lists them: what, before, after."""
         return tuple((CHANGE_LABELS.get(c.field, c.field), c.before, c.after)
                      for c in self.changes)
+
+    def rewrite_of(self, violation: dict[str, Any]) -> str:
+        """The button value that applies a violation's suggestion to the form's own text, or
+        "" when it has none there (a template's words, a channel's derived text)."""
+        if (violation.get("suggestion") is None or violation.get("start") is None
+                or violation.get("channel") is not None):
+            return ""
+        if violation.get("field") is None and self.message == self.form.text:
+            language = "en"
+        elif (violation.get("field") == "translations.es.text"
+              and self.message_es == self.form.text_es):
+            language = "es"
+        else:
+            return ""
+        return f"{language}:{violation['start']}:{violation['end']}:{violation['rule']}"
+
+    def rewritten(self, choice: str) -> ComposeForm | None:
+        """The form with the chosen suggestion put in place of its span, or None when the
+        choice no longer matches what the preview found in the text."""
+        found = next((v for v in self.violations if self.rewrite_of(v) == choice), None)
+        if found is None:
+            return None
+        words = str(found["suggestion"])
+        start, end = int(found["start"]), int(found["end"])
+        source = self.form.text_es if choice.startswith("es:") else self.form.text
+        head, tail = source[:start], source[end:]
+        if not words:
+            # Deleting a span leaves no doubled space or space before a full stop.
+            head = head.rstrip(" ") if tail[:1] in (" ", ",", ".", ";", ":", "") else head
+        changed = f"{head}{words}{tail}"
+        if choice.startswith("es:"):
+            return replace(self.form, text_es=changed)
+        return replace(self.form, text=changed)
 
     @property
     def people(self) -> int:
@@ -396,6 +462,8 @@ def _renderings(rendered: Rendered, language: str) -> list[ChannelPreview]:
 def field_for(form: ComposeForm, name: str) -> str:
     """The form field a request field's problem belongs to, as this form is filled in."""
     head = name.split(".", 1)[0]
+    if name.startswith("ask.question"):
+        return "ask-question"
     if head == "audience":
         return "expression" if form.segment == CUSTOM else "segment"
     if head in ("zones", "exclude_zones"):
@@ -415,6 +483,21 @@ def _in_form_words(problem: Problem) -> str:
 def _form_problems(form: ComposeForm) -> list[FieldProblem]:
     """What the form itself lacks, before there is a request to check."""
     found: list[FieldProblem] = []
+    if form.is_drill:
+        if form.drill_announced not in ("yes", "no"):
+            found.append(FieldProblem("drill-announced",
+                                      "Select whether the drill was announced beforehand"))
+        if form.drill_publicized not in ("yes", "no"):
+            found.append(FieldProblem(
+                "drill-publicized",
+                "Select whether the emergency procedures were publicized with the drill"))
+        if len(form.drill_description) > DRILL_DESCRIPTION_CHARS:
+            found.append(FieldProblem(
+                "drill-description",
+                f"The drill's description must be {DRILL_DESCRIPTION_CHARS:,} characters "
+                "or fewer"))
+    if form.ask and len(form.question) > 300:
+        found.append(FieldProblem("ask-question", "The question must be 300 characters or fewer"))
     if form.confirmed_name and not form.confirmed_title:
         found.append(FieldProblem("confirmed-title", "Enter the title of the person who confirmed"))
     if form.confirmed_title and not form.confirmed_name:
@@ -506,4 +589,7 @@ async def build_preview(service: Service, form: ComposeForm, caller: Caller) -> 
         message=checked.text or "",
         changes=outcome.changes,
         widened=outcome.widened,
+        message_es=es.text if es is not None else "",
+        question=question_text(checked, checked.language, settings.rendering)
+        if checked.ask is not None else "",
     )

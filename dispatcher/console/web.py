@@ -20,9 +20,11 @@ import aiohttp_jinja2
 import jinja2
 import structlog
 from aiohttp import web
+from multidict import MultiDict
 
 from dispatcher.access.auth import Role
 from dispatcher.access.client_address import client_address
+from dispatcher.alerting.request import DrillRecord
 from dispatcher.console import actions
 from dispatcher.console.accounts import (
     CSRF_FIELD,
@@ -76,6 +78,15 @@ CSP = (
 # How often a viewer looks at its alert's shared progress (in memory: the alert's progress
 # stream reads the store once per change for every viewer).
 LOOK_EVERY_S = 0.5
+# Where signing in again leads after a session expired while composing.
+DRAFT_RESTORE = "/console/compose?draft=restore"
+# Posted fields a draft does not keep: the session's token and the button pressed.
+NOT_DRAFTED = frozenset({CSRF_FIELD, "action", "rewrite"})
+# The compose form's addresses: what they post is a draft worth carrying through sign-in.
+DRAFTED_PATHS = frozenset({"/console/compose", "/console/compose/preview", "/console/send"})
+# A draft carried through the sign-in form is at most this long (its JSON).
+DRAFT_MAX_CHARS = 64_000
+SESSION_EXPIRED = "Your session expired: sign in again (your draft is kept)"
 # Runs of each drill its page lists.
 RECENT_RUNS = 5
 PROGRESS_STATES = ("queued", "accepted", "delivered", "failed", "suppressed")
@@ -194,7 +205,16 @@ def signed_in(handler: Handler) -> Handler:
         person = await _console(request).accounts.person(request.cookies.get(SESSION_COOKIE))
         if person is None:
             if request.headers.get("HX-Request"):
-                return web.Response(status=401, headers={"HX-Redirect": "/console/sign-in"})
+                # The live preview stays on the page (what was typed stays in the form); the
+                # draft saved with the last preview comes back after signing in.
+                return _render(request, "_expired.html", {"next": DRAFT_RESTORE})
+            if request.method == "POST" and request.path in DRAFTED_PATHS:
+                # A form sent after the session ended: signing in again keeps what it held.
+                return _render_sign_in(request, {
+                    "name": "", "next": DRAFT_RESTORE,
+                    "draft": _draft_of(await read_form(request)),
+                    "errors": [FieldProblem("name", SESSION_EXPIRED)],
+                }, status=401)
             target = quote(request.path_qs, safe="")
             raise web.HTTPSeeOther(f"/console/sign-in?next={target}")
         request[PERSON] = person
@@ -257,7 +277,8 @@ def _render_sign_in(
 ) -> web.Response:
     sso = _console(request).sso
     label = sso.settings.button_label if sso is not None else ""
-    return _render(request, "sign_in.html", {"title": "Sign in", "sso_label": label, **context},
+    return _render(request, "sign_in.html",
+                   {"title": "Sign in", "sso_label": label, "draft": "", **context},
                    status=status)
 
 
@@ -277,6 +298,11 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         address = _client_address(request)
         outcome = await _console(request).accounts.sign_in(name, password, address)
         if isinstance(outcome, SignedIn):
+            carried = _carried_draft(form.get("draft"))
+            if carried is not None:
+                await _console(request).accounts.users.save_draft(
+                    outcome.user.name, carried, _service(request).clock.now_ms())
+                target = DRAFT_RESTORE
             response = web.HTTPSeeOther(target)
             response.set_cookie(
                 SESSION_COOKIE, outcome.token, max_age=SESSION_S, path=PREFIX, httponly=True,
@@ -290,7 +316,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
                 "name", f"Too many failed sign-ins. Try again in {minutes} minutes."))
         else:
             errors.append(FieldProblem("password", "The user name or password is not right"))
-    return _render_sign_in(request, {"name": name, "next": target, "errors": errors},
+    return _render_sign_in(request, {"name": name, "next": target, "errors": errors,
+                                      "draft": str(form.get("draft", ""))[:DRAFT_MAX_CHARS]},
                            status=429 if any("Too many" in e.message for e in errors) else 422)
 
 
@@ -702,6 +729,9 @@ async def _compose_context(
         "may_override": _may_override(service, person),
         "may_send_live": service.permissions.may_send(person.caller, Mode.LIVE),
         "drill_mode": form.is_drill,
+        "default_question": service.settings.rendering.ask_question,
+        "restored": False,
+        "draft": None,
         "references": references,
         "errors": list(preview.problems) if preview else [],
     }
@@ -716,11 +746,60 @@ async def compose_page(request: web.Request) -> web.Response:
     if not service.permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     form = await _default_form(service, request.query)
+    users = _console(request).accounts.users
+    draft = await users.draft(person.user.name)
+    restored = False
+    if draft is not None and request.query.get("draft") == "restore":
+        form, restored, draft = _posted_form(request, MultiDict(draft.fields)), True, None
     if form.mode == Mode.LIVE.value and not service.permissions.may_send(
             person.caller, Mode.LIVE):
         form = replace(form, mode=Mode.DRILL.value)
-    context = await _compose_context(request, form, None)
-    return _render(request, "compose.html", {"title": "Send an alert", **context})
+    preview = await _preview(request, form) if restored else None
+    context = await _compose_context(request, form, preview)
+    context["errors"] = []
+    return _render(request, "compose.html", {"title": "Send an alert", **context,
+                                             "restored": restored, "draft": draft})
+
+
+def _draft_pairs(posted: Any) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in posted.items() if isinstance(v, str) and k not in NOT_DRAFTED]
+
+
+def _draft_of(posted: Any) -> str:
+    """The posted compose form as the sign-in page carries it."""
+    return json.dumps(_draft_pairs(posted))[:DRAFT_MAX_CHARS]
+
+
+def _carried_draft(raw: object) -> list[tuple[str, str]] | None:
+    """The draft the sign-in form carried back, or None when there is none (or it is not one
+    this console wrote)."""
+    if not isinstance(raw, str) or not raw or len(raw) > DRAFT_MAX_CHARS:
+        return None
+    try:
+        pairs = json.loads(raw)
+    except ValueError:
+        log.info("console.draft_unreadable")
+        return None
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+        for p in pairs
+    ):
+        return None
+    return [(k, v) for k, v in pairs if k not in NOT_DRAFTED]
+
+
+async def _keep_draft(request: web.Request, posted: Any) -> None:
+    """Save the compose form as the signed-in person's draft."""
+    await _console(request).accounts.users.save_draft(
+        request[PERSON].user.name, _draft_pairs(posted), _service(request).clock.now_ms())
+
+
+@routes.post("/console/compose/draft/discard")
+@signed_in
+async def discard_draft(request: web.Request) -> web.StreamResponse:
+    """Forget the kept draft and start an empty form."""
+    await _console(request).accounts.users.drop_draft(request[PERSON].user.name)
+    raise web.HTTPSeeOther("/console/compose")
 
 
 async def _preview(request: web.Request, form: ComposeForm) -> Preview:
@@ -732,8 +811,11 @@ async def _preview(request: web.Request, form: ComposeForm) -> Preview:
 @routes.post("/console/compose/preview")
 @signed_in
 async def compose_preview(request: web.Request) -> web.Response:
-    """The preview panel alone, for htmx as the dispatcher types."""
-    form = _posted_form(request, await read_form(request))
+    """The preview panel alone, for htmx as the dispatcher types (which also keeps the
+    draft)."""
+    posted = await read_form(request)
+    await _keep_draft(request, posted)
+    form = _posted_form(request, posted)
     preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     return _render(request, "_preview.html", {**context, "oob": True})
@@ -747,8 +829,15 @@ async def compose_check(request: web.Request) -> web.Response:
     if not _service(request).permissions.may_send(person.caller, Mode.DRILL):
         return _forbidden(request, "Your role (viewer) may look at alerts but not send them.")
     posted = await read_form(request)
+    await _keep_draft(request, posted)
     form = _posted_form(request, posted)
     preview = await _preview(request, form)
+    choice = posted.get("rewrite")
+    if isinstance(choice, str) and choice:
+        rewritten = preview.rewritten(choice)
+        if rewritten is not None:
+            form = rewritten
+            preview = await _preview(request, form)
     context = await _compose_context(request, form, preview)
     if posted.get("action") != "review":
         # "Use this template" or "Update the preview" without JavaScript: no errors yet.
@@ -786,8 +875,11 @@ async def send(request: web.Request) -> web.StreamResponse:
         context["errors"] = _errors_of(preview)
         return _render(request, "compose.html", {"title": "Send an alert", **context},
                        status=422)
-    outcome = _refusal_or_open(await actions.submit(
-        service, preview.request, person.caller, key=f"console:{person.user.name}:{form.key}"))
+    submitted = await actions.submit(
+        service, preview.request, person.caller, key=f"console:{person.user.name}:{form.key}")
+    if not isinstance(submitted, actions.Refused):
+        await _console(request).accounts.users.drop_draft(person.user.name)
+    outcome = _refusal_or_open(submitted)
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     problems = [FieldProblem("text", v["message"]) for v in outcome.violations] + [
@@ -938,21 +1030,60 @@ async def devices(request: web.Request) -> web.Response:
 @signed_in
 async def drills(request: web.Request) -> web.Response:
     """Scheduled drills with their next times."""
+    return await _drills_page(request)
+
+
+async def _drills_page(
+    request: web.Request, *, errors: list[FieldProblem] | None = None,
+    entered: dict[str, Any] | None = None, status: int = 200,
+) -> web.Response:
+    """The drills, each with its Clery record to run it with (as entered, after an error)."""
     schedule = await _service(request).drills.schedule(recent=RECENT_RUNS)
+    listed = []
+    for d in (d.to_json() for d in schedule.drills):
+        if entered is not None and entered["name"] == d["name"]:
+            d = {**d, "description": entered["description"],
+                 "announced": entered["announced"] == "yes",
+                 "procedures_publicized": entered["procedures_publicized"] == "yes"}
+        listed.append(d)
     return _render(request, "drills.html", {
-        "title": "Drills", "drills": [d.to_json() for d in schedule.drills],
+        "title": "Drills", "drills": listed,
         "may_run": _service(request).permissions.may_send(request[PERSON].caller, Mode.DRILL),
-        "timezone": schedule.timezone,
+        "timezone": schedule.timezone, "errors": errors or [],
         "message": request.query.get("message", ""),
-    })
+    }, status=status)
 
 
 @routes.post("/console/drills/{name}/run")
 @signed_in
 async def run_drill(request: web.Request) -> web.StreamResponse:
-    """Fire a drill now."""
+    """Fire a drill now, with the Clery record the form gives (the configured one by default)."""
+    service = _service(request)
+    name = request.match_info["name"]
+    form = await read_form(request)
+    described = str(form.get("description", "")).strip()
+    announced, publicized = form.get("announced"), form.get("procedures_publicized")
+    errors: list[FieldProblem] = []
+    if not described:
+        errors.append(FieldProblem(f"{name}-description", "Enter what the drill exercises"))
+    elif len(described) > 2000:
+        errors.append(FieldProblem(f"{name}-description",
+                                   "The description must be 2,000 characters or fewer"))
+    if announced not in ("yes", "no"):
+        errors.append(FieldProblem(f"{name}-announced",
+                                   "Select whether the drill was announced beforehand"))
+    if publicized not in ("yes", "no"):
+        errors.append(FieldProblem(
+            f"{name}-publicized",
+            "Select whether the emergency procedures were publicized with the drill"))
+    if errors:
+        return await _drills_page(request, errors=errors, entered={
+            "name": name, "description": described, "announced": announced,
+            "procedures_publicized": publicized}, status=422)
+    record = DrillRecord(description=described, announced=announced == "yes",
+                         procedures_publicized=publicized == "yes")
     outcome = _refusal_or_open(await actions.run_drill(
-        _service(request), request.match_info["name"], request[PERSON].caller))
+        service, name, request[PERSON].caller, record))
     if outcome.forbidden:
         return _forbidden(request, outcome.message)
     raise web.HTTPSeeOther("/console/drills?message=" + quote(outcome.message))

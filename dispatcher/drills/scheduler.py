@@ -29,6 +29,7 @@ import structlog
 
 from dispatcher.access.auth import Caller, Role
 from dispatcher.alerting.intake import Held, Intake
+from dispatcher.alerting.request import DrillRecord
 from dispatcher.alerting.templates import TemplateError, expand
 from dispatcher.clock import Clock
 from dispatcher.drills.schedule import (
@@ -180,12 +181,20 @@ class DrillScheduler:
                 await self._advance(name, now)
             return runs
 
-    async def run_now(self, name: str, caller: Caller) -> ManualRun:
-        """Fire a drill now, on behalf of `caller` (`clarion drill run NAME`).
+    async def run_now(
+        self, name: str, caller: Caller, record: DrillRecord | None = None
+    ) -> ManualRun:
+        """Fire a drill now, on behalf of `caller` (`clarion drill run NAME`), with the Clery
+        record the person gave (else the configured one).
 
         Raises UnknownDrill, or intake's refusal after the run was recorded with its outcome.
         """
         drill = self.drill(name)
+        if record is not None:
+            drill = drill.model_copy(update={
+                "description": record.description, "announced": record.announced,
+                "procedures_publicized": record.procedures_publicized,
+            })
         now = self._clock.now_ms()
         for attempt in range(MANUAL_ATTEMPTS):
             run_id = await self._claim(

@@ -480,17 +480,37 @@ def _names(text: str, finder: NameFinder) -> list[Violation]:
             continue
         # The span takes the honorific with it ("Ms. Garcia"): a rewrite replaces both.
         titled = _HONORIFIC.search(text[: hit.start]) if "title" in hit.cues else None
-        start = titled.start() if titled else hit.start
+        named_at = titled.start() if titled else hit.start
+        start, end = named_at, hit.end
+        # A role word just before the name ("student Maria Lopez", "A student, Maria Lopez,")
+        # belongs to the phrase: the rewrite replaces it too, never "student a student".
+        role = _ROLE_BEFORE.search(text[:named_at])
+        if role is not None:
+            start = role.start()
+            if "," in role.group() and text[end : end + 1] == ",":
+                end += 1
         out.append(
             Violation(
                 "confidentiality.name",
-                f'"{text[start : hit.end]}" looks like the name of a person. Never name a '
+                f'"{text[named_at : hit.end]}" looks like the name of a person. Never name a '
                 "victim, complainant or witness; describe the incident instead.",
                 start,
-                hit.end,
+                end,
             )
         )
     return out
+
+
+# A person's role said just before their name, with its article: the identifying phrase
+# starts there.
+_ROLE_BEFORE = re.compile(
+    r"(?:\b(?:a|an|the|one|our|un|una|el|la)\s+)?\b(?:(?:graduate|undergraduate|exchange)\s+)?"
+    r"(?:students?|freshman|sophomore|junior|senior|undergraduate|employee|staff\s+member|"
+    r"faculty\s+member|instructor|lecturer|resident|roommate|classmate|estudiante|alumn[oa]|"
+    r"emplead[oa]|residente)"
+    r"(?:\s*,)?\s+$",
+    re.IGNORECASE,
+)
 
 
 _HONORIFIC = re.compile(

@@ -11,7 +11,13 @@ import re
 
 from dispatcher.policy.text import fold
 
-_FACULTY_TITLE = re.compile(r"^(?:dr|dra|prof|professor|profesor|profesora|doctor|doctora)\b\.?")
+_FACULTY_TITLE = re.compile(
+    r"^(?:dr|dra|prof|professor|profesor|profesora|doctor|doctora|instructor|lecturer|"
+    r"faculty member)\b\.?"
+)
+# The article and role a name's span may start with ("the employee Ann Lee").
+_ARTICLE = re.compile(r"^(?:a|an|the|one|our|un|una|el|la)\s+")
+_STAFF = re.compile(r"^(?:employee|staff member|empleado|empleada)\b")
 _STREET = re.compile(r"^(\d{1,6})[A-Z]?\s+(.+?)(?:,?\s*(?:Apt|Apartment|Unit|Suite|Ste|#)\b.*)?$")
 _CALLE = re.compile(r"^(.+?)\s+(?:n[úu]m\.?\s*|#\s*)?\d{1,6}\b.*$", re.IGNORECASE)
 
@@ -19,6 +25,7 @@ _WORDS: dict[str, dict[str, str]] = {
     "en": {
         "person": "a student",
         "faculty": "a faculty member",
+        "staff": "a staff member",
         "room": "a residence hall room",
         "apartment": "an apartment",
         "suite": "a suite",
@@ -34,6 +41,7 @@ _WORDS: dict[str, dict[str, str]] = {
     "es": {
         "person": "una persona",
         "faculty": "un miembro del profesorado",
+        "staff": "un miembro del personal",
         "room": "una habitación de una residencia",
         "apartment": "un apartamento",
         "suite": "una suite",
@@ -65,7 +73,10 @@ def rewrite(rule: str, span: str, language: str = "en") -> str:
     if rule in _REMOVE:
         return ""
     if rule == "confidentiality.name":
-        return words["faculty"] if _FACULTY_TITLE.match(fold(span)) else words["person"]
+        said = _ARTICLE.sub("", fold(span))
+        if _FACULTY_TITLE.match(said):
+            return words["faculty"]
+        return words["staff"] if _STAFF.match(said) else words["person"]
     if rule == "confidentiality.residence_unit":
         # A bare number after the building ("West Hall 1104") goes; the building stays.
         return "" if re.fullmatch(r"#?\s?\d{1,4}[A-Za-z]?", span) else words[_unit_kind(fold(span))]

@@ -41,6 +41,14 @@ class SessionRecord:
     expires_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A compose form kept for its user: the posted fields in order, and when."""
+
+    fields: tuple[tuple[str, str], ...]
+    saved_at: int
+
+
 def _user(row: Row) -> UserRecord:
     return UserRecord(
         name=row["name"],
@@ -161,6 +169,29 @@ class UserStore:
         await self._db.execute(
             "DELETE FROM console_sessions WHERE token_sha256 = ?", (token_sha256,)
         )
+
+    async def save_draft(self, name: str, fields: list[tuple[str, str]], now_ms: int) -> None:
+        """Keep the compose form a user is writing (the posted fields, in order)."""
+        await self._db.execute(
+            "INSERT INTO console_drafts (user_name, fields, saved_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_name) DO UPDATE SET fields = excluded.fields,"
+            " saved_at = excluded.saved_at",
+            (name, json.dumps(fields), now_ms),
+        )
+
+    async def draft(self, name: str) -> Draft | None:
+        """The compose form the user was writing, if any."""
+        row = await self._db.fetchone(
+            "SELECT fields, saved_at FROM console_drafts WHERE user_name = ?", (name,)
+        )
+        if row is None:
+            return None
+        pairs = tuple((str(k), str(v)) for k, v in json.loads(row["fields"]))
+        return Draft(pairs, int(row["saved_at"]))
+
+    async def drop_draft(self, name: str) -> None:
+        """Forget the user's draft (sent, or started again)."""
+        await self._db.execute("DELETE FROM console_drafts WHERE user_name = ?", (name,))
 
     async def purge_sessions(self, now_ms: int) -> int:
         """Forget expired sessions."""

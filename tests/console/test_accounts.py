@@ -589,3 +589,35 @@ class TestOnPostgres:
             assert (await AuditLog(database).verify()).ok
         finally:
             await database.close()
+
+
+
+async def _draft_round_trip(database: Database) -> None:
+    accounts = Accounts(UserStore(database), AuditLog(database), MovableClock())
+    await accounts.add_user("dana", PASSWORD, role=Role.DISPATCHER, actor="tests")
+    users = accounts.users
+    assert await users.draft("dana") is None
+    await users.save_draft("dana", [("text", "first")], 1)
+    await users.save_draft("dana", [("text", "Gas leak"), ("zone", "a"), ("zone", "b")], 2)
+    draft = await users.draft("dana")
+    assert draft is not None and draft.saved_at == 2
+    assert draft.fields == (("text", "Gas leak"), ("zone", "a"), ("zone", "b"))
+    await users.drop_draft("dana")
+    assert await users.draft("dana") is None
+
+
+class TestDrafts:
+    """Each user's compose draft is kept in the store: a second save replaces the first, and
+    the fields keep their order and repeats."""
+
+    async def test_sqlite(self, db: Database) -> None:
+        """Saved, replaced and dropped in SQLite."""
+        await _draft_round_trip(db)
+
+    async def test_postgres(self, pg_url: str) -> None:
+        """Saved, replaced and dropped in PostgreSQL."""
+        database = await open_database(pg_url)
+        try:
+            await _draft_round_trip(database)
+        finally:
+            await database.close()

@@ -514,7 +514,7 @@ class TestOperatorsDay:
         """The scheduled siren test runs at once, as the person, and its page is in drill mode."""
         await sign_in(page, console, "drew")
         await page.goto(console.url + "drills")
-        await expect(page.get_by_text("Monthly outdoor siren test")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Monthly outdoor siren test")).to_be_visible()
         await page.get_by_role("button", name="Run “monthly-siren-test” now").click()
         await page.wait_for_url(re.compile(r"/console/alerts/[0-9a-f]+$"))
         await expect(page.locator("body")).to_have_class(re.compile("drill-mode"))

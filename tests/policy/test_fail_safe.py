@@ -181,6 +181,29 @@ class TestRewrites:
         """The rewrite of the span."""
         assert rewrite(rule, span, language) == words
 
+    @pytest.mark.parametrize(
+        ("text", "span", "rewritten"),
+        [
+            ("Timely Warning: student Maria Lopez reported a robbery near Lot C. Call 911.",
+             "student Maria Lopez",
+             "Timely Warning: A student reported a robbery near Lot C. Call 911."),
+            ("A student, Maria Lopez, reported a robbery at the library. Lock your doors.",
+             "A student, Maria Lopez,",
+             "A student reported a robbery at the library. Lock your doors."),
+            ("Timely Warning: the employee Ann Lee reported a theft near Lot C. Call 911.",
+             "the employee Ann Lee",
+             "Timely Warning: A staff member reported a theft near Lot C. Call 911."),
+        ],
+    )
+    def test_role_word_before_a_name_is_in_the_span(
+        self, text: str, span: str, rewritten: str
+    ) -> None:
+        """The span takes the role word before the name, so the suggestion replaces the whole
+        phrase (never "student a student")."""
+        [v] = [v for v in lint(text)["violations"] if v["rule"] == "confidentiality.name"]
+        assert text[v["start"] : v["end"]] == span
+        assert text[: v["start"]] + v["suggestion"] + text[v["end"] :] == rewritten
+
     def test_spanish_message_gets_spanish_words(self) -> None:
         """The suggestion is in the language of the text it rewrites."""
         text = "Aviso oportuno: Robaron el carro de Diego Salazar. Cierre su carro."
