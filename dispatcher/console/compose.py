@@ -128,6 +128,8 @@ class ComposeForm:
     override_reason: str = ""
     references: str = ""
     widen: bool = False
+    # The incident whose timely warning this is: linked in the alert's own transaction.
+    incident: str = ""
     # The kind whose default channels the boxes were ticked with ("" once chosen by hand).
     defaults_of: str = ""
     # A drill's or test's Clery record: what it exercised, announced or not, and whether the
@@ -192,6 +194,7 @@ class ComposeForm:
             override_reason=one("override_reason"),
             references=one("references"),
             widen=one("widen") == "yes",
+            incident=one("incident"),
             defaults_of=one("defaults_of"),
             drill_description=one("drill_description"),
             drill_announced=one("drill_announced", "yes"),
@@ -277,6 +280,8 @@ class ComposeForm:
             body["references"] = self.references
             if self.widen:
                 body["widen"] = True
+        if self.incident:
+            body["incident"] = self.incident
         if self.is_drill:
             body["drill"] = {
                 "description": self.drill_description or self.default_drill_description,

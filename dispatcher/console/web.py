@@ -689,7 +689,7 @@ async def _default_form(service: Service, query: Any) -> ComposeForm:
     return ComposeForm(kind=kind, mode=mode, channels=default_channels(service, kind),
                        references=references, defaults_of=kind,
                        template=query.get("template", ""), fields=fields,
-                       text=query.get("text", ""))
+                       text=query.get("text", ""), incident=query.get("incident", ""))
 
 
 def _posted_form(request: web.Request, posted: Any) -> ComposeForm:

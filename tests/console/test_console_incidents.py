@@ -284,6 +284,8 @@ class TestTimelyWarning:
             await expect(page.locator("#template")).to_have_value("robbery")
             await expect(page.locator("#field-location")).to_have_value(
                 "the 300 block of Elm Street")
+            # The warning names its incident, so intake links the alert to it when it is sent.
+            await expect(page.locator("input[name='incident']").first).to_have_value(incident_id)
             decision = await console.run.service.incidents.store.decision(incident_id)
             assert decision is not None and decision.warn is True
             assert decision.decided_by == "dana"
@@ -418,3 +420,15 @@ class TestApprovalTellsPeople:
         finally:
             await dana.close()
             await admin.close()
+
+
+async def test_the_form_carries_its_incident() -> None:
+    """A timely warning composed from an incident names it in the request intake checks."""
+    from multidict import MultiDict
+
+    from dispatcher.console.compose import ComposeForm
+
+    form = ComposeForm.from_post(MultiDict({"kind": "timely_warning", "text": "Robbery.",
+                                            "incident": "inc-1"}))
+    assert form.request_body()["incident"] == "inc-1"
+    assert "incident" not in ComposeForm.from_post(MultiDict({"text": "Gas leak."})).request_body()
