@@ -22,8 +22,9 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
-from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
+from channels.errors import is_transient_http
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
+from channels.sms_senders import SmsResult, over_senders, raise_when_all_failed_alike
 from channels.sms_twilio import SenderSettings, sms_segments, status_callback_url
 from channels.telnyx_rest import TELNYX_API, TelnyxError, TelnyxRest
 from dispatcher.access.credentials import reveal
@@ -229,17 +230,6 @@ class _Sender:
     workers: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Result:
-    """One delivery's fate before it becomes a receipt; `cause` groups whole-batch failures."""
-
-    outcome: Outcome
-    detail: str = ""
-    provider_ref: str = ""
-    retry_after_s: float | None = None
-    cause: str = ""
-    opted_out: bool = False
-    provider_fault: bool = False
 
 
 class TelnyxSms(Channel):
@@ -351,44 +341,20 @@ class TelnyxSms(Channel):
 
     async def transmit(self, batch: Batch, /) -> Sequence[Receipt]:
         """Send each delivery from the next free sender; receipts in delivery order."""
-        results: list[_Result | None] = [None] * len(batch.deliveries)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(len(batch.deliveries)):
-            queue.put_nowait(index)
-        auth_failed = asyncio.Event()
         pace_until = asyncio.get_running_loop().time() + self.settings.timeout_s * PACE_SHARE
 
-        async def work(sender: _Sender) -> None:
-            while True:
-                try:
-                    index = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                if auth_failed.is_set():
-                    results[index] = _AUTH_FAILED
-                    continue
-                result = await self._send_one(sender, batch, batch.deliveries[index], pace_until)
-                results[index] = result
-                if result.cause == "auth":
-                    auth_failed.set()
+        async def send_one(sender: _Sender, delivery: Delivery) -> SmsResult:
+            return await self._send_one(sender, batch, delivery, pace_until)
 
-        async with asyncio.TaskGroup() as tasks:
-            for sender in self._senders:
-                for _ in range(sender.workers):
-                    tasks.create_task(work(sender))
-
-        done = [r for r in results if r is not None]
-        assert len(done) == len(results)
-        _raise_when_all_failed_alike(done)
-        return [
-            Receipt(d.id, r.outcome, r.detail, r.provider_ref, r.retry_after_s,
-                    opted_out=r.opted_out, provider_fault=r.provider_fault)
-            for d, r in zip(batch.deliveries, done, strict=True)
-        ]
+        done = await over_senders(
+            batch.deliveries, [(s, s.workers) for s in self._senders], send_one, _AUTH_FAILED
+        )
+        raise_when_all_failed_alike(done, provider="telnyx", auth_detail=AUTH_DETAIL)
+        return [r.receipt(d) for d, r in zip(batch.deliveries, done, strict=True)]
 
     async def _send_one(
         self, sender: _Sender, batch: Batch, delivery: Delivery, pace_until: float
-    ) -> _Result:
+    ) -> SmsResult:
         text = batch.alert.message(delivery.language).text
         if sender.limiter is not None:
             try:
@@ -397,7 +363,7 @@ class TelnyxSms(Channel):
                         min(sms_segments(text), sender.limiter.max_rate), batch.alert.rank
                     )
             except TimeoutError:
-                return _Result(
+                return SmsResult(
                     Outcome.RETRY, "not sent: senders at their rate limit", provider_fault=True
                 )
             except GiveWay:
@@ -417,17 +383,17 @@ class TelnyxSms(Channel):
         except TelnyxError as exc:
             result = _classify_rest_error(exc)
         except TimeoutError:
-            result = _Result(Outcome.RETRY, "telnyx timed out", cause="timeout")
+            result = SmsResult(Outcome.RETRY, "telnyx timed out", cause="timeout")
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            result = _Result(
+            result = SmsResult(
                 Outcome.RETRY, f"telnyx unreachable ({type(exc).__name__})", cause="unreachable",
                 provider_fault=isinstance(exc, aiohttp.ClientConnectorError),
             )
         except aiohttp.ClientError as exc:
-            result = _Result(Outcome.RETRY, f"telnyx client error ({type(exc).__name__})")
+            result = SmsResult(Outcome.RETRY, f"telnyx client error ({type(exc).__name__})")
         else:
             status = str(_first_recipient(message).get("status") or "queued")
-            return _Result(Outcome.ACCEPTED, status, str(message.get("id") or ""))
+            return SmsResult(Outcome.ACCEPTED, status, str(message.get("id") or ""))
         log.info(
             "sms.send_failed",
             channel=self.name,
@@ -440,33 +406,24 @@ class TelnyxSms(Channel):
         return result
 
 
-_AUTH_FAILED = _Result(
+AUTH_DETAIL = "telnyx rejected the API key (10009)"
+_AUTH_FAILED = SmsResult(
     Outcome.FAILED, error_detail("10009", 401), cause="auth", provider_fault=True
 )
-_GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
+_GAVE_WAY = SmsResult(Outcome.DEFERRED, GAVE_WAY)
 
 
-def _classify_rest_error(exc: TelnyxError) -> _Result:
+def _classify_rest_error(exc: TelnyxError) -> SmsResult:
     status = exc.status
     if status in (401, 403):
         return _AUTH_FAILED
     detail = error_detail(exc.code, status)
     if is_transient_http(status):
-        return _Result(
+        return SmsResult(
             Outcome.RETRY, detail, retry_after_s=exc.retry_after_s, provider_fault=True
         )
-    return _Result(
+    return SmsResult(
         Outcome.FAILED, detail, opted_out=exc.code == OPTED_OUT,
         provider_fault=exc.code in PROVIDER_FAULTS,
     )
 
-
-def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
-    causes = {r.cause for r in results}
-    if len(causes) != 1:
-        return
-    cause = causes.pop()
-    if cause == "auth":
-        raise PermanentChannelError("telnyx rejected the API key (10009)")
-    if cause == "unreachable":
-        raise TransientChannelError("telnyx API unreachable")

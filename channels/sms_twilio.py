@@ -17,8 +17,9 @@ from pydantic import Field, SecretStr, model_validator
 from twilio.request_validator import RequestValidator
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
-from channels.errors import PermanentChannelError, TransientChannelError, is_transient_http
+from channels.errors import is_transient_http
 from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
+from channels.sms_senders import SmsResult, over_senders, raise_when_all_failed_alike
 from channels.twilio_rest import TWILIO_API, TwilioError, TwilioRest
 from dispatcher.access.credentials import SettingsModel, reveal
 from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, ProviderAnswer, Receipt
@@ -281,18 +282,6 @@ class _Sender:
     workers: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Result:
-    """One delivery's fate before it becomes a receipt; `cause` groups whole-batch failures."""
-
-    outcome: Outcome
-    detail: str = ""
-    provider_ref: str = ""
-    retry_after_s: float | None = None
-    cause: str = ""
-    opted_out: bool = False
-    provider_fault: bool = False
-    """Twilio certainly sent nothing, for a reason of its own (see PROVIDER_FAULTS)."""
 
 
 class TwilioSms(Channel):
@@ -358,45 +347,23 @@ class TwilioSms(Channel):
         """Send each delivery from the next free sender; receipts in delivery order."""
         remaining_s = batch.alert.expires_ms / 1000 - time.time()
         validity = min(self.settings.validity_period_s, math.floor(remaining_s))
-        results: list[_Result | None] = [None] * len(batch.deliveries)
         if validity < 1:
             # Sending an expired alert would mislead; say so on every delivery.
-            expired = _Result(Outcome.FAILED, "alert expired before sending")
-            return [_receipt(d, expired) for d in batch.deliveries]
+            expired = SmsResult(Outcome.FAILED, "alert expired before sending")
+            return [expired.receipt(d) for d in batch.deliveries]
 
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(len(batch.deliveries)):
-            queue.put_nowait(index)
-        auth_failed = asyncio.Event()
         # Waiting for a sender's pace ends in time for the last request to finish well within
         # the engine's limit on a batch: an abandoned batch would resend what was accepted.
         pace_until = asyncio.get_running_loop().time() + self.settings.timeout_s * PACE_SHARE
 
-        async def work(sender: _Sender) -> None:
-            while True:
-                try:
-                    index = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                delivery = batch.deliveries[index]
-                if auth_failed.is_set():
-                    results[index] = _AUTH_FAILED
-                    continue
-                result = await self._send_one(sender, batch, delivery, validity, pace_until)
-                results[index] = result
-                if result.cause == "auth":
-                    # The rest would fail alike: spare the API (and the account's reputation).
-                    auth_failed.set()
+        async def send_one(sender: _Sender, delivery: Delivery) -> SmsResult:
+            return await self._send_one(sender, batch, delivery, validity, pace_until)
 
-        async with asyncio.TaskGroup() as tasks:
-            for sender in self._senders:
-                for _ in range(sender.workers):
-                    tasks.create_task(work(sender))
-
-        done = [r for r in results if r is not None]
-        assert len(done) == len(results)
-        _raise_when_all_failed_alike(done)
-        return [_receipt(d, r) for d, r in zip(batch.deliveries, done, strict=True)]
+        done = await over_senders(
+            batch.deliveries, [(s, s.workers) for s in self._senders], send_one, _AUTH_FAILED
+        )
+        raise_when_all_failed_alike(done, provider="twilio", auth_detail=AUTH_DETAIL)
+        return [r.receipt(d) for d, r in zip(batch.deliveries, done, strict=True)]
 
     async def _send_one(
         self,
@@ -405,7 +372,7 @@ class TwilioSms(Channel):
         delivery: Delivery,
         validity: int,
         pace_until: float,
-    ) -> _Result:
+    ) -> SmsResult:
         text = batch.alert.message(delivery.language).text
         if sender.limiter is not None:
             try:
@@ -414,7 +381,7 @@ class TwilioSms(Channel):
                         min(sms_segments(text), sender.limiter.max_rate), batch.alert.rank
                     )
             except TimeoutError:
-                return _Result(
+                return SmsResult(
                     Outcome.RETRY, "not sent: senders at their rate limit", provider_fault=True
                 )
             except GiveWay:
@@ -440,18 +407,18 @@ class TwilioSms(Channel):
         except TwilioError as exc:
             result = _classify_rest_error(exc, exc.retry_after_s)
         except TimeoutError:
-            result = _Result(Outcome.RETRY, "twilio timed out", cause="timeout")
+            result = SmsResult(Outcome.RETRY, "twilio timed out", cause="timeout")
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            result = _Result(
+            result = SmsResult(
                 Outcome.RETRY, f"twilio unreachable ({type(exc).__name__})", cause="unreachable",
                 # Refused before the request went out: nothing can have been sent.
                 provider_fault=isinstance(exc, aiohttp.ClientConnectorError),
             )
         except aiohttp.ClientError as exc:
-            result = _Result(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
+            result = SmsResult(Outcome.RETRY, f"twilio client error ({type(exc).__name__})")
         else:
             status = str(message.get("status") or "queued")
-            return _Result(Outcome.ACCEPTED, status, str(message.get("sid") or ""))
+            return SmsResult(Outcome.ACCEPTED, status, str(message.get("sid") or ""))
         log.info(
             "sms.send_failed",
             channel=self.name,
@@ -464,38 +431,23 @@ class TwilioSms(Channel):
         return result
 
 
-_AUTH_FAILED = _Result(
+AUTH_DETAIL = "twilio rejected the account credentials (20003)"
+_AUTH_FAILED = SmsResult(
     Outcome.FAILED, error_detail(20003, 401), cause="auth", provider_fault=True
 )
-_GAVE_WAY = _Result(Outcome.DEFERRED, GAVE_WAY)
+_GAVE_WAY = SmsResult(Outcome.DEFERRED, GAVE_WAY)
 
 
-def _classify_rest_error(exc: TwilioError, retry_after: float | None) -> _Result:
+def _classify_rest_error(exc: TwilioError, retry_after: float | None) -> SmsResult:
     status = int(exc.status or 0)
     if status in (401, 403):
         return _AUTH_FAILED
     detail = error_detail(exc.code, status)
     if is_transient_http(status):
-        return _Result(Outcome.RETRY, detail, retry_after_s=retry_after, provider_fault=True)
-    return _Result(
+        return SmsResult(Outcome.RETRY, detail, retry_after_s=retry_after, provider_fault=True)
+    return SmsResult(
         Outcome.FAILED, detail, opted_out=_is_opted_out(exc.code),
         provider_fault=exc.code in PROVIDER_FAULTS,
     )
 
 
-def _raise_when_all_failed_alike(results: Sequence[_Result]) -> None:
-    causes = {r.cause for r in results}
-    if len(causes) != 1:
-        return
-    cause = causes.pop()
-    if cause == "auth":
-        raise PermanentChannelError("twilio rejected the account credentials (20003)")
-    if cause == "unreachable":
-        raise TransientChannelError("twilio API unreachable")
-
-
-def _receipt(delivery: Delivery, result: _Result) -> Receipt:
-    return Receipt(
-        delivery.id, result.outcome, result.detail, result.provider_ref, result.retry_after_s,
-        opted_out=result.opted_out, provider_fault=result.provider_fault,
-    )
