@@ -5,17 +5,41 @@ rest are not tried), and the whole-batch failures that a shared cause makes of t
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from channels.errors import PermanentChannelError, TransientChannelError
+from channels.pacing import RightOfWay, UrgentLimiter
 from dispatcher.domain import Delivery, Outcome, Receipt
 
 AUTH = "auth"
 UNREACHABLE = "unreachable"
 
-S = TypeVar("S")
+
+@dataclass(slots=True)
+class Sender:
+    """A number with its own pace, or the provider's own pool of numbers (`pool`: a Twilio
+    Messaging Service, a Telnyx messaging profile), which the provider paces itself."""
+
+    from_: str
+    pool: str
+    limiter: UrgentLimiter | None
+    workers: int
+
+
+def paced_senders(
+    pool: str, numbers: Sequence[tuple[str, float]], concurrency: int, way: RightOfWay
+) -> list[Sender]:
+    """The senders of a channel: its provider-side pool when it has one, else each number
+    (and its rate) at its own pace. A slow number holds at most ~1 s of work, so fast ones
+    take the rest."""
+    if pool:
+        return [Sender("", pool, None, concurrency)]
+    return [
+        Sender(number, "", UrgentLimiter(rate, 1.0, way), max(1, min(concurrency, math.ceil(rate))))
+        for number, rate in numbers
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +65,12 @@ class SmsResult:
 
 async def over_senders(
     deliveries: Sequence[Delivery],
-    workers: Sequence[tuple[S, int]],
-    send_one: Callable[[S, Delivery], Awaitable[SmsResult]],
+    senders: Sequence[Sender],
+    send_one: Callable[[Sender, Delivery], Awaitable[SmsResult]],
     auth_failed: SmsResult,
 ) -> list[SmsResult]:
-    """Each delivery's result, in delivery order, sent by `workers` (a sender and how many
-    requests it makes at once). Once one result's cause is `AUTH`, the rest are not sent and
+    """Each delivery's result, in delivery order, sent by `senders` (each making `workers`
+    requests at once). Once one result's cause is `AUTH`, the rest are not sent and
     get `auth_failed`: they would fail alike (spare the API and the account's reputation)."""
     results: list[SmsResult | None] = [None] * len(deliveries)
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -54,7 +78,7 @@ async def over_senders(
         queue.put_nowait(index)
     refused = asyncio.Event()
 
-    async def work(sender: S) -> None:
+    async def work(sender: Sender) -> None:
         while True:
             try:
                 index = queue.get_nowait()
@@ -69,8 +93,8 @@ async def over_senders(
                 refused.set()
 
     async with asyncio.TaskGroup() as tasks:
-        for sender, count in workers:
-            for _ in range(count):
+        for sender in senders:
+            for _ in range(sender.workers):
                 tasks.create_task(work(sender))
     done = [r for r in results if r is not None]
     assert len(done) == len(results)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +22,14 @@ from pydantic import Field, SecretStr, model_validator
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import is_transient_http
-from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
-from channels.sms_senders import SmsResult, over_senders, raise_when_all_failed_alike
+from channels.pacing import GiveWay, RightOfWay
+from channels.sms_senders import (
+    Sender,
+    SmsResult,
+    over_senders,
+    paced_senders,
+    raise_when_all_failed_alike,
+)
 from channels.sms_twilio import SenderSettings, sms_segments, status_callback_url
 from channels.telnyx_rest import TELNYX_API, TelnyxError, TelnyxRest
 from dispatcher.access.credentials import reveal
@@ -220,17 +225,6 @@ def _is_delivery_id(raw: str) -> bool:
 
 # --- the channel -----------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Sender:
-    """A number (or the messaging profile's pool) with its own pace."""
-
-    from_: str
-    profile_id: str
-    limiter: UrgentLimiter | None
-    workers: int
-
-
-
 
 class TelnyxSms(Channel):
     """SMS through Telnyx: senders in parallel, each at its own rate; status by webhook."""
@@ -253,16 +247,11 @@ class TelnyxSms(Channel):
         self._replies: set[asyncio.Task[bool]] = set()
 
     @staticmethod
-    def _build_senders(settings: TelnyxSettings, way: RightOfWay) -> list[_Sender]:
-        if settings.messaging_profile_id:
-            return [_Sender("", settings.messaging_profile_id, None, settings.concurrency)]
-        return [
-            _Sender(
-                s.number, "", UrgentLimiter(s.rate, 1.0, way),
-                max(1, min(settings.concurrency, math.ceil(s.rate))),
-            )
-            for s in settings.senders
-        ]
+    def _build_senders(settings: TelnyxSettings, way: RightOfWay) -> list[Sender]:
+        return paced_senders(
+            settings.messaging_profile_id, [(s.number, s.rate) for s in settings.senders],
+            settings.concurrency, way,
+        )
 
     def owns_ref(self, provider_ref: str) -> bool:
         """True for a message id Telnyx gave (a UUID)."""
@@ -343,17 +332,17 @@ class TelnyxSms(Channel):
         """Send each delivery from the next free sender; receipts in delivery order."""
         pace_until = asyncio.get_running_loop().time() + self.settings.timeout_s * PACE_SHARE
 
-        async def send_one(sender: _Sender, delivery: Delivery) -> SmsResult:
+        async def send_one(sender: Sender, delivery: Delivery) -> SmsResult:
             return await self._send_one(sender, batch, delivery, pace_until)
 
         done = await over_senders(
-            batch.deliveries, [(s, s.workers) for s in self._senders], send_one, _AUTH_FAILED
+            batch.deliveries, self._senders, send_one, _AUTH_FAILED
         )
         raise_when_all_failed_alike(done, provider="telnyx", auth_detail=AUTH_DETAIL)
         return [r.receipt(d) for d, r in zip(batch.deliveries, done, strict=True)]
 
     async def _send_one(
-        self, sender: _Sender, batch: Batch, delivery: Delivery, pace_until: float
+        self, sender: Sender, batch: Batch, delivery: Delivery, pace_until: float
     ) -> SmsResult:
         text = batch.alert.message(delivery.language).text
         if sender.limiter is not None:
@@ -371,8 +360,8 @@ class TelnyxSms(Channel):
         elif self.right_of_way.yields(batch.alert.rank):
             return _GAVE_WAY
         body: dict[str, Any] = {"to": delivery.address, "text": text}
-        if sender.profile_id:
-            body["messaging_profile_id"] = sender.profile_id
+        if sender.pool:
+            body["messaging_profile_id"] = sender.pool
         else:
             body["from"] = sender.from_
         if hook := self.settings.webhook_url:

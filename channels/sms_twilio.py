@@ -18,8 +18,14 @@ from twilio.request_validator import RequestValidator
 
 from channels.base import GAVE_WAY, Channel, ChannelSettings, ReceiptSink
 from channels.errors import is_transient_http
-from channels.pacing import GiveWay, RightOfWay, UrgentLimiter
-from channels.sms_senders import SmsResult, over_senders, raise_when_all_failed_alike
+from channels.pacing import GiveWay, RightOfWay
+from channels.sms_senders import (
+    Sender,
+    SmsResult,
+    over_senders,
+    paced_senders,
+    raise_when_all_failed_alike,
+)
 from channels.twilio_rest import TWILIO_API, TwilioError, TwilioRest
 from dispatcher.access.credentials import SettingsModel, reveal
 from dispatcher.domain import Batch, ChannelKind, Delivery, Outcome, ProviderAnswer, Receipt
@@ -272,17 +278,6 @@ def error_detail(code: int | str | None, http_status: int | None = None) -> str:
 
 # --- the channel -----------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Sender:
-    """A number (or the Messaging Service) with its own pace."""
-
-    from_: str
-    service_sid: str
-    limiter: UrgentLimiter | None
-    workers: int
-
-
-
 
 class TwilioSms(Channel):
     """SMS through Twilio: senders in parallel, each at its own rate; status by callback."""
@@ -305,20 +300,11 @@ class TwilioSms(Channel):
         self._senders = self._build_senders(settings, self.right_of_way)
 
     @staticmethod
-    def _build_senders(settings: TwilioSettings, way: RightOfWay) -> list[_Sender]:
-        if settings.messaging_service_sid:
-            # Twilio paces a Messaging Service itself; the channel-wide rate_per_second applies.
-            return [_Sender("", settings.messaging_service_sid, None, settings.concurrency)]
-        return [
-            _Sender(
-                s.number,
-                "",
-                UrgentLimiter(s.rate, 1.0, way),
-                # A slow number holds at most ~1 s of work, so fast ones take the rest.
-                max(1, min(settings.concurrency, math.ceil(s.rate))),
-            )
-            for s in settings.senders
-        ]
+    def _build_senders(settings: TwilioSettings, way: RightOfWay) -> list[Sender]:
+        return paced_senders(
+            settings.messaging_service_sid, [(s.number, s.rate) for s in settings.senders],
+            settings.concurrency, way,
+        )
 
     async def start(self, receipts: ReceiptSink, /) -> None:
         """Open the HTTP session (status arrives by callback, not through `receipts`)."""
@@ -356,18 +342,18 @@ class TwilioSms(Channel):
         # the engine's limit on a batch: an abandoned batch would resend what was accepted.
         pace_until = asyncio.get_running_loop().time() + self.settings.timeout_s * PACE_SHARE
 
-        async def send_one(sender: _Sender, delivery: Delivery) -> SmsResult:
+        async def send_one(sender: Sender, delivery: Delivery) -> SmsResult:
             return await self._send_one(sender, batch, delivery, validity, pace_until)
 
         done = await over_senders(
-            batch.deliveries, [(s, s.workers) for s in self._senders], send_one, _AUTH_FAILED
+            batch.deliveries, self._senders, send_one, _AUTH_FAILED
         )
         raise_when_all_failed_alike(done, provider="twilio", auth_detail=AUTH_DETAIL)
         return [r.receipt(d) for d, r in zip(batch.deliveries, done, strict=True)]
 
     async def _send_one(
         self,
-        sender: _Sender,
+        sender: Sender,
         batch: Batch,
         delivery: Delivery,
         validity: int,
@@ -393,8 +379,8 @@ class TwilioSms(Channel):
             ("Body", text),
             ("ValidityPeriod", str(validity)),
         ]
-        if sender.service_sid:
-            form.append(("MessagingServiceSid", sender.service_sid))
+        if sender.pool:
+            form.append(("MessagingServiceSid", sender.pool))
         else:
             form.append(("From", sender.from_))
         if callback := self.settings.status_callback_url:

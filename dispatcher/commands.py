@@ -24,7 +24,7 @@ from dispatcher.console.accounts import generate_password
 from dispatcher.console.web import FIRST_PASSWORD_ENV
 from dispatcher.observability import configure_logging
 from dispatcher.service import Service
-from dispatcher.settings import TOKEN_ENV, ConfigError, Settings, load_settings
+from dispatcher.settings import TOKEN_ENV, Settings, settings_or_exit
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 
@@ -86,17 +86,11 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help=f"API token (default ${TOKEN_ENV})")
 
 
-def _settings(path: Path | None) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        print(f"clarion: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP API and the engine until SIGINT or SIGTERM."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     configure_logging(settings.logging.level, json_lines=settings.logging.json_lines)
     host = args.host or settings.service.host
     port = args.port if args.port is not None else settings.service.port
@@ -394,7 +388,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Walk the audit chain; exit 1 at the first entry that was changed."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     configure_logging("warning", json_lines=settings.logging.json_lines)
 
     async def verify() -> int:

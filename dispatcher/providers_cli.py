@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from channels.registry import CHANNELS
 from dispatcher.clock import Clock
 from dispatcher.observability import configure_logging
-from dispatcher.settings import ConfigError, Settings, load_settings
+from dispatcher.settings import Settings, settings_or_exit
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 from dispatcher.store.providers import ProviderDrains
@@ -45,11 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def _settings(path: Path | None) -> Settings:
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        print(f"clarion: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit(path)
     configure_logging("warning", json_lines=settings.logging.json_lines)
     return settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -318,6 +319,15 @@ def config_dir() -> Path:
         if (candidate / "clarion.toml").is_file():
             return candidate
     raise ConfigError(f"the embedded config is missing (looked in {here / '_config'})")
+
+
+def settings_or_exit(path: Path | None = None) -> Settings:
+    """For a command: the settings, or the config's problem on stderr and exit status 2."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"clarion: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from channels.webhook_signed import SignedWebhooks, WebhookSettings
-from dispatcher.settings import ConfigError, Settings, load_settings
+from dispatcher.settings import Settings, settings_or_exit
 from dispatcher.store.database import open_database
 from dispatcher.store.webhook_log import WebhookLog
 
@@ -30,12 +30,6 @@ def register(subparsers: Any) -> None:
     log.set_defaults(func=cmd_log)
 
 
-def _settings(path: Path | None) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        print(f"clarion: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _subscribers(settings: Settings) -> WebhookSettings:
@@ -48,7 +42,7 @@ def _subscribers(settings: Settings) -> WebhookSettings:
 def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print each subscriber, one a line: name, format, kinds (never its URL or secret)."""
     out = out or sys.stdout
-    for s in _subscribers(_settings(args.config)).subscribers:
+    for s in _subscribers(settings_or_exit(args.config)).subscribers:
         print(f"{s.name}\t{s.format}\t{','.join(k.value for k in s.kinds)}", file=out)
     return 0
 
@@ -56,7 +50,7 @@ def cmd_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def cmd_log(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print a subscriber's tries, one a line: when, alert, try, status, outcome, ms, detail."""
     out = out or sys.stdout
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     if args.name not in {s.name for s in _subscribers(settings).subscribers}:
         print(f"clarion: no webhook subscriber {args.name!r} in the config", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from dispatcher.console.accounts import (
     password_problem,
 )
 from dispatcher.observability import configure_logging
-from dispatcher.settings import ConfigError, Settings, load_settings
+from dispatcher.settings import Settings, settings_or_exit
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 from dispatcher.store.users import UserExists, UserStore
@@ -66,12 +66,6 @@ def register(sub: Any) -> None:
     listing.set_defaults(func=cmd_list)
 
 
-def _settings(path: Path | None) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        print(f"clarion: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
@@ -105,7 +99,7 @@ def _quiet(settings: Settings) -> None:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """Add a user; a generated password is printed once."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet(settings)
     name = args.name.strip().lower()
     problem = name_problem(name, {t.name for t in settings.auth.tokens})
@@ -145,7 +139,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_passwd(args: argparse.Namespace) -> int:
     """Set a user's password and end their sessions."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet(settings)
     password, generated = _password(args)
     problem = password_problem(password)
@@ -168,7 +162,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet(settings)
 
     async def work(accounts: Accounts) -> int:
@@ -196,7 +190,7 @@ def cmd_enable(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print the users: name, role, scopes, state."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet(settings)
 
     async def work(accounts: Accounts) -> int:

@@ -22,14 +22,14 @@ from rich.console import Console
 from rich.table import Table
 
 from dispatcher.clock import Clock
-from dispatcher.commands import _accepted, _client_args, _follow, _settings, _token
+from dispatcher.commands import _accepted, _client_args, _follow, _token
 from dispatcher.drills.schedule import describe
 from dispatcher.drills.scheduler import DrillRun, recent_runs
 from dispatcher.incidents.statistics import section_html
 from dispatcher.observability import configure_logging
 from dispatcher.records import CleryReport, purge, render_html, report_csv
 from dispatcher.service import Service
-from dispatcher.settings import Settings
+from dispatcher.settings import Settings, settings_or_exit
 from dispatcher.store.audit import AuditLog
 from dispatcher.store.database import open_database
 
@@ -95,7 +95,7 @@ def _quiet_logs(settings: Settings) -> None:
 
 def cmd_drill_list(args: argparse.Namespace) -> int:
     """Print each drill with its next times and its last run."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet_logs(settings)
     return asyncio.run(_drill_list(settings, count=max(args.count, 1), as_json=args.json))
 
@@ -156,7 +156,7 @@ def _store_exists(settings: Settings) -> bool:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the year's Clery report; warnings also go to stderr."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet_logs(settings)
     fmt = args.format
     if fmt is None:
@@ -203,7 +203,7 @@ async def _report(
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """Remove what is past retention and say what was removed."""
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     _quiet_logs(settings)
     return asyncio.run(_purge(settings, dry_run=args.dry_run))
 
